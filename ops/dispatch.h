@@ -1,0 +1,31 @@
+// Turns a runtime Format into a compile-time template argument (as AT_DISPATCH_* does for
+// dtypes). Usage:
+//   dispatch_format(spec.format, [&](auto f) { constexpr Format F = decltype(f)::value; ... });
+#pragma once
+
+#include <type_traits>
+
+#include "qat/scheme/format.h"
+
+namespace qat::ops {
+
+template <scheme::Format F>
+using FormatTag = std::integral_constant<scheme::Format, F>;
+
+template <typename Fn>
+decltype(auto) dispatch_format(scheme::Format f, Fn&& fn) {
+  using scheme::Format;
+  switch (f) {
+    case Format::kInt: return fn(FormatTag<Format::kInt>{});
+    case Format::kUInt: return fn(FormatTag<Format::kUInt>{});
+    case Format::kFp8E4M3: return fn(FormatTag<Format::kFp8E4M3>{});
+    case Format::kFp8E5M2: return fn(FormatTag<Format::kFp8E5M2>{});
+    case Format::kNf4: return fn(FormatTag<Format::kNf4>{});
+    case Format::kQ8_0: return fn(FormatTag<Format::kQ8_0>{});
+    case Format::kQ4_0: return fn(FormatTag<Format::kQ4_0>{});
+    case Format::kQ4_1: break;
+  }
+  return fn(FormatTag<Format::kQ4_1>{});
+}
+
+}  // namespace qat::ops

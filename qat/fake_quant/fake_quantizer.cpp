@@ -1,0 +1,129 @@
+#include "qat/fake_quant/fake_quantizer.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+namespace qat::fake_quant {
+
+using scheme::Format;
+using K = scheme::Granularity::Kind;
+
+ScaleMode scale_mode_from_name(const std::string& name) {
+  if (name == "dynamic") return ScaleMode::kDynamic;
+  if (name == "static") return ScaleMode::kStatic;
+  if (name == "lsq" || name == "learnable") return ScaleMode::kLearnable;
+  TORCH_CHECK(false, "unknown scale mode '", name, "': expected dynamic, static or lsq");
+}
+
+std::string to_string(ScaleMode m) {
+  switch (m) {
+    case ScaleMode::kDynamic: return "dynamic";
+    case ScaleMode::kStatic: return "static";
+    case ScaleMode::kLearnable: return "lsq";
+  }
+  return "?";
+}
+
+void FakeQuantizerConfig::validate() const {
+  spec.validate();
+  range.validate();
+  TORCH_CHECK(delay_steps >= 0, "delay_steps must be >= 0, got ", delay_steps);
+  if (scale_mode != ScaleMode::kDynamic) {
+    TORCH_CHECK(spec.granularity.kind != K::kPerToken, "per-token scales change with every batch: ",
+                "use scale mode 'dynamic' for per_token, not '", to_string(scale_mode), "'");
+    TORCH_CHECK(spec.traits().fixed_block == 0 && spec.format != Format::kNf4, "format '",
+                spec.traits().name, "' derives each block's scale from the block: use scale mode ",
+                "'dynamic', not '", to_string(scale_mode), "'");
+  }
+  if (scale_mode == ScaleMode::kLearnable) {
+    TORCH_CHECK(spec.traits().learnable_ok, "learnable (LSQ) scales need an int or uint format, got '",
+                spec.traits().name, "'");
+    TORCH_CHECK(spec.scale_dtype == scheme::ScaleDtype::kFloat32, "LSQ learns float32 scales");
+  }
+}
+
+FakeQuantizerImpl::FakeQuantizerImpl(FakeQuantizerConfig cfg, const at::Tensor& like)
+    : cfg_(std::move(cfg)) {
+  cfg_.validate();
+  step_ = register_buffer("step", torch::zeros({}, torch::kLong));
+  if (cfg_.scale_mode == ScaleMode::kStatic) {
+    observer_ = std::make_unique<Observer>(cfg_.spec, cfg_.range, cfg_.observer_mode,
+                                           cfg_.observer_momentum);
+  }
+  if (cfg_.scale_mode == ScaleMode::kLearnable) {
+    std::vector<int64_t> shape;
+    if (like.defined()) {
+      cfg_.spec.validate_for(like.sizes());
+      shape = cfg_.spec.scale_shape(like.sizes());
+    } else {
+      TORCH_CHECK(cfg_.spec.granularity.kind == K::kPerTensor,
+                  "a learnable activation scale is per-tensor (the shape is unknown up front)");
+    }
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat);
+    scale_ = register_parameter("scale", torch::ones(shape, opts));
+    if (cfg_.spec.format == Format::kUInt) {
+      zero_point_ = register_parameter("zero_point", torch::zeros(shape, opts));
+    }
+    initialized_ = register_buffer("initialized", torch::zeros({}, torch::kBool));
+    if (like.defined()) init_learnable(like);
+  }
+}
+
+void FakeQuantizerImpl::init_learnable(const at::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  const ops::QParams qp = range_qparams(x.detach(), cfg_.spec, cfg_.range);
+  scale_.copy_(qp.scale.reshape(scale_.sizes()));
+  if (zero_point_.defined()) zero_point_.copy_(qp.zero.reshape(zero_point_.sizes()));
+  initialized_.fill_(true);
+}
+
+bool FakeQuantizerImpl::active() const {
+  return cfg_.enabled && step_.item<int64_t>() >= cfg_.delay_steps;
+}
+
+ops::QParams FakeQuantizerImpl::qparams_for(const at::Tensor& x) const {
+  switch (cfg_.scale_mode) {
+    case ScaleMode::kDynamic:
+      return range_qparams(x, cfg_.spec, cfg_.range);
+    case ScaleMode::kStatic:
+      return observer_->qparams();
+    case ScaleMode::kLearnable: {
+      const scheme::CodeRange r = cfg_.spec.code_range();
+      const auto shape = cfg_.spec.scale_shape(x.sizes());
+      at::Tensor zero = zero_point_.defined()
+                            ? zero_point_.detach().clamp(r.qmin, r.qmax).round().reshape(shape)
+                            : at::zeros(shape, scale_.options());
+      return {scale_.detach().reshape(shape), zero};
+    }
+  }
+  return {};
+}
+
+at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
+  const bool training = is_training();
+  const int64_t step = step_.item<int64_t>();
+  if (training) step_.add_(1);
+  if (!cfg_.enabled || step < cfg_.delay_steps) return x;
+
+  switch (cfg_.scale_mode) {
+    case ScaleMode::kDynamic:
+      if (cfg_.range.method == RangeMethod::kMinMax) return fake_quant_dynamic(x, cfg_.spec, cfg_.grad);
+      return fake_quant(x, cfg_.spec, range_qparams(x, cfg_.spec, cfg_.range), cfg_.grad);
+    case ScaleMode::kStatic: {
+      const bool frozen = cfg_.freeze_observer_after >= 0 && step >= cfg_.freeze_observer_after;
+      if ((training && !frozen) || !observer_->has_range()) observer_->update(x);
+      return fake_quant(x, cfg_.spec, observer_->qparams(), cfg_.grad);
+    }
+    case ScaleMode::kLearnable: {
+      if (!initialized_.item<bool>()) init_learnable(x);
+      const double gf = lsq_grad_factor(cfg_.spec, x.sizes());
+      const auto shape = cfg_.spec.scale_shape(x.sizes());
+      return fake_quant_lsq(x, scale_.reshape(shape),
+                            zero_point_.defined() ? zero_point_.reshape(shape) : at::Tensor(),
+                            cfg_.spec, gf);
+    }
+  }
+  return x;
+}
+
+}  // namespace qat::fake_quant

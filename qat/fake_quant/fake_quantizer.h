@@ -1,0 +1,63 @@
+// FakeQuantizer: one tensor's fake quantization as a module -- a spec, how its scales are set
+// (dynamic per call, a static observer, or learned with LSQ), its gradient, and a delay.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include "qat/fake_quant/fake_quant.h"
+#include "qat/fake_quant/observer.h"
+
+namespace qat::fake_quant {
+
+enum class ScaleMode {
+  kDynamic,    // qparams from the tensor itself every call (weights per step, activations per token)
+  kStatic,     // qparams from an observer: updated in training until frozen, fixed in eval
+  kLearnable,  // LSQ (int) / LSQ+ (uint): scale (and zero point) are trainable parameters
+};
+ScaleMode scale_mode_from_name(const std::string& name);
+std::string to_string(ScaleMode m);
+
+struct FakeQuantizerConfig {
+  scheme::QuantSpec spec;
+  bool enabled = true;
+  ScaleMode scale_mode = ScaleMode::kDynamic;
+  RangeConfig range;                 // how ranges are set (dynamic, static, and LSQ's init)
+  GradMode grad = GradMode::kSte;    // kDynamic/kStatic only; LSQ has its own gradients
+  Observer::Mode observer_mode = Observer::Mode::kMovingAverage;
+  double observer_momentum = 0.01;
+  int64_t delay_steps = 0;              // training steps before fake quant starts (identity before)
+  int64_t freeze_observer_after = -1;   // kStatic: stop updating after N steps (-1: never)
+  void validate() const;
+};
+
+class FakeQuantizerImpl : public torch::nn::Module {
+ public:
+  // `like`: a tensor shaped like the ones this quantizer will see (the weight for weights), used to
+  // size learnable scales and initialise them from the range. Undefined for activations, whose
+  // learnable scale is per-tensor and initialised from the first training batch.
+  FakeQuantizerImpl(FakeQuantizerConfig cfg, const at::Tensor& like = {});
+
+  at::Tensor forward(const at::Tensor& x);
+
+  // The qparams the forward uses for x now (eval semantics: no observer update, no step).
+  ops::QParams qparams_for(const at::Tensor& x) const;
+  // Whether the forward currently quantizes (enabled and past the delay).
+  bool active() const;
+
+  const FakeQuantizerConfig& config() const { return cfg_; }
+  void set_enabled(bool on) { cfg_.enabled = on; }
+  int64_t step() const { return step_.item<int64_t>(); }
+
+ private:
+  void init_learnable(const at::Tensor& x);
+
+  FakeQuantizerConfig cfg_;
+  std::unique_ptr<Observer> observer_;
+  at::Tensor step_;         // buffer: training forwards seen (drives delay and freeze)
+  at::Tensor scale_;        // parameter (kLearnable)
+  at::Tensor zero_point_;   // parameter (kLearnable, uint)
+  at::Tensor initialized_;  // buffer (kLearnable): scale set from data yet
+};
+TORCH_MODULE(FakeQuantizer);
+
+}  // namespace qat::fake_quant

@@ -1,0 +1,48 @@
+// FakeQuantLinear: a linear layer trained against its deployed numerics. The weight (optionally
+// 2:4-sparsified) and the input activations each pass a FakeQuantizer; either can be off.
+#pragma once
+
+#include <optional>
+
+#include "qat/fake_quant/fake_quantizer.h"
+#include "qat/nn/linear.h"
+#include "qat/nn/sparsity.h"
+
+namespace qat::nn {
+
+struct FakeQuantLinearConfig {
+  std::optional<fake_quant::FakeQuantizerConfig> weight;      // nullopt: weights stay dense
+  std::optional<fake_quant::FakeQuantizerConfig> activation;  // nullopt: inputs stay dense
+  SparsityConfig sparsity;
+};
+
+class FakeQuantLinear : public LinearBase {
+ public:
+  // Wraps the weight and bias of `source` (the same tensors: an optimizer built later sees them).
+  FakeQuantLinear(const LinearBase& source, FakeQuantLinearConfig cfg);
+
+  at::Tensor forward(const at::Tensor& x) override;
+  // The weight the forward multiplies by now (fake-quantized, masked), without autograd.
+  at::Tensor effective_weight() const override;
+  at::Tensor bias() const override { return bias_; }
+
+  const at::Tensor& weight() const { return weight_; }
+  const at::Tensor& sparsity_mask() const { return mask_; }  // undefined when sparsity is off
+  fake_quant::FakeQuantizer weight_quantizer() const { return weight_fq_; }
+  fake_quant::FakeQuantizer activation_quantizer() const { return act_fq_; }
+  const FakeQuantLinearConfig& config() const { return cfg_; }
+
+  // Enable or disable both quantizers (e.g. to evaluate the float model).
+  void set_fake_quant_enabled(bool on);
+
+ private:
+  at::Tensor masked_weight() const;
+
+  FakeQuantLinearConfig cfg_;
+  at::Tensor weight_, bias_;
+  at::Tensor mask_;  // buffer (bool), 2:4 sparsity
+  at::Tensor step_;  // buffer: training forwards (drives mask recomputation)
+  fake_quant::FakeQuantizer weight_fq_{nullptr}, act_fq_{nullptr};
+};
+
+}  // namespace qat::nn

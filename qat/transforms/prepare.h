@@ -1,0 +1,33 @@
+// prepare(): swap dense linear layers for FakeQuantLinear by name rules.
+// convert(): swap every FakeQuantLinear for a QuantizedLinear holding packed codes.
+//
+// Names are full module paths ("model.layers.0.self_attn.q_proj"). A rule is a glob (fnmatch
+// syntax); it matches a name if it matches the whole name or a dotted suffix of it, so "q_proj"
+// and "*.q_proj" both pick every q_proj, as PEFT's target_modules do.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "qat/nn/fake_quant_linear.h"
+
+namespace qat::transforms {
+
+struct PrepareConfig {
+  std::vector<std::string> include{"*"};
+  // Embeddings and the output head stay dense by default: they are the most sensitive to
+  // quantization and llama.cpp keeps them at higher precision too.
+  std::vector<std::string> exclude{"lm_head", "*embed*"};
+  nn::FakeQuantLinearConfig layer;
+};
+
+bool name_matches(const std::string& pattern, const std::string& name);
+
+// Returns the names of the swapped layers, in order. Throws if a matching linear is not held in
+// a swappable slot (see nn::ModuleWithLinears) or if nothing matched.
+std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg);
+
+// Returns the names of the converted layers.
+std::vector<std::string> convert(torch::nn::Module& model);
+
+}  // namespace qat::transforms

@@ -1,0 +1,149 @@
+// prepare() swaps linears by name rules; convert() must give a model whose forward equals the
+// prepared (fake-quant) forward exactly: max |diff| = 0 over many seeds, shapes and formats.
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/optim/sgd.h>
+
+#include <random>
+
+#include "qat/nn/quantized_linear.h"
+#include "qat/transforms/prepare.h"
+#include "tests/support/helpers.h"
+
+using namespace qat;
+using fake_quant::FakeQuantizerConfig;
+using fake_quant::ScaleMode;
+using scheme::Granularity;
+using scheme::QuantSpec;
+
+namespace {
+
+// A miniature decoder block with HF-style names.
+struct Attention : nn::ModuleWithLinears {
+  std::shared_ptr<nn::LinearBase> q_proj, o_proj;
+  Attention(int64_t d, torch::TensorOptions o) {
+    q_proj = std::make_shared<nn::Linear>(d, d, false, o);
+    o_proj = std::make_shared<nn::Linear>(d, d, true, o);
+    register_linear("q_proj", q_proj);
+    register_linear("o_proj", o_proj);
+  }
+};
+struct TinyModel : nn::ModuleWithLinears {
+  torch::nn::Embedding embed_tokens{nullptr};
+  std::shared_ptr<Attention> self_attn;
+  std::shared_ptr<nn::LinearBase> up_proj, lm_head;
+  TinyModel(int64_t vocab, int64_t d, int64_t hidden, torch::TensorOptions o) {
+    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(vocab, d));
+    embed_tokens->weight.set_data(embed_tokens->weight.to(o.dtype()));
+    self_attn = register_module("self_attn", std::make_shared<Attention>(d, o));
+    up_proj = std::make_shared<nn::Linear>(d, hidden, false, o);
+    lm_head = std::make_shared<nn::Linear>(hidden, vocab, false, o);
+    register_linear("up_proj", up_proj);
+    register_linear("lm_head", lm_head);
+  }
+  at::Tensor forward(const at::Tensor& ids) {
+    at::Tensor h = embed_tokens->forward(ids);
+    h = h + self_attn->o_proj->forward(at::silu(self_attn->q_proj->forward(h)));
+    return lm_head->forward(at::relu(up_proj->forward(h)));
+  }
+};
+
+FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g, ScaleMode mode = ScaleMode::kDynamic) {
+  FakeQuantizerConfig c;
+  c.spec = QuantSpec::from_name(name);
+  if (c.spec.traits().fixed_block == 0 && c.spec.format != scheme::Format::kNf4) c.spec.granularity = g;
+  c.scale_mode = mode;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("prepare swaps linears by name rules; embeddings and lm_head stay dense", "[prepare]") {
+  torch::manual_seed(0);
+  TinyModel m(50, 32, 64, torch::kFloat);
+  transforms::PrepareConfig cfg;
+  cfg.layer.weight = weight_cfg("int4", Granularity::per_group(32));
+  const auto swapped = transforms::prepare(m, cfg);
+  REQUIRE(swapped == std::vector<std::string>{"up_proj", "self_attn.o_proj", "self_attn.q_proj"});
+  REQUIRE(dynamic_cast<nn::FakeQuantLinear*>(m.self_attn->q_proj.get()));  // the member sees the swap
+  REQUIRE(dynamic_cast<nn::Linear*>(m.lm_head.get()));
+
+  TinyModel m2(50, 32, 64, torch::kFloat);
+  transforms::PrepareConfig only_q = cfg;
+  only_q.include = {"q_proj"};
+  REQUIRE(transforms::prepare(m2, only_q) == std::vector<std::string>{"self_attn.q_proj"});
+
+  TinyModel m3(50, 32, 64, torch::kFloat);
+  transforms::PrepareConfig none = cfg;
+  none.include = {"nothing_here"};
+  REQUIRE_THROWS_WITH(transforms::prepare(m3, none), Catch::Contains("no linear layer matched"));
+  transforms::PrepareConfig bad_group = cfg;
+  bad_group.layer.weight = weight_cfg("int4", Granularity::per_group(48));
+  REQUIRE_THROWS_WITH(transforms::prepare(m3, bad_group), Catch::Contains("does not divide the last dimension"));
+}
+
+TEST_CASE("convert equals prepare exactly over 100+ seeds, shapes and formats", "[prepare][convert]") {
+  const std::vector<std::string> formats{"int4", "int8", "uint4", "int2", "fp8_e4m3", "fp8_e5m2", "nf4",
+                                         "gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "uint8", "int3"};
+  const std::vector<Granularity> grans{Granularity::per_group(32), Granularity::per_axis(0),
+                                       Granularity::per_tensor(), Granularity::per_group(64)};
+  std::mt19937 rng(1234);
+  int cases = 0;
+  for (int seed = 0; seed < 120; ++seed) {
+    const std::string f = formats[seed % formats.size()];
+    const Granularity g = grans[(seed / formats.size()) % grans.size()];
+    const int64_t d = std::vector<int64_t>{64, 128, 256}[rng() % 3];
+    const int64_t hidden = std::vector<int64_t>{64, 192, 320}[rng() % 3];
+    const auto dtype = seed % 3 == 0 ? at::kBFloat16 : at::kFloat;
+    const bool act = seed % 4 == 1;
+    const bool sparse = seed % 5 == 2;
+    const bool lsq = (seed % 7 == 3) && (f.rfind("int", 0) == 0 || f.rfind("uint", 0) == 0);
+    CAPTURE(seed, f, g.to_string(), d, hidden, dtype, act, sparse, lsq);
+    torch::manual_seed(seed);
+    TinyModel m(97, d, hidden, dtype);
+    transforms::PrepareConfig cfg;
+    cfg.layer.weight = weight_cfg(f, g, lsq ? ScaleMode::kLearnable : ScaleMode::kDynamic);
+    if (act) {
+      FakeQuantizerConfig a;
+      a.spec = QuantSpec::from_name("int8").with(Granularity::per_token());
+      cfg.layer.activation = a;
+    }
+    cfg.layer.sparsity.enabled = sparse;
+    transforms::prepare(m, cfg);
+    const at::Tensor ids = at::randint(97, {2, 9}, at::kLong);
+    if (lsq) {  // a few training steps so the learned scales move away from their init
+      m.train();
+      torch::optim::SGD opt(m.parameters(), 1e-2);
+      for (int s = 0; s < 3; ++s) {
+        opt.zero_grad();
+        m.forward(ids).to(at::kFloat).square().mean().backward();
+        opt.step();
+      }
+    }
+    m.eval();
+    const at::Tensor before = m.forward(ids);
+    const auto converted = transforms::convert(m);
+    REQUIRE(converted.size() == 3);
+    REQUIRE(dynamic_cast<nn::QuantizedLinear*>(m.up_proj.get()));
+    const at::Tensor after = m.forward(ids);
+    REQUIRE(qat::test::bit_equal(before, after));  // max |diff| = 0
+    ++cases;
+  }
+  REQUIRE(cases >= 100);
+}
+
+TEST_CASE("QuantizedLinear stores packed codes: int4 takes half a byte per weight", "[convert]") {
+  torch::manual_seed(1);
+  nn::Linear dense(256, 64, false);
+  nn::FakeQuantLinearConfig cfg;
+  cfg.weight = weight_cfg("int4", Granularity::per_group(32));
+  nn::FakeQuantLinear fq(dense, cfg);
+  nn::QuantizedLinear q(fq);
+  REQUIRE(q.packed_weight().numel() == 256 * 64 / 2);
+  REQUIRE(q.weight_bytes() == 256 * 64 / 2 + 256 * 64 / 32 * 4);
+  cfg.weight = weight_cfg("gguf_q4_0", Granularity::per_group(32));
+  nn::FakeQuantLinear fq0(dense, cfg);
+  REQUIRE(nn::QuantizedLinear(fq0).weight_bytes() == 256 * 64 / 32 * 18);
+}

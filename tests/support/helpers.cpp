@@ -1,0 +1,71 @@
+#include "tests/support/helpers.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#if defined(QAT_WITH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace qat::test {
+
+at::Tensor adversarial(std::vector<int64_t> shape, uint64_t seed) {
+  at::Tensor x = randn(shape, seed);
+  at::Generator gen = at::detail::createCPUGenerator(seed + 1);
+  const at::Tensor u = at::rand(x.sizes(), gen);
+  // 10% exact zeros, 10% values on a coarse grid (ties after scaling), 2% large outliers,
+  // and a few exact duplicates of the extreme value.
+  x = at::where(u < 0.1, at::zeros_like(x), x);
+  x = at::where((u >= 0.1) & (u < 0.2), (x * 4).round() / 4, x);
+  x = at::where((u >= 0.2) & (u < 0.22), x * 100, x);
+  return x;
+}
+
+std::string python() {
+  if (const char* p = std::getenv("QAT_PYTHON")) return p;
+  return QAT_TEST_PYTHON;
+}
+
+int run_python(const std::string& script, const std::vector<std::string>& args) {
+  std::ostringstream cmd;
+  cmd << "'" << python() << "' '" << QAT_TEST_REF_DIR << "/" << script << "'";
+  for (const auto& a : args) cmd << " '" << a << "'";
+  return std::system(cmd.str().c_str());
+}
+
+std::string temp_dir() {
+  static std::mt19937_64 rng(std::random_device{}());
+  auto dir = std::filesystem::temp_directory_path() / ("qat-test-" + std::to_string(rng()));
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+void write_f32(const std::string& path, const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kFloat).contiguous();
+  std::ofstream f(path, std::ios::binary);
+  f.write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+bool cuda_available() {
+#if defined(QAT_WITH_CUDA)
+  return at::cuda::is_available();
+#else
+  return false;
+#endif
+}
+
+bool bit_equal(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return false;
+  const at::Tensor ac = a.contiguous().cpu(), bc = b.contiguous().cpu();
+  return std::memcmp(ac.data_ptr(), bc.data_ptr(), ac.numel() * ac.element_size()) == 0;
+}
+
+}  // namespace qat::test
