@@ -55,13 +55,13 @@ struct LsqFunction : torch::autograd::Function<LsqFunction> {
     const at::Tensor s = scale.detach().to(at::kFloat);
     TORCH_CHECK((s > 0).all().item<bool>(), "fake_quant_lsq: every scale must be > 0");
     // The rounded zero point is what the deployed format stores (an integer code).
-    const at::Tensor z = zero_point.defined()
-                             ? zero_point.detach().to(at::kFloat).clamp(r.qmin, r.qmax).round()
-                             : at::zeros_like(s);
+    // (A symmetric format passes zeros: autograd functions cannot take undefined tensors.)
+    const bool has_zero = spec.format == scheme::Format::kUInt;
+    const at::Tensor z = zero_point.detach().to(at::kFloat).clamp(r.qmin, r.qmax).round();
     ops::FakeQuantResult out = ops::fake_quantize(x, spec, QParams{s, z}, /*want_mask=*/false);
     ctx->save_for_backward({x, s, z});
     ctx->saved_data["grad_factor"] = grad_factor;
-    ctx->saved_data["has_zero"] = zero_point.defined();
+    ctx->saved_data["has_zero"] = has_zero;
     ctx->saved_data["qmin"] = static_cast<int64_t>(r.qmin);
     ctx->saved_data["qmax"] = static_cast<int64_t>(r.qmax);
     const scheme::GroupLayout l = spec.layout(x.sizes());
@@ -131,7 +131,8 @@ at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale, const at
   TORCH_CHECK(scale.numel() == count, "fake_quant_lsq: expected ", count, " scales, got ", scale.numel());
   TORCH_CHECK(!zero_point.defined() || zero_point.numel() == count, "fake_quant_lsq: expected ", count,
               " zero points, got ", zero_point.numel());
-  return LsqFunction::apply(x, scale, zero_point, spec, grad_factor);
+  const at::Tensor zp = zero_point.defined() ? zero_point : at::zeros_like(scale, scale.options().requires_grad(false));
+  return LsqFunction::apply(x, scale, zp, spec, grad_factor);
 }
 
 double lsq_grad_factor(const QuantSpec& spec, at::IntArrayRef shape) {

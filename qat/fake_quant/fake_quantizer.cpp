@@ -45,6 +45,7 @@ void FakeQuantizerConfig::validate() const {
 FakeQuantizerImpl::FakeQuantizerImpl(FakeQuantizerConfig cfg, const at::Tensor& like)
     : cfg_(std::move(cfg)) {
   cfg_.validate();
+  if (like.defined()) cfg_.spec.validate_for(like.sizes());
   step_ = register_buffer("step", torch::zeros({}, torch::kLong));
   if (cfg_.scale_mode == ScaleMode::kStatic) {
     observer_ = std::make_unique<Observer>(cfg_.spec, cfg_.range, cfg_.observer_mode,

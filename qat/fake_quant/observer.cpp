@@ -19,7 +19,8 @@ at::Tensor rows_of_groups(const at::Tensor& x, const scheme::GroupLayout& l) {
 // k-th smallest along dim 1 for a fraction q in [0, 1] (nearest rank).
 at::Tensor row_quantile(const at::Tensor& rows, double q) {
   const int64_t n = rows.size(1);
-  int64_t k = static_cast<int64_t>(std::ceil(q * static_cast<double>(n)));
+  // (the epsilon keeps 0.999 * 1000 from becoming 1000 through binary rounding)
+  int64_t k = static_cast<int64_t>(std::ceil(q * static_cast<double>(n) - 1e-9));
   k = std::min<int64_t>(std::max<int64_t>(k, 1), n);
   return std::get<0>(at::kthvalue(rows, k, 1));
 }

@@ -64,7 +64,7 @@ TEST_CASE("LSQ and LSQ+ gradients match float64 finite differences", "[fake_quan
     CAPTURE(f);
     const at::Tensor x = qat::test::randn({3, 40}, 4);
     // Scales that clip some values on purpose.
-    at::Tensor s = (x.abs().amax(1) / (range.qmax * 0.7)).requires_grad_(true);
+    at::Tensor s = (x.abs().amax(1) * 0.7 / range.qmax).requires_grad_(true);
     at::Tensor z = asym ? at::full({3}, 6.3f).requires_grad_(true) : at::Tensor();
     at::Tensor xg = x.clone().requires_grad_(true);
     const at::Tensor g = qat::test::randn({3, 40}, 5);

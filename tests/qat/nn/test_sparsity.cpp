@@ -16,7 +16,7 @@ TEST_CASE("2:4 mask keeps the two largest magnitudes of every four, lower index 
   const at::Tensor max_dropped = at::where(mk, at::full_like(a, -1.0), a).amax(1);
   REQUIRE((min_kept >= max_dropped).all().item<bool>());
   const at::Tensor ties = at::tensor({1.0f, -1.0f, 1.0f, 0.5f}).view({1, 4});
-  REQUIRE(at::equal(qat::nn::mask_2_4(ties), at::tensor({true, true, false, false}).view({1, 4})));
+  REQUIRE(at::equal(qat::nn::mask_2_4(ties), at::tensor({1, 1, 0, 0}).to(at::kBool).view({1, 4})));
   REQUIRE_THROWS_WITH(qat::nn::mask_2_4(at::ones({2, 6})), Catch::Contains("multiple of 4"));
 }
 
