@@ -12,7 +12,7 @@ using qat::fake_quant::GradMode;
 using qat::scheme::Granularity;
 using qat::scheme::QuantSpec;
 
-TEST_CASE("STE passes the gradient through; clipped STE zeroes it outside the range", "[fake_quant][grad]") {
+TEST_CASE("STE passes the gradient through, clipped STE zeroes it outside the range", "[fake_quant][grad]") {
   const QuantSpec spec = QuantSpec::from_name("int4").with(Granularity::per_axis(0));
   at::Tensor x = qat::test::randn({4, 64}, 1).requires_grad_(true);
   // A static scale small enough that some elements clip.

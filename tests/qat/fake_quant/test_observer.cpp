@@ -19,7 +19,7 @@ TEST_CASE("min-max range is each group's min and max", "[observer]") {
   REQUIRE(at::equal(hi, x.amax({0, 2})));
 }
 
-TEST_CASE("percentile range clips a planted outlier; 100 equals min-max", "[observer]") {
+TEST_CASE("percentile range clips a planted outlier, 100 equals min-max", "[observer]") {
   const QuantSpec spec = QuantSpec::from_name("int8").with(Granularity::per_axis(0));
   at::Tensor x = qat::test::randn({4, 1000}, 2);
   x[1][17] = 1000.0f;
@@ -70,7 +70,7 @@ TEST_CASE("observers: running min-max and moving average", "[observer]") {
                       Catch::Contains("derives every block's scale"));
 }
 
-TEST_CASE("FakeQuantizer: identity during the delay, quantizes after; static observer freezes", "[observer][fake_quantizer]") {
+TEST_CASE("FakeQuantizer: identity during the delay, quantizes after, static observer freezes", "[observer][fake_quantizer]") {
   FakeQuantizerConfig cfg;
   cfg.spec = QuantSpec::from_name("int4");
   cfg.scale_mode = ScaleMode::kStatic;

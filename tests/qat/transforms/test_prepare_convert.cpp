@@ -60,7 +60,7 @@ FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g, ScaleMode
 
 }  // namespace
 
-TEST_CASE("prepare swaps linears by name rules; embeddings and lm_head stay dense", "[prepare]") {
+TEST_CASE("prepare swaps linears by name rules, embeddings and lm_head stay dense", "[prepare]") {
   torch::manual_seed(0);
   TinyModel m(50, 32, 64, torch::kFloat);
   transforms::PrepareConfig cfg;
