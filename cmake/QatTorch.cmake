@@ -46,6 +46,7 @@ if(QAT_WITH_CUDA)
   endif()
   enable_language(CUDA)
   set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_ARCHITECTURES OFF)  # torch ignores it and warns when it is set
   list(APPEND CMAKE_PREFIX_PATH ${QAT_TORCH_PREFIX})
   find_package(Torch REQUIRED)
   target_link_libraries(qat_torch INTERFACE ${TORCH_LIBRARIES})

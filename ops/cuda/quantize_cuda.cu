@@ -48,6 +48,12 @@ void dispatch_dtype(DType dt, Fn&& fn) {
   }
 }
 
+// Calls fn(T{}, FormatTag<F>{}) for the runtime dtype and format.
+template <typename Fn>
+void dispatch_dtype_format(DType dt, Format f, Fn&& fn) {
+  dispatch_dtype(dt, [&](auto t) { dispatch_format(f, [&](auto tag) { fn(t, tag); }); });
+}
+
 // Statistics with the index of the largest |x|, so that merging in any order keeps the first
 // element on ties (the CPU reference scans in element order).
 struct IndexedStats {
@@ -251,13 +257,10 @@ void launch_scales_from_stats(const float* stats, SpecArgs spec, int64_t count, 
 void launch_fake_quantize(const void* x, DType dt, SpecArgs spec, Layout l, const float* scale,
                           const float* zero, void* y, bool* mask, cudaStream_t stream) {
   if (l.numel == 0) return;
-  dispatch_dtype(dt, [&](auto t) {
+  dispatch_dtype_format(dt, spec.format, [&](auto t, auto f) {
     using T = decltype(t);
-    dispatch_format(spec.format, [&](auto f) {
-      constexpr Format F = decltype(f)::value;
-      fake_quantize_kernel<T, F><<<blocks_for(l.numel), kThreads, 0, stream>>>(
-          static_cast<const T*>(x), spec, l, scale, zero, static_cast<T*>(y), mask);
-    });
+    fake_quantize_kernel<T, decltype(f)::value><<<blocks_for(l.numel), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), spec, l, scale, zero, static_cast<T*>(y), mask);
   });
   check_launch("fake_quantize");
 }
@@ -265,13 +268,10 @@ void launch_fake_quantize(const void* x, DType dt, SpecArgs spec, Layout l, cons
 void launch_quantize(const void* x, DType dt, SpecArgs spec, Layout l, const float* scale,
                      const float* zero, uint8_t* codes, cudaStream_t stream) {
   if (l.numel == 0) return;
-  dispatch_dtype(dt, [&](auto t) {
+  dispatch_dtype_format(dt, spec.format, [&](auto t, auto f) {
     using T = decltype(t);
-    dispatch_format(spec.format, [&](auto f) {
-      constexpr Format F = decltype(f)::value;
-      quantize_kernel<T, F><<<blocks_for(l.numel), kThreads, 0, stream>>>(
-          static_cast<const T*>(x), spec, l, scale, zero, codes);
-    });
+    quantize_kernel<T, decltype(f)::value><<<blocks_for(l.numel), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), spec, l, scale, zero, codes);
   });
   check_launch("quantize");
 }
@@ -279,13 +279,10 @@ void launch_quantize(const void* x, DType dt, SpecArgs spec, Layout l, const flo
 void launch_dequantize(const uint8_t* codes, DType dt, SpecArgs spec, Layout l, const float* scale,
                        const float* zero, void* y, cudaStream_t stream) {
   if (l.numel == 0) return;
-  dispatch_dtype(dt, [&](auto t) {
+  dispatch_dtype_format(dt, spec.format, [&](auto t, auto f) {
     using T = decltype(t);
-    dispatch_format(spec.format, [&](auto f) {
-      constexpr Format F = decltype(f)::value;
-      dequantize_kernel<T, F><<<blocks_for(l.numel), kThreads, 0, stream>>>(
-          codes, spec, l, scale, zero, static_cast<T*>(y));
-    });
+    dequantize_kernel<T, decltype(f)::value><<<blocks_for(l.numel), kThreads, 0, stream>>>(
+        codes, spec, l, scale, zero, static_cast<T*>(y));
   });
   check_launch("dequantize");
 }

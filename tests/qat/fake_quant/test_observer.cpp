@@ -83,7 +83,7 @@ TEST_CASE("FakeQuantizer: identity during the delay, quantizes after, static obs
   REQUIRE(at::equal(fq->forward(x), x));  // step 1
   const at::Tensor y2 = fq->forward(x);   // step 2: observes x, quantizes
   REQUIRE_FALSE(at::equal(y2, x));
-  fq->forward(x * 1.5);                   // step 3 (< freeze at 3? no: frozen from step 3)
+  fq->forward(x * 1.5);                   // step 3: frozen (freeze_observer_after = 3)
   const at::Tensor big = x * 4;
   fq->forward(big);                       // frozen: the range must not grow
   const auto qp = fq->qparams_for(x);
