@@ -254,10 +254,17 @@ struct GroupStats {
   float amax;         // max |x|
   float signed_amax;  // the element of largest |x| (first one on ties), sign kept (ggml Q4_0)
 };
+// A total order on floats for min/max that also orders -0 below +0, so a reduction gives the
+// same bits in any order (the CUDA tree and the CPU scan agree on signed zeros too).
+QAT_HD bool less_total(float a, float b) {
+  return a < b || (a == b && (float_bits(a) >> 31) > (float_bits(b) >> 31));
+}
 QAT_HD GroupStats stats_init() { return {INFINITY, -INFINITY, 0.0f, 0.0f}; }
+// NaN elements are skipped (every comparison with NaN is false), so statistics never hold NaN
+// and merging them is commutative; the NaN elements themselves fake-quantize to NaN.
 QAT_HD void stats_add(GroupStats& s, float x) {
-  s.min = fmin_f(s.min, x);
-  s.max = fmax_f(s.max, x);
+  if (less_total(x, s.min)) s.min = x;
+  if (less_total(s.max, x)) s.max = x;
   const float a = fabsf(x);
   if (a > s.amax) {  // strict: the first element with the largest |x| wins, as in ggml
     s.amax = a;
@@ -267,8 +274,8 @@ QAT_HD void stats_add(GroupStats& s, float x) {
 // Merging two partial stats in element order (a before b) keeps the first-wins rule.
 QAT_HD GroupStats stats_merge(const GroupStats& a, const GroupStats& b) {
   GroupStats s;
-  s.min = fmin_f(a.min, b.min);
-  s.max = fmax_f(a.max, b.max);
+  s.min = less_total(b.min, a.min) ? b.min : a.min;
+  s.max = less_total(a.max, b.max) ? b.max : a.max;
   if (b.amax > a.amax) {
     s.amax = b.amax;
     s.signed_amax = b.signed_amax;

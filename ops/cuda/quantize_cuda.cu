@@ -61,8 +61,8 @@ struct IndexedStats {
   int64_t amax_index;
 };
 __device__ __forceinline__ void merge(IndexedStats& a, const IndexedStats& b) {
-  a.s.min = m::fmin_f(a.s.min, b.s.min);
-  a.s.max = m::fmax_f(a.s.max, b.s.max);
+  if (m::less_total(b.s.min, a.s.min)) a.s.min = b.s.min;
+  if (m::less_total(a.s.max, b.s.max)) a.s.max = b.s.max;
   if (b.s.amax > a.s.amax || (b.s.amax == a.s.amax && b.amax_index < a.amax_index)) {
     a.s.amax = b.s.amax;
     a.s.signed_amax = b.s.signed_amax;
@@ -79,11 +79,13 @@ __device__ __forceinline__ IndexedStats shfl_xor(const IndexedStats& v, int lane
   return o;
 }
 __device__ __forceinline__ void add(IndexedStats& a, float x, int64_t i) {
+  if (m::is_nan(x)) return;  // as stats_add: NaN never enters the statistics
   IndexedStats b{{x, x, fabsf(x), x}, i};
   merge(a, b);
 }
+// Index -1: the initial (+0) amax wins ties against zero elements, as the CPU's strict '>' does.
 __device__ __forceinline__ IndexedStats indexed_init() {
-  return {m::stats_init(), INT64_MAX};
+  return {m::stats_init(), -1};
 }
 
 // ---- group statistics: one block per group, any layout ------------------------------------------
@@ -289,7 +291,7 @@ void launch_dequantize(const uint8_t* codes, DType dt, SpecArgs spec, Layout l, 
 
 bool fused_dynamic_supported(DType dt, Layout l, const void* x, const void* y) {
   const int64_t vec = dt == DType::kFloat32 ? 4 : 8;
-  if (l.count == 0 || l.count * l.inner != l.numel || l.inner % vec != 0) return false;
+  if (l.numel == 0 || l.count == 0 || l.count * l.inner != l.numel || l.inner % vec != 0) return false;
   const int64_t lanes = l.inner / vec;
   if (lanes > 32 || (lanes & (lanes - 1)) != 0) return false;
   return reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;

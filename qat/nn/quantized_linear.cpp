@@ -49,6 +49,11 @@ at::Tensor QuantizedLinear::dequantized_weight() const {
   return ops::dequantize(codes, spec_, qp, weight_dtype_);
 }
 
+void QuantizedLinear::train(bool on) {
+  torch::nn::Module::train(on);
+  if (act_fq_) act_fq_->eval();
+}
+
 at::Tensor QuantizedLinear::forward(const at::Tensor& x) {
   const at::Tensor xq = act_fq_ ? act_fq_->forward(x) : x;
   return at::linear(xq, dequantized_weight(), bias_);

@@ -17,6 +17,8 @@ class QuantizedLinear : public LinearBase {
   at::Tensor bias() const override { return bias_; }
 
   at::Tensor dequantized_weight() const;
+  // A deployed layer never trains its activation quantizer (a static observer stays frozen).
+  void train(bool on = true) override;
   const scheme::QuantSpec& spec() const { return spec_; }
   const at::Tensor& packed_weight() const { return packed_; }
   // Bytes of weight storage: packed codes + scales (+ zero points).

@@ -304,6 +304,30 @@ TEST_CASE("all-zero groups, NaN inputs and non-finite quantize inputs follow the
   const at::Tensor y = qat::ops::fake_quantize(x, spec, qp, false).y;
   REQUIRE(std::isnan(y[0][3].item<float>()));  // NaN propagates so the trainer sees it
   REQUIRE_THROWS_WITH(qat::ops::quantize(x, spec, qp), Catch::Contains("NaN or Inf"));
+  // NaN elements do not enter the statistics: the group's scale comes from the other elements,
+  // in any position (so reductions in any order agree).
+  const QuantSpec u8 = QuantSpec::from_name("uint8").with(Granularity::per_group(16));
+  at::Tensor v = qat::test::randn({1, 16}, 4);
+  v[0][0] = -3.0f;
+  v[0][9] = 2.0f;
+  const QParams clean = qat::ops::choose_qparams(v, u8);
+  for (int pos : {1, 8, 15}) {
+    at::Tensor w = v.clone();
+    w[0][pos] = NAN;
+    const QParams q = qat::ops::choose_qparams(w, u8);
+    CAPTURE(pos);
+    REQUIRE(qat::test::bit_equal(q.scale, clean.scale));
+    REQUIRE(qat::test::bit_equal(q.zero, clean.zero));
+  }
+  // Signed zeros: an all-zero q4_0 block starting with -0 still gets d = +0/-8 (= -0.0) the same
+  // way whatever the order; min/max order -0 below +0.
+  const QuantSpec q40 = QuantSpec::from_name("gguf_q4_0");
+  at::Tensor z = at::zeros({1, 32});
+  z[0][0] = -0.0f;
+  const at::Tensor st = qat::ops::group_stats(z, q40);
+  REQUIRE(std::signbit(st[0][0].item<float>()));   // min = -0
+  REQUIRE(!std::signbit(st[0][1].item<float>()));  // max = +0
+  REQUIRE(!std::signbit(st[0][3].item<float>()));  // signed max|x| keeps the initial +0
 }
 
 TEST_CASE("bad quantization configs give clear errors", "[quantize][errors]") {
