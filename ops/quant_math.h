@@ -271,23 +271,9 @@ QAT_HD void stats_add(GroupStats& s, float x) {
     s.signed_amax = x;
   }
 }
-// Merging two partial stats in element order (a before b) keeps the first-wins rule.
-QAT_HD GroupStats stats_merge(const GroupStats& a, const GroupStats& b) {
-  GroupStats s;
-  s.min = less_total(b.min, a.min) ? b.min : a.min;
-  s.max = less_total(a.max, b.max) ? b.max : a.max;
-  if (b.amax > a.amax) {
-    s.amax = b.amax;
-    s.signed_amax = b.signed_amax;
-  } else {
-    s.amax = a.amax;
-    s.signed_amax = a.signed_amax;
-  }
-  return s;
-}
 
 // Scale and zero of a group from its statistics (min-max range setting). For int/uint/fp8 a
-// clipped range (percentile, MSE search, a calibrated observer) enters through `range_from`
+// clipped range (percentile, MSE search, a calibrated observer) enters through `range_to_scale`
 // below instead. The scale is rounded to its storage dtype here, so quantize and dequantize read
 // the same value; a zero or non-finite scale (an all-zero group) becomes 1.
 struct ScaleZero {
