@@ -98,6 +98,43 @@ def seeds_fuzz_gguf():
     }
 
 
+def tokenizer_json(pre_tokenizer, added=(), post_processor=None):
+    vocab = {"a": 0, "b": 1, "ab": 2, "\u0120": 3, "\u0120a": 4, "1": 5, "<s>": 6}
+    doc = {
+        "version": "1.0",
+        "added_tokens": [{"id": 6, "content": "<s>", "single_word": False, "lstrip": False,
+                          "rstrip": False, "normalized": False, "special": True}] + list(added),
+        "normalizer": None,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "ignore_merges": False, "vocab": vocab, "merges": [["a", "b"], ["\u0120", "a"]]},
+    }
+    return json.dumps(doc).encode()
+
+
+def seeds_fuzz_tokenizer_json():
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    split = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}| ?\\p{L}+|\\s+"}, "behavior": "Isolated",
+         "invert": False},
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+    template = {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [6], "tokens": ["<s>"]}}}
+    lstrip = {"id": 7, "content": "<tool>", "single_word": False, "lstrip": True, "rstrip": False,
+              "normalized": False, "special": False}
+    return {
+        "byte_level.json": tokenizer_json(byte_level),
+        "split_digits.json": tokenizer_json(split),
+        "template_lstrip.json": tokenizer_json(byte_level, added=[lstrip], post_processor=template),
+    }
+
+
 def main():
     out = sys.argv[1]
     for name, fn in sorted(globals().items()):
