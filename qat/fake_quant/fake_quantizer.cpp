@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include "qat/nn/checkpoint.h"
+
 namespace qat::fake_quant {
 
 using scheme::Format;
@@ -102,8 +104,11 @@ ops::QParams FakeQuantizerImpl::qparams_for(const at::Tensor& x) const {
 
 at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
   const bool training = is_training();
-  const int64_t step = step_.item<int64_t>();
-  if (training) step_.add_(1);
+  // A checkpointed layer runs twice per step (nn::checkpoint): the second run sees the step and
+  // the observer exactly as the first one left them, and changes neither.
+  const bool recompute = training && nn::recomputing();
+  const int64_t step = step_.item<int64_t>() - (recompute ? 1 : 0);
+  if (training && !recompute) step_.add_(1);
   if (!cfg_.enabled || step < cfg_.delay_steps) return x;
 
   switch (cfg_.scale_mode) {
@@ -112,7 +117,7 @@ at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
       return fake_quant(x, cfg_.spec, range_qparams(x, cfg_.spec, cfg_.range), cfg_.grad);
     case ScaleMode::kStatic: {
       const bool frozen = cfg_.freeze_observer_after >= 0 && step >= cfg_.freeze_observer_after;
-      if ((training && !frozen) || !observer_->has_range()) observer_->update(x);
+      if ((training && !frozen && !recompute) || !observer_->has_range()) observer_->update(x);
       return fake_quant(x, cfg_.spec, observer_->qparams(), cfg_.grad);
     }
     case ScaleMode::kLearnable: {

