@@ -220,15 +220,25 @@ QAT_HD float nf4_value(int code) {
       0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
   return kValues[code];
 }
-// Code of y = x/absmax: the number of bitsandbytes' 15 decision thresholds (the midpoints between
-// neighbouring values, as the float literals its quantizer compares against) that y is strictly
-// greater than. Ties go to the lower code; NaN compares false everywhere and gives code 0.
+// Code of y = x/absmax: the number of the 15 decision thresholds that y is strictly greater
+// than. Threshold k is the float32 midpoint (v[k] + v[k+1]) * 0.5 of the table, as bitsandbytes'
+// CPU quantizer computes it (the NF4 tensor, ops/nf4_math.h, is tested byte-exact against it), so
+// fake quant in the nf4 format and the NF4 tensor code every value alike. bitsandbytes' CUDA
+// kernel compares against decimal literals instead, 1 ulp away at k = 0, 12, 14: only a y exactly
+// on one of those floats codes differently there. Ties go to the lower code; NaN compares false
+// everywhere and gives code 0. The table is folded at compile time (IEEE float sum, exact halving).
 QAT_HD int nf4_code(float y) {
+  constexpr float kV[16] = {
+      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+      -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+      0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+      0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
   constexpr float kThresholds[15] = {
-      -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
-      -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
-      0.1202552504837513f, 0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
-      0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
+      (kV[0] + kV[1]) * 0.5f,   (kV[1] + kV[2]) * 0.5f,   (kV[2] + kV[3]) * 0.5f,
+      (kV[3] + kV[4]) * 0.5f,   (kV[4] + kV[5]) * 0.5f,   (kV[5] + kV[6]) * 0.5f,
+      (kV[6] + kV[7]) * 0.5f,   (kV[7] + kV[8]) * 0.5f,   (kV[8] + kV[9]) * 0.5f,
+      (kV[9] + kV[10]) * 0.5f,  (kV[10] + kV[11]) * 0.5f, (kV[11] + kV[12]) * 0.5f,
+      (kV[12] + kV[13]) * 0.5f, (kV[13] + kV[14]) * 0.5f, (kV[14] + kV[15]) * 0.5f};
   int code = 0;
 QAT_UNROLL
   for (int k = 0; k < 15; ++k) code += y > kThresholds[k] ? 1 : 0;

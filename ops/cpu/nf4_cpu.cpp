@@ -1,0 +1,94 @@
+#include "ops/cpu/nf4_cpu.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "ops/nf4_math.h"
+
+namespace qat::ops::cpu {
+
+namespace {
+
+namespace m = qat::ops::math;
+namespace nm = qat::ops::nf4_math;
+
+// max |x| over [begin, end); NaN never wins a '>' comparison.
+float block_absmax(const float* x, int64_t begin, int64_t end) {
+  float a = 0.0f;
+  for (int64_t i = begin; i < end; ++i) a = std::fabs(x[i]) > a ? std::fabs(x[i]) : a;
+  return a;
+}
+
+// Stores float32 values as `y`'s dtype (round to nearest even).
+void store(at::Tensor& y, int64_t i, float v) {
+  switch (y.scalar_type()) {
+    case at::kFloat: y.data_ptr<float>()[i] = v; return;
+    case at::kBFloat16:
+      reinterpret_cast<uint16_t*>(y.data_ptr())[i] = m::float_to_bf16_bits(v);
+      return;
+    case at::kHalf:
+      reinterpret_cast<uint16_t*>(y.data_ptr())[i] = m::float_to_half_bits(v);
+      return;
+    default: TORCH_INTERNAL_ASSERT(false, "nf4 cpu: unexpected output dtype");
+  }
+}
+
+}  // namespace
+
+void nf4_quantize(const at::Tensor& x_in, int64_t blocksize, at::Tensor& codes, at::Tensor& absmax) {
+  const at::Tensor x32 = x_in.to(at::kFloat).contiguous();  // exact for float16/bfloat16
+  const float* x = x32.data_ptr<float>();
+  const int64_t n = x32.numel();
+  const int64_t blocks = (n + blocksize - 1) / blocksize;
+  float* am = absmax.data_ptr<float>();
+  uint8_t* out = codes.data_ptr<uint8_t>();
+  std::fill(out, out + (n + 1) / 2, uint8_t{0});
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
+    const bool partial = end - begin < blocksize;
+    const float a = block_absmax(x, begin, end);
+    am[b] = nm::nf4_stored_absmax(a, partial);
+    const nm::Nf4Block blk = nm::nf4_block(a, partial);
+    for (int64_t i = begin; i < end; ++i) {
+      // byte i/2: the even element in the high nibble
+      const int c = nm::nf4_encode(x[i], blk);
+      out[i / 2] = static_cast<uint8_t>(out[i / 2] | (i % 2 == 0 ? c << 4 : c));
+    }
+  }
+  // An odd tensor's padding element is y = 0.0: code 7 in the low nibble of the last byte.
+  if (n % 2 == 1) out[n / 2] = static_cast<uint8_t>(out[n / 2] | nm::nf4_code_cpu(0.0f));
+}
+
+void nf4_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize, at::Tensor& y) {
+  const uint8_t* in = codes.data_ptr<uint8_t>();
+  const float* am = absmax.data_ptr<float>();
+  const int64_t n = y.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    const int c = i % 2 == 0 ? in[i / 2] >> 4 : in[i / 2] & 0x0f;
+    store(y, i, nm::nf4_decode(c, am[i / blocksize]));
+  }
+}
+
+void dynamic_quantize(const at::Tensor& v_in, int64_t blocksize, at::Tensor& codes, at::Tensor& absmax) {
+  const float* v = v_in.data_ptr<float>();
+  const int64_t n = v_in.numel();
+  float* am = absmax.data_ptr<float>();
+  uint8_t* out = codes.data_ptr<uint8_t>();
+  for (int64_t b = 0; b * blocksize < n; ++b) {
+    const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
+    am[b] = block_absmax(v, begin, end);
+    for (int64_t i = begin; i < end; ++i) out[i] = static_cast<uint8_t>(nm::dynamic_encode(v[i], am[b]));
+  }
+}
+
+void dynamic_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize, at::Tensor& y) {
+  const uint8_t* in = codes.data_ptr<uint8_t>();
+  const float* am = absmax.data_ptr<float>();
+  float* out = y.data_ptr<float>();
+  for (int64_t i = 0; i < y.numel(); ++i) out[i] = nm::dynamic_decode(in[i], am[i / blocksize]);
+}
+
+}  // namespace qat::ops::cpu
