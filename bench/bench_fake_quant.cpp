@@ -18,6 +18,7 @@
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
+#include "bench/bench_timing.h"
 #include "ops/quantize.h"
 
 namespace {
@@ -25,23 +26,7 @@ namespace {
 using qat::scheme::Granularity;
 using qat::scheme::QuantSpec;
 
-void sync(const at::Device& d) {
-#if defined(QAT_WITH_CUDA)
-  if (d.is_cuda()) c10::cuda::device_synchronize();
-#else
-  (void)d;
-#endif
-}
-
-// Median-free simple timing: warm up, then the mean over `iters` calls (ms).
-double time_ms(const at::Device& d, int iters, const std::function<void()>& fn) {
-  for (int i = 0; i < 3; ++i) fn();
-  sync(d);
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) fn();
-  sync(d);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters;
-}
+using qat::bench::time_ms;
 
 // The same fake quant with libtorch ops: what a user would write without our kernel.
 at::Tensor torch_ops_fake_quant(const at::Tensor& w, int64_t g) {

@@ -18,29 +18,14 @@
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
+#include "bench/bench_timing.h"
 #include "ops/nf4.h"
 #include "qat/nf4/nf4_linear.h"
 #include "qat/nn/linear.h"
 
 namespace {
 
-void sync(const at::Device& d) {
-#if defined(QAT_WITH_CUDA)
-  if (d.is_cuda()) c10::cuda::device_synchronize();
-#else
-  (void)d;
-#endif
-}
-
-// Warm up, then the mean over `iters` calls (ms).
-double time_ms(const at::Device& d, int iters, const std::function<void()>& fn) {
-  for (int i = 0; i < 2; ++i) fn();
-  sync(d);
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) fn();
-  sync(d);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters;
-}
+using qat::bench::time_ms;
 
 }  // namespace
 
