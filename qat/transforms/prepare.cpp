@@ -10,19 +10,19 @@ namespace qat::transforms {
 
 namespace {
 
+std::string join(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+}  // namespace
+
 bool any_match(const std::vector<std::string>& patterns, const std::string& name) {
   for (const auto& p : patterns)
     if (name_matches(p, name)) return true;
   return false;
 }
 
-std::string join(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
-}
-
-// Calls fn(parent, slot_name, full_name, layer) for every linear held in a slot.
-template <typename Fn>
-void for_each_slot(torch::nn::Module& model, Fn&& fn) {
+void for_each_linear(torch::nn::Module& model, const SlotVisitor& fn) {
   std::vector<std::pair<std::string, std::shared_ptr<nn::ModuleWithLinears>>> parents;
   if (auto* self = dynamic_cast<nn::ModuleWithLinears*>(&model)) {
     parents.emplace_back("", std::shared_ptr<nn::ModuleWithLinears>(self, [](auto*) {}));
@@ -35,8 +35,6 @@ void for_each_slot(torch::nn::Module& model, Fn&& fn) {
     for (const auto& [name, layer] : parent->linears()) fn(*parent, name, join(path, name), layer);
 }
 
-}  // namespace
-
 bool name_matches(const std::string& pattern, const std::string& name) {
   if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
   const std::string suffix = "*." + pattern;
@@ -48,7 +46,7 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
               "prepare: the layer config quantizes nothing (no weight, no activation, no sparsity)");
   std::vector<std::string> swapped;
   std::set<std::string> in_slots;
-  for_each_slot(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
+  for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
                            const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
     in_slots.insert(full);
     if (!dynamic_cast<nn::Linear*>(layer.get())) return;  // already prepared or not dense
@@ -72,7 +70,7 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
 
 std::vector<std::string> convert(torch::nn::Module& model) {
   std::vector<std::string> converted;
-  for_each_slot(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
+  for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
                            const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
     auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
     if (!fq || !fq->weight_quantizer()) return;

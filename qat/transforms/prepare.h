@@ -6,6 +6,8 @@
 // and "*.q_proj" both pick every q_proj, as PEFT's target_modules do.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,15 @@ struct PrepareConfig {
 };
 
 bool name_matches(const std::string& pattern, const std::string& name);
+// True when `name` matches one of the patterns.
+bool any_match(const std::vector<std::string>& patterns, const std::string& name);
+
+// Calls fn(parent, slot, full_name, layer) for every linear a model holds in a swappable slot
+// (nn::ModuleWithLinears), parents in module order. fn may replace the layer in its slot.
+using SlotVisitor = std::function<void(nn::ModuleWithLinears& parent, const std::string& slot,
+                                       const std::string& full_name,
+                                       const std::shared_ptr<nn::LinearBase>& layer)>;
+void for_each_linear(torch::nn::Module& model, const SlotVisitor& fn);
 
 // Returns the names of the swapped layers, in order. Throws if a matching linear is not held in
 // a swappable slot (see nn::ModuleWithLinears) or if nothing matched.
