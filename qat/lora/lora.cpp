@@ -58,11 +58,18 @@ at::Tensor LoraLinear::forward(const at::Tensor& x) {
   return y + delta.to(y.scalar_type());
 }
 
-at::Tensor LoraLinear::effective_weight() const {
+// w + s * B A in float32, or in w's dtype if that is wider.
+at::Tensor LoraLinear::merge_into(const at::Tensor& w) const {
   torch::NoGradGuard no_grad;
-  const at::Tensor w = base_->effective_weight();
   const auto dt = at::promote_types(w.scalar_type(), at::kFloat);
-  return (w.to(dt) + at::matmul(b_.to(dt), a_.to(dt)) * scaling_).to(w.scalar_type());
+  return w.to(dt) + at::matmul(b_.to(dt), a_.to(dt)) * scaling_;
+}
+
+at::Tensor LoraLinear::merged_weight() const { return merge_into(base_->effective_weight()); }
+
+at::Tensor LoraLinear::effective_weight() const {
+  const at::Tensor w = base_->effective_weight();  // dequantizes an NF4 base: once
+  return merge_into(w).to(w.scalar_type());
 }
 
 std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& cfg) {
@@ -102,12 +109,10 @@ std::vector<std::string> merge_lora(torch::nn::Module& model) {
     auto* lora = dynamic_cast<LoraLinear*>(layer.get());
     if (!lora) return;
     torch::NoGradGuard no_grad;
-    const at::Tensor base_w = lora->base()->effective_weight();
-    const auto dt = at::promote_types(at::promote_types(base_w.scalar_type(), lora->lora_A().scalar_type()), at::kFloat);
-    const at::Tensor w = base_w.to(dt) + at::matmul(lora->lora_B().to(dt), lora->lora_A().to(dt)) * lora->scaling();
+    const at::Tensor w = lora->merged_weight();
     const at::Tensor b = lora->bias();
     auto dense = std::make_shared<nn::Linear>(lora->in_features(), lora->out_features(), b.defined(),
-                                              at::TensorOptions().dtype(dt).device(w.device()));
+                                              w.options());
     for (auto& p : dense->named_parameters()) {
       if (p.key() == "weight") p.value().copy_(w);
       if (p.key() == "bias") p.value().copy_(b);

@@ -41,8 +41,10 @@ class LoraLinear : public nn::LinearBase {
 
   // The adapter runs in its own dtype; its output is cast to the base output's dtype.
   at::Tensor forward(const at::Tensor& x) override;
-  // base.effective_weight() + s * B A (what merge() folds in), without autograd.
+  // base.effective_weight() + s * B A in the base's dtype, without autograd.
   at::Tensor effective_weight() const override;
+  // The same sum in float32 (or the base's dtype if wider): what merge_lora() folds in.
+  at::Tensor merged_weight() const;
   at::Tensor bias() const override { return base_->bias(); }
 
   const std::shared_ptr<nn::LinearBase>& base() const { return base_; }
@@ -51,6 +53,8 @@ class LoraLinear : public nn::LinearBase {
   double scaling() const { return scaling_; }
 
  private:
+  at::Tensor merge_into(const at::Tensor& w) const;
+
   std::shared_ptr<nn::LinearBase> base_;
   at::Tensor a_, b_;
   double scaling_, dropout_;

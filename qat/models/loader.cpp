@@ -85,7 +85,11 @@ LlamaConfig config_from_gguf(const io::GgufMetadata& meta,
 }
 
 std::shared_ptr<LlamaForCausalLM> load_gguf_model(const std::string& path, torch::TensorOptions options) {
-  const io::GgufFile file = io::GgufFile::open(path);
+  return load_gguf_model(io::GgufFile::open(path), options);
+}
+
+std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file, torch::TensorOptions options) {
+  const std::string& path = file.path();
   const LlamaConfig cfg = config_from_gguf(
       file.metadata(), [&](const std::string& name) { return file.has_tensor(name); }, path);
   auto model = std::make_shared<LlamaForCausalLM>(cfg, options);

@@ -12,6 +12,7 @@
 #include "qat/models/llama.h"
 
 namespace qat::io {
+class GgufFile;
 class GgufMetadata;
 }
 
@@ -25,6 +26,7 @@ LlamaConfig config_from_gguf(const io::GgufMetadata& metadata,
                              const std::function<bool(const std::string&)>& has_tensor,
                              const std::string& origin);
 std::shared_ptr<LlamaForCausalLM> load_gguf_model(const std::string& path, torch::TensorOptions options = {});
+std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file, torch::TensorOptions options = {});
 
 // A directory is read as a Hugging Face checkpoint, a *.gguf file as GGUF.
 std::shared_ptr<LlamaForCausalLM> load_model(const std::string& path, torch::TensorOptions options = {});

@@ -89,15 +89,19 @@ data::GgufTokenizerData gguf_tokenizer_data(const io::GgufMetadata& meta) {
 Pretrained load_pretrained(const std::string& path, torch::TensorOptions options) {
   Pretrained p;
   p.source = path;
-  p.model = load_model(path, options);
   if (fs::is_directory(path)) {
+    p.model = load_hf_model(path, options);
     const fs::path dir(path);
     if (fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model")) {
       p.tokenizer = data::load_tokenizer(path);
     }
     p.chat_template = hf_chat_template(dir);
   } else {
-    const io::GgufFile file = io::GgufFile::open(path);
+    TORCH_CHECK(fs::exists(path), "load_pretrained: '", path, "' does not exist");
+    TORCH_CHECK(fs::path(path).extension() == ".gguf", "load_pretrained: '", path,
+                "' is neither a Hugging Face directory (config.json + *.safetensors) nor a .gguf file");
+    const io::GgufFile file = io::GgufFile::open(path);  // one mapping for weights and tokenizer
+    p.model = load_gguf_model(file, options);
     if (file.metadata().has("tokenizer.ggml.model")) {
       p.tokenizer = data::tokenizer_from_gguf(gguf_tokenizer_data(file.metadata()));
     }

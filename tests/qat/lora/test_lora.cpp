@@ -7,6 +7,7 @@
 #include "qat/nf4/nf4_linear.h"
 #include "qat/nn/fake_quant_linear.h"
 #include "qat/transforms/prepare.h"
+#include "tests/qat/models/tiny_llama.h"
 #include "tests/support/helpers.h"
 
 using qat::lora::LoraConfig;
@@ -88,14 +89,7 @@ TEST_CASE("A fresh adapter follows PEFT's init and leaves the output unchanged",
 }
 
 TEST_CASE("apply_lora wraps the targets with PEFT names and freezes everything else", "[lora]") {
-  qat::models::LlamaConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
+  const qat::models::LlamaConfig c = qat::test::tiny_llama_config(50, /*qkv_bias=*/false);
   torch::manual_seed(0);
   qat::models::LlamaForCausalLM model(c);
   LoraConfig cfg;
@@ -167,14 +161,7 @@ TEST_CASE("Merging folds the adapter into the weight and re-quantizing to NF4 re
 }
 
 TEST_CASE("Activation checkpointing trains LoRA adapters over a frozen model exactly as without it", "[lora][models]") {
-  qat::models::LlamaConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
+  const qat::models::LlamaConfig c = qat::test::tiny_llama_config(50, /*qkv_bias=*/false);
   auto build = [&](bool ckpt) {
     torch::manual_seed(21);
     auto m = std::make_shared<qat::models::LlamaForCausalLM>(c);

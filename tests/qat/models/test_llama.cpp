@@ -8,6 +8,7 @@
 #include "qat/models/generate.h"
 #include "qat/models/llama.h"
 #include "qat/transforms/prepare.h"
+#include "tests/qat/models/tiny_llama.h"
 #include "tests/support/helpers.h"
 
 using qat::models::LlamaConfig;
@@ -16,19 +17,7 @@ using qat::models::LlamaForCausalLM;
 namespace {
 
 LlamaConfig tiny_config(bool tied = false, int64_t window = 0) {
-  LlamaConfig c;
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.tie_word_embeddings = tied;
-  c.qkv_bias = true;
-  if (window > 0) c.sliding_window.assign(2, window);
-  c.validate();
-  return c;
+  return qat::test::tiny_llama_config(97, /*qkv_bias=*/true, tied, window);
 }
 
 at::Tensor random_ids(int64_t b, int64_t t, uint64_t seed, int64_t vocab) {
