@@ -5,9 +5,20 @@
 
 #include <iostream>
 
+#include "recipes/command.h"
 #include "recipes/demo.h"
+#include "recipes/export_command.h"
+#include "recipes/train_command.h"
 #include "recipes/model_commands.h"
 #include "qat/scheme/quant_spec.h"
+
+namespace qat::recipes {
+namespace {
+std::vector<std::string> g_args;
+}
+void set_process_args(int argc, char** argv) { g_args.assign(argv, argv + argc); }
+const std::vector<std::string>& process_args() { return g_args; }
+}  // namespace qat::recipes
 
 int main(int argc, char** argv) {
   CLI::App app{"qat: quantization-aware training, QLoRA and export of quantized language models"};
@@ -46,6 +57,11 @@ int main(int argc, char** argv) {
   generate->add_option("--dtype", gen_opts.dtype, "fp32, bf16 or fp16");
   generate->add_option("--device", gen_opts.device, "cpu or cuda");
 
+  qat::recipes::set_process_args(argc, argv);
+  qat::recipes::CommandList commands;
+  qat::recipes::add_train_commands(app, commands);
+  qat::recipes::add_export_command(app, commands);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -59,6 +75,9 @@ int main(int argc, char** argv) {
     if (*demo) return qat::recipes::run_demo(demo_opts, std::cout);
     if (*inspect) return qat::recipes::run_inspect(inspect_opts, std::cout);
     if (*generate) return qat::recipes::run_generate(gen_opts, std::cout, std::cerr);
+    for (const auto& c : commands) {
+      if (c.app->parsed()) return c.run();
+    }
   } catch (const std::exception& e) {
     // c10::Error carries a backtrace after the first line; the first line is the message.
     std::string msg = e.what();

@@ -47,6 +47,11 @@ class FakeQuantizerImpl : public torch::nn::Module {
   const FakeQuantizerConfig& config() const { return cfg_; }
   void set_enabled(bool on) { cfg_.enabled = on; }
   int64_t step() const { return step_.item<int64_t>(); }
+  // The trainer counts optimizer steps, not forwards: it sets the step before each micro-step so
+  // delay and freeze do not depend on gradient accumulation.
+  void set_step(int64_t step) { step_.fill_(step); }
+  // The static-range observer (kStatic), else null; its range is checkpoint state.
+  Observer* observer() const { return observer_.get(); }
 
  private:
   void init_learnable(const at::Tensor& x);

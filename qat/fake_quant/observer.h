@@ -53,6 +53,7 @@ class Observer {
   // State for checkpoints: lo and hi per group.
   const at::Tensor& lo() const { return lo_; }
   const at::Tensor& hi() const { return hi_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
   void set_state(at::Tensor lo, at::Tensor hi, std::vector<int64_t> shape);
 
  private:

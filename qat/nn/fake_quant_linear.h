@@ -28,6 +28,8 @@ class FakeQuantLinear : public LinearBase {
 
   const at::Tensor& weight() const { return weight_; }
   const at::Tensor& sparsity_mask() const { return mask_; }  // undefined when sparsity is off
+  // See FakeQuantizerImpl::set_step: the trainer sets it to the optimizer step.
+  void set_step(int64_t step) { step_.fill_(step); }
   fake_quant::FakeQuantizer weight_quantizer() const { return weight_fq_; }
   fake_quant::FakeQuantizer activation_quantizer() const { return act_fq_; }
   const FakeQuantLinearConfig& config() const { return cfg_; }

@@ -1,0 +1,37 @@
+// The methods `qat train` knows, one small file each:
+//   qat_finetune.cpp    method: qat       fake-quant every targeted linear, train all weights
+//   qlora_finetune.cpp  method: qlora     NF4 (double-quant) frozen base + LoRA adapters
+//   qat_lora.cpp        method: qat_lora  fake-quant frozen base + LoRA adapters
+//   (method: full is the unquantized baseline: every weight trains, nothing is swapped)
+// build_model() loads the pretrained model named in the config and applies the method; it is
+// what train, eval and export all call, so a run directory rebuilds exactly the trained model.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qat/models/pretrained.h"
+#include "qat/nn/fake_quant_linear.h"
+#include "trainers/train_config.h"
+
+namespace qat::recipes {
+
+// The fake-quant layer config of the `quant` section (weights, optional per-token activations).
+nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q);
+
+// Each returns the names of the layers it changed.
+std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
+std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
+std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
+
+// Loads cfg.model.path ("default": SmolLM2-135M-Instruct) on the config's device and applies
+// cfg.method. Trainable parameters are float32; with model.dtype=bf16 frozen ones are bf16.
+// Seeds the generator with train.seed first, so LoRA's initial adapters are the same on every
+// rank and in every rebuild.
+models::Pretrained build_model(const train::TrainConfig& cfg);
+
+// The path that "default" in model.path stands for, or the path itself.
+std::string resolve_model_path(const std::string& path);
+
+}  // namespace qat::recipes

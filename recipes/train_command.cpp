@@ -1,0 +1,144 @@
+// `qat train`: load the config, build the model for its method, load the data, and run the
+// trainer on every rank; with --nproc N it first spawns N local ranks of itself.
+// `qat eval`: the held-out loss and perplexity of a model or of a run's latest checkpoint.
+#include "recipes/train_command.h"
+
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "qat/models/llama.h"
+#include "recipes/methods.h"
+#include "recipes/train_data.h"
+#include "trainers/checkpoint.h"
+#include "trainers/dist.h"
+#include "trainers/launch.h"
+#include "trainers/metrics/format.h"
+#include "trainers/metrics/table.h"
+#include "trainers/model_state.h"
+#include "trainers/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace qat::recipes {
+namespace {
+
+struct TrainOptions {
+  std::string config;
+  std::vector<std::string> overrides;
+  int nproc = 1;
+};
+
+struct EvalOptions {
+  std::string target;  // a run directory, a checkpoint, or a config
+  std::vector<std::string> overrides;
+  int64_t sequences = -1;
+};
+
+at::Device device_of(const train::TrainConfig& cfg, const train::DistEnv& env) {
+  if (cfg.train.device == "cuda") return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  return at::Device(at::kCPU);
+}
+
+int64_t count_params(torch::nn::Module& m, bool trainable_only) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters())
+    if (!trainable_only || p.requires_grad()) n += p.numel();
+  return n;
+}
+
+int run_train(const TrainOptions& o) {
+  if (o.nproc > 1 && std::getenv("RANK") == nullptr) {
+    std::vector<std::string> args = process_args();
+    args[0] = "/proc/self/exe";
+    const train::LaunchResult r = train::launch_local(o.nproc, args);
+    if (r.exit_code != 0) std::cerr << "qat train: " << r.message << "\n";
+    return r.exit_code;
+  }
+  const train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
+  const train::DistEnv env = train::DistEnv::from_env();
+  const bool main = env.rank == 0;
+  train::Communicator comm(env, device_of(cfg, env), std::chrono::seconds(cfg.train.dist_timeout_s));
+  models::Pretrained p = build_model(cfg);
+  TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
+  if (main) {
+    std::cerr << "qat train: " << train::to_string(cfg.method) << " on " << p.source << "\n"
+              << "  parameters: " << count_params(*p.model, false) << " total, " << count_params(*p.model, true)
+              << " trainable\n"
+              << "  data: " << data.description << "\n"
+              << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
+              << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
+              << "  output: " << cfg.output_dir << "\n";
+  }
+  nlohmann::json info = {{"model", p.source}, {"data", data.description}};
+  train::Trainer trainer(p.model, data.train, data.heldout, cfg, comm, info);
+  train::TrainSummary s;
+  try {
+    s = trainer.fit();
+  } catch (const train::TrainingError& e) {
+    std::cerr << "qat train: error: " << e.what() << "\n";
+    return 1;
+  }
+  if (main) {
+    train::Table t("run summary");
+    t.add_column("");
+    t.add_column("value");
+    t.add_row({"steps", std::to_string(s.steps)});
+    if (s.first_eval) t.add_row({"eval loss (start)", train::format_fixed(s.first_eval->loss, 4)});
+    if (s.last_eval) {
+      t.add_row({"eval loss (end)", train::format_fixed(s.last_eval->loss, 4)});
+      t.add_row({"perplexity (end)", train::format_fixed(s.last_eval->perplexity, 3)});
+    }
+    t.add_row({"time", train::format_duration(s.train_seconds)});
+    t.add_row({"throughput", train::format_rate(s.tokens_per_second, "tok/s")});
+    t.add_row({"peak memory", train::format_bytes(s.peak_memory_bytes)});
+    t.add_row({"checkpoint", s.last_checkpoint});
+    std::cout << t.to_text();
+  }
+  return 0;
+}
+
+int run_eval(const EvalOptions& o) {
+  train::TrainConfig cfg;
+  std::optional<train::CheckpointData> ckpt;
+  if (fs::is_directory(o.target)) {
+    ckpt = train::load_checkpoint(o.target);
+    cfg = train::parse_train_config(ckpt->state.at("config").get<std::string>(), o.target + " (saved config)",
+                                    o.overrides);
+  } else {
+    cfg = train::load_train_config(o.target, o.overrides);
+  }
+  train::Communicator comm;
+  models::Pretrained p = build_model(cfg);
+  if (ckpt) train::load_training_state(*p.model, ckpt->model);
+  TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
+  const int64_t n = o.sequences >= 0 ? o.sequences : cfg.eval.sequences;
+  const train::EvalResult r = train::evaluate(*p.model, data.heldout, cfg.train.micro_batch, comm, n,
+                                              cfg.train.device == "cuda");
+  std::cout << "eval: loss " << train::format_fixed(r.loss, 4) << "  perplexity " << train::format_fixed(r.perplexity, 3)
+            << "  (" << r.tokens << " tokens, " << data.description << ")\n";
+  return 0;
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app, CommandList& commands) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* train = app.add_subcommand("train", "Fine-tune a model with a recipe config (QAT, QLoRA, QAT+LoRA, full)");
+  train->add_option("config", o->config, "recipe YAML (see recipes/configs/)")->required()->check(CLI::ExistingFile);
+  train->add_option("overrides", o->overrides, "key=value overrides, e.g. train.lr=1e-4 train.steps=50");
+  train->add_option("--nproc", o->nproc, "local ranks to spawn (data parallel; Gloo on CPU, NCCL on GPU)")
+      ->check(CLI::Range(1, 1024));
+  commands.push_back({train, [o] { return run_train(*o); }});
+
+  auto e = std::make_shared<EvalOptions>();
+  auto* eval = app.add_subcommand("eval", "Held-out loss and perplexity of a run's latest checkpoint or of a config's model");
+  eval->add_option("target", e->target, "run directory, checkpoint directory or recipe YAML")->required();
+  eval->add_option("overrides", e->overrides, "key=value overrides of the config");
+  eval->add_option("--sequences", e->sequences, "held-out sequences to evaluate (default: eval.sequences, 0 = all)");
+  commands.push_back({eval, [e] { return run_eval(*e); }});
+}
+
+}  // namespace qat::recipes

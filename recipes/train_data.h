@@ -1,0 +1,23 @@
+// From the config's `data` section to the trainer's fixed-length sequences: read documents or
+// records, split documents into train and held-out (before packing, so no document is in both),
+// tokenize, then pack (text/jsonl) or pad (alpaca/chat).
+#pragma once
+
+#include <string>
+
+#include "data/tokenizer/tokenizer.h"
+#include "trainers/train_config.h"
+#include "trainers/trainer.h"
+
+namespace qat::recipes {
+
+struct TrainData {
+  train::SequenceSet train, heldout;
+  std::string description;  // e.g. "text corpus .../kjv (4635 documents): 1234 train / 61 held-out sequences of 256"
+  int64_t documents = 0;
+};
+
+TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& tokenizer,
+                          const std::string& chat_template);
+
+}  // namespace qat::recipes

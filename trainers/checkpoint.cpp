@@ -1,0 +1,181 @@
+#include "trainers/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "qat/io/remove_tree.h"
+#include "qat/io/safetensors_torch.h"
+
+namespace fs = std::filesystem;
+
+namespace qat::train {
+namespace {
+
+constexpr char kPrefix[] = "step-";
+
+}  // namespace
+
+std::string checkpoint_name(int64_t step) {
+  std::ostringstream s;
+  s << kPrefix;
+  s.width(7);
+  s.fill('0');
+  s << step;
+  return s.str();
+}
+
+namespace {
+
+// Steps of the complete checkpoints in dir, ascending.
+std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(kPrefix, 0) != 0 || !e.is_directory()) continue;
+    const std::string digits = name.substr(sizeof(kPrefix) - 1);
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    if (!fs::exists(e.path() / "trainer_state.json")) continue;
+    out.emplace_back(std::stoll(digits), e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void fsync_path(const fs::path& p, bool directory) {
+  const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return;  // best effort: the rename is what makes the save atomic
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> as_list(const std::map<std::string, at::Tensor>& m) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& [k, v] : m) out.emplace_back(k, v.detach().to(at::kCPU).contiguous());
+  return out;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step, const CheckpointData& data,
+                            int keep_last) {
+  TORCH_CHECK(data.state.contains("step"), "checkpoint state must hold the step");
+  const fs::path dir(checkpoints_dir);
+  fs::create_directories(dir);
+  // Leftovers of a save that was killed: never complete, safe to remove.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) io::remove_tree(e.path().string());
+  }
+  const std::string name = checkpoint_name(step);
+  const fs::path tmp = dir / (".tmp-" + name + "-" + std::to_string(::getpid()));
+  const fs::path final_path = dir / name;
+  fs::create_directories(tmp);
+  io::save_safetensors((tmp / "model.safetensors").string(), as_list(data.model));
+  io::save_safetensors((tmp / "optimizer.safetensors").string(), as_list(data.optimizer));
+  io::save_safetensors((tmp / "rng.safetensors").string(), as_list(data.rng));
+  {
+    std::ofstream out(tmp / "trainer_state.json");
+    out << data.state.dump(2) << "\n";
+    TORCH_CHECK(out.good(), "cannot write ", (tmp / "trainer_state.json").string(),
+                ": is the disk full?");
+  }
+  for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path(), false);
+  fsync_path(tmp, true);
+  io::remove_tree(final_path.string());  // re-saving the same step
+  fs::rename(tmp, final_path, ec);
+  TORCH_CHECK(!ec, "cannot move checkpoint into place at ", final_path.string(), ": ", ec.message());
+  fsync_path(dir, true);
+
+  if (keep_last > 0) {
+    auto all = list_checkpoints(dir);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) io::remove_tree(all[i].second.string());
+  }
+  return final_path.string();
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& checkpoints_dir) {
+  auto all = list_checkpoints(checkpoints_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second.string();
+}
+
+std::string resolve_checkpoint(const std::string& path) {
+  const fs::path p(path);
+  TORCH_CHECK(fs::exists(p), "no such run or checkpoint: ", path);
+  if (fs::exists(p / "trainer_state.json")) return p.string();
+  for (const fs::path& dir : {p / "checkpoints", p}) {
+    if (auto latest = latest_checkpoint(dir.string())) return *latest;
+  }
+  TORCH_CHECK(false, path, " holds no complete checkpoint (expected a run directory with "
+              "checkpoints/step-N/trainer_state.json, or such a step directory)");
+  return {};
+}
+
+CheckpointData load_checkpoint(const std::string& path) {
+  const fs::path dir = resolve_checkpoint(path);
+  CheckpointData d;
+  auto load = [&](const char* file) {
+    const fs::path f = dir / file;
+    TORCH_CHECK(fs::exists(f), "checkpoint ", dir.string(), " lacks ", file);
+    std::map<std::string, at::Tensor> out;
+    for (auto& [k, v] : io::load_safetensors(f.string())) out[k] = v.clone();  // own the memory
+    return out;
+  };
+  d.model = load("model.safetensors");
+  d.optimizer = load("optimizer.safetensors");
+  d.rng = load("rng.safetensors");
+  std::ifstream in(dir / "trainer_state.json");
+  TORCH_CHECK(in, "cannot read ", (dir / "trainer_state.json").string());
+  try {
+    d.state = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, (dir / "trainer_state.json").string(), " is not valid JSON: ", e.what());
+  }
+  TORCH_CHECK(d.state.is_object() && d.state.contains("step"), (dir / "trainer_state.json").string(),
+              " has no step");
+  return d;
+}
+
+std::map<std::string, at::Tensor> rng_state(bool cuda) {
+  std::map<std::string, at::Tensor> out;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    out["cpu"] = gen.get_state();
+  }
+  if (cuda && at::hasCUDA()) {
+    const auto& hooks = at::detail::getCUDAHooks();
+    const auto idx = hooks.getCurrentDevice();
+    auto gen = hooks.getDefaultGenerator(idx);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    out["cuda"] = gen.get_state();
+  }
+  return out;
+}
+
+void set_rng_state(const std::map<std::string, at::Tensor>& state) {
+  if (auto it = state.find("cpu"); it != state.end()) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(it->second);
+  }
+  if (auto it = state.find("cuda"); it != state.end() && at::hasCUDA()) {
+    const auto& hooks = at::detail::getCUDAHooks();
+    auto gen = hooks.getDefaultGenerator(hooks.getCurrentDevice());
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(it->second);
+  }
+}
+
+}  // namespace qat::train

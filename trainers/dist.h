@@ -1,0 +1,96 @@
+// Processes and collectives for data-parallel training on c10d.
+//
+// Every rank runs the same program. DistEnv says who this process is: from the torchrun/SLURM
+// style environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) that `qat train
+// --nproc N` also sets for the ranks it spawns. Communicator wraps one c10d backend: Gloo for CPU
+// tensors, NCCL for CUDA tensors; with one rank it has no backend and every collective is a no-op,
+// so the single-process path never opens a socket.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/intrusive_ptr.h>
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace c10d {
+class Backend;
+class Store;
+class Work;
+}  // namespace c10d
+
+namespace qat::train {
+
+struct DistEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+
+  // Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; all absent means one process.
+  // Inconsistent values (RANK >= WORLD_SIZE, a non-number) are errors naming the variable.
+  static DistEnv from_env();
+  bool is_main() const { return rank == 0; }
+};
+
+// A collective failed or timed out: another rank exited, hung or became unreachable.
+class CommError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A pending collective: wait() blocks until it is done (for NCCL: orders the current stream).
+class PendingWork {
+ public:
+  PendingWork();
+  explicit PendingWork(c10::intrusive_ptr<c10d::Work> work);
+  PendingWork(PendingWork&&) noexcept;
+  PendingWork& operator=(PendingWork&&) noexcept;
+  ~PendingWork();
+  void wait();
+
+ private:
+  c10::intrusive_ptr<c10d::Work> work_;
+};
+
+class Communicator {
+ public:
+  // Connects to the other ranks through a TCPStore at master_addr:master_port (rank 0 serves it).
+  // `device` picks the backend: NCCL for CUDA, Gloo for CPU. `timeout` bounds every collective,
+  // so a lost rank ends the run with an error instead of hanging.
+  Communicator(const DistEnv& env, at::Device device, std::chrono::milliseconds timeout);
+  // One process, no backend.
+  Communicator();
+  ~Communicator();
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+  bool distributed() const { return env_.world_size > 1; }
+  const std::string& backend_name() const { return backend_name_; }
+
+  // Sum over ranks, in place. The async form returns work to wait on. Failures throw CommError.
+  PendingWork all_reduce_sum_async(at::Tensor& t);
+  void all_reduce_sum(at::Tensor& t);
+  void broadcast(at::Tensor& t, int root);
+  void barrier();
+
+ private:
+  DistEnv env_;
+  std::string backend_name_ = "none";
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Backend> backend_;
+};
+
+// Backend factories (gloo_backend.cpp and nccl_backend.cpp keep each library's headers in one
+// translation unit: Debian's gloo headers differ from the ones libtorch was built with).
+c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                                    int rank, int world_size,
+                                                    std::chrono::milliseconds timeout);
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                                    int rank, int world_size,
+                                                    std::chrono::milliseconds timeout);
+
+}  // namespace qat::train

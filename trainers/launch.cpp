@@ -1,0 +1,133 @@
+#include "trainers/launch.h"
+
+#include <arpa/inet.h>
+#include <c10/util/Exception.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+extern char** environ;
+
+namespace qat::train {
+namespace {
+
+volatile sig_atomic_t g_forward_signal = 0;
+void on_signal(int sig) { g_forward_signal = sig; }
+
+std::string describe(int status) {
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
+  return "ended with status " + std::to_string(status);
+}
+
+}  // namespace
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  TORCH_CHECK(fd >= 0, "cannot open a socket to find a free port: ", std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  TORCH_CHECK(ok, "cannot find a free TCP port on 127.0.0.1");
+  return ntohs(addr.sin_port);
+}
+
+LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& extra_env, double grace_seconds) {
+  TORCH_CHECK(nproc >= 1, "--nproc must be >= 1, got ", nproc);
+  TORCH_CHECK(!args.empty(), "launch_local: no program");
+  const int port = free_port();
+  std::vector<pid_t> pids;
+  struct sigaction sa {}, old_int{}, old_term{};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  g_forward_signal = 0;
+
+  for (int rank = 0; rank < nproc; ++rank) {
+    std::map<std::string, std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string kv = *e;
+      const auto eq = kv.find('=');
+      if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    for (const auto& [k, v] : extra_env) env[k] = v;
+    env["RANK"] = std::to_string(rank);
+    env["LOCAL_RANK"] = std::to_string(rank);
+    env["WORLD_SIZE"] = std::to_string(nproc);
+    env["LOCAL_WORLD_SIZE"] = std::to_string(nproc);
+    env["MASTER_ADDR"] = "127.0.0.1";
+    env["MASTER_PORT"] = std::to_string(port);
+    std::vector<std::string> env_strings;
+    for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+    std::vector<char*> envp, argv;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args_copy = args;
+    for (auto& s : args_copy) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data());
+    if (rc != 0) {
+      for (pid_t p : pids) ::kill(p, SIGTERM);
+      for (pid_t p : pids) ::waitpid(p, nullptr, 0);
+      TORCH_CHECK(false, "cannot start rank ", rank, " (", args[0], "): ", std::strerror(rc));
+    }
+    pids.push_back(pid);
+  }
+
+  LaunchResult result;
+  std::vector<bool> done(pids.size(), false);
+  size_t remaining = pids.size();
+  std::optional<std::chrono::steady_clock::time_point> failed_at;
+  bool terminated = false;
+  while (remaining > 0) {
+    if (g_forward_signal != 0) {
+      for (size_t r = 0; r < pids.size(); ++r)
+        if (!done[r]) ::kill(pids[r], g_forward_signal);
+      g_forward_signal = 0;
+    }
+    bool progressed = false;
+    for (size_t r = 0; r < pids.size(); ++r) {
+      if (done[r]) continue;
+      int status = 0;
+      const pid_t got = ::waitpid(pids[r], &status, WNOHANG);
+      if (got != pids[r]) continue;
+      done[r] = true;
+      --remaining;
+      progressed = true;
+      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (!ok && result.exit_code == 0 && !terminated) {
+        result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        result.message = "rank " + std::to_string(r) + " " + describe(status);
+        failed_at = std::chrono::steady_clock::now();
+      }
+    }
+    if (failed_at && !terminated && remaining > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - *failed_at).count() > grace_seconds) {
+      for (size_t r = 0; r < pids.size(); ++r)
+        if (!done[r]) ::kill(pids[r], SIGTERM);
+      terminated = true;
+      result.message += "; the other ranks were stopped";
+    }
+    if (!progressed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  return result;
+}
+
+}  // namespace qat::train

@@ -1,0 +1,28 @@
+// `--nproc N`: runs N local ranks of this program, like torchrun. Each child re-executes the
+// same command line with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free
+// MASTER_PORT in its environment (so the code path is the one multi-node launches use). If a
+// rank fails, the others get SIGTERM after a grace period, and the launcher reports which rank
+// failed and how. SIGINT/SIGTERM to the launcher are forwarded to the ranks.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qat::train {
+
+struct LaunchResult {
+  int exit_code = 0;          // 0 when every rank succeeded, else the first failure's code
+  std::string message;        // which rank failed and how; empty on success
+};
+
+// `args[0]` must be the program (use "/proc/self/exe" for this one). `extra_env` is added to every
+// rank's environment.
+LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& extra_env = {},
+                          double grace_seconds = 10.0);
+
+// A TCP port that was free a moment ago on 127.0.0.1.
+int free_port();
+
+}  // namespace qat::train

@@ -1,0 +1,116 @@
+#include "trainers/optimizer.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+
+namespace qat::train {
+
+void AdamWConfig::validate() const {
+  TORCH_CHECK(beta1 >= 0 && beta1 < 1, "train.beta1 must be in [0, 1), got ", beta1);
+  TORCH_CHECK(beta2 >= 0 && beta2 < 1, "train.beta2 must be in [0, 1), got ", beta2);
+  TORCH_CHECK(eps > 0, "train.eps must be > 0, got ", eps);
+  TORCH_CHECK(weight_decay >= 0, "train.weight_decay must be >= 0, got ", weight_decay);
+}
+
+static bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool decays(const std::string& name, const at::Tensor& param) {
+  if (param.dim() < 2) return false;
+  return !(ends_with(name, ".scale") || ends_with(name, ".zero_point"));
+}
+
+AdamW::AdamW(std::vector<NamedParam> params, AdamWConfig cfg) : params_(std::move(params)), cfg_(cfg) {
+  cfg_.validate();
+  for (const auto& p : params_) {
+    TORCH_CHECK(p.param.scalar_type() == at::kFloat, "AdamW keeps float32 master weights, but ", p.name,
+                " is ", p.param.scalar_type(), ": build trainable parameters in float32");
+    decay_.push_back(decays(p.name, p.param));
+    exp_avg_.push_back(at::zeros_like(p.param, at::MemoryFormat::Contiguous));
+    exp_avg_sq_.push_back(at::zeros_like(p.param, at::MemoryFormat::Contiguous));
+  }
+}
+
+void AdamW::step(double lr) {
+  c10::NoGradGuard no_grad;
+  ++step_;
+  const double bias1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step_));
+  const double bias2_sqrt = std::sqrt(1.0 - std::pow(cfg_.beta2, static_cast<double>(step_)));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor p = params_[i].param;
+    const at::Tensor& g = p.grad();
+    if (!g.defined()) continue;  // as torch: a parameter without a gradient is not touched
+    if (decay_[i] && cfg_.weight_decay != 0) p.mul_(1.0 - lr * cfg_.weight_decay);
+    exp_avg_[i].lerp_(g, 1.0 - cfg_.beta1);
+    exp_avg_sq_[i].mul_(cfg_.beta2).addcmul_(g, g, 1.0 - cfg_.beta2);
+    const at::Tensor denom = (exp_avg_sq_[i].sqrt() / bias2_sqrt).add_(cfg_.eps);
+    p.addcdiv_(exp_avg_[i], denom, -lr / bias1);
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto& p : params_) {
+    if (p.param.grad().defined()) p.param.mutable_grad().reset();
+  }
+}
+
+std::map<std::string, at::Tensor> AdamW::state_dict() const {
+  std::map<std::string, at::Tensor> out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out[params_[i].name + ".exp_avg"] = exp_avg_[i];
+    out[params_[i].name + ".exp_avg_sq"] = exp_avg_sq_[i];
+  }
+  out["step"] = at::scalar_tensor(step_, at::kLong);
+  return out;
+}
+
+void AdamW::load_state_dict(const std::map<std::string, at::Tensor>& state) {
+  c10::NoGradGuard no_grad;
+  auto get = [&](const std::string& key, const at::Tensor& like) {
+    auto it = state.find(key);
+    TORCH_CHECK(it != state.end(), "optimizer state has no '", key,
+                "': the checkpoint was written for other trainable parameters (a different method, "
+                "LoRA targets or quantization config)");
+    TORCH_CHECK(it->second.sizes() == like.sizes(), "optimizer state '", key, "' has shape ",
+                it->second.sizes(), " but the parameter has ", like.sizes());
+    return it->second;
+  };
+  for (size_t i = 0; i < params_.size(); ++i) {
+    exp_avg_[i].copy_(get(params_[i].name + ".exp_avg", exp_avg_[i]));
+    exp_avg_sq_[i].copy_(get(params_[i].name + ".exp_avg_sq", exp_avg_sq_[i]));
+  }
+  auto it = state.find("step");
+  TORCH_CHECK(it != state.end(), "optimizer state has no 'step'");
+  step_ = it->second.item<int64_t>();
+  TORCH_CHECK(state.size() == 2 * params_.size() + 1, "optimizer state has ", state.size(),
+              " entries, expected ", 2 * params_.size() + 1,
+              ": the checkpoint was written for other trainable parameters");
+}
+
+double grad_norm(const std::vector<NamedParam>& params) {
+  at::Tensor total;
+  for (const auto& p : params) {
+    const at::Tensor& g = p.param.grad();
+    if (!g.defined()) continue;
+    at::Tensor sq = g.to(at::kDouble).pow(2).sum();
+    total = total.defined() ? total + sq : sq;
+  }
+  return total.defined() ? std::sqrt(total.item<double>()) : 0.0;
+}
+
+double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm) {
+  const double norm = grad_norm(params);
+  if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
+    c10::NoGradGuard no_grad;
+    const double coef = max_norm / (norm + 1e-6);
+    for (const auto& p : params) {
+      if (p.param.grad().defined()) p.param.mutable_grad().mul_(coef);
+    }
+  }
+  return norm;
+}
+
+}  // namespace qat::train

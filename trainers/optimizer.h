@@ -1,0 +1,65 @@
+// AdamW with decoupled weight decay (Loshchilov & Hutter), written out so its state is plain named
+// tensors: a checkpoint saves them as safetensors and a resumed run continues bit for bit.
+//
+//   m = b1*m + (1-b1)*g          v = b2*v + (1-b2)*g^2
+//   p = p*(1 - lr*wd)            (only parameters with decay)
+//   p = p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+//
+// This is torch.optim.AdamW's update, in its operation order. Parameters are the trainable ones,
+// kept in float32 (master weights; bf16 autocast only lowers the matmuls).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qat::train {
+
+struct AdamWConfig {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  void validate() const;
+};
+
+struct NamedParam {
+  std::string name;
+  at::Tensor param;
+};
+
+// Norms, biases and quantizer scales/zero points are not decayed: decaying them shrinks ranges
+// and shifts activations rather than regularizing weights.
+bool decays(const std::string& name, const at::Tensor& param);
+
+class AdamW {
+ public:
+  AdamW(std::vector<NamedParam> params, AdamWConfig cfg);
+
+  // One update with learning rate `lr` from the parameters' .grad (a missing grad counts as 0).
+  void step(double lr);
+  void zero_grad();
+  int64_t steps_taken() const { return step_; }
+  const std::vector<NamedParam>& params() const { return params_; }
+
+  // "<param>.exp_avg", "<param>.exp_avg_sq" and "step" (int64 scalar).
+  std::map<std::string, at::Tensor> state_dict() const;
+  // Every entry must be present with the right shape: a checkpoint of another config fails here.
+  void load_state_dict(const std::map<std::string, at::Tensor>& state);
+
+ private:
+  std::vector<NamedParam> params_;
+  std::vector<bool> decay_;
+  std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
+  AdamWConfig cfg_;
+  int64_t step_ = 0;
+};
+
+// Sqrt of the sum of squared gradients of `params` (float64 accumulation).
+double grad_norm(const std::vector<NamedParam>& params);
+// Scales the gradients so their norm is at most max_norm; returns the norm before clipping.
+double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm);
+
+}  // namespace qat::train
