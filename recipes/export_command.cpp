@@ -1,13 +1,142 @@
-// `qat export` lands with qat/export (issue 6); until then the command says so.
+// `qat export`: loads a model -- a .gguf file, an HF directory, or a training run (its latest
+// checkpoint, rebuilt with the run's own config) -- writes it with qat/export, then prints the
+// size report.
+//
+//   qat export runs/smollm2-135m-qat --format gguf --out smollm2-qat.gguf   (Q4_0 blocks as trained)
+//   qat export runs/smollm2-135m-qlora --format peft --out adapter/
+//   qat export model.gguf --format gguf --gguf-type q4_0 --out model-q4_0.gguf
+//   qat export hf_dir --format hf --out merged/             (bf16 safetensors + config + tokenizer)
+//   qat export hf_dir --format bnb-nf4 --out nf4/           (bitsandbytes 4-bit, double quant)
+//   qat export hf_dir --format ct --group-size 128 --out int4/   (vLLM int4 compressed-tensors)
 #include "recipes/export_command.h"
 
-#include <stdexcept>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "qat/export/export.h"
+#include "qat/models/llama.h"
+#include "qat/models/pretrained.h"
+#include "recipes/methods.h"
+#include "trainers/checkpoint.h"
+#include "trainers/model_state.h"
+#include "trainers/train_config.h"
 
 namespace qat::recipes {
+namespace {
+
+struct ExportArgs {
+  std::string model;
+  std::string format = "gguf";
+  std::string out;
+  std::string gguf_type = "q8_0";
+  std::string gguf_embed_type = "q8_0";
+  std::string dtype = "bf16";
+  int64_t group_size = 128;
+  int64_t nf4_blocksize = 64;
+  bool no_double_quant = false;
+  bool requantize = false;
+  bool force = false;
+  std::string base_model;
+};
+
+at::ScalarType dtype_from_name(const std::string& n) {
+  if (n == "bf16" || n == "bfloat16") return at::kBFloat16;
+  if (n == "fp16" || n == "f16" || n == "float16") return at::kHalf;
+  if (n == "fp32" || n == "f32" || n == "float32") return at::kFloat;
+  TORCH_CHECK(false, "qat export: --dtype '", n, "' is not one of bf16, fp16, fp32");
+}
+
+bool is_run(const std::string& path) {
+  namespace fs = std::filesystem;
+  return fs::is_directory(path) &&
+         (fs::exists(fs::path(path) / "trainer_state.json") || fs::is_directory(fs::path(path) / "checkpoints"));
+}
+
+// A training run: the model its config builds, with the checkpoint's trained state; the
+// tokenizer of the base model it started from.
+exporting::ExportSource load_run(const std::string& path, exporting::ExportOptions& opt) {
+  const std::string ckpt_path = train::resolve_checkpoint(path);
+  const train::CheckpointData ckpt = train::load_checkpoint(ckpt_path);
+  const train::TrainConfig cfg =
+      train::parse_train_config(ckpt.state.at("config").get<std::string>(), ckpt_path + " (saved config)");
+  train::TrainConfig cpu_cfg = cfg;
+  cpu_cfg.train.device = "cpu";
+  models::Pretrained p = build_model(cpu_cfg);
+  train::load_training_state(*p.model, ckpt.model);
+  std::cerr << "run " << path << ": " << train::to_string(cfg.method) << " at step "
+            << ckpt.state.at("step").get<int64_t>() << " (" << ckpt_path << ")\n";
+  if (cfg.method == train::Method::kQlora || cfg.method == train::Method::kQatLora) {
+    lora::LoraConfig lc;
+    lc.r = cfg.lora.r;
+    lc.alpha = cfg.lora.alpha;
+    lc.dropout = cfg.lora.dropout;
+    lc.use_rslora = cfg.lora.rslora;
+    lc.target_modules = cfg.lora.targets;
+    opt.lora_config = lc;
+  }
+  exporting::ExportSource s;
+  s.model = p.model;
+  s.name = path;
+  const std::string base = resolve_model_path(cfg.model.path);
+  s.tokenizer = exporting::tokenizer_source(base, p.chat_template);
+  if (opt.base_model_name_or_path.empty()) opt.base_model_name_or_path = base;
+  return s;
+}
+
+int run_export(const ExportArgs& a) {
+  exporting::ExportOptions opt;
+  opt.format = exporting::export_format_from_name(a.format);  // checked before the slow load
+  opt.out = a.out;
+  opt.force = a.force;
+  opt.gguf_type = exporting::gguf_type_from_name(a.gguf_type);
+  opt.gguf_embed_type = exporting::gguf_type_from_name(a.gguf_embed_type);
+  opt.hf_dtype = dtype_from_name(a.dtype);
+  opt.int4_group_size = a.group_size;
+  opt.nf4_blocksize = a.nf4_blocksize;
+  opt.nf4_double_quant = !a.no_double_quant;
+  opt.requantize = a.requantize;
+  opt.base_model_name_or_path = a.base_model;
+  TORCH_CHECK(!opt.out.empty(), "qat export: --out is required");
+  TORCH_CHECK(opt.force || !std::filesystem::exists(opt.out), "qat export: output '", opt.out,
+              "' already exists; pass --force to replace it");
+
+  const std::string path = a.model.empty() ? models::default_model_path() : a.model;
+  std::cerr << "loading " << path << "\n";
+  const exporting::ExportSource source = is_run(path) ? load_run(path, opt) : exporting::load_export_source(path);
+  const exporting::ExportReport report = exporting::export_model(source, opt);
+  std::cout << report.summary();
+  return 0;
+}
+
+}  // namespace
 
 void add_export_command(CLI::App& app, CommandList& commands) {
-  auto* sub = app.add_subcommand("export", "Export a model to GGUF / Hugging Face formats (not built yet)");
-  commands.push_back({sub, []() -> int { throw std::runtime_error("qat export is not built yet"); }});
+  auto args = std::make_shared<ExportArgs>();
+  auto* sub = app.add_subcommand("export", "Write a model as GGUF (llama.cpp), HF safetensors, a PEFT adapter, "
+                                           "bitsandbytes NF4 or int4 compressed-tensors (vLLM)");
+  sub->add_option("model", args->model,
+                  "a training run directory (its latest checkpoint), a .gguf file or a Hugging Face directory "
+                  "(default: SmolLM2-135M-Instruct)");
+  sub->add_option("--format,-f", args->format, "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)")
+      ->capture_default_str();
+  sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")->required();
+  sub->add_option("--gguf-type", args->gguf_type, "GGUF type of dense/LoRA linears: q8_0, q4_0, q4_1, f16, bf16, f32")
+      ->capture_default_str();
+  sub->add_option("--gguf-embed-type", args->gguf_embed_type, "GGUF type of token_embd and output")
+      ->capture_default_str();
+  sub->add_option("--dtype", args->dtype, "HF formats: dtype of dense tensors and scales (bf16, fp16, fp32)")
+      ->capture_default_str();
+  sub->add_option("--group-size", args->group_size, "ct: int4 group size for layers not trained in int4")
+      ->capture_default_str();
+  sub->add_option("--nf4-blocksize", args->nf4_blocksize, "bnb-nf4: blocksize for layers not NF4 already")
+      ->capture_default_str();
+  sub->add_flag("--no-double-quant", args->no_double_quant, "bnb-nf4: store float32 absmax (no double quant)");
+  sub->add_flag("--requantize", args->requantize,
+                "quantize layers whose fake-quant scheme the format cannot store exactly (error reported)");
+  sub->add_flag("--force", args->force, "replace an existing output");
+  sub->add_option("--base-model", args->base_model, "peft: base_model_name_or_path to write");
+  commands.push_back({sub, [args]() { return run_export(*args); }});
 }
 
 }  // namespace qat::recipes

@@ -1,0 +1,273 @@
+// export_model(): validates the output path, classifies the model's linears once, runs the
+// format's writer into a temporary path, writes manifest.json and renames into place, so a
+// failed export never leaves a half-written checkpoint at `out`.
+#include "qat/export/export.h"
+
+#include "qat/io/remove_tree.h"
+
+#include <ATen/ATen.h>
+
+#include <ftw.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <cmath>
+#include <numeric>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "qat/export/writers.h"
+#include "qat/io/gguf_file.h"
+#include "qat/models/pretrained.h"
+
+namespace qat::exporting {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::pair<std::string, ExportFormat>>& format_names() {
+  static const std::vector<std::pair<std::string, ExportFormat>> kNames = {
+      {"gguf", ExportFormat::kGguf},       {"hf", ExportFormat::kHfMerged},
+      {"peft", ExportFormat::kPeft},       {"bnb-nf4", ExportFormat::kBnbNf4},
+      {"ct", ExportFormat::kCompressedTensors}, {"compressed-tensors", ExportFormat::kCompressedTensors},
+  };
+  return kNames;
+}
+
+std::string human_bytes(double b) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(2);
+  if (b >= 1 << 30) s << b / (1 << 30) << " GiB";
+  else if (b >= 1 << 20) s << b / (1 << 20) << " MiB";
+  else if (b >= 1 << 10) s << b / (1 << 10) << " KiB";
+  else s << b << " B";
+  return s.str();
+}
+
+// "blk.3.attn_q.weight" -> "blk.*.attn_q.weight": the tensor's kind across layers.
+std::string tensor_kind(const std::string& name) {
+  static const std::regex kLayer(R"(\.\d+\.)");
+  return std::regex_replace(name, kLayer, ".*.");
+}
+
+nlohmann::json build_manifest(const ExportSource& src, const ExportOptions& opt, const ExportReport& r) {
+  nlohmann::json kinds = nlohmann::json::object();
+  std::map<std::string, std::set<std::string>> seen;
+  for (const auto& t : r.tensors) {
+    const std::string k = tensor_kind(t.name);
+    const std::string v = t.type + " (" + t.origin + ")";
+    if (seen[k].insert(v).second) kinds[k].push_back(v);
+  }
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const auto& t : r.tensors) {
+    nlohmann::json j = {{"name", t.name}, {"type", t.type}, {"origin", t.origin}, {"numel", t.numel},
+                        {"bytes", t.bytes}, {"theoretical_bits", t.theoretical_bits}};
+    if (t.max_abs_err) j["max_abs_err"] = *t.max_abs_err;
+    if (t.rel_fro_err) j["rel_fro_err"] = *t.rel_fro_err;
+    tensors.push_back(std::move(j));
+  }
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& f : r.files) {
+    const fs::path p = opt.format == ExportFormat::kGguf ? fs::path(r.out) : fs::path(r.out) / f;
+    files.push_back({{"name", f}, {"bytes", static_cast<int64_t>(fs::file_size(p))}});
+  }
+  const std::time_t now = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return {{"format", to_string(r.format)},
+          {"tool", "qat"},
+          {"tool_version", tool_version()},
+          {"created", when},
+          {"source", src.name},
+          {"model", src.model->config().to_hf_json()},
+          {"scheme", kinds},
+          {"sizes",
+           {{"file_bytes", r.file_bytes},
+            {"tensor_bytes", r.tensor_bytes},
+            {"theoretical_bytes", r.theoretical_bytes},
+            {"metadata_bytes", r.metadata_bytes},
+            {"on_disk_over_theoretical",
+             static_cast<double>(r.file_bytes) / static_cast<double>(std::max<int64_t>(1, r.theoretical_bytes))}}},
+          {"files", files},
+          {"notes", r.notes},
+          {"tensors", tensors}};
+}
+
+
+}  // namespace
+
+std::string tool_version() { return "qat 0.1.0"; }
+
+ExportFormat export_format_from_name(const std::string& name) {
+  for (const auto& [n, f] : format_names()) {
+    if (n == name) return f;
+  }
+  TORCH_CHECK(name != "gptq", "export: GPTQ checkpoints are not written; use --format ct (int4 ",
+              "compressed-tensors pack-quantized), which vLLM loads as well (docs/export.md says why)");
+  TORCH_CHECK(false, "export: unknown format '", name, "' (known: ", known_export_formats(), ")");
+}
+
+std::string to_string(ExportFormat f) {
+  for (const auto& [n, g] : format_names()) {
+    if (g == f) return n;
+  }
+  return "?";
+}
+
+std::string known_export_formats() { return "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)"; }
+
+io::GgmlType gguf_type_from_name(const std::string& name) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (n == "q8_0") return io::GgmlType::kQ8_0;
+  if (n == "q4_0") return io::GgmlType::kQ4_0;
+  if (n == "q4_1") return io::GgmlType::kQ4_1;
+  if (n == "f16") return io::GgmlType::kF16;
+  if (n == "bf16") return io::GgmlType::kBF16;
+  if (n == "f32") return io::GgmlType::kF32;
+  TORCH_CHECK(false, "export: unknown GGUF type '", name, "' (known: q8_0, q4_0, q4_1, f16, bf16, f32)");
+}
+
+TokenizerSource tokenizer_source(const std::string& path, const std::string& chat_template) {
+  TokenizerSource t;
+  t.chat_template = chat_template;
+  if (fs::is_directory(path)) {
+    if (fs::exists(fs::path(path) / "tokenizer.json") || fs::exists(fs::path(path) / "tokenizer.model"))
+      t.hf_dir = path;
+  } else {
+    const io::GgufFile f = io::GgufFile::open(path);
+    io::GgufMetadata tok;
+    for (const auto& [k, v] : f.metadata().entries()) {
+      if (k.rfind("tokenizer.", 0) == 0) tok.set(k, v);
+    }
+    if (tok.has("tokenizer.ggml.model")) t.gguf = std::move(tok);
+  }
+  return t;
+}
+
+ExportSource load_export_source(const std::string& path) {
+  TORCH_CHECK(fs::exists(path), "export: '", path, "' does not exist (pass a .gguf file, an HF directory or a run directory)");
+  models::Pretrained p = models::load_pretrained(path);
+  ExportSource s;
+  s.model = p.model;
+  s.name = path;
+  s.tokenizer = tokenizer_source(path, p.chat_template);
+  return s;
+}
+
+ExportReport export_model(const ExportSource& source, const ExportOptions& opt) {
+  TORCH_CHECK(source.model, "export: no model given");
+  TORCH_CHECK(!opt.out.empty(), "export: no output path given (--out)");
+  const fs::path out(opt.out);
+  TORCH_CHECK(opt.force || !fs::exists(out), "export: output '", opt.out,
+              "' already exists; pass --force to replace it");
+  if (opt.format == ExportFormat::kGguf) {
+    TORCH_CHECK(!fs::is_directory(out), "export: --out '", opt.out, "' is a directory; GGUF export ",
+                "writes one file (e.g. model.gguf)");
+  }
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+
+  ExportReport report;
+  report.format = opt.format;
+  report.out = opt.out;
+  detail::Job job{source, opt, *source.model, collect_linears(*source.model), {}, report};
+  job.others = non_linear_tensors(*source.model, job.linears);
+
+  const fs::path tmp = fs::path(opt.out + ".partial");
+  io::remove_tree(tmp);
+  try {
+    switch (opt.format) {
+      case ExportFormat::kGguf: detail::write_gguf(job, tmp.string()); break;
+      default: {
+        fs::create_directories(tmp);
+        switch (opt.format) {
+          case ExportFormat::kHfMerged: detail::write_hf_merged(job, tmp.string()); break;
+          case ExportFormat::kPeft: detail::write_peft(job, tmp.string()); break;
+          case ExportFormat::kBnbNf4: detail::write_bnb_nf4(job, tmp.string()); break;
+          case ExportFormat::kCompressedTensors: detail::write_compressed_tensors(job, tmp.string()); break;
+          default: TORCH_INTERNAL_ASSERT(false, "unhandled export format");
+        }
+      }
+    }
+  } catch (...) {
+    try {
+      io::remove_tree(tmp);
+    } catch (...) {  // keep the writer's error, which says what to fix
+    }
+    throw;
+  }
+  if (fs::exists(out)) io::remove_tree(out);
+  fs::rename(tmp, out);
+
+  // Sizes: every file written, against the tensors' theoretical bits.
+  if (opt.format == ExportFormat::kGguf) {
+    report.files = {out.filename().string()};
+    report.file_bytes = static_cast<int64_t>(fs::file_size(out));
+  } else {
+    for (const auto& e : fs::recursive_directory_iterator(out)) {
+      if (!e.is_regular_file()) continue;
+      report.files.push_back(fs::relative(e.path(), out).string());
+      report.file_bytes += static_cast<int64_t>(e.file_size());
+    }
+    std::sort(report.files.begin(), report.files.end());
+  }
+  double theoretical_bits = 0;
+  for (const auto& t : report.tensors) {
+    report.tensor_bytes += t.bytes;
+    theoretical_bits += t.theoretical_bits * static_cast<double>(t.numel);
+  }
+  report.theoretical_bytes = static_cast<int64_t>(std::ceil(theoretical_bits / 8.0));
+  report.metadata_bytes = report.file_bytes - report.tensor_bytes;
+  report.manifest = build_manifest(source, opt, report);
+  const fs::path manifest = opt.format == ExportFormat::kGguf ? fs::path(opt.out + ".manifest.json")
+                                                              : out / "manifest.json";
+  detail::write_json(manifest.string(), report.manifest);
+  return report;
+}
+
+std::string ExportReport::summary() const {
+  std::ostringstream s;
+  s << "export " << to_string(format) << " -> " << out << "\n";
+  const int64_t n = std::accumulate(tensors.begin(), tensors.end(), int64_t{0},
+                                    [](int64_t a, const TensorRecord& t) { return a + t.numel; });
+  auto row = [&](const char* what, double bytes, const std::string& extra) {
+    s << "  " << std::left << std::setw(22) << what << std::right << std::setw(12) << human_bytes(bytes)
+      << "  " << extra << "\n";
+  };
+  std::ostringstream bits;
+  bits << std::fixed << std::setprecision(3) << (n ? 8.0 * static_cast<double>(theoretical_bytes) / n : 0)
+       << " bits/param over " << n << " params";
+  row("theoretical (tensors)", static_cast<double>(theoretical_bytes), bits.str());
+  row("tensor payload", static_cast<double>(tensor_bytes), "");
+  row("metadata + padding", static_cast<double>(metadata_bytes), "headers, config, tokenizer");
+  std::ostringstream ratio;
+  ratio << std::fixed << std::setprecision(4)
+        << static_cast<double>(file_bytes) / static_cast<double>(std::max<int64_t>(1, theoretical_bytes))
+        << "x theoretical";
+  row("on disk", static_cast<double>(file_bytes), ratio.str());
+  std::map<std::string, int> kinds;
+  for (const auto& t : tensors) ++kinds[t.type + " " + t.origin];
+  s << "  tensors:\n";
+  for (const auto& [k, c] : kinds) s << "    " << std::setw(5) << c << "  " << k << "\n";
+  const TensorRecord* worst = nullptr;
+  for (const auto& t : tensors) {
+    if (t.rel_fro_err && (!worst || *t.rel_fro_err > *worst->rel_fro_err)) worst = &t;
+  }
+  if (worst) {
+    s << "  largest rounding error: " << worst->name << " (" << worst->origin << "): max|d| "
+      << *worst->max_abs_err << ", rel. Frobenius " << *worst->rel_fro_err << "\n";
+  }
+  for (const auto& note : notes) s << "  note: " << note << "\n";
+  return s.str();
+}
+
+}  // namespace qat::exporting

@@ -1,0 +1,297 @@
+// GGUF for llama.cpp: llama/qwen2 architecture metadata with the KV types llama.cpp checks
+// (counts UINT32, floats FLOAT32), the source's tokenizer keys, and tensors in ggml block types.
+//
+// A linear fake-quantized in a format GGUF stores exactly keeps its codes and scales (no further
+// rounding): gguf_q8_0 / gguf_q4_0 / gguf_q4_1 specs map one to one; int2..int4 symmetric with
+// groups of 32 and fp16-representable scales are Q4_0 blocks (code + 8, d = scale), int5..int8
+// the same as Q8_0 blocks. Dense and LoRA linears are merged and quantized with ggml's reference
+// rule to the chosen type. Q/K rows are permuted for the llama architecture (io::permute_qk);
+// blocks run along `in`, so the permutation moves whole rows of blocks.
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <map>
+#include <set>
+
+#include "ops/pack.h"
+#include "qat/export/tokenizer_convert.h"
+#include "qat/export/writers.h"
+#include "qat/io/gguf_llama.h"
+#include "qat/io/gguf_writer.h"
+
+namespace qat::exporting::detail {
+namespace {
+
+using io::GgmlType;
+using scheme::Format;
+using scheme::QuantSpec;
+
+bool is_block_type(GgmlType t) {
+  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_1;
+}
+
+QuantSpec spec_of(GgmlType t) {
+  switch (t) {
+    case GgmlType::kQ8_0: return QuantSpec::from_name("gguf_q8_0");
+    case GgmlType::kQ4_0: return QuantSpec::from_name("gguf_q4_0");
+    case GgmlType::kQ4_1: return QuantSpec::from_name("gguf_q4_1");
+    default: TORCH_CHECK(false, "internal: ", io::ggml_type_name(t), " is not a block type");
+  }
+}
+
+// Bits per element of a ggml type, as stored (block bytes * 8 / block size).
+double type_bits(GgmlType t) {
+  const auto* tr = io::ggml_type_traits(static_cast<uint32_t>(t));
+  return 8.0 * tr->type_size / tr->block_size;
+}
+
+// The ggml file type (llama_ftype) named after the type most linears have.
+uint32_t file_type(GgmlType t) {
+  switch (t) {
+    case GgmlType::kF32: return 0;
+    case GgmlType::kF16: return 1;
+    case GgmlType::kQ4_0: return 2;
+    case GgmlType::kQ4_1: return 3;
+    case GgmlType::kQ8_0: return 7;
+    case GgmlType::kBF16: return 32;
+    default: return 0;
+  }
+}
+
+struct Packed {
+  GgmlType type;
+  at::Tensor bytes;    // uint8 [out, in/32 * block_bytes]
+  at::Tensor dequant;  // float32 [out, in]: what a reader gets back
+};
+
+// ggml's reference quantizer (ops/quant_math.h reproduces quantize_row_*_ref) on rows [out, in].
+Packed quantize_blocks(const at::Tensor& w, GgmlType type, const std::string& name) {
+  TORCH_CHECK(w.size(-1) % 32 == 0, "export gguf: tensor '", name, "' has rows of ", w.size(-1),
+              " elements, not a multiple of the ", io::ggml_type_name(type),
+              " block size 32; choose f16/bf16/f32 for it (--gguf-type / --gguf-embed-type)");
+  const QuantSpec spec = spec_of(type);
+  const at::Tensor x = w.to(at::kFloat).contiguous();
+  const ops::QParams qp = ops::choose_qparams(x, spec);
+  const at::Tensor codes = ops::quantize(x, spec, qp);
+  return {type, ops::pack_gguf_blocks(codes, spec, qp), ops::dequantize(codes, spec, qp, at::kFloat)};
+}
+
+// The GGUF block type that holds a fake-quant weight exactly, with its blocks; nullopt (and
+// `why`) when none does.
+std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) {
+  const QuantSpec& s = fw.spec;
+  GgmlType type;
+  at::Tensor codes = fw.codes;
+  ops::QParams qp = fw.qparams;
+  if (s.format == Format::kQ8_0 || s.format == Format::kQ4_0 || s.format == Format::kQ4_1) {
+    type = s.format == Format::kQ8_0 ? GgmlType::kQ8_0 : s.format == Format::kQ4_0 ? GgmlType::kQ4_0
+                                                                                  : GgmlType::kQ4_1;
+  } else if (s.format == Format::kInt && s.granularity.kind == scheme::Granularity::Kind::kPerGroup &&
+             s.granularity.group_size == 32) {
+    // y = q * s with q in [-2^(b-1), 2^(b-1)-1]: Q4_0 computes (c - 8) * d, Q8_0 q * d, both in
+    // fp32 with an fp16 d. Exact when every scale is an fp16 value.
+    const at::Tensor scale = qp.scale.to(at::kFloat);
+    if (!at::equal(scale.to(at::kHalf).to(at::kFloat), scale)) {
+      *why = "its scales (" + scheme::to_string(s.scale_dtype) +
+             ") are not all fp16 values (train with scale_dtype fp16)";
+      return std::nullopt;
+    }
+    if (s.bits <= 4) {
+      type = GgmlType::kQ4_0;
+      codes = (codes.view(at::kChar).to(at::kInt) + 8).to(at::kByte);
+    } else {
+      type = GgmlType::kQ8_0;
+    }
+    qp.zero = at::zeros_like(scale);
+  } else {
+    *why = "GGUF blocks hold gguf_q8_0/gguf_q4_0/gguf_q4_1, or int2..int8 symmetric with groups of "
+           "32 and fp16 scales";
+    return std::nullopt;
+  }
+  const QuantSpec gs = spec_of(type);
+  Packed p{type, ops::pack_gguf_blocks(codes, gs, qp), {}};
+  // What a GGUF reader computes from the bytes: the same dequantization as ggml's to-float.
+  const ops::UnpackedBlocks u = ops::unpack_gguf_blocks(p.bytes, gs);
+  p.dequant = ops::dequantize(u.codes, gs, u.qparams, at::kFloat);
+  const at::Tensor trained = ops::dequantize(fw.codes, fw.spec, fw.qparams, at::kFloat);
+  TORCH_CHECK(at::equal(p.dequant, trained), "export gguf: internal error: the ",
+              io::ggml_type_name(type), " blocks of a ", s.to_string(),
+              " weight do not dequantize to the trained values");
+  return p;
+}
+
+}  // namespace
+
+void write_gguf(Job& job, const std::string& path) {
+  torch::NoGradGuard no_grad;
+  const models::LlamaConfig& cfg = job.model.config();
+  const ExportOptions& opt = job.opt;
+  TORCH_CHECK(cfg.model_type == "llama" || cfg.model_type == "qwen2" || cfg.model_type == "mistral",
+              "export gguf: model_type '", cfg.model_type, "' has no GGUF mapping (llama, mistral, qwen2)");
+  bool windowed = false;
+  for (int64_t w : cfg.sliding_window) windowed = windowed || w > 0;
+  TORCH_CHECK(!windowed, "export gguf: the model uses sliding-window attention, which llama.cpp's ",
+              "llama architecture does not apply; export it with --format hf instead");
+  TORCH_CHECK(cfg.rope_scaling.type == "default" || cfg.rope_scaling.type == "linear",
+              "export gguf: rope scaling '", cfg.rope_scaling.type, "' needs a rope_freqs tensor that ",
+              "this exporter does not write yet; export with --format hf");
+  TORCH_CHECK(!cfg.o_bias && !cfg.mlp_bias, "export gguf: attention output / MLP biases have no ",
+              "tensors in llama.cpp's llama architecture; export with --format hf");
+  const std::string arch = cfg.model_type == "qwen2" ? "qwen2" : "llama";
+  const bool permute = arch == "llama";  // convert_hf_to_gguf.py permutes q/k for llama only
+
+  io::GgufWriter w;
+  w.set_string("general.architecture", arch);
+  w.set_string("general.type", "model");
+  w.set_string("general.name", job.source.name.empty() ? std::string("qat export") : job.source.name);
+  w.set_u32("general.alignment", 32);
+  const std::string p = arch + ".";
+  w.set_u32(p + "context_length", static_cast<uint32_t>(cfg.max_position_embeddings));
+  w.set_u32(p + "embedding_length", static_cast<uint32_t>(cfg.hidden_size));
+  w.set_u32(p + "block_count", static_cast<uint32_t>(cfg.num_hidden_layers));
+  w.set_u32(p + "feed_forward_length", static_cast<uint32_t>(cfg.intermediate_size));
+  w.set_u32(p + "attention.head_count", static_cast<uint32_t>(cfg.num_attention_heads));
+  w.set_u32(p + "attention.head_count_kv", static_cast<uint32_t>(cfg.num_key_value_heads));
+  w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(cfg.rms_norm_eps));
+  w.set_f32(p + "rope.freq_base", static_cast<float>(cfg.rope_theta));
+  w.set_u32(p + "rope.dimension_count", static_cast<uint32_t>(cfg.head_dim));
+  if (cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size) {
+    w.set_u32(p + "attention.key_length", static_cast<uint32_t>(cfg.head_dim));
+    w.set_u32(p + "attention.value_length", static_cast<uint32_t>(cfg.head_dim));
+  }
+  if (cfg.rope_scaling.type == "linear") {
+    w.set_string(p + "rope.scaling.type", "linear");
+    w.set_f32(p + "rope.scaling.factor", static_cast<float>(cfg.rope_scaling.factor));
+  }
+  w.set_u32(p + "vocab_size", static_cast<uint32_t>(cfg.vocab_size));
+  w.set_u32("general.file_type", 0);  // set below, once the linears' types are known
+
+  // Tokenizer: the source GGUF's keys as they are, or converted from an HF tokenizer.json.
+  const io::GgufMetadata tok = gguf_tokenizer_metadata(job.source.tokenizer, cfg.vocab_size);
+  w.copy_metadata(tok);
+  if (!tok.has("tokenizer.chat_template") && !job.source.tokenizer.chat_template.empty())
+    w.set_string("tokenizer.chat_template", job.source.tokenizer.chat_template);
+  const auto n_tokens = static_cast<int64_t>(tok.get_string_array("tokenizer.ggml.tokens").size());
+  TORCH_CHECK(n_tokens == cfg.vocab_size, "export gguf: the tokenizer has ", n_tokens,
+              " tokens but the model's vocab_size is ", cfg.vocab_size,
+              "; llama.cpp requires them to be equal");
+
+  auto record = [&](const std::string& name, GgmlType type, int64_t bytes, int64_t numel,
+                    const std::string& origin, const at::Tensor& reference, const at::Tensor& written) {
+    TensorRecord r;
+    r.name = name;
+    r.type = io::ggml_type_name(type);
+    r.origin = origin;
+    r.numel = numel;
+    r.bytes = bytes;
+    r.theoretical_bits = type_bits(type);
+    if (reference.defined()) {
+      const ErrorStats e = error_stats(reference, written);
+      r.max_abs_err = e.max_abs;
+      r.rel_fro_err = e.rel_fro;
+    }
+    job.report.tensors.push_back(std::move(r));
+  };
+
+  // A weight [rows, in] as `type`, q/k rows permuted into ggml's order.
+  auto add_weight = [&](const std::string& gguf_name, const at::Tensor& weight, GgmlType type,
+                        int64_t qk_heads, const std::string& origin) {
+    const at::Tensor x = weight.to(at::kFloat).contiguous();
+    if (is_block_type(type)) {
+      const Packed pk = quantize_blocks(x, type, gguf_name);
+      at::Tensor rows = pk.bytes;
+      if (qk_heads > 0) rows = io::permute_qk(rows, qk_heads).contiguous();
+      w.add_raw_tensor(gguf_name, type, x.sizes().vec(), rows.reshape({-1}));
+      record(gguf_name, type, rows.numel(), x.numel(), origin, x, pk.dequant);
+    } else {
+      at::Tensor rows = qk_heads > 0 ? io::permute_qk(x, qk_heads).contiguous() : x;
+      w.add_tensor(gguf_name, rows, type);
+      const at::Tensor stored = rows.to(type == GgmlType::kF16    ? at::kHalf
+                                        : type == GgmlType::kBF16 ? at::kBFloat16
+                                                                  : at::kFloat);
+      record(gguf_name, type, stored.numel() * stored.element_size(), x.numel(), origin,
+             type == GgmlType::kF32 ? at::Tensor() : rows, stored.to(at::kFloat));
+    }
+  };
+
+  const auto gguf_name = [](const std::string& hf) {
+    const auto n = io::hf_to_gguf_name(hf);
+    TORCH_CHECK(n, "export gguf: tensor '", hf, "' has no GGUF name");
+    return *n;
+  };
+
+  // token_embd first, as convert_hf_to_gguf.py writes it.
+  const auto emb = job.others.find("model.embed_tokens.weight");
+  TORCH_CHECK(emb != job.others.end(), "export gguf: the model has no model.embed_tokens.weight");
+  add_weight("token_embd.weight", emb->second, opt.gguf_embed_type, 0, "embedding");
+
+  std::map<GgmlType, int> linear_types;
+  for (const LinearView& l : job.linears) {
+    const std::string name = gguf_name(l.name + ".weight");
+    int64_t heads = 0;
+    if (permute && l.name.find(".self_attn.q_proj") != std::string::npos) heads = cfg.num_attention_heads;
+    if (permute && l.name.find(".self_attn.k_proj") != std::string::npos) heads = cfg.num_key_value_heads;
+    const bool is_head = l.name == "lm_head";
+    const GgmlType chosen = is_head ? opt.gguf_embed_type : opt.gguf_type;
+
+    if (l.fake_quant && !l.lora) {
+      const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
+      std::string why;
+      if (auto pk = exact_blocks(fw, &why)) {
+        at::Tensor rows = pk->bytes;
+        if (heads > 0) rows = io::permute_qk(rows, heads).contiguous();
+        w.add_raw_tensor(name, pk->type, {l.layer->out_features(), l.layer->in_features()}, rows.reshape({-1}));
+        record(name, pk->type, rows.numel(), fw.codes.numel(), "fake-quant " + fw.spec.to_string() + " (exact)",
+               {}, {});
+        ++linear_types[pk->type];
+      } else {
+        TORCH_CHECK(opt.requantize, "export gguf: linear '", l.name, "' was trained with ",
+                    fw.spec.to_string(), " fake quant, which GGUF cannot store exactly: ", why,
+                    ". Export it with a format that holds it (int4 symmetric groups: --format ct), ",
+                    "or pass --requantize to quantize its trained weight to ", io::ggml_type_name(chosen),
+                    " (the error is reported per tensor)");
+        add_weight(name, l.merged_weight(), chosen, heads, "requantized from " + fw.spec.to_string());
+        ++linear_types[chosen];
+        job.report.notes.push_back("'" + l.name + "' (" + fw.spec.to_string() + ") requantized to " +
+                                   io::ggml_type_name(chosen));
+      }
+      if (l.fake_quant->activation_quantizer())
+        job.report.notes.push_back("'" + l.name + "': activation fake quant is not stored in GGUF "
+                                   "(llama.cpp quantizes activations itself, to Q8)");
+    } else {
+      add_weight(name, l.merged_weight(), chosen, heads,
+                 l.describe() == "dense" ? "quantized from dense" : "quantized from " + l.describe());
+      if (!is_head) ++linear_types[chosen];
+    }
+    const at::Tensor b = l.bias();
+    if (b.defined()) {
+      const std::string bname = gguf_name(l.name + ".bias");
+      at::Tensor bb = b.to(at::kFloat).contiguous();
+      if (heads > 0) bb = io::permute_qk(bb, heads).contiguous();
+      w.add_tensor(bname, bb, GgmlType::kF32);
+      record(bname, GgmlType::kF32, bb.numel() * 4, bb.numel(), "bias", {}, {});
+    }
+  }
+  for (const auto& [hf, t] : job.others) {
+    if (hf == "model.embed_tokens.weight") continue;
+    TORCH_CHECK(hf.size() > 12 && hf.compare(hf.size() - 11, 11, "norm.weight") == 0,
+                "export gguf: tensor '", hf, "' is not an embedding, norm or linear; no GGUF mapping");
+    const std::string name = gguf_name(hf);
+    const at::Tensor f = t.to(at::kFloat).contiguous();
+    w.add_tensor(name, f, GgmlType::kF32);
+    record(name, GgmlType::kF32, f.numel() * 4, f.numel(), "norm", {}, {});
+  }
+
+  GgmlType main_type = opt.gguf_type;
+  int best = -1;
+  for (const auto& [t, n] : linear_types) {
+    if (n > best) best = n, main_type = t;
+  }
+  w.set_u32("general.file_type", file_type(main_type));
+  bool quantized = false;
+  for (const auto& r : job.report.tensors) quantized = quantized || r.type.rfind('Q', 0) == 0;
+  if (quantized) w.set_u32("general.quantization_version", 2);
+  w.write(path);
+}
+
+}  // namespace qat::exporting::detail

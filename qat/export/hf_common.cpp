@@ -1,0 +1,77 @@
+// Pieces every Hugging Face directory export shares: config.json, tokenizer files, JSON/text files.
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "qat/export/tokenizer_convert.h"
+#include "qat/export/writers.h"
+
+namespace qat::exporting::detail {
+
+namespace fs = std::filesystem;
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  TORCH_CHECK(f, "export: cannot open ", path, " for writing");
+  f << text;
+  f.close();
+  TORCH_CHECK(f, "export: writing ", path, " failed (disk full?)");
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) { write_text(path, j.dump(2) + "\n"); }
+
+std::string hf_dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    case at::kFloat: return "float32";
+    default: TORCH_CHECK(false, "export: dtype ", t, " is not a checkpoint dtype (bf16, fp16, fp32)");
+  }
+}
+
+void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at::ScalarType dtype,
+                     const nlohmann::json& quantization_config) {
+  nlohmann::json j = cfg.to_hf_json();
+  j["dtype"] = hf_dtype_name(dtype);
+  j["torch_dtype"] = hf_dtype_name(dtype);  // transformers < 4.56 reads this name
+  if (!quantization_config.is_null()) j["quantization_config"] = quantization_config;
+  write_json((fs::path(dir) / "config.json").string(), j);
+}
+
+void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok, const models::LlamaConfig& cfg) {
+  const fs::path out(dir);
+  if (!tok.hf_dir.empty()) {
+    // An HF source: its files are the truth; copy them unchanged.
+    const char* const names[] = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                 "special_tokens_map.json", "chat_template.jinja", "generation_config.json",
+                                 "added_tokens.json", "vocab.json", "merges.txt"};
+    bool any = false;
+    for (const char* n : names) {
+      const fs::path src = fs::path(tok.hf_dir) / n;
+      if (!fs::exists(src)) continue;
+      fs::copy_file(src, out / n, fs::copy_options::overwrite_existing);
+      any = true;
+    }
+    TORCH_CHECK(any, "export: ", tok.hf_dir, " holds no tokenizer files to copy");
+    return;
+  }
+  TORCH_CHECK(tok.gguf, "export: the model has no tokenizer to write (pass the source's tokenizer: ",
+              "a GGUF file's tokenizer.* keys or an HF directory)");
+  write_json((out / "tokenizer.json").string(), tokenizer_json_from_gguf(*tok.gguf));
+  write_json((out / "tokenizer_config.json").string(),
+             tokenizer_config_from_gguf(*tok.gguf, tok.chat_template, cfg.max_position_embeddings));
+}
+
+TensorRecord dense_record(const std::string& name, const at::Tensor& t, const std::string& origin) {
+  TensorRecord r;
+  r.name = name;
+  r.type = c10::toString(t.scalar_type());
+  r.origin = origin;
+  r.numel = t.numel();
+  r.bytes = t.numel() * static_cast<int64_t>(t.element_size());
+  r.theoretical_bits = 8.0 * static_cast<double>(t.element_size());
+  return r;
+}
+
+}  // namespace qat::exporting::detail

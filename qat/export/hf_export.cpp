@@ -1,0 +1,133 @@
+// Hugging Face exports without quantization metadata: the merged dense checkpoint (every linear's
+// weight as the model computes with it, LoRA folded in, in bf16 by default) and the PEFT adapter
+// (adapter_config.json + adapter_model.safetensors with PEFT's key names).
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "qat/export/writers.h"
+#include "qat/io/safetensors_torch.h"
+
+namespace qat::exporting::detail {
+
+namespace fs = std::filesystem;
+
+void write_hf_merged(Job& job, const std::string& dir) {
+  torch::NoGradGuard no_grad;
+  const at::ScalarType dt = job.opt.hf_dtype;
+  hf_dtype_name(dt);  // validates
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, t] : job.others) {
+    const at::Tensor c = t.to(dt).contiguous();
+    job.report.tensors.push_back(dense_record(name, c, "dense"));
+    tensors.emplace_back(name, c);
+  }
+  for (const LinearView& l : job.linears) {
+    const at::Tensor merged = l.merged_weight();
+    const at::Tensor c = merged.to(dt).contiguous();
+    TensorRecord r = dense_record(l.name + ".weight", c, l.describe() == "dense" ? "dense" : "merged " + l.describe());
+    if (l.describe() != "dense" || dt != merged.scalar_type()) {
+      const ErrorStats e = error_stats(merged, c);
+      r.max_abs_err = e.max_abs;
+      r.rel_fro_err = e.rel_fro;
+    }
+    job.report.tensors.push_back(std::move(r));
+    tensors.emplace_back(l.name + ".weight", c);
+    if (l.fake_quant && l.fake_quant->activation_quantizer()) {
+      job.report.notes.push_back("'" + l.name + "': activation fake quant is not part of a dense checkpoint");
+    }
+    const at::Tensor b = l.bias();
+    if (b.defined()) {
+      const at::Tensor bc = b.to(dt).contiguous();
+      job.report.tensors.push_back(dense_record(l.name + ".bias", bc, "bias"));
+      tensors.emplace_back(l.name + ".bias", bc);
+    }
+  }
+  io::save_safetensors_sharded(dir, tensors, job.opt.max_shard_bytes);
+  write_hf_config(dir, job.model.config(), dt);
+  const TokenizerSource& tok = job.source.tokenizer;
+  if (tok.gguf || !tok.hf_dir.empty()) {
+    write_hf_tokenizer(dir, tok, job.model.config());
+  } else {
+    job.report.notes.push_back("no tokenizer written: the source gave none");
+  }
+}
+
+void write_peft(Job& job, const std::string& dir) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  std::set<std::string> targets;
+  std::map<int64_t, int> ranks;
+  std::map<std::string, int64_t> rank_of;
+  std::map<std::string, double> scaling_of;
+  for (const LinearView& l : job.linears) {
+    if (!l.lora) continue;
+    const std::string prefix = "base_model.model." + l.name;
+    const at::Tensor a = l.lora->lora_A().contiguous();  // (r, in)
+    const at::Tensor b = l.lora->lora_B().contiguous();  // (out, r)
+    tensors.emplace_back(prefix + ".lora_A.weight", a);
+    tensors.emplace_back(prefix + ".lora_B.weight", b);
+    job.report.tensors.push_back(dense_record(prefix + ".lora_A.weight", a, "lora_A"));
+    job.report.tensors.push_back(dense_record(prefix + ".lora_B.weight", b, "lora_B"));
+    const size_t dot = l.name.rfind('.');
+    targets.insert(dot == std::string::npos ? l.name : l.name.substr(dot + 1));
+    ++ranks[a.size(0)];
+    rank_of[l.name] = a.size(0);
+    scaling_of[l.name] = l.lora->scaling();
+    if (l.fake_quant || l.nf4) {
+      job.report.notes.push_back("'" + l.name + "': the adapter was trained over a " + l.base->name() +
+                                 " base; load it over that base (e.g. the bnb-nf4 export), not a dense one");
+    }
+  }
+  TORCH_CHECK(!tensors.empty(), "export peft: the model has no LoRA adapters (apply_lora() adds them); ",
+              "export the whole model with --format hf or gguf instead");
+
+  // r and lora_alpha: the most common rank; PEFT's scaling is alpha/r (alpha/sqrt(r) with rsLoRA).
+  // Layers whose rank or scaling differ get rank_pattern / alpha_pattern entries.
+  int64_t r = 0;
+  int best = -1;
+  for (const auto& [rank, n] : ranks) {
+    if (n > best) best = n, r = rank;
+  }
+  const std::optional<lora::LoraConfig>& given = job.opt.lora_config;
+  const bool rslora = given ? given->use_rslora : false;
+  auto alpha_for = [&](double s, int64_t rank) {
+    return rslora ? s * std::sqrt(static_cast<double>(rank)) : s * static_cast<double>(rank);
+  };
+  double alpha = given ? given->alpha : alpha_for(scaling_of.begin()->second, r);
+  nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
+  for (const auto& [name, s] : scaling_of) {
+    const int64_t rk = rank_of[name];
+    if (rk != r) rank_pattern[name] = rk;
+    const double a = alpha_for(s, rk);
+    if (std::abs(a - alpha) > 1e-9 * std::abs(alpha)) alpha_pattern[name] = a;
+  }
+  const std::string base = !job.opt.base_model_name_or_path.empty() ? job.opt.base_model_name_or_path
+                                                                    : job.source.name;
+  nlohmann::json cfg = {{"peft_type", "LORA"},
+                        {"task_type", "CAUSAL_LM"},
+                        {"base_model_name_or_path", base},
+                        {"r", r},
+                        {"lora_alpha", alpha},
+                        {"lora_dropout", given ? given->dropout : 0.0},
+                        {"use_rslora", rslora},
+                        {"use_dora", false},
+                        {"target_modules", std::vector<std::string>(targets.begin(), targets.end())},
+                        {"bias", "none"},
+                        {"fan_in_fan_out", false},
+                        {"inference_mode", true},
+                        {"init_lora_weights", true},
+                        {"modules_to_save", nullptr},
+                        {"layers_to_transform", nullptr},
+                        {"rank_pattern", rank_pattern},
+                        {"alpha_pattern", alpha_pattern},
+                        {"revision", nullptr}};
+  io::save_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors);
+  write_json((fs::path(dir) / "adapter_config.json").string(), cfg);
+}
+
+}  // namespace qat::exporting::detail

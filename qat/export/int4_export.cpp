@@ -1,0 +1,187 @@
+// int4 weight-only for vLLM as compressed-tensors "pack-quantized" (W4A16), the format
+// llm-compressor writes and vLLM's CompressedTensorsWNA16 scheme loads (Marlin kernels). For a
+// linear p with weight [N, K] and group size G:
+//   p.weight_packed  int32 [N, K/8]  code + 8 (0..15), 8 per word along K, first element in the
+//                                    lowest 4 bits
+//   p.weight_scale   [N, K/G]        the checkpoint dtype
+//   p.weight_shape   int64 [2]       [N, K] (compressed-tensors writes torch.tensor(shape))
+// y = code * scale. Chosen over GPTQ v1 because its layout is row-major like ours (no transposes,
+// no zero-point offsets), it is what vLLM's own quantization tool writes, and it states the
+// scheme (group size, symmetry) explicitly in config.json.
+//
+// Exact: a linear fake-quantized with int2..int4 symmetric per-group (G dividing K) whose scales
+// are values of the checkpoint dtype (train with scale_dtype fp16 and export --dtype fp16, or
+// bf16 with bf16) is written with its own codes and scales. Dense and LoRA linears are merged and
+// quantized with int4 symmetric groups of int4_group_size (round half to even, as
+// compressed-tensors).
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <filesystem>
+#include <map>
+
+#include "qat/export/writers.h"
+#include "qat/io/safetensors_torch.h"
+
+namespace qat::exporting::detail {
+namespace {
+
+scheme::ScaleDtype scale_dtype_of(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return scheme::ScaleDtype::kFloat16;
+    case at::kBFloat16: return scheme::ScaleDtype::kBFloat16;
+    default: return scheme::ScaleDtype::kFloat32;
+  }
+}
+
+// codes [N, K] as int (two's complement values in [-8, 7]) -> int32 [N, K/8], LSB first.
+at::Tensor pack_int4(const at::Tensor& codes) {
+  const int64_t n = codes.size(0), k = codes.size(1);
+  TORCH_CHECK(k % 8 == 0, "export ct: rows of ", k, " elements do not pack into int32 words of 8");
+  const at::Tensor u = (codes.view(at::kChar).to(at::kLong) + 8).reshape({n, k / 8, 8});
+  at::Tensor word = at::zeros({n, k / 8}, at::kLong);
+  for (int64_t j = 0; j < 8; ++j) word.bitwise_or_(at::bitwise_left_shift(u.select(2, j), 4 * j));
+  // Values up to 2^32 - 1: wrap into int32 two's complement.
+  return at::where(word >= (int64_t{1} << 31), word - (int64_t{1} << 32), word).to(at::kInt).contiguous();
+}
+
+struct Int4Weight {
+  at::Tensor codes;    // uint8 two's complement [N, K]
+  at::Tensor scale;    // float32 [N, K/G]
+  int64_t group = 0;
+};
+
+}  // namespace
+
+void write_compressed_tensors(Job& job, const std::string& dir) {
+  torch::NoGradGuard no_grad;
+  const ExportOptions& opt = job.opt;
+  const at::ScalarType dt = opt.hf_dtype;
+  hf_dtype_name(dt);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, t] : job.others) {
+    const at::Tensor c = t.to(dt).contiguous();
+    job.report.tensors.push_back(dense_record(name, c, "dense"));
+    tensors.emplace_back(name, c);
+  }
+  std::map<int64_t, std::vector<std::string>> by_group;  // group size -> module names
+  for (const LinearView& l : job.linears) {
+    const at::Tensor b = l.bias();
+    if (b.defined()) {
+      const at::Tensor bc = b.to(dt).contiguous();
+      job.report.tensors.push_back(dense_record(l.name + ".bias", bc, "bias"));
+      tensors.emplace_back(l.name + ".bias", bc);
+    }
+    if (l.name == "lm_head") {  // vLLM keeps the head dense (config "ignore")
+      const at::Tensor c = l.merged_weight().to(dt).contiguous();
+      job.report.tensors.push_back(dense_record("lm_head.weight", c, "dense head"));
+      tensors.emplace_back("lm_head.weight", c);
+      continue;
+    }
+    Int4Weight w;
+    std::string origin;
+    at::Tensor reference;
+    if (l.fake_quant && !l.lora) {
+      const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
+      const auto& s = fw.spec;
+      std::string why;
+      const bool grouped = s.granularity.kind == scheme::Granularity::Kind::kPerGroup;
+      if (s.format != scheme::Format::kInt || s.bits > 4) {
+        why = "int4 pack-quantized holds symmetric int2..int4 codes";
+      } else if (!grouped || fw.weight.size(-1) % s.granularity.group_size != 0) {
+        why = "only per-group scales along the input dimension map onto strategy \"group\"";
+      } else {
+        const at::Tensor sc = fw.qparams.scale.to(at::kFloat);
+        if (!at::equal(sc.to(dt).to(at::kFloat), sc)) {
+          why = "its " + scheme::to_string(s.scale_dtype) + " scales are not all " + hf_dtype_name(dt) +
+                " values (export with --dtype matching the scale dtype)";
+        } else {
+          w.codes = fw.codes;
+          w.scale = sc.reshape({fw.weight.size(0), -1});
+          w.group = s.granularity.group_size;
+          origin = "fake-quant " + s.to_string() + " (exact)";
+          TORCH_CHECK(at::equal(at::mul(w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}),
+                                        w.scale.unsqueeze(-1)).reshape(w.codes.sizes()),
+                                ops::dequantize(fw.codes, fw.spec, fw.qparams, at::kFloat)),
+                      "export ct: internal error: '", l.name, "' codes * scales differ from the trained weight");
+        }
+      }
+      if (!w.codes.defined()) {
+        TORCH_CHECK(opt.requantize, "export ct: linear '", l.name, "' was trained with ", s.to_string(),
+                    " fake quant, which int4 pack-quantized cannot store exactly: ", why,
+                    ". Pass --requantize to quantize its trained weight to int4 groups of ",
+                    opt.int4_group_size, " (the error is reported)");
+        reference = l.merged_weight();
+        origin = "requantized from " + s.to_string();
+      }
+    } else {
+      reference = l.merged_weight();
+      origin = "quantized from " + l.describe();
+    }
+    if (reference.defined()) {
+      const int64_t g = opt.int4_group_size;
+      TORCH_CHECK(reference.size(1) % g == 0, "export ct: linear '", l.name, "' has ", reference.size(1),
+                  " inputs, not a multiple of the group size ", g, " (--group-size)");
+      scheme::QuantSpec spec = scheme::QuantSpec::from_name("int4").with(scheme::Granularity::per_group(g));
+      spec.scale_dtype = scale_dtype_of(dt);
+      const ops::QParams qp = ops::choose_qparams(reference, spec);
+      w.codes = ops::quantize(reference, spec, qp);
+      w.scale = qp.scale.to(at::kFloat).reshape({reference.size(0), -1});
+      w.group = g;
+    }
+    const std::string p = l.name;
+    const at::Tensor packed = pack_int4(w.codes);
+    const at::Tensor scale = w.scale.to(dt).contiguous();
+    tensors.emplace_back(p + ".weight_packed", packed);
+    tensors.emplace_back(p + ".weight_scale", scale);
+    tensors.emplace_back(p + ".weight_shape", at::tensor({w.codes.size(0), w.codes.size(1)}, at::kLong));
+    by_group[w.group].push_back(p);
+    TensorRecord r;
+    r.name = p + ".weight_packed";
+    r.type = "int4/g" + std::to_string(w.group);
+    r.origin = origin;
+    r.numel = w.codes.numel();
+    r.bytes = packed.numel() * 4 + scale.numel() * static_cast<int64_t>(scale.element_size());
+    r.theoretical_bits = 4.0 + 8.0 * static_cast<double>(scale.element_size()) / static_cast<double>(w.group);
+    if (reference.defined()) {
+      const at::Tensor deq = (w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}) *
+                              scale.to(at::kFloat).unsqueeze(-1)).reshape(w.codes.sizes());
+      const ErrorStats e = error_stats(reference, deq);
+      r.max_abs_err = e.max_abs;
+      r.rel_fro_err = e.rel_fro;
+    }
+    job.report.tensors.push_back(std::move(r));
+  }
+  TORCH_CHECK(!by_group.empty(), "export ct: the model has no linear layer to quantize");
+
+  nlohmann::json groups = nlohmann::json::object();
+  int i = 0;
+  for (const auto& [g, names] : by_group) {
+    nlohmann::json targets = by_group.size() == 1 ? nlohmann::json::array({"Linear"}) : nlohmann::json(names);
+    groups["group_" + std::to_string(i++)] = {
+        {"targets", targets},
+        {"weights", {{"num_bits", 4}, {"type", "int"}, {"symmetric", true}, {"strategy", "group"},
+                     {"group_size", g}, {"dynamic", false}, {"actorder", nullptr}, {"observer", "minmax"},
+                     {"observer_kwargs", nlohmann::json::object()}, {"block_structure", nullptr}}},
+        {"input_activations", nullptr},
+        {"output_activations", nullptr},
+        {"format", "pack-quantized"}};
+  }
+  const bool has_head = std::any_of(job.linears.begin(), job.linears.end(),
+                                    [](const LinearView& l) { return l.name == "lm_head"; });
+  const nlohmann::json qc = {{"quant_method", "compressed-tensors"},
+                             {"format", "pack-quantized"},
+                             {"quantization_status", "compressed"},
+                             {"config_groups", groups},
+                             {"ignore", has_head ? nlohmann::json::array({"lm_head"}) : nlohmann::json::array()},
+                             {"kv_cache_scheme", nullptr},
+                             {"global_compression_ratio", nullptr},
+                             {"sparsity_config", nlohmann::json::object()}};
+  io::save_safetensors_sharded(dir, tensors, opt.max_shard_bytes);
+  write_hf_config(dir, job.model.config(), dt, qc);
+  const TokenizerSource& tok = job.source.tokenizer;
+  if (tok.gguf || !tok.hf_dir.empty()) write_hf_tokenizer(dir, tok, job.model.config());
+  else job.report.notes.push_back("no tokenizer written: the source gave none");
+}
+
+}  // namespace qat::exporting::detail

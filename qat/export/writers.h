@@ -1,0 +1,49 @@
+// The per-format writers behind export_model() and the pieces they share (config.json, tokenizer
+// files, tensor records). Internal to qat_export: users call export_model().
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "qat/export/export.h"
+#include "qat/export/linears.h"
+
+namespace qat::exporting::detail {
+
+// Everything a writer needs: the model's linears classified once, its other tensors, the options
+// and the report to fill (tensors written, notes).
+struct Job {
+  const ExportSource& source;
+  const ExportOptions& opt;
+  models::LlamaForCausalLM& model;
+  std::vector<LinearView> linears;
+  std::map<std::string, at::Tensor> others;  // embeddings, norms (HF names)
+  ExportReport& report;
+};
+
+// `path` is where the writer puts its output (a temporary name export_model() renames).
+void write_gguf(Job& job, const std::string& path);
+void write_hf_merged(Job& job, const std::string& dir);
+void write_peft(Job& job, const std::string& dir);
+void write_bnb_nf4(Job& job, const std::string& dir);
+void write_compressed_tensors(Job& job, const std::string& dir);
+
+// ---- shared pieces ---------------------------------------------------------------------------
+
+void write_text(const std::string& path, const std::string& text);
+void write_json(const std::string& path, const nlohmann::json& j);
+// "bfloat16", "float16", "float32" (transformers' dtype names).
+std::string hf_dtype_name(at::ScalarType t);
+// config.json from the model config, with `dtype` and, when given, a quantization_config.
+void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at::ScalarType dtype,
+                     const nlohmann::json& quantization_config = nullptr);
+// tokenizer.json, tokenizer_config.json (and chat template) for an HF directory: copied from an
+// HF source, converted from GGUF tokenizer metadata otherwise. Throws when the source has none.
+void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok, const models::LlamaConfig& cfg);
+// A dense tensor record (bits = element size).
+TensorRecord dense_record(const std::string& name, const at::Tensor& t, const std::string& origin);
+
+}  // namespace qat::exporting::detail

@@ -1,0 +1,147 @@
+// What export refuses and what it reports: formats that cannot hold a layer's quantization,
+// existing outputs, missing adapters; the opt-in requantization and its error report; manifests.
+#include "tests/support/catch_torch.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ops/quantize.h"
+#include "qat/export/linears.h"
+#include "qat/io/gguf_file.h"
+#include "qat/io/gguf_llama.h"
+#include "tests/qat/export/export_models.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace qat;
+using exporting::ExportFormat;
+
+exporting::ExportReport export_to(const std::shared_ptr<models::LlamaForCausalLM>& m, ExportFormat f,
+                                  const std::string& out, exporting::ExportOptions o = {}) {
+  exporting::ExportSource src;
+  src.model = m;
+  src.tokenizer = test::smollm_tokenizer();
+  src.name = "tiny";
+  o.format = f;
+  o.out = out;
+  return exporting::export_model(src, o);
+}
+
+}  // namespace
+
+TEST_CASE("Export names unknown formats and GGUF types, and refuses to overwrite without force", "[export]") {
+  CHECK_THROWS_WITH(exporting::export_format_from_name("onnx"),
+                    Catch::Contains("unknown format 'onnx'") && Catch::Contains("bnb-nf4"));
+  CHECK(exporting::export_format_from_name("compressed-tensors") == ExportFormat::kCompressedTensors);
+  CHECK_THROWS_WITH(exporting::gguf_type_from_name("q5_k"), Catch::Contains("unknown GGUF type 'q5_k'"));
+  CHECK(exporting::gguf_type_from_name("Q4_1") == io::GgmlType::kQ4_1);
+  CHECK_THROWS_WITH(exporting::load_export_source("/nonexistent/model.gguf"), Catch::Contains("does not exist"));
+
+  const std::string dir = test::temp_dir();
+  auto m = test::random_model(test::export_config(), 11);
+  export_to(m, ExportFormat::kHfMerged, dir + "/hf");
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kHfMerged, dir + "/hf"),
+                    Catch::Contains("already exists; pass --force"));
+  exporting::ExportOptions o;
+  o.force = true;
+  CHECK_NOTHROW(export_to(m, ExportFormat::kHfMerged, dir + "/hf", o));
+  CHECK_FALSE(fs::exists(dir + "/hf.partial"));
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kPeft, dir + "/adapter"), Catch::Contains("no LoRA adapters"));
+  CHECK_FALSE(fs::exists(dir + "/adapter"));  // a failed export leaves nothing behind
+  CHECK_FALSE(fs::exists(dir + "/adapter.partial"));
+}
+
+TEST_CASE("A fake-quant scheme GGUF cannot store is an error unless requantization is asked for", "[export][gguf]") {
+  const std::string dir = test::temp_dir();
+  auto m = test::random_model(test::export_config(), 12);
+  test::fake_quantize(*m, {"q_proj"}, test::weight_fq("int4", 64));  // groups of 64: not a GGUF block
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kGguf, dir + "/a.gguf"),
+                    Catch::Contains("model.layers.0.self_attn.q_proj") && Catch::Contains("int4") &&
+                        Catch::Contains("--requantize"));
+  CHECK_FALSE(fs::exists(dir + "/a.gguf"));
+
+  exporting::ExportOptions o;
+  o.requantize = true;
+  o.gguf_type = io::GgmlType::kQ4_0;
+  const auto r = export_to(m, ExportFormat::kGguf, dir + "/a.gguf", o);
+  int requantized = 0;
+  for (const auto& t : r.tensors) {
+    if (t.origin.rfind("requantized", 0) != 0) continue;
+    ++requantized;
+    CHECK(t.type == "Q4_0");
+    REQUIRE(t.max_abs_err);
+    CHECK(*t.max_abs_err > 0);  // a real rounding happened and is reported
+    CHECK(*t.rel_fro_err < 0.2);
+  }
+  CHECK(requantized == 2);
+  CHECK_FALSE(r.notes.empty());
+  CHECK(r.summary().find("largest rounding error") != std::string::npos);
+
+  // int4 in groups of 32 maps onto Q4_0 only with fp16 scales.
+  auto m2 = test::random_model(test::export_config(), 13);
+  test::fake_quantize(*m2, {"k_proj"}, test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat32));
+  CHECK_THROWS_WITH(export_to(m2, ExportFormat::kGguf, dir + "/b.gguf"), Catch::Contains("fp16"));
+}
+
+TEST_CASE("int8 in groups of 32 with fp16 scales is stored as Q8_0 exactly", "[export][gguf]") {
+  const std::string dir = test::temp_dir();
+  auto m = test::random_model(test::export_config(), 14);
+  test::fake_quantize(*m, {"mlp.*"}, test::weight_fq("int8", 32, scheme::ScaleDtype::kFloat16));
+  const auto r = export_to(m, ExportFormat::kGguf, dir + "/m.gguf");
+  const io::GgufFile f = io::GgufFile::open(dir + "/m.gguf");
+  int checked = 0;
+  for (const auto& l : exporting::collect_linears(*m)) {
+    if (!l.fake_quant) continue;
+    const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
+    CAPTURE(name);
+    CHECK(f.tensor_info(name).type == io::GgmlType::kQ8_0);
+    CHECK(test::bit_equal(f.dequantize(name), l.fake_quant->effective_weight()));
+    ++checked;
+  }
+  CHECK(checked == 6);
+  // The manifest states the scheme per tensor kind and the sizes.
+  std::ifstream mf(dir + "/m.gguf.manifest.json");
+  const auto man = nlohmann::json::parse(mf);
+  CHECK(man["format"] == "gguf");
+  CHECK(man["source"] == "tiny");
+  CHECK(man["scheme"]["blk.*.ffn_up.weight"][0] == "Q8_0 (fake-quant int8/g32/float16 (exact))");
+  CHECK(man["sizes"]["file_bytes"].get<int64_t>() == static_cast<int64_t>(fs::file_size(dir + "/m.gguf")));
+  CHECK(man["tool_version"] == exporting::tool_version());
+}
+
+TEST_CASE("bitsandbytes export stores nf4 fake quant exactly without double quant and refuses it with double quant", "[export][bnb]") {
+  const std::string dir = test::temp_dir();
+  auto m = test::random_model(test::export_config(), 15);
+  test::fake_quantize(*m, {"o_proj"}, test::weight_fq("nf4"));
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kBnbNf4, dir + "/dq"),
+                    Catch::Contains("o_proj") && Catch::Contains("double quant"));
+  exporting::ExportOptions o;
+  o.nf4_double_quant = false;
+  o.hf_dtype = at::kFloat;
+  const auto r = export_to(m, ExportFormat::kBnbNf4, dir + "/plain", o);
+  int exact = 0;
+  for (const auto& t : r.tensors) exact += t.origin.find("(exact)") != std::string::npos;
+  CHECK(exact == 2);
+  // ct refuses nf4 layers.
+  exporting::ExportOptions ct;
+  ct.int4_group_size = 32;
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kCompressedTensors, dir + "/ct", ct),
+                    Catch::Contains("int4 pack-quantized cannot store exactly"));
+}
+
+TEST_CASE("GGUF export refuses models llama.cpp would run differently", "[export][gguf]") {
+  const std::string dir = test::temp_dir();
+  auto cfg = test::export_config();
+  cfg.sliding_window.assign(2, 16);
+  cfg.model_type = "mistral";
+  auto m = test::random_model(cfg, 16);
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kGguf, dir + "/w.gguf"), Catch::Contains("sliding-window"));
+  // A tokenizer whose vocabulary does not match the model's embedding rows.
+  auto small = test::export_config();
+  small.vocab_size = 1000;
+  auto m2 = test::random_model(small, 17);
+  CHECK_THROWS_WITH(export_to(m2, ExportFormat::kGguf, dir + "/v.gguf"), Catch::Contains("vocab_size is 1000"));
+}
