@@ -1,5 +1,9 @@
 #include <ATen/ATen.h>
 
+#if defined(QAT_WITH_CUDA)
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
 #include "qat/models/llama.h"
 #include "recipes/methods.h"
 
@@ -9,12 +13,18 @@ std::string resolve_model_path(const std::string& path) {
   return path == "default" ? models::default_model_path() : path;
 }
 
-models::Pretrained build_model(const train::TrainConfig& cfg) {
+models::Pretrained build_model(const train::TrainConfig& cfg, int device_index) {
   at::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   torch::TensorOptions options = torch::TensorOptions().dtype(at::kFloat);
   if (cfg.train.device == "cuda") {
     TORCH_CHECK(at::hasCUDA(), cfg.source, ": train.device=cuda but this build or machine has no CUDA device");
-    options = options.device(at::Device(at::kCUDA, 0));
+#if defined(QAT_WITH_CUDA)
+    const int count = static_cast<int>(c10::cuda::device_count());
+    TORCH_CHECK(device_index >= 0 && device_index < count, "rank needs CUDA device ", device_index, " (LOCAL_RANK) but ",
+                count, " are visible: use --nproc <= ", count);
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));
+#endif
+    options = options.device(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
   }
   models::Pretrained p = models::load_pretrained(resolve_model_path(cfg.model.path), options);
   auto& model = *p.model;

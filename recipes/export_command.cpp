@@ -62,18 +62,14 @@ exporting::ExportSource load_run(const std::string& path, exporting::ExportOptio
       train::parse_train_config(ckpt.state.at("config").get<std::string>(), ckpt_path + " (saved config)");
   train::TrainConfig cpu_cfg = cfg;
   cpu_cfg.train.device = "cpu";
+  cpu_cfg.train.autocast = "off";
+  cpu_cfg.model.dtype = "fp32";
   models::Pretrained p = build_model(cpu_cfg);
   train::load_training_state(*p.model, ckpt.model);
   std::cerr << "run " << path << ": " << train::to_string(cfg.method) << " at step "
             << ckpt.state.at("step").get<int64_t>() << " (" << ckpt_path << ")\n";
   if (cfg.method == train::Method::kQlora || cfg.method == train::Method::kQatLora) {
-    lora::LoraConfig lc;
-    lc.r = cfg.lora.r;
-    lc.alpha = cfg.lora.alpha;
-    lc.dropout = cfg.lora.dropout;
-    lc.use_rslora = cfg.lora.rslora;
-    lc.target_modules = cfg.lora.targets;
-    opt.lora_config = lc;
+    opt.lora_config = lora_config(cfg);
   }
   exporting::ExportSource s;
   s.model = p.model;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "qat/lora/lora.h"
 #include "qat/models/pretrained.h"
 #include "qat/nn/fake_quant_linear.h"
 #include "trainers/train_config.h"
@@ -29,7 +30,11 @@ std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const t
 // cfg.method. Trainable parameters are float32; with model.dtype=bf16 frozen ones are bf16.
 // Seeds the generator with train.seed first, so LoRA's initial adapters are the same on every
 // rank and in every rebuild.
-models::Pretrained build_model(const train::TrainConfig& cfg);
+// `device_index`: the CUDA device (LOCAL_RANK) when train.device is cuda; it becomes current.
+models::Pretrained build_model(const train::TrainConfig& cfg, int device_index = 0);
+
+// The LoRA config of the `lora` section (targets, r, alpha, dropout, rsLoRA; quant.exclude).
+lora::LoraConfig lora_config(const train::TrainConfig& cfg);
 
 // The path that "default" in model.path stands for, or the path itself.
 std::string resolve_model_path(const std::string& path);

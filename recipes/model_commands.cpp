@@ -1,5 +1,7 @@
 #include "recipes/model_commands.h"
 
+#include "qat/scheme/quant_spec.h"
+
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -298,6 +300,21 @@ int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& l
       << prompt.size() << " tokens, generated " << tokens.size() << " tokens in " << gen_s << " s ("
       << tokens.size() / std::max(gen_s, 1e-9) << " tokens/s)]\n";
   return 0;
+}
+
+void print_formats(std::ostream& out) {
+  out << std::left << std::setw(12) << "format" << std::setw(8) << "bits" << std::setw(14) << "mapping"
+      << std::setw(8) << "block" << std::setw(10) << "scales" << "learnable\n";
+  const char* mappings[] = {"symmetric", "asymmetric", "absmax", "ggml block"};
+  for (int f = 0; f < scheme::kNumFormats; ++f) {
+    const auto& t = scheme::kFormatTraits[f];
+    const std::string bits = t.min_bits == t.max_bits ? std::to_string(t.min_bits)
+                                                      : std::to_string(t.min_bits) + ".." + std::to_string(t.max_bits);
+    out << std::setw(12) << std::string(t.name) << std::setw(8) << bits << std::setw(14)
+        << mappings[static_cast<int>(t.mapping)] << std::setw(8)
+        << (t.fixed_block ? std::to_string(t.fixed_block) : std::string("any")) << std::setw(10)
+        << scheme::to_string(t.scale_dtype) << (t.learnable_ok ? "lsq" : "-") << "\n";
+  }
 }
 
 }  // namespace qat::recipes

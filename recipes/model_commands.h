@@ -28,4 +28,7 @@ struct GenerateOptions {
 };
 int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& log);
 
+// `qat formats`: the formats table (bits, mapping, block, scale dtype, LSQ).
+void print_formats(std::ostream& out);
+
 }  // namespace qat::recipes

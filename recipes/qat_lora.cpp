@@ -7,8 +7,6 @@
 
 namespace qat::recipes {
 
-lora::LoraConfig lora_config(const train::TrainConfig& cfg);  // qlora_finetune.cpp
-
 std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg) {
   std::vector<std::string> swapped = apply_qat(model, cfg);
   lora::apply_lora(model, lora_config(cfg));

@@ -1,12 +1,11 @@
-// The `qat` command line. Subcommands land with their capabilities: `formats` lists the
-// quantization formats, `demo` runs the default job of this stage (a QAT-vs-PTQ experiment),
-// `inspect` looks inside a checkpoint, `generate` runs a model on a prompt.
+// The `qat` command line: `demo` (the default job), `train`, `eval`, `export`, `generate`,
+// `inspect`, `formats`. Command groups live in recipes/*_command.cpp and default_job.cpp.
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 
 #include "recipes/command.h"
-#include "recipes/demo.h"
+#include "recipes/default_job.h"
 #include "recipes/export_command.h"
 #include "recipes/train_command.h"
 #include "recipes/model_commands.h"
@@ -25,15 +24,6 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   auto* formats = app.add_subcommand("formats", "List the quantization formats and their traits");
-  qat::recipes::DemoOptions demo_opts;
-  auto* demo = app.add_subcommand(
-      "demo", "QAT vs post-training quantization on a teacher-student task, then convert and check "
-              "that the deployed layers equal the trained ones bit for bit");
-  demo->add_option("--format", demo_opts.weight_format, "weight format (e.g. int4, int3, uint4, gguf_q4_0)");
-  demo->add_option("--group-size", demo_opts.group_size, "weight group size (int/uint/fp8)");
-  demo->add_option("--steps", demo_opts.steps, "QAT fine-tuning steps");
-  demo->add_option("--seed", demo_opts.seed, "random seed");
-  demo->add_option("--metrics", demo_opts.metrics_path, "write one JSON line per step here");
 
   qat::recipes::InspectOptions inspect_opts;
   auto* inspect = app.add_subcommand(
@@ -59,6 +49,7 @@ int main(int argc, char** argv) {
 
   qat::recipes::set_process_args(argc, argv);
   qat::recipes::CommandList commands;
+  qat::recipes::add_default_job_command(app, commands);
   qat::recipes::add_train_commands(app, commands);
   qat::recipes::add_export_command(app, commands);
 
@@ -72,7 +63,6 @@ int main(int argc, char** argv) {
       qat::recipes::print_formats(std::cout);
       return 0;
     }
-    if (*demo) return qat::recipes::run_demo(demo_opts, std::cout);
     if (*inspect) return qat::recipes::run_inspect(inspect_opts, std::cout);
     if (*generate) return qat::recipes::run_generate(gen_opts, std::cout, std::cerr);
     for (const auto& c : commands) {

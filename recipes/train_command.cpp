@@ -60,8 +60,8 @@ int run_train(const TrainOptions& o) {
   const train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
   const train::DistEnv env = train::DistEnv::from_env();
   const bool main = env.rank == 0;
+  models::Pretrained p = build_model(cfg, env.local_rank);
   train::Communicator comm(env, device_of(cfg, env), std::chrono::seconds(cfg.train.dist_timeout_s));
-  models::Pretrained p = build_model(cfg);
   TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   if (main) {
     std::cerr << "qat train: " << train::to_string(cfg.method) << " on " << p.source << "\n"
@@ -116,7 +116,7 @@ int run_eval(const EvalOptions& o) {
   TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   const int64_t n = o.sequences >= 0 ? o.sequences : cfg.eval.sequences;
   const train::EvalResult r = train::evaluate(*p.model, data.heldout, cfg.train.micro_batch, comm, n,
-                                              cfg.train.device == "cuda");
+                                              cfg.train.device == "cuda" && cfg.train.autocast != "off");
   std::cout << "eval: loss " << train::format_fixed(r.loss, 4) << "  perplexity " << train::format_fixed(r.perplexity, 3)
             << "  (" << r.tokens << " tokens, " << data.description << ")\n";
   return 0;

@@ -20,13 +20,28 @@ train::SequenceSet to_tensors(const std::vector<data::PackedSequence>& seqs, int
   const int64_t n = static_cast<int64_t>(seqs.size());
   s.tokens = at::empty({n, seq_len}, at::kLong);
   s.labels = at::empty({n, seq_len}, at::kLong);
+  s.positions = at::empty({n, seq_len}, at::kLong);
+  s.segments = at::empty({n, seq_len}, at::kLong);
   auto tok = s.tokens.accessor<int64_t, 2>();
   auto lab = s.labels.accessor<int64_t, 2>();
+  auto pos = s.positions.accessor<int64_t, 2>();
+  auto seg = s.segments.accessor<int64_t, 2>();
+  bool several_segments = false;
   for (int64_t i = 0; i < n; ++i) {
+    const data::PackedSequence& q = seqs[static_cast<size_t>(i)];
     for (int64_t t = 0; t < seq_len; ++t) {
-      tok[i][t] = seqs[static_cast<size_t>(i)].tokens[static_cast<size_t>(t)];
-      lab[i][t] = seqs[static_cast<size_t>(i)].labels[static_cast<size_t>(t)];
+      const size_t k = static_cast<size_t>(t);
+      tok[i][t] = q.tokens[k];
+      lab[i][t] = q.labels[k];
+      pos[i][t] = q.position_ids[k];
+      seg[i][t] = q.segment_ids[k];
+      several_segments |= q.segment_ids[k] != q.segment_ids[0];
     }
+  }
+  if (!several_segments) {
+    // One document (or document piece) per row everywhere: plain causal attention, no mask needed.
+    s.positions = at::Tensor();
+    s.segments = at::Tensor();
   }
   return s;
 }

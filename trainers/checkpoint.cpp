@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -52,11 +54,15 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) 
   return out;
 }
 
+// Flushes a file (or a directory's entries) to disk: a checkpoint is renamed into place only
+// after its bytes are durable, so a power loss cannot leave a "complete" but empty checkpoint.
 void fsync_path(const fs::path& p, bool directory) {
   const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return;  // best effort: the rename is what makes the save atomic
-  (void)::fsync(fd);
+  TORCH_CHECK(fd >= 0, "cannot open ", p.string(), " to flush it: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
   ::close(fd);
+  TORCH_CHECK(rc == 0 || directory, "cannot flush ", p.string(), " to disk: ", std::strerror(err));
 }
 
 std::vector<std::pair<std::string, at::Tensor>> as_list(const std::map<std::string, at::Tensor>& m) {
@@ -87,7 +93,8 @@ std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step, co
   {
     std::ofstream out(tmp / "trainer_state.json");
     out << data.state.dump(2) << "\n";
-    TORCH_CHECK(out.good(), "cannot write ", (tmp / "trainer_state.json").string(),
+    out.close();
+    TORCH_CHECK(!out.fail(), "cannot write ", (tmp / "trainer_state.json").string(),
                 ": is the disk full?");
   }
   for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path(), false);

@@ -82,6 +82,9 @@ Communicator::Communicator(const DistEnv& env, at::Device device, std::chrono::m
   }
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("qat", store_);
   if (device.is_cuda()) {
+    // Make NCCL's wait() block and throw on a timeout or a lost peer, so the trainer can name the
+    // step and the last checkpoint instead of the watchdog aborting the process.
+    ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
     backend_ = make_nccl_backend(prefixed, env.rank, env.world_size, timeout);
     backend_name_ = "nccl";
   } else {

@@ -39,12 +39,13 @@ GradSync::GradSync(const std::vector<NamedParam>& params, Communicator& comm, in
     buckets_.push_back(std::move(bucket));
   }
   for (size_t k = 0; k < params_.size(); ++k) {
-    params_[k].param.register_hook([this, k](const at::Tensor& grad) { on_grad(k, grad); });
+    hooks_.push_back(params_[k].param.register_hook([this, k](const at::Tensor& grad) { on_grad(k, grad); }));
   }
 }
 
 GradSync::~GradSync() {
-  // Hooks capture `this`; the trainer owns both and drops the parameters' hooks with the model.
+  // The hooks capture `this`: remove them, the model may outlive us.
+  for (size_t k = 0; k < hooks_.size(); ++k) params_[k].param.remove_hook(hooks_[k]);
   for (auto& b : buckets_) {
     try {
       b.work.wait();

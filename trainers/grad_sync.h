@@ -52,6 +52,7 @@ class GradSync {
   std::vector<size_t> bucket_of_, offset_;
   std::vector<Bucket> buckets_;
   std::vector<bool> arrived_;
+  std::vector<unsigned> hooks_;  // per parameter, removed by the destructor
   size_t next_launch_ = 0;
   bool active_ = false;
   Communicator& comm_;

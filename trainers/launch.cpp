@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -65,6 +66,12 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
       if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
     for (const auto& [k, v] : extra_env) env[k] = v;
+    // N ranks on one CPU machine share its cores: without this each would start a full-size
+    // OpenMP pool and they would oversubscribe the machine.
+    if (env.count("OMP_NUM_THREADS") == 0) {
+      const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+      env["OMP_NUM_THREADS"] = std::to_string(std::max(1L, cores / nproc));
+    }
     env["RANK"] = std::to_string(rank);
     env["LOCAL_RANK"] = std::to_string(rank);
     env["WORLD_SIZE"] = std::to_string(nproc);

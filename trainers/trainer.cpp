@@ -61,8 +61,9 @@ class AutocastGuard {
 };
 
 // Summed next-token cross-entropy of a batch: position t's logits predict labels[t + 1].
-at::Tensor token_loss_sum(models::LlamaForCausalLM& model, const at::Tensor& tokens, const at::Tensor& labels) {
-  const at::Tensor logits = model.forward(tokens);
+at::Tensor token_loss_sum(models::LlamaForCausalLM& model, const at::Tensor& tokens, const at::Tensor& labels,
+                          const models::PackedInputs* packed) {
+  const at::Tensor logits = model.forward(tokens, nullptr, std::nullopt, packed);
   const int64_t vocab = logits.size(-1);
   const at::Tensor pred = logits.narrow(1, 0, logits.size(1) - 1).reshape({-1, vocab}).to(at::kFloat);
   const at::Tensor target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
@@ -77,6 +78,13 @@ at::Tensor rows(const at::Tensor& t, const std::vector<int64_t>& idx, const at::
   return t.index_select(0, at::tensor(idx, at::kLong)).to(device);
 }
 
+// The packing information of these rows, if the data is packed.
+std::optional<models::PackedInputs> packed_rows(const SequenceSet& data, const std::vector<int64_t>& idx,
+                                                const at::Device& device) {
+  if (!data.positions.defined()) return std::nullopt;
+  return models::PackedInputs{rows(data.positions, idx, device), rows(data.segments, idx, device)};
+}
+
 double peak_memory(const at::Device& device) {
 #if defined(QAT_WITH_CUDA)
   if (device.is_cuda()) {
@@ -89,6 +97,20 @@ double peak_memory(const at::Device& device) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
+}
+
+// The parts of a config that define the experiment (what is trained, on what): a resumed run
+// must match them. Steps, schedule, logging and checkpointing may change between sessions.
+std::string identity_yaml(TrainConfig c) {
+  const TrainConfig defaults;
+  c.source.clear();
+  c.output_dir = defaults.output_dir;
+  c.resume = defaults.resume;
+  c.train = defaults.train;
+  c.eval = defaults.eval;
+  c.checkpoint = defaults.checkpoint;
+  c.log = defaults.log;
+  return to_yaml(c);
 }
 
 }  // namespace
@@ -111,7 +133,8 @@ EvalResult evaluate(models::LlamaForCausalLM& model, const SequenceSet& data, in
                              mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), b + batch_size)));
     const at::Tensor labels = rows(data.labels, idx, device);
     AutocastGuard autocast(autocast_bf16);
-    loss_sum += token_loss_sum(model, rows(data.tokens, idx, device), labels).item<double>();
+    const auto packed = packed_rows(data, idx, device);
+    loss_sum += token_loss_sum(model, rows(data.tokens, idx, device), labels, packed ? &*packed : nullptr).item<double>();
     count += count_targets(labels);
   }
   at::Tensor totals = at::tensor({loss_sum, static_cast<double>(count)}, at::kDouble);
@@ -194,7 +217,7 @@ struct Trainer::Impl {
       d.rng = rng_state(device.is_cuda());
       d.state = extra;
       d.state["step"] = step;
-      data::SamplerCursor cur;
+      data::SamplerCursor cur = sampler->cursor();
       const int64_t per_epoch = sampler->steps_per_epoch();
       cur.epoch = step / per_epoch;
       cur.step = step % per_epoch;
@@ -228,17 +251,53 @@ TrainSummary Trainer::fit() {
   // Start: identical trainable weights on every rank (rank 0's), or the checkpoint's.
   int64_t start = 0;
   std::optional<std::string> resume_from;
-  if (cfg.resume) resume_from = latest_checkpoint(s.ckpt_dir.string());
+  // Rank 0 decides; every rank must see the same checkpoint (a shared output_dir).
+  const std::optional<std::string> local_latest = latest_checkpoint(s.ckpt_dir.string());
+  if (!cfg.resume && local_latest && main) {
+    throw TrainingError(s.out_dir.string() + " already holds checkpoints (latest " + *local_latest +
+                        ") and resume is false: choose a new output_dir or remove the old run");
+  }
+  {
+    at::Tensor chosen = at::scalar_tensor(
+        static_cast<int64_t>(cfg.resume && local_latest ? load_checkpoint(*local_latest).state.at("step").get<int64_t>() : -1),
+        at::kLong);
+    if (s.device.is_cuda()) chosen = chosen.to(s.device);
+    comm.broadcast(chosen, 0);
+    const int64_t step0 = chosen.cpu().item<int64_t>();
+    if (step0 >= 0) {
+      const std::string wanted = (s.ckpt_dir / checkpoint_name(step0)).string();
+      TORCH_CHECK(std::filesystem::exists(fs::path(wanted) / "trainer_state.json"), "rank ", comm.rank(),
+                  " cannot see ", wanted, " that rank 0 resumes from: output_dir must be shared by all ranks");
+      resume_from = wanted;
+    }
+  }
   if (resume_from) {
     CheckpointData d = load_checkpoint(*resume_from);
+    // The run must be the same experiment: what the model is and what it trains on.
+    if (d.state.contains("config")) {
+      const TrainConfig saved = parse_train_config(d.state["config"].get<std::string>(), *resume_from + " (saved config)");
+      TORCH_CHECK(identity_yaml(saved) == identity_yaml(cfg), *resume_from, " was written by a different run (method, ",
+                  "model, quant, lora, nf4 or data differ from this config): use a new output_dir, or set resume=false "
+                  "in a fresh directory");
+    }
+    const int64_t saved_world = d.state.value("world_size", comm.world_size());
     load_training_state(*s.model, d.model);
     s.opt->load_state_dict(d.optimizer);
     set_rng_state(d.rng);
+    if (comm.rank() != 0) {
+      // Only rank 0's generator is saved: give the other ranks their own stream again.
+      at::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ULL + static_cast<uint64_t>(comm.rank()) +
+                      7919ULL * static_cast<uint64_t>(d.state.at("step").get<int64_t>()));
+    }
     start = d.state.at("step").get<int64_t>();
     TORCH_CHECK(start <= cfg.train.steps, *resume_from, " is at step ", start, " but train.steps is ",
                 cfg.train.steps, ": raise train.steps to continue, or choose a new output_dir");
     if (d.state.contains("data_cursor")) {
-      data::SamplerCursor cur = data::SamplerCursor::from_json(d.state["data_cursor"].dump());
+      const data::SamplerCursor cur = data::SamplerCursor::from_json(d.state["data_cursor"].dump());
+      TORCH_CHECK(!cur.global_batch_size || *cur.global_batch_size == cfg.global_batch(comm.world_size()),
+                  *resume_from, " was trained with a global batch of ", cur.global_batch_size.value_or(0), " (",
+                  saved_world, " ranks); this run has ", cfg.global_batch(comm.world_size()), " (",
+                  comm.world_size(), " ranks): keep train.micro_batch x train.grad_accum x ranks the same to resume");
       TORCH_CHECK(cur.epoch * s.sampler->steps_per_epoch() + cur.step == start,
                   *resume_from, ": the data cursor does not match the step; was the data changed?");
     }
@@ -311,10 +370,11 @@ TrainSummary Trainer::fit() {
         if (s.sync) s.sync->prepare(m + 1 == micro.size());
         const at::Tensor tokens = rows(s.train.tokens, micro[m], s.device);
         const at::Tensor labels = rows(s.train.labels, micro[m], s.device);
+        const auto packed = packed_rows(s.train, micro[m], s.device);
         at::Tensor loss;
         {
           AutocastGuard autocast(s.bf16);
-          loss = token_loss_sum(*s.model, tokens, labels) / global_targets;
+          loss = token_loss_sum(*s.model, tokens, labels, packed ? &*packed : nullptr) / global_targets;
         }
         loss.backward();
         loss_total += loss.detach().to(at::kDouble);
@@ -328,6 +388,10 @@ TrainSummary Trainer::fit() {
                                                      " (lower train.lr, enable train.max_grad_norm, or check the data)"));
       }
       const double norm = clip_grad_norm(s.params, cfg.train.max_grad_norm);
+      if (!std::isfinite(norm)) {
+        throw TrainingError(s.failure(step + 1, "the gradient norm is " + std::string(std::isnan(norm) ? "NaN" : "infinite") +
+                                                     " although the loss is finite (lower train.lr or check the data)"));
+      }
       const double lr = s.schedule.at(step);
       s.opt->step(lr);
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();

@@ -32,9 +32,12 @@ class LlamaForCausalLM;
 namespace qat::train {
 
 // Fixed-length sequences: tokens and labels (N, T) int64, labels aligned with tokens and -100
-// where a position is not a target (position t is predicted from tokens before it).
+// where a position is not a target (position t is predicted from tokens before it). Packed data
+// also has positions and segments (N, T) (data/dataset/packing.h): attention then stays inside
+// each document and rotary positions restart with it. Undefined: one sequence per row.
 struct SequenceSet {
   at::Tensor tokens, labels;
+  at::Tensor positions, segments;
   int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
   int64_t seq_len() const { return tokens.defined() ? tokens.size(1) : 0; }
 };

@@ -100,7 +100,9 @@ at::Tensor LlamaAttention::forward(const at::Tensor& x, const ForwardContext& ct
   std::optional<at::Tensor> mask;
   bool causal = false;
   const bool window_bites = window_ > 0 && s > window_;
-  if (ctx.start == 0 && !window_bites) {
+  if (ctx.mask.defined()) {
+    mask = window_bites ? ctx.mask & attention_mask(0, t, s, window_, x.device()) : ctx.mask;
+  } else if (ctx.start == 0 && !window_bites) {
     causal = t > 1;
   } else if (!(t == 1 && !window_bites)) {
     mask = attention_mask(ctx.start, t, s, window_, x.device());
@@ -158,7 +160,7 @@ std::shared_ptr<LlamaDecoderLayer> LlamaModel::layer(int64_t i) const {
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& input_ids, KVCache* cache,
-                               const std::optional<at::Tensor>& positions) {
+                               const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong,
               "LlamaModel: input_ids must be a (batch, seq) int64 tensor, got ", input_ids.sizes(),
               " ", input_ids.scalar_type());
@@ -169,12 +171,27 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, KVCache* cache,
   ctx.start = cache ? cache->length : 0;
   const at::Device device = embed_tokens_->weight.device();
   if (inv_freq_.device() != device) inv_freq_ = inv_freq_.to(device);
-  const at::Tensor pos = positions ? positions->to(device, at::kLong)
-                                   : at::arange(ctx.start, ctx.start + t,
-                                                at::TensorOptions().dtype(at::kLong).device(device));
-  TORCH_CHECK(pos.dim() == 1 && pos.size(0) == t, "LlamaModel: positions must be (", t, "), got ",
-              pos.sizes());
-  std::tie(ctx.cos, ctx.sin) = rope_cos_sin(inv_freq_, pos);
+  if (packed != nullptr) {
+    const int64_t b = input_ids.size(0);
+    TORCH_CHECK(cache == nullptr && !positions, "LlamaModel: packed inputs take no cache or positions");
+    TORCH_CHECK(packed->positions.sizes() == input_ids.sizes() && packed->segments.sizes() == input_ids.sizes(),
+                "LlamaModel: packed positions and segments must be (", b, ", ", t, ") like input_ids, got ",
+                packed->positions.sizes(), " and ", packed->segments.sizes());
+    const at::Tensor pos = packed->positions.to(device, at::kLong).reshape({-1});
+    std::tie(ctx.cos, ctx.sin) = rope_cos_sin(inv_freq_, pos);
+    ctx.cos = ctx.cos.view({b, 1, t, -1});
+    ctx.sin = ctx.sin.view({b, 1, t, -1});
+    const at::Tensor seg = packed->segments.to(device, at::kLong);
+    const at::Tensor causal = at::ones({t, t}, at::TensorOptions().dtype(at::kBool).device(device)).tril();
+    ctx.mask = (seg.unsqueeze(2) == seg.unsqueeze(1)).logical_and(causal).unsqueeze(1);
+  } else {
+    const at::Tensor pos = positions ? positions->to(device, at::kLong)
+                                     : at::arange(ctx.start, ctx.start + t,
+                                                  at::TensorOptions().dtype(at::kLong).device(device));
+    TORCH_CHECK(pos.dim() == 1 && pos.size(0) == t, "LlamaModel: positions must be (", t, "), got ",
+                pos.sizes());
+    std::tie(ctx.cos, ctx.sin) = rope_cos_sin(inv_freq_, pos);
+  }
 
   at::Tensor h = embed_tokens_->forward(input_ids.to(device));
   const bool checkpoint = checkpointing_ && is_training() && at::GradMode::is_enabled() && !cache;
@@ -206,8 +223,8 @@ at::Tensor LlamaForCausalLM::logits(const at::Tensor& hidden) {
 }
 
 at::Tensor LlamaForCausalLM::forward(const at::Tensor& input_ids, KVCache* cache,
-                                     const std::optional<at::Tensor>& positions) {
-  return logits(model_->forward(input_ids, cache, positions));
+                                     const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
+  return logits(model_->forward(input_ids, cache, positions, packed));
 }
 
 KVCache LlamaForCausalLM::make_cache(int64_t batch, int64_t max_length) const {

@@ -37,9 +37,17 @@ struct KVCache {
   int64_t max_length() const { return keys.empty() ? 0 : keys[0].size(2); }
 };
 
+// Packed training sequences: several documents per row. positions (B, T) restart at 0 in each
+// document; segments (B, T) number the documents in a row (padding: -1). Attention stays inside
+// a document: a block-diagonal causal mask built from the segments.
+struct PackedInputs {
+  at::Tensor positions, segments;
+};
+
 // What one forward needs besides the token ids.
 struct ForwardContext {
-  at::Tensor cos, sin;      // (T, head_dim) float32 rotary tables of the positions
+  at::Tensor cos, sin;      // (T, head_dim) float32 rotary tables of the positions (B, 1, T, head_dim) when packed
+  at::Tensor mask;          // packed: (B, 1, T, T) bool, true = may attend; undefined otherwise
   int64_t start = 0;        // position of the first query token (cache length before the call)
   KVCache* cache = nullptr;  // null: no cache
 };
@@ -80,8 +88,10 @@ class LlamaModel : public torch::nn::Module {
   LlamaModel(const LlamaConfig& cfg, torch::TensorOptions options);
   // input_ids (B, T) int64 -> hidden states (B, T, hidden). positions: (T,) int64, default
   // start..start+T-1 where start is the cache length (0 without a cache).
+  // `packed` (training on packed sequences, no cache) replaces positions.
   at::Tensor forward(const at::Tensor& input_ids, KVCache* cache = nullptr,
-                     const std::optional<at::Tensor>& positions = std::nullopt);
+                     const std::optional<at::Tensor>& positions = std::nullopt,
+                     const PackedInputs* packed = nullptr);
   torch::nn::Embedding& embed_tokens() { return embed_tokens_; }
   std::shared_ptr<LlamaDecoderLayer> layer(int64_t i) const;
   // Recompute each decoder layer in backward instead of storing its activations (training only).
@@ -104,7 +114,8 @@ class LlamaForCausalLM : public nn::ModuleWithLinears {
   explicit LlamaForCausalLM(const LlamaConfig& cfg, torch::TensorOptions options = {});
   // input_ids (B, T) -> logits (B, T, vocab) in the parameters' dtype.
   at::Tensor forward(const at::Tensor& input_ids, KVCache* cache = nullptr,
-                     const std::optional<at::Tensor>& positions = std::nullopt);
+                     const std::optional<at::Tensor>& positions = std::nullopt,
+                     const PackedInputs* packed = nullptr);
   // Logits for hidden states from model() (lets a trainer compute the loss in chunks).
   at::Tensor logits(const at::Tensor& hidden);
 

@@ -39,7 +39,7 @@ TEST_CASE("The default corpus is found and holds megabytes of English text", "[d
   CHECK(seqs.size() > 10);
 }
 
-TEST_CASE("QAT_CORPUS overrides the corpus path; a missing one names scripts/bootstrap",
+TEST_CASE("QAT_CORPUS overrides the corpus path and a missing one names scripts/bootstrap",
           "[dataset][corpus]") {
   const char* old_corpus = std::getenv("QAT_CORPUS");
   const char* old_venv = std::getenv("QAT_VENV");

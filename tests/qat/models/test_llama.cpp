@@ -248,3 +248,34 @@ TEST_CASE("prepare and convert find the decoder's projections by their transform
   CHECK(qat::transforms::convert(model).size() == swapped.size());
   CHECK(qat::test::bit_equal(model.forward(ids), fake));
 }
+
+TEST_CASE("Packed sequences attend only within their document", "[models]") {
+  // Three documents packed into one row (the last one cut short) equal three separate forwards;
+  // with a sliding window too.
+  for (int64_t window : {0, 4}) {
+    at::manual_seed(7);
+    LlamaForCausalLM model(tiny_config(false, window));
+    model.eval();
+    torch::NoGradGuard no_grad;
+    const std::vector<int64_t> lengths{5, 7, 4};
+    const at::Tensor ids = random_ids(1, 16, 5, 97);
+    std::vector<int64_t> pos, seg;
+    for (size_t d = 0; d < lengths.size(); ++d)
+      for (int64_t i = 0; i < lengths[d]; ++i) {
+        pos.push_back(i);
+        seg.push_back(static_cast<int64_t>(d));
+      }
+    qat::models::PackedInputs packed{at::tensor(pos, at::kLong).view({1, 16}), at::tensor(seg, at::kLong).view({1, 16})};
+    const at::Tensor together = model.forward(ids, nullptr, std::nullopt, &packed);
+    int64_t start = 0;
+    for (int64_t len : lengths) {
+      const at::Tensor alone = model.forward(ids.narrow(1, start, len));
+      INFO("window " << window << " document at " << start);
+      CHECK((together.narrow(1, start, len) - alone).abs().max().item<double>() < 1e-5);
+      start += len;
+    }
+    // Without the packing information the later documents see the earlier ones.
+    const at::Tensor crossed = model.forward(ids);
+    CHECK((crossed.narrow(1, 5, 7) - together.narrow(1, 5, 7)).abs().max().item<double>() > 1e-3);
+  }
+}
