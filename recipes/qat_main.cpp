@@ -1,4 +1,4 @@
-// The `qat` command line: `demo` (the default job), `train`, `eval`, `export`, `generate`,
+// The `qat` command line: `demo` (the default job), `train`, `eval`, `ptq`, `export`, `generate`,
 // `inspect`, `formats`. Command groups live in recipes/*_command.cpp and default_job.cpp.
 #include <CLI/CLI.hpp>
 
@@ -7,6 +7,7 @@
 #include "recipes/command.h"
 #include "recipes/default_job.h"
 #include "recipes/export_command.h"
+#include "recipes/ptq_command.h"
 #include "recipes/train_command.h"
 #include "recipes/model_commands.h"
 #include "qat/scheme/quant_spec.h"
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   qat::recipes::CommandList commands;
   qat::recipes::add_default_job_command(app, commands);
   qat::recipes::add_train_commands(app, commands);
+  qat::recipes::add_ptq_command(app, commands);
   qat::recipes::add_export_command(app, commands);
 
   try {

@@ -87,3 +87,31 @@ TEST_CASE("qat train: bad overrides and missing files are clear errors", "[cli]"
   CHECK(c.rc == 1);
   CHECK(c.text.find("/nonexistent/corpus.txt") != std::string::npos);
 }
+
+TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writes as GGUF", "[cli]") {
+  if (!have_smollm2()) {
+    WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
+    return;
+  }
+  const std::string dir = qat::test::temp_dir();
+  // int8 per-group weights with static (calibrated) scales: GGUF cannot store those scales as they
+  // are, so the export re-quantizes to Q8_0 and reports the error.
+  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir +
+                           "/run quant.weight=int8 quant.group_size=32 quant.scale_mode=static --calibration 2" + kSmall);
+  INFO(p.text);
+  REQUIRE(p.rc == 0);
+  CHECK(p.text.find("calibrated static scales on 2 sequences") != std::string::npos);
+  CHECK(p.text.find("PTQ int8") != std::string::npos);
+  const Output again = run_qat("ptq " + kConfig + " output_dir=" + dir + "/run" + kSmall);
+  CHECK(again.rc == 1);
+  CHECK(again.text.find("already holds a run") != std::string::npos);
+  const Output refused = run_qat("export " + dir + "/run --format gguf --out " + dir + "/ptq.gguf");
+  CHECK(refused.rc == 1);
+  CHECK(refused.text.find("--requantize") != std::string::npos);
+  const Output e = run_qat("export " + dir + "/run --format gguf --requantize --out " + dir + "/ptq.gguf");
+  INFO(e.text);
+  CHECK(e.rc == 0);
+  CHECK(e.text.find("Q8_0") != std::string::npos);
+  CHECK(std::filesystem::exists(dir + "/ptq.gguf"));
+  qat::io::remove_tree(dir);
+}

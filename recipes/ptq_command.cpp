@@ -1,0 +1,107 @@
+// `qat ptq`: the model of a config with its `quant` section applied and no training -- round to
+// nearest for dynamic scales, or observers calibrated on a seeded sample of the training
+// sequences for static ones (quant.scale_mode: static). It evaluates float vs quantized on the
+// held-out data and saves the result as a run (a step-0 checkpoint) that `qat export` and
+// `qat eval` read like a trained one.
+//
+//   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/ptq-q4_0
+//   qat export runs/ptq-q4_0 --format gguf --out smollm2-ptq-q4_0.gguf
+#include "recipes/ptq_command.h"
+
+#include <ATen/ATen.h>
+
+#include <iostream>
+
+#include "data/dataset/sampler.h"
+#include "qat/models/llama.h"
+#include "recipes/methods.h"
+#include "recipes/train_data.h"
+#include "trainers/checkpoint.h"
+#include "trainers/metrics/format.h"
+#include "trainers/metrics/table.h"
+#include "trainers/model_state.h"
+#include "trainers/trainer.h"
+
+namespace qat::recipes {
+namespace {
+
+struct PtqOptions {
+  std::string config;
+  std::vector<std::string> overrides;
+  int64_t calibration = 32;
+};
+
+int run_ptq(const PtqOptions& o) {
+  train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
+  TORCH_CHECK(cfg.method == train::Method::kQat, o.config, ": qat ptq quantizes with the `quant` section of a ",
+              "method: qat config, found method ", train::to_string(cfg.method));
+  TORCH_CHECK(!train::latest_checkpoint(cfg.output_dir + "/checkpoints"), cfg.output_dir,
+              " already holds a run: choose a new output_dir");
+  cfg.quant.delay_steps = 0;  // nothing trains: quantize from the first forward
+  train::Communicator comm;
+  models::Pretrained p = build_model(cfg);  // quant applied
+  const TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
+  auto& model = *p.model;
+  const bool bf16 = cfg.train.device == "cuda" && cfg.train.autocast != "off";
+  const at::Device device = model.parameters().front().device();
+
+  // Static scales: run the calibration sequences through the model in training mode (observers
+  // update, nothing else changes: no gradients are taken).
+  if (cfg.quant.scale_mode == "static") {
+    const int64_t n = std::min<int64_t>(o.calibration, data.train.size());
+    const auto idx = data::calibration_indices(data.train.size(), n, static_cast<uint64_t>(cfg.train.seed));
+    c10::NoGradGuard no_grad;
+    model.train();
+    for (size_t b = 0; b < idx.size(); b += static_cast<size_t>(cfg.train.micro_batch)) {
+      std::vector<int64_t> batch(idx.begin() + static_cast<std::ptrdiff_t>(b),
+                                 idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + cfg.train.micro_batch)));
+      const at::Tensor sel = at::tensor(batch, at::kLong);
+      model.forward(data.train.tokens.index_select(0, sel).to(device));
+    }
+    train::set_quantizer_steps(model, 0);
+    std::cerr << "calibrated static scales on " << n << " sequences\n";
+  }
+  model.eval();
+  const train::EvalResult q = train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+
+  // Save as a step-0 run: export and eval rebuild the model from this config and load the state.
+  train::CheckpointData ckpt;
+  ckpt.model = train::training_state(model);
+  ckpt.optimizer["step"] = at::scalar_tensor(0, at::kLong);
+  ckpt.rng = train::rng_state(false);
+  ckpt.state = {{"step", 0}, {"config", train::to_yaml(cfg)}, {"world_size", 1},
+                {"run", {{"model", p.source}, {"data", data.description}, {"ptq", true}}}};
+  const std::string path = train::save_checkpoint(cfg.output_dir + "/checkpoints", 0, ckpt, 1);
+
+  // The float reference on the same sequences.
+  train::TrainConfig float_cfg = cfg;
+  float_cfg.method = train::Method::kFull;
+  p.model.reset();
+  models::Pretrained f = build_model(float_cfg);
+  const train::EvalResult fl = train::evaluate(*f.model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+
+  train::Table t("PTQ " + cfg.quant.weight + " (" + cfg.quant.scale_mode + " scales), held-out " +
+                 std::to_string(q.tokens) + " tokens");
+  t.add_column("model");
+  t.add_column("eval loss", train::NumberFormat::fixed(4));
+  t.add_column("perplexity", train::NumberFormat::fixed(3));
+  t.add_row({"float", fl.loss, fl.perplexity});
+  t.add_row({"PTQ " + cfg.quant.weight, q.loss, q.perplexity});
+  std::cout << t.to_text() << "saved " << path << " (qat export " << cfg.output_dir << " --format ...)\n";
+  return 0;
+}
+
+}  // namespace
+
+void add_ptq_command(CLI::App& app, CommandList& commands) {
+  auto o = std::make_shared<PtqOptions>();
+  auto* sub = app.add_subcommand("ptq", "Post-training quantization with a config's quant section (no training), "
+                                        "saved as a run that qat export reads");
+  sub->add_option("config", o->config, "recipe YAML with method: qat")->required()->check(CLI::ExistingFile);
+  sub->add_option("overrides", o->overrides, "key=value overrides, e.g. quant.weight=gguf_q4_1");
+  sub->add_option("--calibration", o->calibration, "sequences for static-scale calibration")
+      ->check(CLI::Range(1, 1000000));
+  commands.push_back({sub, [o] { return run_ptq(*o); }});
+}
+
+}  // namespace qat::recipes
