@@ -93,11 +93,16 @@ void GradSync::finish() {
   if (!active_) return;
   c10::NoGradGuard no_grad;
   // Parameters that got no gradient in this backward (unused this step) still take part: their
-  // local accumulated gradient (or zeros) goes into the bucket so every rank reduces the same sizes.
+  // local accumulated gradient (or zeros) goes into the bucket so every rank reduces the same
+  // sizes. A flag per parameter says whether any rank had a gradient: one that no rank had stays
+  // without one, as in a single process (AdamW then leaves it untouched).
+  at::Tensor had = at::zeros({static_cast<int64_t>(params_.size())}, at::kFloat);
+  auto had_a = had.accessor<float, 1>();
   for (size_t k = 0; k < params_.size(); ++k) {
+    const at::Tensor& p = params_[k].param;
+    if (arrived_[k] || p.grad().defined()) had_a[static_cast<int64_t>(k)] = 1.0f;
     if (arrived_[k]) continue;
     Bucket& b = buckets_[bucket_of_[k]];
-    const at::Tensor& p = params_[k].param;
     at::Tensor slot = b.flat.narrow(0, static_cast<int64_t>(offset_[k]), p.numel()).view(p.sizes());
     if (p.grad().defined()) {
       slot.copy_(p.grad());
@@ -108,9 +113,18 @@ void GradSync::finish() {
     --b.pending;
   }
   launch_ready();
+  if (!buckets_.empty() && buckets_.front().flat.is_cuda()) had = had.to(buckets_.front().flat.device());
+  PendingWork flags = comm_.all_reduce_sum_async(had);
   for (auto& b : buckets_) b.work.wait();
+  flags.wait();
+  had = had.cpu();
+  auto had_sum = had.accessor<float, 1>();
   for (size_t k = 0; k < params_.size(); ++k) {
     const at::Tensor& p = params_[k].param;
+    if (had_sum[static_cast<int64_t>(k)] == 0.0f) {
+      if (p.grad().defined()) p.mutable_grad().reset();
+      continue;
+    }
     const Bucket& b = buckets_[bucket_of_[k]];
     at::Tensor sum = b.flat.narrow(0, static_cast<int64_t>(offset_[k]), p.numel()).view(p.sizes());
     if (p.grad().defined()) {

@@ -4,12 +4,13 @@
 #include <c10/util/Exception.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -86,12 +87,22 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
     std::vector<std::string> args_copy = args;
     for (auto& s : args_copy) argv.push_back(s.data());
     argv.push_back(nullptr);
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data());
-    if (rc != 0) {
+    // fork + exec rather than posix_spawn: the child asks the kernel to SIGTERM it when the
+    // launcher dies (even by SIGKILL), so ranks never outlive their launcher. Between fork and
+    // exec the child only makes async-signal-safe calls.
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(127);  // the launcher died before prctl took effect
+      ::execve(argv[0], argv.data(), envp.data());
+      ::_exit(127);
+    }
+    if (pid < 0) {
+      const int err = errno;
       for (pid_t p : pids) ::kill(p, SIGTERM);
       for (pid_t p : pids) ::waitpid(p, nullptr, 0);
-      TORCH_CHECK(false, "cannot start rank ", rank, " (", args[0], "): ", std::strerror(rc));
+      TORCH_CHECK(false, "cannot start rank ", rank, " (", args[0], "): ", std::strerror(err));
     }
     pids.push_back(pid);
   }
@@ -99,8 +110,8 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
   LaunchResult result;
   std::vector<bool> done(pids.size(), false);
   size_t remaining = pids.size();
-  std::optional<std::chrono::steady_clock::time_point> failed_at;
-  bool terminated = false;
+  std::optional<std::chrono::steady_clock::time_point> failed_at, terminated_at;
+  bool terminated = false, killed = false;
   while (remaining > 0) {
     if (g_forward_signal != 0) {
       for (size_t r = 0; r < pids.size(); ++r)
@@ -128,7 +139,15 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
       for (size_t r = 0; r < pids.size(); ++r)
         if (!done[r]) ::kill(pids[r], SIGTERM);
       terminated = true;
+      terminated_at = std::chrono::steady_clock::now();
       result.message += "; the other ranks were stopped";
+    }
+    // A rank that ignores SIGTERM (stuck in a collective) is killed after another grace period.
+    if (terminated && !killed && remaining > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - *terminated_at).count() > grace_seconds) {
+      for (size_t r = 0; r < pids.size(); ++r)
+        if (!done[r]) ::kill(pids[r], SIGKILL);
+      killed = true;
     }
     if (!progressed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -1,8 +1,9 @@
 // `--nproc N`: runs N local ranks of this program, like torchrun. Each child re-executes the
 // same command line with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free
 // MASTER_PORT in its environment (so the code path is the one multi-node launches use). If a
-// rank fails, the others get SIGTERM after a grace period, and the launcher reports which rank
-// failed and how. SIGINT/SIGTERM to the launcher are forwarded to the ranks.
+// rank fails, the others get SIGTERM after a grace period (SIGKILL after another), and the
+// launcher reports which rank failed and how. SIGINT/SIGTERM to the launcher are forwarded to the
+// ranks, and ranks die with the launcher even when it is SIGKILLed (PR_SET_PDEATHSIG).
 #pragma once
 
 #include <map>
