@@ -81,7 +81,8 @@ std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step, co
   // Leftovers of a save that was killed: never complete, safe to remove.
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.path().filename().string().rfind(".tmp-", 0) == 0) io::remove_tree(e.path().string());
+    const std::string n = e.path().filename().string();
+    if (n.rfind(".tmp-", 0) == 0 || n.rfind(".trash-", 0) == 0) io::remove_tree(e.path().string());
   }
   const std::string name = checkpoint_name(step);
   const fs::path tmp = dir / (".tmp-" + name + "-" + std::to_string(::getpid()));
@@ -99,10 +100,18 @@ std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step, co
   }
   for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path(), false);
   fsync_path(tmp, true);
-  io::remove_tree(final_path.string());  // re-saving the same step
+  // Re-saving a step: move the old copy aside (never delete it in place, which could leave a
+  // half-deleted directory that looks complete). A crash between the two renames leaves the
+  // earlier steps as the latest complete checkpoints; the next save removes the hidden copies.
+  const fs::path trash = dir / (".trash-" + name + "-" + std::to_string(::getpid()));
+  if (fs::exists(final_path)) {
+    fs::rename(final_path, trash, ec);
+    TORCH_CHECK(!ec, "cannot move the previous ", final_path.string(), " aside: ", ec.message());
+  }
   fs::rename(tmp, final_path, ec);
   TORCH_CHECK(!ec, "cannot move checkpoint into place at ", final_path.string(), ": ", ec.message());
   fsync_path(dir, true);
+  io::remove_tree(trash.string());
 
   if (keep_last > 0) {
     auto all = list_checkpoints(dir);

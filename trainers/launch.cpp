@@ -128,10 +128,13 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
       --remaining;
       progressed = true;
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      if (!ok && result.exit_code == 0 && !terminated) {
-        result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        result.message = "rank " + std::to_string(r) + " " + describe(status);
-        failed_at = std::chrono::steady_clock::now();
+      if (!ok && !terminated) {
+        // Every failure is reported (a rank that died and the ranks that then lost it).
+        if (result.exit_code == 0) {
+          result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+          failed_at = std::chrono::steady_clock::now();
+        }
+        result.message += (result.message.empty() ? "" : "; ") + ("rank " + std::to_string(r) + " " + describe(status));
       }
     }
     if (failed_at && !terminated && remaining > 0 &&

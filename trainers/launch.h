@@ -14,7 +14,7 @@ namespace qat::train {
 
 struct LaunchResult {
   int exit_code = 0;          // 0 when every rank succeeded, else the first failure's code
-  std::string message;        // which rank failed and how; empty on success
+  std::string message;        // which ranks failed and how, in the order seen; empty on success
 };
 
 // `args[0]` must be the program (use "/proc/self/exe" for this one). `extra_env` is added to every

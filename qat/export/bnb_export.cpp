@@ -120,27 +120,16 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
   const ExportOptions& opt = job.opt;
   const at::ScalarType dt = opt.hf_dtype;
   hf_dtype_name(dt);
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& [name, t] : job.others) {
-    const at::Tensor c = t.to(dt).contiguous();
-    job.report.tensors.push_back(dense_record(name, c, "dense"));
-    tensors.emplace_back(name, c);
-  }
+  TensorList tensors;
+  add_others(job, tensors, dt);
   const at::Tensor table = nf4_table();
   const at::Tensor dyn_map = ops::dynamic_map_signed();
   int dq_layers = 0, plain_layers = 0;
 
   for (const LinearView& l : job.linears) {
-    const at::Tensor b = l.bias();
-    if (b.defined()) {
-      const at::Tensor bc = b.to(dt).contiguous();
-      job.report.tensors.push_back(dense_record(l.name + ".bias", bc, "bias"));
-      tensors.emplace_back(l.name + ".bias", bc);
-    }
+    if (l.bias().defined()) add_dense(job, tensors, l.name + ".bias", l.bias(), dt, "bias");
     if (l.name == "lm_head") {  // transformers keeps the head dense (llm_int8_skip_modules)
-      const at::Tensor c = l.merged_weight().to(dt).contiguous();
-      job.report.tensors.push_back(dense_record("lm_head.weight", c, "dense head"));
-      tensors.emplace_back("lm_head.weight", c);
+      add_dense(job, tensors, "lm_head.weight", l.merged_weight(), dt, "dense head");
       continue;
     }
     nf4::NF4Tensor t;

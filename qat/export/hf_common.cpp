@@ -63,6 +63,17 @@ void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok, cons
              tokenizer_config_from_gguf(*tok.gguf, tok.chat_template, cfg.max_position_embeddings));
 }
 
+void add_dense(Job& job, TensorList& out, const std::string& name, const at::Tensor& t, at::ScalarType dtype,
+               const std::string& origin) {
+  const at::Tensor c = t.to(dtype).contiguous();
+  job.report.tensors.push_back(dense_record(name, c, origin));
+  out.emplace_back(name, c);
+}
+
+void add_others(Job& job, TensorList& out, at::ScalarType dtype) {
+  for (const auto& [name, t] : job.others) add_dense(job, out, name, t, dtype, "dense");
+}
+
 TensorRecord dense_record(const std::string& name, const at::Tensor& t, const std::string& origin) {
   TensorRecord r;
   r.name = name;

@@ -20,12 +20,8 @@ void write_hf_merged(Job& job, const std::string& dir) {
   torch::NoGradGuard no_grad;
   const at::ScalarType dt = job.opt.hf_dtype;
   hf_dtype_name(dt);  // validates
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& [name, t] : job.others) {
-    const at::Tensor c = t.to(dt).contiguous();
-    job.report.tensors.push_back(dense_record(name, c, "dense"));
-    tensors.emplace_back(name, c);
-  }
+  TensorList tensors;
+  add_others(job, tensors, dt);
   for (const LinearView& l : job.linears) {
     const at::Tensor merged = l.merged_weight();
     const at::Tensor c = merged.to(dt).contiguous();
@@ -40,12 +36,7 @@ void write_hf_merged(Job& job, const std::string& dir) {
     if (l.fake_quant && l.fake_quant->activation_quantizer()) {
       job.report.notes.push_back("'" + l.name + "': activation fake quant is not part of a dense checkpoint");
     }
-    const at::Tensor b = l.bias();
-    if (b.defined()) {
-      const at::Tensor bc = b.to(dt).contiguous();
-      job.report.tensors.push_back(dense_record(l.name + ".bias", bc, "bias"));
-      tensors.emplace_back(l.name + ".bias", bc);
-    }
+    if (l.bias().defined()) add_dense(job, tensors, l.name + ".bias", l.bias(), dt, "bias");
   }
   io::save_safetensors_sharded(dir, tensors, job.opt.max_shard_bytes);
   write_hf_config(dir, job.model.config(), dt);

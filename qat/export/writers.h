@@ -46,4 +46,12 @@ void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok, cons
 // A dense tensor record (bits = element size).
 TensorRecord dense_record(const std::string& name, const at::Tensor& t, const std::string& origin);
 
+// Tensors an HF writer saves, in order.
+using TensorList = std::vector<std::pair<std::string, at::Tensor>>;
+// `t` converted to `dtype` (contiguous), appended to `out` and recorded in the report as dense.
+void add_dense(Job& job, TensorList& out, const std::string& name, const at::Tensor& t, at::ScalarType dtype,
+               const std::string& origin);
+// The model's other tensors (embeddings, norms) in `dtype`, each recorded as dense.
+void add_others(Job& job, TensorList& out, at::ScalarType dtype);
+
 }  // namespace qat::exporting::detail
