@@ -138,6 +138,27 @@ std::string resolve_checkpoint(const std::string& path) {
   return {};
 }
 
+namespace {
+
+nlohmann::json read_state(const fs::path& dir) {
+  std::ifstream in(dir / "trainer_state.json");
+  TORCH_CHECK(in, "cannot read ", (dir / "trainer_state.json").string());
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, (dir / "trainer_state.json").string(), " is not valid JSON: ", e.what());
+  }
+  TORCH_CHECK(state.is_object() && state.contains("step"), (dir / "trainer_state.json").string(), " has no step");
+  return state;
+}
+
+}  // namespace
+
+int64_t checkpoint_step(const std::string& checkpoint_dir) {
+  return read_state(checkpoint_dir).at("step").get<int64_t>();
+}
+
 CheckpointData load_checkpoint(const std::string& path) {
   const fs::path dir = resolve_checkpoint(path);
   CheckpointData d;
@@ -151,15 +172,7 @@ CheckpointData load_checkpoint(const std::string& path) {
   d.model = load("model.safetensors");
   d.optimizer = load("optimizer.safetensors");
   d.rng = load("rng.safetensors");
-  std::ifstream in(dir / "trainer_state.json");
-  TORCH_CHECK(in, "cannot read ", (dir / "trainer_state.json").string());
-  try {
-    d.state = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    TORCH_CHECK(false, (dir / "trainer_state.json").string(), " is not valid JSON: ", e.what());
-  }
-  TORCH_CHECK(d.state.is_object() && d.state.contains("step"), (dir / "trainer_state.json").string(),
-              " has no step");
+  d.state = read_state(dir);
   return d;
 }
 

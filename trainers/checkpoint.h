@@ -41,6 +41,9 @@ std::optional<std::string> latest_checkpoint(const std::string& checkpoints_dir)
 // files are errors naming the file.
 CheckpointData load_checkpoint(const std::string& path);
 
+// The step of a checkpoint directory, read from its trainer_state.json alone (no tensors).
+int64_t checkpoint_step(const std::string& checkpoint_dir);
+
 // Resolves a run directory, a checkpoints directory or a checkpoint directory to a checkpoint.
 std::string resolve_checkpoint(const std::string& path);
 

@@ -259,7 +259,7 @@ TrainSummary Trainer::fit() {
   }
   {
     at::Tensor chosen = at::scalar_tensor(
-        static_cast<int64_t>(cfg.resume && local_latest ? load_checkpoint(*local_latest).state.at("step").get<int64_t>() : -1),
+        static_cast<int64_t>(cfg.resume && local_latest ? checkpoint_step(*local_latest) : -1),
         at::kLong);
     if (s.device.is_cuda()) chosen = chosen.to(s.device);
     comm.broadcast(chosen, 0);
