@@ -3,6 +3,7 @@
 //   dispatch_format(spec.format, [&](auto f) { constexpr Format F = decltype(f)::value; ... });
 #pragma once
 
+#include <stdexcept>
 #include <type_traits>
 
 #include "qat/scheme/format.h"
@@ -24,6 +25,9 @@ decltype(auto) dispatch_format(scheme::Format f, Fn&& fn) {
     case Format::kQ8_0: return fn(FormatTag<Format::kQ8_0>{});
     case Format::kQ4_0: return fn(FormatTag<Format::kQ4_0>{});
     case Format::kQ4_1: break;
+    case Format::kQ4_K:
+    case Format::kQ6_K:  // super-block formats have no per-element path (ops/kquant.h)
+      throw std::invalid_argument("dispatch_format: k-quant formats go through ops/kquant.h");
   }
   return fn(FormatTag<Format::kQ4_1>{});
 }

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "ops/cpu/quantize_cpu.h"
+#include "ops/kquant.h"
 #if defined(QAT_WITH_CUDA)
 #include "ops/cuda/quantize_cuda_glue.h"
 #endif
@@ -13,6 +14,13 @@ namespace {
 
 using scheme::Format;
 using scheme::GroupLayout;
+
+// k-quants have no qparams: only fake_quantize_dynamic (and ops/kquant.h) take them.
+void reject_kquant(const QuantSpec& spec, const char* what) {
+  TORCH_CHECK(!scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
+              "' chooses its scales per 256-element super-block while it quantizes, so it has no ",
+              "qparams; use fake_quantize_dynamic, or quantize_kquant/dequantize_kquant (ops/kquant.h)");
+}
 
 void check_input(const at::Tensor& x, const char* what) {
   TORCH_CHECK(x.defined(), what, ": the input tensor is undefined");
@@ -46,6 +54,7 @@ QParams shaped(at::Tensor scale, at::Tensor zero, const QuantSpec& spec, at::Int
 
 at::Tensor group_stats(const at::Tensor& x_in, const QuantSpec& spec) {
   check_input(x_in, "group_stats");
+  reject_kquant(spec, "group_stats");
   spec.validate_for(x_in.sizes());
   const at::Tensor x = x_in.contiguous();
   const GroupLayout l = spec.layout(x.sizes());
@@ -79,6 +88,7 @@ QParams choose_qparams(const at::Tensor& x, const QuantSpec& spec) {
 QParams qparams_from_range(const at::Tensor& lo_in, const at::Tensor& hi_in, const QuantSpec& spec,
                            at::IntArrayRef shape) {
   spec.validate_for(shape);
+  reject_kquant(spec, "qparams_from_range");
   TORCH_CHECK(spec.traits().fixed_block == 0, "qparams_from_range: format '", spec.traits().name,
               "' takes each block's range from the block itself; use choose_qparams");
   const GroupLayout l = spec.layout(shape);
@@ -97,6 +107,7 @@ QParams qparams_from_range(const at::Tensor& lo_in, const at::Tensor& hi_in, con
 FakeQuantResult fake_quantize(const at::Tensor& x_in, const QuantSpec& spec, const QParams& qp,
                               bool want_mask) {
   check_input(x_in, "fake_quantize");
+  reject_kquant(spec, "fake_quantize");
   spec.validate_for(x_in.sizes());
   const at::Tensor x = x_in.contiguous();
   const GroupLayout l = spec.layout(x.sizes());
@@ -119,6 +130,12 @@ DynamicFakeQuantResult fake_quantize_dynamic(const at::Tensor& x_in, const Quant
                                              bool want_mask) {
   check_input(x_in, "fake_quantize_dynamic");
   spec.validate_for(x_in.sizes());
+  if (scheme::is_kquant(spec.format)) {  // no qparams to return; every element is "in range"
+    DynamicFakeQuantResult r;
+    r.y = fake_quantize_kquant(x_in, spec);
+    if (want_mask) r.mask = at::ones(x_in.sizes(), x_in.options().dtype(at::kBool));
+    return r;
+  }
   const at::Tensor x = x_in.contiguous();
   const GroupLayout l = spec.layout(x.sizes());
 #if defined(QAT_WITH_CUDA)
@@ -143,6 +160,7 @@ DynamicFakeQuantResult fake_quantize_dynamic(const at::Tensor& x_in, const Quant
 
 at::Tensor quantize(const at::Tensor& x_in, const QuantSpec& spec, const QParams& qp) {
   check_input(x_in, "quantize");
+  reject_kquant(spec, "quantize");
   spec.validate_for(x_in.sizes());
   const at::Tensor x = x_in.contiguous();
   TORCH_CHECK(at::isfinite(x).all().item<bool>(),
@@ -167,6 +185,7 @@ at::Tensor dequantize(const at::Tensor& codes_in, const QuantSpec& spec, const Q
               codes_in.scalar_type());
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
               "dequantize: output dtype must be float32, float16 or bfloat16, got ", dtype);
+  reject_kquant(spec, "dequantize");
   spec.validate_for(codes_in.sizes());
   const at::Tensor codes = codes_in.contiguous();
   const GroupLayout l = spec.layout(codes.sizes());

@@ -50,7 +50,9 @@ struct DynamicFakeQuantResult {
   at::Tensor mask;
   QParams qparams;
 };
-// choose_qparams + fake_quantize in one pass over each group (fused on CUDA).
+// choose_qparams + fake_quantize in one pass over each group (fused on CUDA). The one entry
+// point that also takes the k-quants (gguf_q4_k, gguf_q6_k): their qparams stay undefined and the
+// mask is all true. Every other function here refuses them (see ops/kquant.h).
 DynamicFakeQuantResult fake_quantize_dynamic(const at::Tensor& x, const QuantSpec& spec,
                                              bool want_mask);
 

@@ -305,7 +305,7 @@ int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& l
 void print_formats(std::ostream& out) {
   out << std::left << std::setw(12) << "format" << std::setw(8) << "bits" << std::setw(14) << "mapping"
       << std::setw(8) << "block" << std::setw(10) << "scales" << "learnable\n";
-  const char* mappings[] = {"symmetric", "asymmetric", "absmax", "ggml block"};
+  const char* mappings[] = {"symmetric", "asymmetric", "absmax", "ggml block", "ggml k-quant"};
   for (int f = 0; f < scheme::kNumFormats; ++f) {
     const auto& t = scheme::kFormatTraits[f];
     const std::string bits = t.min_bits == t.max_bits ? std::to_string(t.min_bits)

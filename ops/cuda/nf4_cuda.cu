@@ -2,12 +2,7 @@
 // bit: the per-element math is ops/nf4_math.h, and a block's absmax is a max (exact in any order).
 #include "ops/cuda/nf4_cuda.cuh"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <stdexcept>
-#include <string>
-
+#include "ops/cuda/cuda_common.cuh"
 #include "ops/nf4_math.h"
 
 namespace qat::ops::cuda {
@@ -16,13 +11,6 @@ namespace {
 
 namespace nm = qat::ops::nf4_math;
 
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(err));
-  }
-}
-
 __device__ __forceinline__ float load(const float* p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float load(const __half* p, int64_t i) { return __half2float(p[i]); }
 __device__ __forceinline__ float load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
@@ -30,23 +18,9 @@ __device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; 
 __device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 __device__ __forceinline__ void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 
-template <typename Fn>
-void dispatch_dtype(DType dt, Fn&& fn) {
-  switch (dt) {
-    case DType::kFloat32: fn(float{}); return;
-    case DType::kFloat16: fn(__half{}); return;
-    case DType::kBFloat16: fn(__nv_bfloat16{}); return;
-  }
-}
-
 constexpr int kThreads = 256;  // 8 warps per CTA
 // One warp per block of elements: blocksize >= 32, so every lane has work.
 constexpr int kWarpsPerCta = kThreads / 32;
-
-inline int grid_for(int64_t items, int64_t per_cta) {
-  const int64_t g = (items + per_cta - 1) / per_cta;
-  return static_cast<int>(g < (1 << 30) ? g : (1 << 30));
-}
 
 // absmax[b] = max |x| over block b: one warp per block, strided loads, butterfly max.
 template <typename T>

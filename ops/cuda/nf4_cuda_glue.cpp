@@ -1,25 +1,11 @@
 #include "ops/cuda/nf4_cuda_glue.h"
 
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "ops/cuda/glue_common.h"
 #include "ops/cuda/nf4_cuda.cuh"
 
 namespace qat::ops::cuda_glue {
-
-namespace {
-
-cuda::DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return cuda::DType::kFloat32;
-    case at::kHalf: return cuda::DType::kFloat16;
-    case at::kBFloat16: return cuda::DType::kBFloat16;
-    default: TORCH_CHECK(false, "NF4 CUDA kernels: unsupported dtype ", t.scalar_type());
-  }
-}
-cudaStream_t stream() { return at::cuda::getCurrentCUDAStream(); }
-
-}  // namespace
 
 void nf4_quantize(const at::Tensor& x, int64_t blocksize, at::Tensor& codes, at::Tensor& absmax) {
   const c10::cuda::CUDAGuard guard(x.device());

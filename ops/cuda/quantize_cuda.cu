@@ -2,12 +2,7 @@
 // ops/quant_math.h, shared with the CPU reference, so codes and values match it bit for bit.
 #include "ops/cuda/quantize_cuda.cuh"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <stdexcept>
-#include <string>
-
+#include "ops/cuda/cuda_common.cuh"
 #include "ops/dispatch.h"
 #include "ops/quant_math.h"
 
@@ -17,36 +12,6 @@ namespace {
 
 namespace m = qat::ops::math;
 using scheme::Format;
-
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(err));
-  }
-}
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-template <typename Fn>
-void dispatch_dtype(DType dt, Fn&& fn) {
-  switch (dt) {
-    case DType::kFloat32: fn(float{}); return;
-    case DType::kFloat16: fn(__half{}); return;
-    case DType::kBFloat16: fn(__nv_bfloat16{}); return;
-  }
-}
 
 // Calls fn(T{}, FormatTag<F>{}) for the runtime dtype and format.
 template <typename Fn>

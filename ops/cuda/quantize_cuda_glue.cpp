@@ -1,25 +1,17 @@
 #include "ops/cuda/quantize_cuda_glue.h"
 
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "ops/cuda/glue_common.h"
+#include "ops/cuda/kquant_cuda.cuh"
 #include "ops/cuda/quantize_cuda.cuh"
 
 namespace qat::ops::cuda_glue {
 
 namespace {
 
-cuda::DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return cuda::DType::kFloat32;
-    case at::kHalf: return cuda::DType::kFloat16;
-    case at::kBFloat16: return cuda::DType::kBFloat16;
-    default: TORCH_CHECK(false, "CUDA quant kernels: unsupported dtype ", t.scalar_type());
-  }
-}
 cuda::Layout layout_of(const GroupLayout& l) { return {l.inner, l.count, l.numel}; }
 cuda::SpecArgs spec_of(const QuantSpec& s) { return {s.format, s.bits, s.scale_dtype}; }
-cudaStream_t stream() { return at::cuda::getCurrentCUDAStream(); }
 
 }  // namespace
 
@@ -71,6 +63,24 @@ void fake_quantize_dynamic(const at::Tensor& x, const QuantSpec& spec, const Gro
   cuda::launch_fake_quantize_dynamic(x.data_ptr(), dtype_of(x), spec_of(spec), layout_of(l),
                                      y.data_ptr(), mask ? mask->data_ptr<bool>() : nullptr,
                                      scale.data_ptr<float>(), zero.data_ptr<float>(), stream());
+}
+
+void kquant_quantize(const at::Tensor& x, scheme::Format f, at::Tensor& blocks) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  cuda::launch_kquant_quantize(x.data_ptr(), dtype_of(x), f, x.numel() / 256,
+                               blocks.data_ptr<uint8_t>(), stream());
+}
+
+void kquant_dequantize(const at::Tensor& blocks, scheme::Format f, at::Tensor& y) {
+  const c10::cuda::CUDAGuard guard(y.device());
+  cuda::launch_kquant_dequantize(blocks.data_ptr<uint8_t>(), f, y.numel() / 256, dtype_of(y),
+                                 y.data_ptr(), stream());
+}
+
+void kquant_fake_quantize(const at::Tensor& x, scheme::Format f, at::Tensor& y) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  cuda::launch_kquant_fake_quantize(x.data_ptr(), dtype_of(x), f, x.numel() / 256, y.data_ptr(),
+                                    stream());
 }
 
 }  // namespace qat::ops::cuda_glue

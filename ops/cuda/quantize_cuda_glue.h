@@ -23,4 +23,9 @@ bool fused_dynamic_supported(const at::Tensor& x, const GroupLayout& l);
 void fake_quantize_dynamic(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
                            at::Tensor& y, at::Tensor* mask, at::Tensor& scale, at::Tensor& zero);
 
+// k-quant super-blocks (ops/kquant.h); tensors contiguous, sizes checked by the front-end.
+void kquant_quantize(const at::Tensor& x, scheme::Format f, at::Tensor& blocks);
+void kquant_dequantize(const at::Tensor& blocks, scheme::Format f, at::Tensor& y);
+void kquant_fake_quantize(const at::Tensor& x, scheme::Format f, at::Tensor& y);
+
 }  // namespace qat::ops::cuda_glue

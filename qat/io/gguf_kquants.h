@@ -1,8 +1,5 @@
-// Dequantization of ggml's k-quant blocks Q4_K and Q6_K to float32 (plain C++, no libtorch).
-//
-// Written from the block layouts in ggml-common.h / ggml-quants.c (dequantize_row_q4_K,
-// dequantize_row_q6_K, get_scale_min_k4). Every product is rounded on its own, in the order
-// ggml writes it (the project builds with -ffp-contract=off), so results equal the `gguf`
+// Dequantization of ggml's k-quant blocks Q4_K and Q6_K to float32 (plain C++, no libtorch, so
+// the fuzz targets build it alone). The block math is ops/kquant_math.h; results equal the `gguf`
 // Python package's dequantize bit for bit.
 #pragma once
 

@@ -19,8 +19,10 @@ enum class Format : uint8_t {
   kQ8_0,     // ggml Q8_0: 32-element blocks, fp16 d, int8 codes
   kQ4_0,     // ggml Q4_0: 32-element blocks, fp16 d, 4-bit codes offset by 8
   kQ4_1,     // ggml Q4_1: 32-element blocks, fp16 d and fp16 min, 4-bit codes
+  kQ4_K,     // ggml Q4_K: 256-element super-blocks of 8 x 32, 6-bit scales and mins, 4-bit codes
+  kQ6_K,     // ggml Q6_K: 256-element super-blocks of 16 x 16, int8 scales, 6-bit codes
 };
-inline constexpr int kNumFormats = 8;
+inline constexpr int kNumFormats = 10;
 
 // How a group's range becomes its scale (and zero).
 enum class Mapping : uint8_t {
@@ -28,6 +30,7 @@ enum class Mapping : uint8_t {
   kAsymmetric,  // scale and zero from [min(x,0), max(x,0)]
   kAbsmax,      // scale = max|x| (NF4); codes index a value table in [-1, 1]
   kGgufBlock,   // ggml's own per-block rule (see quant_math.h)
+  kGgufSuper,   // ggml k-quants: a per-super-block search for sub-block scales (kquant_math.h)
 };
 
 // Storage type of a scale or of a GGUF block's d/m.
@@ -38,7 +41,7 @@ struct FormatTraits {
   int min_bits;            // inclusive range of the `bits` a user may ask for
   int max_bits;
   Mapping mapping;
-  int fixed_block;         // >0: the format owns its grouping (GGUF: 32 along the last dim)
+  int fixed_block;         // >0: the format owns its grouping (GGUF: 32 or 256 along the last dim)
   int block_bytes;         // GGUF: bytes of one packed block; 0 when codes are packed bitwise
   bool fixed_scale_dtype;  // true: scale_dtype is part of the format (GGUF: fp16), not a choice
   ScaleDtype scale_dtype;  // the default (or the only) scale storage type
@@ -57,10 +60,16 @@ inline constexpr FormatTraits kFormatTraits[kNumFormats] = {
   {"gguf_q8_0",   8, 8, Mapping::kGgufBlock,  32,   34,   true,  ScaleDtype::kFloat16,  false, false},
   {"gguf_q4_0",   4, 4, Mapping::kGgufBlock,  32,   18,   true,  ScaleDtype::kFloat16,  false, false},
   {"gguf_q4_1",   4, 4, Mapping::kGgufBlock,  32,   20,   true,  ScaleDtype::kFloat16,  false, false},
+  {"gguf_q4_k",   4, 4, Mapping::kGgufSuper,  256,  144,  true,  ScaleDtype::kFloat16,  false, false},
+  {"gguf_q6_k",   6, 6, Mapping::kGgufSuper,  256,  210,  true,  ScaleDtype::kFloat16,  false, false},
 };
 // clang-format on
 
 constexpr const FormatTraits& traits(Format f) { return kFormatTraits[static_cast<int>(f)]; }
+
+// ggml's k-quants: no per-group qparams to choose or pass around; a super-block quantizes as a
+// whole (ops/kquant.h), so choose_qparams/quantize/dequantize do not take them.
+constexpr bool is_kquant(Format f) { return f == Format::kQ4_K || f == Format::kQ6_K; }
 
 // Smallest and largest code of an integer format, as stored (before any zero point).
 struct CodeRange {
@@ -73,7 +82,9 @@ constexpr CodeRange code_range(Format f, int bits) {
     case Format::kUInt: return {0, (1 << bits) - 1};
     case Format::kNf4:
     case Format::kQ4_0:
-    case Format::kQ4_1: return {0, 15};
+    case Format::kQ4_1:
+    case Format::kQ4_K: return {0, 15};
+    case Format::kQ6_K: return {-32, 31};
     case Format::kQ8_0: return {-128, 127};
     case Format::kFp8E4M3:
     case Format::kFp8E5M2: return {0, 255};  // raw fp8 bytes

@@ -1,0 +1,15 @@
+// CPU reference of the k-quant super-block ops (ops/kquant.h): one super-block per iteration,
+// in parallel over super-blocks. Tensors arrive contiguous and validated.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "qat/scheme/format.h"
+
+namespace qat::ops::cpu {
+
+void kquant_quantize(const at::Tensor& x, scheme::Format f, at::Tensor& blocks);
+void kquant_dequantize(const at::Tensor& blocks, scheme::Format f, at::Tensor& y);
+void kquant_fake_quantize(const at::Tensor& x, scheme::Format f, at::Tensor& y);
+
+}  // namespace qat::ops::cpu

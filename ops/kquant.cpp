@@ -1,0 +1,100 @@
+#include "ops/kquant.h"
+
+#include <ATen/ATen.h>
+
+#include "ops/cpu/kquant_cpu.h"
+#if defined(QAT_WITH_CUDA)
+#include "ops/cuda/quantize_cuda_glue.h"
+#endif
+
+namespace qat::ops {
+
+namespace {
+
+void check_spec(const scheme::QuantSpec& spec, at::IntArrayRef shape, const char* what) {
+  TORCH_CHECK(scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
+              "' is not a k-quant (gguf_q4_k, gguf_q6_k)");
+  TORCH_CHECK(!shape.empty() && shape.back() % 256 == 0, what, ": ", spec.traits().name,
+              " quantizes super-blocks of 256 along the last dimension; a tensor of shape ", shape,
+              " does not split into them (llama.cpp falls back to another type for such tensors: ",
+              "choose gguf_q4_0/gguf_q8_0 or exclude the layer)");
+}
+
+void check_float(const at::Tensor& x, const char* what) {
+  TORCH_CHECK(x.defined(), what, ": the input tensor is undefined");
+  const auto dt = x.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16, what,
+              ": expected a float32, float16 or bfloat16 tensor, got ", dt);
+}
+
+std::vector<int64_t> with_last(at::IntArrayRef shape, int64_t last) {
+  std::vector<int64_t> s(shape.begin(), shape.end());
+  s.back() = last;
+  return s;
+}
+
+}  // namespace
+
+at::Tensor quantize_kquant(const at::Tensor& x_in, const scheme::QuantSpec& spec) {
+  check_float(x_in, "quantize_kquant");
+  check_spec(spec, x_in.sizes(), "quantize_kquant");
+  const at::Tensor x = x_in.contiguous();
+  TORCH_CHECK(at::isfinite(x).all().item<bool>(),
+              "quantize_kquant: the tensor holds NaN or Inf values; only finite values have codes");
+  const int64_t bytes = spec.traits().block_bytes;
+  at::Tensor blocks =
+      at::empty(with_last(x.sizes(), x.size(-1) / 256 * bytes), x.options().dtype(at::kByte));
+  if (x.is_cuda()) {
+#if defined(QAT_WITH_CUDA)
+    cuda_glue::kquant_quantize(x, spec.format, blocks);
+    return blocks;
+#endif
+  }
+  TORCH_CHECK(x.is_cpu(), "quantize_kquant: unsupported device ", x.device());
+  cpu::kquant_quantize(x, spec.format, blocks);
+  return blocks;
+}
+
+at::Tensor dequantize_kquant(const at::Tensor& blocks_in, const scheme::QuantSpec& spec,
+                             at::ScalarType dtype) {
+  TORCH_CHECK(blocks_in.scalar_type() == at::kByte, "dequantize_kquant: expected uint8 blocks, got ",
+              blocks_in.scalar_type());
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
+              "dequantize_kquant: output dtype must be float32, float16 or bfloat16, got ", dtype);
+  const int64_t bytes = spec.traits().block_bytes;
+  TORCH_CHECK(scheme::is_kquant(spec.format), "dequantize_kquant: format '", spec.traits().name,
+              "' is not a k-quant");
+  TORCH_CHECK(blocks_in.dim() > 0 && blocks_in.size(-1) % bytes == 0, "dequantize_kquant: the last ",
+              "dimension (", blocks_in.dim() ? blocks_in.size(-1) : 0, " bytes) is not a whole number of ",
+              bytes, "-byte ", spec.traits().name, " blocks");
+  const at::Tensor blocks = blocks_in.contiguous();
+  at::Tensor y = at::empty(with_last(blocks.sizes(), blocks.size(-1) / bytes * 256),
+                           blocks.options().dtype(dtype));
+  if (blocks.is_cuda()) {
+#if defined(QAT_WITH_CUDA)
+    cuda_glue::kquant_dequantize(blocks, spec.format, y);
+    return y;
+#endif
+  }
+  TORCH_CHECK(blocks.is_cpu(), "dequantize_kquant: unsupported device ", blocks.device());
+  cpu::kquant_dequantize(blocks, spec.format, y);
+  return y;
+}
+
+at::Tensor fake_quantize_kquant(const at::Tensor& x_in, const scheme::QuantSpec& spec) {
+  check_float(x_in, "fake_quantize_kquant");
+  check_spec(spec, x_in.sizes(), "fake_quantize_kquant");
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor y = at::empty_like(x);
+  if (x.is_cuda()) {
+#if defined(QAT_WITH_CUDA)
+    cuda_glue::kquant_fake_quantize(x, spec.format, y);
+    return y;
+#endif
+  }
+  TORCH_CHECK(x.is_cpu(), "fake_quantize_kquant: unsupported device ", x.device());
+  cpu::kquant_fake_quantize(x, spec.format, y);
+  return y;
+}
+
+}  // namespace qat::ops

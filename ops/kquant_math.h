@@ -1,0 +1,380 @@
+// ggml's k-quant super-blocks Q4_K and Q6_K, one 256-element block at a time, shared by the CPU
+// reference (ops/cpu/kquant_cpu.cpp) and the CUDA kernels (ops/cuda/kquant_cuda.cu).
+//
+// Written from the algorithm of ggml-quants.c (quantize_row_q4_K_ref with make_qkx2_quants,
+// quantize_row_q6_K_ref with make_qx_quants, dequantize_row_q4_K/q6_K, get_scale_min_k4) and the
+// block layouts of ggml-common.h. The quantizers search for each sub-block's scale (and min)
+// with a weighted least-squares fit, so the result depends on every float operation: each one
+// here is rounded on its own, in the order ggml writes it (ggml-base is built without -march, so
+// x86-64 ggml has no FMA to contract into either). That makes the bytes equal llama.cpp's own
+// `llama-quantize` output (tests/ops/test_kquants.cpp checks against libggml-base), and
+// fake_quant == dequantize(quantize) bit for bit.
+//
+// Q4_K (144 bytes): f16 d, f16 dmin, u8 scales[12] (8 six-bit scales + 8 six-bit mins),
+//   u8 qs[128]; 8 sub-blocks of 32, y = (d * sc) * q - (dmin * m), q in 0..15.
+// Q6_K (210 bytes): u8 ql[128] (low 4 bits), u8 qh[64] (high 2 bits), i8 scales[16], f16 d;
+//   16 sub-blocks of 16, y = (d * sc) * q, q in -32..31.
+//
+// A super-block holding NaN or +-inf has no meaningful scales: fake quant returns NaN for all of
+// it (the trainer stops on a NaN loss), and the tensor front-ends refuse to quantize it.
+#pragma once
+
+#include "ops/quant_math.h"
+
+namespace qat::ops::kquant {
+
+namespace m = qat::ops::math;
+
+inline constexpr int kSuperBlock = 256;
+inline constexpr int kQ4KBytes = 144;
+inline constexpr int kQ6KBytes = 210;
+
+// ggml's nearest_int: adding 1.5 * 2^23 rounds to an integer (nearest, ties to even) and leaves
+// it in the low mantissa bits. Equal to rint() for |v| < 2^22; larger values wrap as ggml's do.
+QAT_HD int nearest_int(float v) {
+  const float t = m::add_rn(v, 12582912.0f);
+  return static_cast<int>(m::float_bits(t) & 0x007fffffu) - 0x00400000;
+}
+
+QAT_HD float sqrt_rn(float v) {
+#if defined(__CUDA_ARCH__)
+  return __fsqrt_rn(v);
+#else
+  return std::sqrt(v);
+#endif
+}
+
+QAT_HD bool all_finite(const float* x, int n) {
+  for (int i = 0; i < n; ++i) {
+    if (!(fabsf(x[i]) < INFINITY)) return false;
+  }
+  return true;
+}
+
+QAT_HD float half_at(const uint8_t* p) {
+  return m::half_bits_to_float(static_cast<uint16_t>(p[0] | (p[1] << 8)));
+}
+QAT_HD void store_half(uint8_t* p, float v) {
+  const uint16_t h = m::float_to_half_bits(v);
+  p[0] = static_cast<uint8_t>(h & 0xff);
+  p[1] = static_cast<uint8_t>(h >> 8);
+}
+
+// ---- Q4_K -----------------------------------------------------------------------------------
+
+// Scale and min of sub-block j from the 12 packed bytes: entries 0..3 sit in the low 6 bits of
+// bytes 0..3 (scales) and 4..7 (mins); entries 4..7 take their low 4 bits from bytes 8..11
+// (scale: low nibble, min: high nibble) and their top 2 bits from the spare top bits of bytes
+// 0..3 (scales) and 4..7 (mins).
+QAT_HD void q4k_scale_min(int j, const uint8_t* q, int* sc, int* mn) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *mn = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+    *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// One sub-block of 32: the (scale, -min) pair minimising sum w * (scale*L + min - x)^2 over 21
+// candidate grids (ggml's make_qkx2_quants with nmax 15, rmin -1, rdelta 0.1, nstep 20). L gets
+// the codes of the best grid; returns the scale, *neg_min the min negated (>= 0).
+QAT_HD float q4k_fit_subblock(const float* x, const float* w, uint8_t* L, float* neg_min) {
+  constexpr int n = 32;
+  constexpr float nmax = 15.0f;
+  float lo = x[0], hi = x[0];
+  float sum_w = w[0];
+  float sum_x = m::mul_rn(sum_w, x[0]);
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < lo) lo = x[i];
+    if (x[i] > hi) hi = x[i];
+    sum_w = m::add_rn(sum_w, w[i]);
+    sum_x = m::add_rn(sum_x, m::mul_rn(w[i], x[i]));
+  }
+  if (lo > 0.0f) lo = 0.0f;
+  if (hi == lo) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *neg_min = -lo;
+    return 0.0f;
+  }
+  float iscale = m::div_rn(nmax, m::add_rn(hi, -lo));
+  float scale = m::div_rn(1.0f, iscale);
+  float best_error = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    int l = nearest_int(m::mul_rn(iscale, m::add_rn(x[i], -lo)));
+    l = l < 0 ? 0 : (l > 15 ? 15 : l);
+    L[i] = static_cast<uint8_t>(l);
+    const float diff = m::add_rn(m::add_rn(m::mul_rn(scale, static_cast<float>(l)), lo), -x[i]);
+    best_error = m::add_rn(best_error, m::mul_rn(w[i], m::mul_rn(diff, diff)));
+  }
+  // As in ggml, once a candidate wins, `lo` is its (fitted) min, and later candidates' grids
+  // span [lo, hi] from there.
+  uint8_t aux[n];
+  for (int is = 0; is <= 20; ++is) {
+    iscale = m::div_rn(m::add_rn(m::add_rn(-1.0f, m::mul_rn(0.1f, static_cast<float>(is))), nmax),
+                       m::add_rn(hi, -lo));
+    float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      int l = nearest_int(m::mul_rn(iscale, m::add_rn(x[i], -lo)));
+      l = l < 0 ? 0 : (l > 15 ? 15 : l);
+      aux[i] = static_cast<uint8_t>(l);
+      const float wl = m::mul_rn(w[i], static_cast<float>(l));
+      sum_l = m::add_rn(sum_l, wl);
+      sum_l2 = m::add_rn(sum_l2, m::mul_rn(wl, static_cast<float>(l)));
+      sum_xl = m::add_rn(sum_xl, m::mul_rn(wl, x[i]));
+    }
+    const float det = m::add_rn(m::mul_rn(sum_w, sum_l2), -m::mul_rn(sum_l, sum_l));
+    if (det > 0.0f) {
+      float this_scale = m::div_rn(m::add_rn(m::mul_rn(sum_w, sum_xl), -m::mul_rn(sum_x, sum_l)), det);
+      float this_min = m::div_rn(m::add_rn(m::mul_rn(sum_l2, sum_x), -m::mul_rn(sum_l, sum_xl)), det);
+      if (this_min > 0.0f) {
+        this_min = 0.0f;
+        this_scale = m::div_rn(sum_xl, sum_l2);
+      }
+      float cur_error = 0.0f;
+      for (int i = 0; i < n; ++i) {
+        const float diff =
+            m::add_rn(m::add_rn(m::mul_rn(this_scale, static_cast<float>(aux[i])), this_min), -x[i]);
+        cur_error = m::add_rn(cur_error, m::mul_rn(w[i], m::mul_rn(diff, diff)));
+      }
+      if (cur_error < best_error) {
+        for (int i = 0; i < n; ++i) L[i] = aux[i];
+        best_error = cur_error;
+        scale = this_scale;
+        lo = this_min;
+      }
+    }
+  }
+  *neg_min = -lo;
+  return scale;
+}
+
+// x: 256 finite floats -> one 144-byte block (ggml's quantize_row_q4_K_ref).
+QAT_HD void quantize_block_q4k(const float* x, uint8_t* out) {
+  uint8_t L[kSuperBlock];
+  float scales[8], mins[8], w[32];
+  float max_scale = 0.0f, max_min = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    const float* xs = x + 32 * j;
+    // Weights favour large elements: w = rms(sub-block) + |x|.
+    float sum_x2 = 0.0f;
+    for (int l = 0; l < 32; ++l) sum_x2 = m::add_rn(sum_x2, m::mul_rn(xs[l], xs[l]));
+    const float av_x = sqrt_rn(m::div_rn(sum_x2, 32.0f));
+    for (int l = 0; l < 32; ++l) w[l] = m::add_rn(av_x, fabsf(xs[l]));
+    scales[j] = q4k_fit_subblock(xs, w, L + 32 * j, &mins[j]);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  // Scales and mins become 6-bit multiples of the fp16 super-block d and dmin.
+  const float inv_scale = max_scale > 0.0f ? m::div_rn(63.0f, max_scale) : 0.0f;
+  const float inv_min = max_min > 0.0f ? m::div_rn(63.0f, max_min) : 0.0f;
+  uint8_t* packed = out + 4;
+  for (int j = 0; j < 12; ++j) packed[j] = 0;
+  for (int j = 0; j < 8; ++j) {
+    uint8_t ls = static_cast<uint8_t>(nearest_int(m::mul_rn(inv_scale, scales[j])));
+    uint8_t lm = static_cast<uint8_t>(nearest_int(m::mul_rn(inv_min, mins[j])));
+    ls = ls > 63 ? 63 : ls;
+    lm = lm > 63 ? 63 : lm;
+    if (j < 4) {
+      packed[j] = ls;
+      packed[j + 4] = lm;
+    } else {
+      packed[j + 4] = static_cast<uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
+      packed[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+      packed[j] |= static_cast<uint8_t>((lm >> 4) << 6);
+    }
+  }
+  store_half(out, m::div_rn(max_scale, 63.0f));
+  store_half(out + 2, m::div_rn(max_min, 63.0f));
+  // Codes against the stored (rounded) parameters. A sub-block whose scale rounds to 0 keeps the
+  // codes of its fit, as ggml does (they dequantize to -dmin*m whatever they are).
+  const float d = half_at(out), dmin = half_at(out + 2);
+  for (int j = 0; j < 8; ++j) {
+    int sc = 0, mn = 0;
+    q4k_scale_min(j, packed, &sc, &mn);
+    const float dj = m::mul_rn(d, static_cast<float>(sc));
+    if (dj == 0.0f) continue;
+    const float dm = m::mul_rn(dmin, static_cast<float>(mn));
+    for (int i = 0; i < 32; ++i) {
+      int l = nearest_int(m::div_rn(m::add_rn(x[32 * j + i], dm), dj));
+      L[32 * j + i] = static_cast<uint8_t>(l < 0 ? 0 : (l > 15 ? 15 : l));
+    }
+  }
+  // Sub-blocks 2c and 2c+1 share bytes qs[32c .. 32c+32): low nibbles, then high nibbles.
+  uint8_t* qs = out + 16;
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+  }
+}
+
+// One 144-byte block -> 256 floats (ggml's dequantize_row_q4_K).
+QAT_HD void dequantize_block_q4k(const uint8_t* blk, float* y) {
+  const float d = half_at(blk), dmin = half_at(blk + 2);
+  const uint8_t* packed = blk + 4;
+  const uint8_t* qs = blk + 16;
+  for (int j = 0; j < 8; ++j) {
+    int sc = 0, mn = 0;
+    q4k_scale_min(j, packed, &sc, &mn);
+    const float dj = m::mul_rn(d, static_cast<float>(sc));
+    const float mj = m::mul_rn(dmin, static_cast<float>(mn));
+    const int shift = 4 * (j & 1);
+    for (int l = 0; l < 32; ++l) {
+      const int q = (qs[32 * (j >> 1) + l] >> shift) & 0x0f;
+      y[32 * j + l] = m::add_rn(m::mul_rn(dj, static_cast<float>(q)), -mj);
+    }
+  }
+}
+
+// ---- Q6_K -----------------------------------------------------------------------------------
+
+// One sub-block of 16: a signed scale for codes in -32..31 (ggml's make_qx_quants with nmax 32,
+// weights x^2, and 18 candidate grids around -32/max). L gets code + 32.
+QAT_HD float q6k_fit_subblock(const float* x, uint8_t* L) {
+  constexpr int n = 16;
+  constexpr int nmax = 32;
+  float max = 0.0f, amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float ax = fabsf(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < 1e-15f) {  // ggml's GROUP_MAX_EPS
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  auto code = [](float v) {
+    const int l = nearest_int(v);
+    return l < -nmax ? -nmax : (l > nmax - 1 ? nmax - 1 : l);
+  };
+  float iscale = m::div_rn(static_cast<float>(-nmax), max);
+  float sumlx = 0.0f, suml2 = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const int l = code(m::mul_rn(iscale, x[i]));
+    L[i] = static_cast<uint8_t>(l + nmax);
+    const float w = m::mul_rn(x[i], x[i]);
+    sumlx = m::add_rn(sumlx, m::mul_rn(m::mul_rn(w, x[i]), static_cast<float>(l)));
+    suml2 = m::add_rn(suml2, m::mul_rn(m::mul_rn(w, static_cast<float>(l)), static_cast<float>(l)));
+  }
+  float scale = suml2 != 0.0f ? m::div_rn(sumlx, suml2) : 0.0f;
+  float best = m::mul_rn(scale, sumlx);
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = m::div_rn(-m::add_rn(static_cast<float>(nmax), m::mul_rn(0.1f, static_cast<float>(is))), max);
+    sumlx = 0.0f;
+    suml2 = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const int l = code(m::mul_rn(iscale, x[i]));
+      const float w = m::mul_rn(x[i], x[i]);
+      sumlx = m::add_rn(sumlx, m::mul_rn(m::mul_rn(w, x[i]), static_cast<float>(l)));
+      suml2 = m::add_rn(suml2, m::mul_rn(m::mul_rn(w, static_cast<float>(l)), static_cast<float>(l)));
+    }
+    if (suml2 > 0.0f && m::mul_rn(sumlx, sumlx) > m::mul_rn(best, suml2)) {
+      for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(code(m::mul_rn(iscale, x[i])) + nmax);
+      scale = m::div_rn(sumlx, suml2);
+      best = m::mul_rn(scale, sumlx);
+    }
+  }
+  return scale;
+}
+
+// x: 256 finite floats -> one 210-byte block (ggml's quantize_row_q6_K_ref).
+QAT_HD void quantize_block_q6k(const float* x, uint8_t* out) {
+  uint8_t L[kSuperBlock];
+  float scales[16];
+  float max_scale = 0.0f, max_abs_scale = 0.0f;
+  for (int b = 0; b < 16; ++b) {
+    scales[b] = q6k_fit_subblock(x + 16 * b, L + 16 * b);
+    const float a = fabsf(scales[b]);
+    if (a > max_abs_scale) {
+      max_abs_scale = a;
+      max_scale = scales[b];
+    }
+  }
+  if (max_abs_scale < 1e-15f) {  // an all-zero block: every byte 0 (d = +0)
+    for (int i = 0; i < kQ6KBytes; ++i) out[i] = 0;
+    return;
+  }
+  // The 16 scales become int8 multiples of the fp16 d = max_scale / -128.
+  const float iscale = m::div_rn(-128.0f, max_scale);
+  store_half(out + 208, m::div_rn(1.0f, iscale));
+  int8_t* sc = reinterpret_cast<int8_t*>(out + 192);
+  for (int b = 0; b < 16; ++b) {
+    const int v = nearest_int(m::mul_rn(iscale, scales[b]));
+    sc[b] = static_cast<int8_t>(v > 127 ? 127 : v);
+  }
+  const float d = half_at(out + 208);
+  for (int b = 0; b < 16; ++b) {
+    const float db = m::mul_rn(d, static_cast<float>(sc[b]));
+    if (db == 0.0f) continue;  // keeps the fit's codes, as ggml (they dequantize to 0)
+    for (int i = 0; i < 16; ++i) {
+      int l = nearest_int(m::div_rn(x[16 * b + i], db));
+      l = l < -32 ? -32 : (l > 31 ? 31 : l);
+      L[16 * b + i] = static_cast<uint8_t>(l + 32);
+    }
+  }
+  // In each half of 128, element 32s + l (s = 0..3) keeps its low nibble in ql[64h + l + 32(s&1)]
+  // (low nibble for s < 2, high for s >= 2) and its top 2 bits at qh[32h + l] >> 2s.
+  uint8_t* ql = out;
+  uint8_t* qh = out + 128;
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* Lh = L + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      ql[64 * h + l] = static_cast<uint8_t>((Lh[l] & 0x0f) | ((Lh[l + 64] & 0x0f) << 4));
+      ql[64 * h + l + 32] = static_cast<uint8_t>((Lh[l + 32] & 0x0f) | ((Lh[l + 96] & 0x0f) << 4));
+      qh[32 * h + l] = static_cast<uint8_t>((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) |
+                                            ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
+    }
+  }
+}
+
+// One 210-byte block -> 256 floats (ggml's dequantize_row_q6_K).
+QAT_HD void dequantize_block_q6k(const uint8_t* blk, float* y) {
+  const uint8_t* ql = blk;
+  const uint8_t* qh = blk + 128;
+  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+  const float d = half_at(blk + 208);
+  for (int h = 0; h < 2; ++h) {
+    for (int s = 0; s < 4; ++s) {
+      for (int l = 0; l < 32; ++l) {
+        const int lo = (ql[64 * h + l + 32 * (s & 1)] >> (4 * (s >> 1))) & 0x0f;
+        const int hi = (qh[32 * h + l] >> (2 * s)) & 0x03;
+        const int e = 128 * h + 32 * s + l;
+        const float ds = m::mul_rn(d, static_cast<float>(sc[e / 16]));
+        y[e] = m::mul_rn(ds, static_cast<float>((lo | (hi << 4)) - 32));
+      }
+    }
+  }
+}
+
+// ---- dispatch on the format -----------------------------------------------------------------
+
+QAT_HD int block_bytes(scheme::Format f) { return f == scheme::Format::kQ4_K ? kQ4KBytes : kQ6KBytes; }
+
+QAT_HD void quantize_block(scheme::Format f, const float* x, uint8_t* out) {
+  if (f == scheme::Format::kQ4_K) {
+    quantize_block_q4k(x, out);
+  } else {
+    quantize_block_q6k(x, out);
+  }
+}
+QAT_HD void dequantize_block(scheme::Format f, const uint8_t* blk, float* y) {
+  if (f == scheme::Format::kQ4_K) {
+    dequantize_block_q4k(blk, y);
+  } else {
+    dequantize_block_q6k(blk, y);
+  }
+}
+// In place: x (256 floats) -> dequantize(quantize(x)); all NaN when x holds a non-finite value.
+QAT_HD void fake_quant_block(scheme::Format f, float* x) {
+  if (!all_finite(x, kSuperBlock)) {
+    for (int i = 0; i < kSuperBlock; ++i) x[i] = NAN;
+    return;
+  }
+  uint8_t blk[kQ6KBytes];
+  quantize_block(f, x, blk);
+  dequantize_block(f, blk, x);
+}
+
+}  // namespace qat::ops::kquant
