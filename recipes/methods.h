@@ -18,8 +18,10 @@
 
 namespace qat::recipes {
 
-// The fake-quant layer config of the `quant` section (weights, optional per-token activations).
-nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q);
+// The fake-quant layer config of the `quant` section (weights in `weight_format`, which is
+// q.weight or q.fallback, and optional per-token activations).
+nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
+                                                  const std::string& weight_format);
 
 // Each returns the names of the layers it changed.
 std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);

@@ -9,11 +9,12 @@
 
 namespace qat::recipes {
 
-nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q) {
+nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
+                                                  const std::string& weight_format) {
   using scheme::Granularity;
   using scheme::QuantSpec;
   fake_quant::FakeQuantizerConfig w;
-  w.spec = QuantSpec::from_name(q.weight);
+  w.spec = QuantSpec::from_name(weight_format);
   if (w.spec.traits().fixed_block == 0 && w.spec.format != scheme::Format::kNf4) {
     // Formats without a block of their own: per group when asked, else per output channel.
     w.spec.granularity = q.group_size > 0 ? Granularity::per_group(q.group_size) : Granularity::per_axis(0);
@@ -37,7 +38,8 @@ nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q) 
 std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg) {
   transforms::PrepareConfig pc;
   pc.exclude = cfg.quant.exclude;
-  pc.layer = fake_quant_layer_config(cfg.quant);
+  pc.layer = fake_quant_layer_config(cfg.quant, cfg.quant.weight);
+  if (cfg.quant.fallback != "none") pc.fallback = fake_quant_layer_config(cfg.quant, cfg.quant.fallback);
   return transforms::prepare(model, pc);
 }
 

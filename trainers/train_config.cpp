@@ -184,6 +184,7 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
   {
     Fields f(top.child("quant"), "quant", source);
     f.get("weight", c.quant.weight);
+    f.get("fallback", c.quant.fallback);
     f.get("group_size", c.quant.group_size);
     f.get("activation", c.quant.activation);
     f.get("scale_mode", c.quant.scale_mode);
@@ -300,6 +301,14 @@ void TrainConfig::validate() const {
     } catch (const c10::Error&) {
       TORCH_CHECK(false, at, "quant.weight: unknown format '", quant.weight, "' (see `qat formats`)");
     }
+    if (quant.fallback != "none") {
+      try {
+        (void)scheme::QuantSpec::from_name(quant.fallback);
+      } catch (const c10::Error&) {
+        TORCH_CHECK(false, at, "quant.fallback: unknown format '", quant.fallback,
+                    "' (none, or a format from `qat formats`)");
+      }
+    }
     if (quant.activation != "none") {
       try {
         (void)scheme::QuantSpec::from_name(quant.activation);
@@ -354,6 +363,7 @@ std::string to_yaml(const TrainConfig& c) {
   e << YAML::EndMap;
   e << YAML::Key << "quant" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "weight" << YAML::Value << c.quant.weight;
+  e << YAML::Key << "fallback" << YAML::Value << c.quant.fallback;
   e << YAML::Key << "group_size" << YAML::Value << c.quant.group_size;
   e << YAML::Key << "activation" << YAML::Value << c.quant.activation;
   e << YAML::Key << "scale_mode" << YAML::Value << c.quant.scale_mode;

@@ -30,6 +30,9 @@ struct ModelSection {
 
 struct QuantSection {
   std::string weight = "gguf_q4_0";  // a format from `qat formats`
+  // Format for layers `weight` cannot block (k-quants need in_features % 256 == 0), or "none"
+  // (such a layer is then an error). llama.cpp falls back the same way when it quantizes.
+  std::string fallback = "none";
   int64_t group_size = 0;            // per-group size for int/uint/fp8 formats (0: format default)
   std::string activation = "none";   // "none" or a format (per-token dynamic), e.g. int8
   std::string scale_mode = "dynamic";  // dynamic | static | learnable

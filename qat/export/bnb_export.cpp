@@ -146,7 +146,7 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
       else why = "double quantization re-rounds the absmax (export with double quant off)";
       if (exact) {
         TORCH_CHECK(at::equal(exact->dequantize(at::kFloat),
-                              ops::dequantize(fw.codes, fw.spec, fw.qparams, at::kFloat)),
+                              fw.values()),
                     "export bnb-nf4: internal error: '", l.name, "' NF4 pieces do not dequantize to the trained values");
         t = *exact;
         origin = "fake-quant " + fw.spec.to_string() + " (exact)";

@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "ops/kquant.h"
 #include "ops/pack.h"
 #include "qat/export/tokenizer_convert.h"
 #include "qat/export/writers.h"
@@ -27,14 +28,23 @@ using scheme::Format;
 using scheme::QuantSpec;
 
 bool is_block_type(GgmlType t) {
-  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_1;
+  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_1 || t == GgmlType::kQ4_K ||
+         t == GgmlType::kQ6_K;
 }
+bool is_kquant_type(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ6_K; }
+
+// The type a k-quant falls back to for rows that are not whole 256-element super-blocks (as
+// llama.cpp's llama-quantize does: Q6_K -> Q8_0; for Q4_K it picks Q5_0, which this exporter
+// does not write, so Q4_1, the closest larger type it has).
+GgmlType kquant_fallback(GgmlType t) { return t == GgmlType::kQ6_K ? GgmlType::kQ8_0 : GgmlType::kQ4_1; }
 
 QuantSpec spec_of(GgmlType t) {
   switch (t) {
     case GgmlType::kQ8_0: return QuantSpec::from_name("gguf_q8_0");
     case GgmlType::kQ4_0: return QuantSpec::from_name("gguf_q4_0");
     case GgmlType::kQ4_1: return QuantSpec::from_name("gguf_q4_1");
+    case GgmlType::kQ4_K: return QuantSpec::from_name("gguf_q4_k");
+    case GgmlType::kQ6_K: return QuantSpec::from_name("gguf_q6_k");
     default: TORCH_CHECK(false, "internal: ", io::ggml_type_name(t), " is not a block type");
   }
 }
@@ -53,6 +63,8 @@ uint32_t file_type(GgmlType t) {
     case GgmlType::kQ4_0: return 2;
     case GgmlType::kQ4_1: return 3;
     case GgmlType::kQ8_0: return 7;
+    case GgmlType::kQ4_K: return 14;  // MOSTLY_Q4_K_S: Q4_K throughout (Q4_K_M mixes in Q6_K)
+    case GgmlType::kQ6_K: return 18;
     case GgmlType::kBF16: return 32;
     default: return 0;
   }
@@ -60,12 +72,19 @@ uint32_t file_type(GgmlType t) {
 
 struct Packed {
   GgmlType type;
-  at::Tensor bytes;    // uint8 [out, in/32 * block_bytes]
+  at::Tensor bytes;    // uint8 [out, in/block * block_bytes]
   at::Tensor dequant;  // float32 [out, in]: what a reader gets back
 };
 
-// ggml's reference quantizer (ops/quant_math.h reproduces quantize_row_*_ref) on rows [out, in].
+// ggml's reference quantizer (ops/quant_math.h and ops/kquant_math.h reproduce
+// quantize_row_*_ref) on rows [out, in].
 Packed quantize_blocks(const at::Tensor& w, GgmlType type, const std::string& name) {
+  if (is_kquant_type(type)) {
+    const QuantSpec spec = spec_of(type);
+    const at::Tensor x = w.to(at::kFloat).contiguous();
+    const at::Tensor bytes = ops::quantize_kquant(x, spec);
+    return {type, bytes, ops::dequantize_kquant(bytes, spec, at::kFloat)};
+  }
   TORCH_CHECK(w.size(-1) % 32 == 0, "export gguf: tensor '", name, "' has rows of ", w.size(-1),
               " elements, not a multiple of the ", io::ggml_type_name(type),
               " block size 32; choose f16/bf16/f32 for it (--gguf-type / --gguf-embed-type)");
@@ -83,6 +102,14 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
   GgmlType type;
   at::Tensor codes = fw.codes;
   ops::QParams qp = fw.qparams;
+  if (scheme::is_kquant(s.format)) {
+    // The blocks are the codes: what the forward dequantized, byte for byte.
+    type = s.format == Format::kQ4_K ? GgmlType::kQ4_K : GgmlType::kQ6_K;
+    Packed p{type, fw.codes, ops::dequantize_kquant(fw.codes, s, at::kFloat)};
+    TORCH_CHECK(at::equal(p.dequant, fw.values()), "export gguf: internal error: the ",
+                io::ggml_type_name(type), " blocks do not dequantize to the trained values");
+    return p;
+  }
   if (s.format == Format::kQ8_0 || s.format == Format::kQ4_0 || s.format == Format::kQ4_1) {
     type = s.format == Format::kQ8_0 ? GgmlType::kQ8_0 : s.format == Format::kQ4_0 ? GgmlType::kQ4_0
                                                                                   : GgmlType::kQ4_1;
@@ -113,7 +140,7 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
   // What a GGUF reader computes from the bytes: the same dequantization as ggml's to-float.
   const ops::UnpackedBlocks u = ops::unpack_gguf_blocks(p.bytes, gs);
   p.dequant = ops::dequantize(u.codes, gs, u.qparams, at::kFloat);
-  const at::Tensor trained = ops::dequantize(fw.codes, fw.spec, fw.qparams, at::kFloat);
+  const at::Tensor trained = fw.values();
   TORCH_CHECK(at::equal(p.dequant, trained), "export gguf: internal error: the ",
               io::ggml_type_name(type), " blocks of a ", s.to_string(),
               " weight do not dequantize to the trained values");
@@ -194,9 +221,17 @@ void write_gguf(Job& job, const std::string& path) {
   };
 
   // A weight [rows, in] as `type`, q/k rows permuted into ggml's order.
+  // Returns the type written (a k-quant may fall back).
   auto add_weight = [&](const std::string& gguf_name, const at::Tensor& weight, GgmlType type,
-                        int64_t qk_heads, const std::string& origin) {
+                        int64_t qk_heads, const std::string& origin) -> GgmlType {
     const at::Tensor x = weight.to(at::kFloat).contiguous();
+    if (is_kquant_type(type) && x.size(-1) % 256 != 0) {
+      const GgmlType fb = kquant_fallback(type);
+      job.report.notes.push_back("'" + gguf_name + "': rows of " + std::to_string(x.size(-1)) +
+                                 " are not whole 256-element super-blocks; written as " +
+                                 io::ggml_type_name(fb) + " instead of " + io::ggml_type_name(type));
+      type = fb;
+    }
     if (is_block_type(type)) {
       const Packed pk = quantize_blocks(x, type, gguf_name);
       at::Tensor rows = pk.bytes;
@@ -212,6 +247,7 @@ void write_gguf(Job& job, const std::string& path) {
       record(gguf_name, type, stored.numel() * stored.element_size(), x.numel(), origin,
              type == GgmlType::kF32 ? at::Tensor() : rows, stored.to(at::kFloat));
     }
+    return type;
   };
 
   const auto gguf_name = [](const std::string& hf) {
@@ -241,7 +277,7 @@ void write_gguf(Job& job, const std::string& path) {
         at::Tensor rows = pk->bytes;
         if (heads > 0) rows = io::permute_qk(rows, heads).contiguous();
         w.add_raw_tensor(name, pk->type, {l.layer->out_features(), l.layer->in_features()}, rows.reshape({-1}));
-        record(name, pk->type, rows.numel(), fw.codes.numel(), "fake-quant " + fw.spec.to_string() + " (exact)",
+        record(name, pk->type, rows.numel(), fw.weight.numel(), "fake-quant " + fw.spec.to_string() + " (exact)",
                {}, {});
         ++linear_types[pk->type];
       } else {
@@ -250,18 +286,20 @@ void write_gguf(Job& job, const std::string& path) {
                     ". Export it with a format that holds it (int4 symmetric groups: --format ct), ",
                     "or pass --requantize to quantize its trained weight to ", io::ggml_type_name(chosen),
                     " (the error is reported per tensor)");
-        add_weight(name, l.merged_weight(), chosen, heads, "requantized from " + fw.spec.to_string());
-        ++linear_types[chosen];
+        const GgmlType written = add_weight(name, l.merged_weight(), chosen, heads,
+                                            "requantized from " + fw.spec.to_string());
+        ++linear_types[written];
         job.report.notes.push_back("'" + l.name + "' (" + fw.spec.to_string() + ") requantized to " +
-                                   io::ggml_type_name(chosen));
+                                   io::ggml_type_name(written));
       }
       if (l.fake_quant->activation_quantizer())
         job.report.notes.push_back("'" + l.name + "': activation fake quant is not stored in GGUF "
                                    "(llama.cpp quantizes activations itself, to Q8)");
     } else {
-      add_weight(name, l.merged_weight(), chosen, heads,
-                 l.describe() == "dense" ? "quantized from dense" : "quantized from " + l.describe());
-      if (!is_head) ++linear_types[chosen];
+      const GgmlType written =
+          add_weight(name, l.merged_weight(), chosen, heads,
+                     l.describe() == "dense" ? "quantized from dense" : "quantized from " + l.describe());
+      if (!is_head) ++linear_types[written];
     }
     const at::Tensor b = l.bias();
     if (b.defined()) {

@@ -91,7 +91,7 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
           origin = "fake-quant " + s.to_string() + " (exact)";
           TORCH_CHECK(at::equal(at::mul(w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}),
                                         w.scale.unsqueeze(-1)).reshape(w.codes.sizes()),
-                                ops::dequantize(fw.codes, fw.spec, fw.qparams, at::kFloat)),
+                                fw.values()),
                       "export ct: internal error: '", l.name, "' codes * scales differ from the trained weight");
         }
       }

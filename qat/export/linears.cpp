@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include "ops/kquant.h"
 #include "qat/transforms/prepare.h"
 
 namespace qat::exporting {
@@ -34,9 +35,18 @@ FakeQuantWeight fake_quant_weight(const nn::FakeQuantLinear& layer) {
   // The forward quantizes weight * mask (2:4 sparsity) when a mask is set.
   r.weight = layer.sparsity_mask().defined() ? layer.weight() * layer.sparsity_mask() : layer.weight();
   r.spec = fq->config().spec;
+  if (scheme::is_kquant(r.spec.format)) {
+    r.codes = ops::quantize_kquant(r.weight, r.spec);
+    return r;
+  }
   r.qparams = fq->qparams_for(r.weight);
   r.codes = ops::quantize(r.weight, r.spec, r.qparams);
   return r;
+}
+
+at::Tensor FakeQuantWeight::values() const {
+  if (scheme::is_kquant(spec.format)) return ops::dequantize_kquant(codes, spec, at::kFloat);
+  return ops::dequantize(codes, spec, qparams, at::kFloat);
 }
 
 std::vector<LinearView> collect_linears(models::LlamaForCausalLM& model) {

@@ -37,13 +37,15 @@ struct LinearView {
 };
 
 // The fake-quant weight as the forward sees it: the (masked) weight, the spec and the qparams
-// the quantizer uses for it now, and the stored codes (ops::quantize). dequantize(codes) in float32
-// is the layer's effective_weight() bit for bit when the weight is float32 (ops/quant_math.h).
+// the quantizer uses for it now, and the stored codes (ops::quantize). values() in float32 is the
+// layer's effective_weight() bit for bit when the weight is float32 (ops/quant_math.h).
 struct FakeQuantWeight {
   at::Tensor weight;  // the masked float weight the quantizer sees, [out, in]
   scheme::QuantSpec spec;
-  ops::QParams qparams;
-  at::Tensor codes;  // uint8 [out, in]
+  ops::QParams qparams;  // undefined for the k-quants, which have none
+  at::Tensor codes;  // uint8 [out, in]; k-quants: the ggml blocks [out, in/256 * block bytes]
+  // The dequantized weight, float32 [out, in].
+  at::Tensor values() const;
 };
 FakeQuantWeight fake_quant_weight(const nn::FakeQuantLinear& layer);
 

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include "ops/kquant.h"
 #include "qat/nn/checkpoint.h"
 
 namespace qat::nn {
@@ -50,7 +51,9 @@ at::Tensor FakeQuantLinear::effective_weight() const {
   torch::NoGradGuard no_grad;
   const at::Tensor w = masked_weight();
   if (!weight_fq_ || !weight_fq_->active()) return w;
-  return ops::fake_quantize(w, weight_fq_->config().spec, weight_fq_->qparams_for(w), false).y;
+  const scheme::QuantSpec& spec = weight_fq_->config().spec;
+  if (scheme::is_kquant(spec.format)) return ops::fake_quantize_kquant(w, spec);  // no qparams
+  return ops::fake_quantize(w, spec, weight_fq_->qparams_for(w), false).y;
 }
 
 void FakeQuantLinear::set_fake_quant_enabled(bool on) {

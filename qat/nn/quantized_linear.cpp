@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include "ops/kquant.h"
 #include "ops/pack.h"
 
 namespace qat::nn {
@@ -21,11 +22,16 @@ QuantizedLinear::QuantizedLinear(const FakeQuantLinear& source)
                                                         : source.weight();
   weight_dtype_ = w.scalar_type();
   weight_shape_ = w.sizes().vec();
-  const ops::QParams qp = wq->qparams_for(w);
-  const at::Tensor codes = ops::quantize(w.detach(), spec_, qp);
-  if (spec_.traits().fixed_block > 0) {
+  if (scheme::is_kquant(spec_.format)) {
+    // ggml k-quant super-blocks: exactly the bytes a GGUF tensor of that type holds.
+    packed_ = register_buffer("qweight", ops::quantize_kquant(w.detach(), spec_));
+  } else if (spec_.traits().fixed_block > 0) {
+    const ops::QParams qp = wq->qparams_for(w);
+    const at::Tensor codes = ops::quantize(w.detach(), spec_, qp);
     packed_ = register_buffer("qweight", ops::pack_gguf_blocks(codes, spec_, qp));
   } else {
+    const ops::QParams qp = wq->qparams_for(w);
+    const at::Tensor codes = ops::quantize(w.detach(), spec_, qp);
     packed_ = register_buffer("qweight", ops::pack_codes(codes, spec_));
     // Scales are already rounded to their storage dtype, so storing them there is lossless.
     scale_ = register_buffer("scale", qp.scale.to(scheme::to_scalar_type(spec_.scale_dtype)));
@@ -39,6 +45,7 @@ QuantizedLinear::QuantizedLinear(const FakeQuantLinear& source)
 }
 
 at::Tensor QuantizedLinear::dequantized_weight() const {
+  if (scheme::is_kquant(spec_.format)) return ops::dequantize_kquant(packed_, spec_, weight_dtype_);
   if (spec_.traits().fixed_block > 0) {
     const ops::UnpackedBlocks b = ops::unpack_gguf_blocks(packed_, spec_);
     return ops::dequantize(b.codes, spec_, b.qparams, weight_dtype_);

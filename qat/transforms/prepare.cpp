@@ -41,6 +41,17 @@ bool name_matches(const std::string& pattern, const std::string& name) {
   return fnmatch(suffix.c_str(), name.c_str(), 0) == 0;
 }
 
+namespace {
+
+// Whether a weight of this shape splits into the spec's groups (the one shape rule a format can
+// fail on a real model: groups along the last dimension).
+bool fits(const scheme::QuantSpec& spec, at::IntArrayRef shape) {
+  const auto& g = spec.granularity;
+  return g.kind != scheme::Granularity::Kind::kPerGroup || shape.back() % g.group_size == 0;
+}
+
+}  // namespace
+
 std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg) {
   TORCH_CHECK(cfg.layer.weight || cfg.layer.activation || cfg.layer.sparsity.enabled,
               "prepare: the layer config quantizes nothing (no weight, no activation, no sparsity)");
@@ -51,7 +62,17 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
     in_slots.insert(full);
     if (!dynamic_cast<nn::Linear*>(layer.get())) return;  // already prepared or not dense
     if (!any_match(cfg.include, full) || any_match(cfg.exclude, full)) return;
-    parent.replace_linear(slot, std::make_shared<nn::FakeQuantLinear>(*layer, cfg.layer));
+    const nn::FakeQuantLinearConfig* use = &cfg.layer;
+    if (cfg.layer.weight && !fits(cfg.layer.weight->spec, {layer->out_features(), layer->in_features()})) {
+      const scheme::QuantSpec& spec = cfg.layer.weight->spec;
+      TORCH_CHECK(cfg.fallback, "prepare: linear '", full, "' (in_features ", layer->in_features(),
+                  "): the block size ", spec.granularity.group_size, " of ", spec.to_string(),
+                  " does not divide the last dimension; set a fallback format for such layers ",
+                  "(quant.fallback, e.g. gguf_q4_0 or gguf_q8_0, as llama.cpp falls back for k-quants), ",
+                  "choose a block size that divides it, or exclude the layer");
+      use = &*cfg.fallback;
+    }
+    parent.replace_linear(slot, std::make_shared<nn::FakeQuantLinear>(*layer, *use));
     swapped.push_back(full);
   });
   // A dense linear the rules select but that no slot holds cannot be swapped: say so.

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ struct PrepareConfig {
   // quantization and llama.cpp keeps them at higher precision too.
   std::vector<std::string> exclude{"lm_head", "*embed*"};
   nn::FakeQuantLinearConfig layer;
+  // For layers whose weight `layer`'s weight format cannot split into its blocks (k-quants need
+  // in_features % 256 == 0; SmolLM2-135M's 576 does not): llama.cpp quantizes such tensors with
+  // a fallback type too. Unset: such a layer is an error that names it.
+  std::optional<nn::FakeQuantLinearConfig> fallback;
 };
 
 bool name_matches(const std::string& pattern, const std::string& name);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "qat/io/gguf_file.h"
 #include "qat/io/remove_tree.h"
 #include "qat/models/pretrained.h"
 #include "tests/support/helpers.h"
@@ -113,5 +114,34 @@ TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writ
   CHECK(e.rc == 0);
   CHECK(e.text.find("Q8_0") != std::string::npos);
   CHECK(std::filesystem::exists(dir + "/ptq.gguf"));
+  qat::io::remove_tree(dir);
+}
+
+TEST_CASE("qat ptq with llama.cpp's Q4_K on SmolLM2: a fallback for the 576-wide layers, exact export",
+          "[cli][kquant]") {
+  if (!have_smollm2()) {
+    WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
+    return;
+  }
+  const std::string dir = qat::test::temp_dir();
+  const Output refused = run_qat("ptq " + kConfig + " output_dir=" + dir + "/no quant.weight=gguf_q4_k" + kSmall);
+  CHECK(refused.rc == 1);
+  CHECK(refused.text.find("in_features 576") != std::string::npos);
+  CHECK(refused.text.find("quant.fallback") != std::string::npos);
+
+  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir +
+                           "/run quant.weight=gguf_q4_k quant.fallback=gguf_q4_0" + kSmall);
+  INFO(p.text);
+  REQUIRE(p.rc == 0);
+  // The fake-quant weights are written as they are, no --requantize: ffn_down (1536 inputs) as
+  // Q4_K super-blocks, the 576-wide projections as Q4_0.
+  const Output e = run_qat("export " + dir + "/run --format gguf --out " + dir + "/q4k.gguf");
+  INFO(e.text);
+  REQUIRE(e.rc == 0);
+  const qat::io::GgufFile f = qat::io::GgufFile::open(dir + "/q4k.gguf");
+  CHECK(f.tensor_info("blk.0.ffn_down.weight").type == qat::io::GgmlType::kQ4_K);
+  CHECK(f.tensor_info("blk.29.ffn_down.weight").type == qat::io::GgmlType::kQ4_K);
+  CHECK(f.tensor_info("blk.0.attn_q.weight").type == qat::io::GgmlType::kQ4_0);
+  CHECK(f.tensor_info("blk.0.ffn_up.weight").type == qat::io::GgmlType::kQ4_0);
   qat::io::remove_tree(dir);
 }

@@ -12,7 +12,9 @@ using Catch::Contains;
 
 TEST_CASE("a config parses with defaults, overrides, and round-trips through to_yaml", "[config]") {
   const auto c = train::parse_train_config("method: qlora\ntrain:\n  lr: 1.0e-4\n  steps: 30\nlora: {r: 8}\n",
-                                           "a.yaml", {"train.steps=40", "lora.targets=[q_proj, v_proj]"});
+                                           "a.yaml", {"train.steps=40", "lora.targets=[q_proj, v_proj]",
+                                                      "quant.fallback=gguf_q8_0"});
+  CHECK(c.quant.fallback == "gguf_q8_0");
   CHECK(c.method == train::Method::kQlora);
   CHECK(c.train.lr == 1e-4);
   CHECK(c.train.steps == 40);
@@ -36,6 +38,8 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
                     Contains("method: expected full, qat, qlora or qat_lora, found 'qlorra'"));
   CHECK_THROWS_WITH(train::parse_train_config("quant: {weight: int5x}\n", "x.yaml"),
                     Contains("quant.weight: unknown format 'int5x'"));
+  CHECK_THROWS_WITH(train::parse_train_config("method: qat\nquant: {weight: q4_k, fallback: q5_k}\n", "x.yaml"),
+                    Contains("quant.fallback: unknown format 'q5_k'"));
   CHECK_THROWS_WITH(train::parse_train_config("train: {autocast: bf16}\n", "x.yaml"),
                     Contains("train.autocast=bf16 needs train.device=cuda"));
   CHECK_THROWS_WITH(train::parse_train_config("data: {format: alpaca}\n", "x.yaml"),

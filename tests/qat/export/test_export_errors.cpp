@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ops/kquant.h"
 #include "ops/quantize.h"
 #include "qat/export/linears.h"
 #include "qat/io/gguf_file.h"
@@ -144,4 +145,39 @@ TEST_CASE("GGUF export refuses models llama.cpp would run differently", "[export
   small.vocab_size = 1000;
   auto m2 = test::random_model(small, 17);
   CHECK_THROWS_WITH(export_to(m2, ExportFormat::kGguf, dir + "/v.gguf"), Catch::Contains("vocab_size is 1000"));
+}
+
+TEST_CASE("GGUF k-quant export: whole super-blocks as Q4_K/Q6_K, other rows fall back as llama.cpp does",
+          "[export][gguf][kquant]") {
+  const std::string dir = test::temp_dir();
+  // hidden 256: attention and gate/up rows are whole super-blocks; down_proj's 384 inputs are not.
+  auto m = test::random_model(test::export_config(false, /*hidden=*/256, /*ffn=*/384), 15);
+  exporting::ExportOptions o;
+  o.gguf_type = exporting::gguf_type_from_name("q4_k");
+  o.gguf_embed_type = exporting::gguf_type_from_name("Q6_K");
+  const auto r = export_to(m, ExportFormat::kGguf, dir + "/m.gguf", o);
+  const io::GgufFile f = io::GgufFile::open(dir + "/m.gguf");
+  const auto q4k = scheme::QuantSpec::from_name("gguf_q4_k");
+  for (const auto& l : exporting::collect_linears(*m)) {
+    const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
+    CAPTURE(name);
+    if (l.name == "lm_head") {
+      CHECK(f.tensor_info(name).type == io::GgmlType::kQ6_K);  // the embedding type
+      continue;
+    }
+    if (l.name.find("down_proj") != std::string::npos) {
+      CHECK(f.tensor_info(name).type == io::GgmlType::kQ4_1);  // Q4_K's fallback here
+      continue;
+    }
+    CHECK(f.tensor_info(name).type == io::GgmlType::kQ4_K);
+    // Written from the dense weight with ggml's reference rule; q/k rows are permuted in the file,
+    // so compare the layers that are not.
+    if (name.find("attn_q") == std::string::npos && name.find("attn_k") == std::string::npos)
+      CHECK(test::bit_equal(f.dequantize(name), ops::fake_quantize_kquant(l.merged_weight(), q4k)));
+  }
+  CHECK(f.tensor_info("token_embd.weight").type == io::GgmlType::kQ6_K);
+  CHECK(f.metadata().get_u32("general.file_type") == 14);  // MOSTLY_Q4_K_S
+  int fallbacks = 0;
+  for (const auto& n : r.notes) fallbacks += n.find("not whole 256-element super-blocks") != std::string::npos;
+  CHECK(fallbacks == 2);  // blk.0.ffn_down and blk.1.ffn_down
 }

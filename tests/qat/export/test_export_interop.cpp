@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 
+#include "ops/kquant.h"
 #include "ops/quantize.h"
 #include "qat/export/linears.h"
 #include "qat/io/gguf_file.h"
@@ -92,6 +93,32 @@ const Suite& suite() {
       c.report = run_export(m, tok, o);
       c.logits = test::logits_of(*m, s.ids);
       job("gguf_exact", {{"kind", "gguf"}, {"path", o.out}, {"input_ids", s.ids_path}});
+    }
+    {  // GGUF k-quants: widths of whole 256-element super-blocks, linears trained with Q4_K and
+       // Q6_K fake quant, the embedding quantized to Q6_K.
+      auto m = test::random_model(test::export_config(false, /*hidden=*/256, /*ffn=*/512), 5);
+      test::fake_quantize(*m, {"self_attn.*", "down_proj"}, test::weight_fq("gguf_q4_k"));
+      transforms::PrepareConfig q6k;  // lm_head too (prepare leaves it dense by default)
+      q6k.include = {"gate_proj", "up_proj", "lm_head"};
+      q6k.exclude = {};
+      q6k.layer.weight = test::weight_fq("gguf_q6_k");
+      transforms::prepare(*m, q6k);
+      exporting::ExportOptions o;
+      o.format = ExportFormat::kGguf;
+      o.out = s.root + "/kquant.gguf";
+      o.gguf_embed_type = io::GgmlType::kQ6_K;
+      Case& c = s.cases["gguf_kquant"];
+      c.model = m;
+      c.report = run_export(m, tok, o);
+      // The file's embedding is Q6_K: compare logits with our model on those values.
+      const at::Tensor emb = m->model().embed_tokens()->weight;
+      const at::Tensor emb_q = ops::fake_quantize_kquant(emb.detach(), scheme::QuantSpec::from_name("gguf_q6_k"));
+      {
+        torch::NoGradGuard no_grad;
+        emb.copy_(emb_q);
+      }
+      c.logits = test::logits_of(*m, s.ids);
+      job("gguf_kquant", {{"kind", "gguf"}, {"path", o.out}, {"input_ids", s.ids_path}});
     }
     {  // HF merged bf16: LoRA over int4 fake quant and over dense; tokenizer converted from GGUF.
       auto m = test::random_model(test::export_config(), 3);
@@ -232,6 +259,32 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
     CHECK(info["tensor_types"].contains("output.weight"));
     // transformers' own GGUF loader (it undoes the Q/K permutation itself) gives our logits:
     // float32 on both sides, same weights; 1e-4 covers summation order in attention.
+    CHECK(max_diff(ref.at("logits"), c.logits) < 1e-4);
+  }
+
+  SECTION("GGUF k-quants: Q4_K/Q6_K fake-quant linears dequantize bit for bit in gguf-py") {
+    const Case& c = s.cases.at("gguf_kquant");
+    const auto ref = s.result("gguf_kquant");
+    const auto& cfg = c.model->config();
+    int checked = 0;
+    for (const auto& l : exporting::collect_linears(*c.model)) {
+      if (!l.fake_quant) continue;
+      const at::Tensor ours = gguf_order(l.name, l.fake_quant->effective_weight(), cfg);
+      const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
+      CAPTURE(name);
+      REQUIRE(ref.count("t/" + name));
+      CHECK(test::bit_equal(ref.at("t/" + name), ours));
+      ++checked;
+    }
+    CHECK(checked == 15);  // 14 projections + lm_head
+    for (const auto& r : c.report.tensors) {
+      CAPTURE(r.name);
+      if (r.name.find("ffn_up") != std::string::npos) CHECK(r.type == "Q6_K");
+      if (r.name.find("attn_q") != std::string::npos) CHECK(r.type == "Q4_K");
+      if (r.name.find("ffn_down") != std::string::npos) CHECK(r.origin.find("(exact)") != std::string::npos);
+    }
+    // (The model's embedding holds the Q6_K values since the export; see the suite.)
+    CHECK(test::bit_equal(ref.at("t/token_embd.weight"), c.model->model().embed_tokens()->weight.detach()));
     CHECK(max_diff(ref.at("logits"), c.logits) < 1e-4);
   }
 

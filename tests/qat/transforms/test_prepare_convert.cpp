@@ -8,6 +8,7 @@
 
 #include <random>
 
+#include "ops/kquant.h"
 #include "qat/nn/quantized_linear.h"
 #include "qat/transforms/prepare.h"
 #include "tests/support/helpers.h"
@@ -146,4 +147,54 @@ TEST_CASE("QuantizedLinear stores packed codes: int4 takes half a byte per weigh
   cfg.weight = weight_cfg("gguf_q4_0", Granularity::per_group(32));
   nn::FakeQuantLinear fq0(dense, cfg);
   REQUIRE(nn::QuantizedLinear(fq0).weight_bytes() == 256 * 64 / 32 * 18);
+}
+
+TEST_CASE("k-quant layers: STE gradient, convert to ggml blocks exactly, fallback for odd widths",
+          "[prepare][convert][kquant]") {
+  for (const std::string f : {"gguf_q4_k", "gguf_q6_k"}) {
+    for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+      CAPTURE(f, dtype);
+      torch::manual_seed(3);
+      TinyModel m(97, 256, 320, dtype);
+      transforms::PrepareConfig cfg;
+      cfg.layer.weight = weight_cfg(f, Granularity::per_tensor());
+      REQUIRE(transforms::prepare(m, cfg).size() == 3);
+
+      // Forward: a linear over ggml's dequantized blocks. Backward: the straight-through estimator,
+      // so the weight gets exactly the gradient of the fake-quant weight.
+      auto* q = dynamic_cast<nn::FakeQuantLinear*>(m.self_attn->q_proj.get());
+      REQUIRE(q != nullptr);
+      const at::Tensor x = at::randn({5, 256}).to(dtype);
+      const at::Tensor y = q->forward(x);
+      y.to(at::kFloat).square().sum().backward();
+      const at::Tensor wq = qat::ops::fake_quantize_kquant(q->weight().detach(), cfg.layer.weight->spec)
+                                .requires_grad_(true);
+      const at::Tensor y_ref = at::linear(x, wq);
+      y_ref.to(at::kFloat).square().sum().backward();
+      REQUIRE(qat::test::bit_equal(y, y_ref));
+      REQUIRE(qat::test::bit_equal(q->weight().grad(), wq.grad()));
+
+      m.eval();
+      const at::Tensor ids = at::randint(97, {2, 9}, at::kLong);
+      const at::Tensor before = m.forward(ids);
+      REQUIRE(transforms::convert(m).size() == 3);
+      const auto* ql = dynamic_cast<nn::QuantizedLinear*>(m.self_attn->q_proj.get());
+      REQUIRE(ql != nullptr);
+      REQUIRE(ql->weight_bytes() == 256 * 256 / 256 * (f == "gguf_q4_k" ? 144 : 210));
+      REQUIRE(qat::test::bit_equal(before, m.forward(ids)));
+    }
+  }
+
+  // SmolLM2's widths (576) are not whole super-blocks: an error naming the fix, or the fallback.
+  TinyModel odd(97, 320, 256, torch::kFloat);
+  transforms::PrepareConfig cfg;
+  cfg.layer.weight = weight_cfg("gguf_q4_k", Granularity::per_tensor());
+  REQUIRE_THROWS_WITH(transforms::prepare(odd, cfg),
+                      Catch::Contains("in_features 320") && Catch::Contains("quant.fallback"));
+  nn::FakeQuantLinearConfig fallback;
+  fallback.weight = weight_cfg("gguf_q8_0", Granularity::per_tensor());
+  cfg.fallback = fallback;
+  REQUIRE(transforms::prepare(odd, cfg).size() == 3);
+  const auto* q = dynamic_cast<nn::FakeQuantLinear*>(odd.self_attn->q_proj.get());
+  REQUIRE(q->weight_quantizer()->config().spec.to_string() == "gguf_q8_0");
 }

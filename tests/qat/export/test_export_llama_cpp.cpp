@@ -1,0 +1,117 @@
+// The real engine: llama.cpp loads our GGUF exports of SmolLM2 and computes the logits of our
+// fake-quant forward. llama.cpp's CPU matmuls quantize activations (Q8_0 / Q8_K) and keep the KV
+// cache in fp16, so logits are judged by agreement (top-1, KL divergence), while the weights
+// themselves are checked bit for bit elsewhere (test_export_smollm2.cpp, test_export_interop.cpp).
+//
+// Hidden ([.llama_cpp]): it needs llama.cpp, which scripts/check-llama-cpp builds from the
+// llama-cpp-python sdist (PyPI) together with tests/ref/llama_cpp_logits.cpp and then runs this
+// case with $QAT_LLAMA_CPP_LOGITS pointing at that tool. It prints one JSON line per export.
+#include "tests/support/catch_torch.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include "qat/export/linears.h"
+#include "tests/qat/export/export_models.h"
+
+using namespace qat;
+
+namespace {
+
+// Genesis 1:1-5 (King James Version, public domain).
+constexpr const char* kText =
+    "In the beginning God created the heaven and the earth. And the earth was without form, and "
+    "void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face of "
+    "the waters. And God said, Let there be light: and there was light. And God saw the light, that "
+    "it was good: and God divided the light from the darkness. And God called the light Day, and the "
+    "darkness he called Night. And the evening and the morning were the first day.";
+
+at::Tensor llama_cpp_logits(const std::string& tool, const std::string& gguf, const std::vector<int32_t>& ids,
+                            int64_t vocab) {
+  const std::string dir = test::temp_dir();
+  {
+    std::ofstream f(dir + "/ids.i32", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 4));
+  }
+  const std::string cmd = tool + " " + gguf + " " + dir + "/ids.i32 " + dir + "/logits.f32 2>" + dir + "/log.txt";
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0) {
+    std::ifstream log(dir + "/log.txt");
+    const std::string text((std::istreambuf_iterator<char>(log)), {});
+    FAIL("llama.cpp failed on " << gguf << ":\n" << text.substr(text.size() > 4000 ? text.size() - 4000 : 0));
+  }
+  const std::vector<uint8_t> bytes = test::read_bytes(dir + "/logits.f32");
+  const auto n = static_cast<int64_t>(ids.size());
+  REQUIRE(static_cast<int64_t>(bytes.size()) == n * vocab * 4);
+  at::Tensor t = at::empty({n, vocab}, at::kFloat);
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forward", "[.llama_cpp]") {
+  const char* tool = std::getenv("QAT_LLAMA_CPP_LOGITS");
+  REQUIRE(tool != nullptr);  // this case runs only when asked for (scripts/check-llama-cpp)
+  const auto tokenizer = test::smollm_tokenizer_impl();
+  const std::vector<int32_t> ids = tokenizer->encode(kText, /*add_special=*/false);
+  REQUIRE(ids.size() > 64);
+
+  struct Variant {
+    std::string name;
+    std::string weight;    // fake quant of every projection ("" = dense)
+    std::string fallback;  // for the 576-wide projections when `weight` is a k-quant
+    io::GgmlType dense_type;
+    double min_top1, max_mean_kl;
+  };
+  // Dense F32 differs only by llama.cpp's fp16 KV cache and summation order; the quantized ones
+  // also by its Q8 activations.
+  const std::vector<Variant> variants{
+      {"f32", "", "", io::GgmlType::kF32, 0.99, 1e-3},
+      {"q8_0", "gguf_q8_0", "", io::GgmlType::kF32, 0.95, 5e-3},
+      {"q4_0", "gguf_q4_0", "", io::GgmlType::kF32, 0.90, 2e-2},
+      {"q4_k", "gguf_q4_k", "gguf_q4_0", io::GgmlType::kF32, 0.90, 2e-2},
+  };
+  for (const Variant& v : variants) {
+    CAPTURE(v.name);
+    exporting::ExportSource src = exporting::load_export_source(models::default_model_path());
+    auto& model = *src.model;
+    if (!v.weight.empty()) {
+      transforms::PrepareConfig pc;
+      pc.layer.weight = test::weight_fq(v.weight);
+      if (!v.fallback.empty()) {
+        nn::FakeQuantLinearConfig fb;
+        fb.weight = test::weight_fq(v.fallback);
+        pc.fallback = fb;
+      }
+      transforms::prepare(model, pc);
+    }
+    const std::string dir = test::temp_dir();
+    exporting::ExportOptions o;
+    o.format = exporting::ExportFormat::kGguf;
+    o.out = dir + "/smollm2-" + v.name + ".gguf";
+    o.gguf_type = v.dense_type;
+    o.gguf_embed_type = io::GgmlType::kF32;  // the embedding as our model holds it
+    exporting::export_model(src, o);
+
+    const at::Tensor id_tensor = at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+    const at::Tensor ours = test::logits_of(model, id_tensor)[0].to(at::kDouble);
+    const at::Tensor theirs = llama_cpp_logits(tool, o.out, ids, model.config().vocab_size).to(at::kDouble);
+    const at::Tensor lp = at::log_softmax(ours, -1), lq = at::log_softmax(theirs, -1);
+    const at::Tensor kl = (lp.exp() * (lp - lq)).sum(-1);  // KL(ours || llama.cpp) per position
+    const double top1 = ours.argmax(-1).eq(theirs.argmax(-1)).to(at::kDouble).mean().item<double>();
+    const double mean_kl = kl.mean().item<double>();
+    const double max_kl = kl.max().item<double>();
+    const double max_abs = (ours - theirs).abs().max().item<double>();
+    std::cout << nlohmann::json{{"check", "llama_cpp_logits"}, {"export", v.name}, {"tokens", ids.size()},
+                                {"top1_agreement", top1}, {"mean_kl", mean_kl}, {"max_kl", max_kl},
+                                {"max_abs_logit_diff", max_abs}}
+                     .dump()
+              << std::endl;
+    CHECK(top1 >= v.min_top1);
+    CHECK(mean_kl <= v.max_mean_kl);
+  }
+}
