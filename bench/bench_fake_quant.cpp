@@ -7,6 +7,7 @@
 // read the ratios.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -87,6 +88,18 @@ int main(int argc, char** argv) {
     std::printf("{\"bench\":\"fake_quant_bwd_clipped\",\"device\":\"%s\",\"format\":\"int4\",\"group\":%lld,"
                 "\"ms\":%.4f,\"fraction_of_copy\":%.3f}\n",
                 dev_name.c_str(), (long long)g, bwd_ms, frac(bwd_bytes, bwd_ms));
+  }
+  // llama.cpp's k-quants: each 256-element super-block searches its sub-block scales (ggml's
+  // quantize_row_q4_K_ref / q6_K_ref), so this is compute-bound, not a bandwidth figure; the ratio
+  // to int4/g32 says what choosing Q4_K costs per training step's weight fake quant.
+  const double int4_ms =
+      time_ms(dev, iters, [&] { qat::ops::fake_quantize_dynamic(w, QuantSpec::from_name("int4").with(Granularity::per_group(32)), false); });
+  for (const char* name : {"gguf_q4_k", "gguf_q6_k"}) {
+    const QuantSpec spec = QuantSpec::from_name(name);
+    const double ms = time_ms(dev, std::max(1, iters / 4), [&] { qat::ops::fake_quantize_dynamic(w, spec, false); });
+    std::printf("{\"bench\":\"fake_quant_fwd\",\"device\":\"%s\",\"format\":\"%s\",\"group\":256,"
+                "\"ms\":%.4f,\"fraction_of_copy\":%.3f,\"int4_g32_ms\":%.4f,\"vs_int4_g32\":%.2f}\n",
+                dev_name.c_str(), name, ms, 2 * 2 * elem / (ms * 1e6) / copy_gbps, int4_ms, ms / int4_ms);
   }
   return 0;
 }

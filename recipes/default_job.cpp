@@ -127,7 +127,10 @@ int run_default_job(const DefaultJobOptions& o) {
   t.add_column("perplexity", train::NumberFormat::fixed(3));
   t.add_column("loss vs float", train::NumberFormat::fixed(4).with_sign());
   t.add_row({"float (pretrained)", float_eval.loss, float_eval.perplexity, 0.0});
-  t.add_row({"PTQ round-to-nearest", ptq_eval.loss, ptq_eval.perplexity, ptq_eval.loss - float_eval.loss});
+  // k-quants search their scales (ggml's rule) rather than rounding to nearest from min-max.
+  const bool kquant = scheme::is_kquant(scheme::QuantSpec::from_name(cfg.quant.weight).format);
+  t.add_row({kquant ? "PTQ (ggml's k-quant search)" : "PTQ round-to-nearest", ptq_eval.loss, ptq_eval.perplexity,
+             ptq_eval.loss - float_eval.loss});
   t.add_row({"QAT (" + std::to_string(summary.steps) + " steps)", qat_eval.loss, qat_eval.perplexity,
              qat_eval.loss - float_eval.loss});
   t.add_separator();
@@ -147,7 +150,7 @@ int run_default_job(const DefaultJobOptions& o) {
       << "% of theoretical + metadata)\n";
   out << "exported blocks vs trained weights: max |diff| = " << max_diff << " over " << layers
       << " fake-quant layers" << (max_diff == 0 ? " (bit-identical)" : " (MISMATCH)") << "\n";
-  out << "run it: llama-cli -m " << eo.out << " -p \"In the beginning\" -n 64\n";
+  out << "run it: llama-completion -m " << eo.out << " -p \"In the beginning\" -n 64 -no-cnv\n";
   out << "total time " << elapsed() << "\n";
   std::cout << out.str();
   std::ofstream(fs::path(o.out) / "summary.md") << t.to_markdown() << "\n```\n" << out.str() << "```\n";

@@ -70,11 +70,17 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
   // Dense F32 differs only by llama.cpp's fp16 KV cache and summation order; the quantized ones
   // also by its Q8 activations.
   const std::vector<Variant> variants{
-      {"f32", "", "", io::GgmlType::kF32, 0.99, 1e-3},
-      {"q8_0", "gguf_q8_0", "", io::GgmlType::kF32, 0.95, 5e-3},
-      {"q4_0", "gguf_q4_0", "", io::GgmlType::kF32, 0.90, 2e-2},
-      {"q4_k", "gguf_q4_k", "gguf_q4_0", io::GgmlType::kF32, 0.90, 2e-2},
+      {"f32", "", "", io::GgmlType::kF32, 0.98, 1e-4},
+      {"q8_0", "gguf_q8_0", "", io::GgmlType::kF32, 0.95, 2e-2},
+      {"q4_0", "gguf_q4_0", "", io::GgmlType::kF32, 0.90, 4e-2},
+      {"q4_k", "gguf_q4_k", "gguf_q4_0", io::GgmlType::kF32, 0.90, 4e-2},
   };
+  auto kl_of = [](const at::Tensor& p_logits, const at::Tensor& q_logits) {  // per position
+    const at::Tensor lp = at::log_softmax(p_logits, -1), lq = at::log_softmax(q_logits, -1);
+    return (lp.exp() * (lp - lq)).sum(-1);
+  };
+  const at::Tensor id_tensor = at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+  at::Tensor float_logits;  // our float model, for the size of each quantization's own effect
   for (const Variant& v : variants) {
     CAPTURE(v.name);
     exporting::ExportSource src = exporting::load_export_source(models::default_model_path());
@@ -97,21 +103,24 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
     o.gguf_embed_type = io::GgmlType::kF32;  // the embedding as our model holds it
     exporting::export_model(src, o);
 
-    const at::Tensor id_tensor = at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
     const at::Tensor ours = test::logits_of(model, id_tensor)[0].to(at::kDouble);
+    if (v.weight.empty()) float_logits = ours;
     const at::Tensor theirs = llama_cpp_logits(tool, o.out, ids, model.config().vocab_size).to(at::kDouble);
-    const at::Tensor lp = at::log_softmax(ours, -1), lq = at::log_softmax(theirs, -1);
-    const at::Tensor kl = (lp.exp() * (lp - lq)).sum(-1);  // KL(ours || llama.cpp) per position
+    const at::Tensor kl = kl_of(ours, theirs);  // KL(ours || llama.cpp)
     const double top1 = ours.argmax(-1).eq(theirs.argmax(-1)).to(at::kDouble).mean().item<double>();
     const double mean_kl = kl.mean().item<double>();
-    const double max_kl = kl.max().item<double>();
-    const double max_abs = (ours - theirs).abs().max().item<double>();
+    const double quant_kl = kl_of(float_logits, ours).mean().item<double>();  // KL(float || ours)
     std::cout << nlohmann::json{{"check", "llama_cpp_logits"}, {"export", v.name}, {"tokens", ids.size()},
-                                {"top1_agreement", top1}, {"mean_kl", mean_kl}, {"max_kl", max_kl},
-                                {"max_abs_logit_diff", max_abs}}
+                                {"top1_agreement", top1}, {"mean_kl", mean_kl},
+                                {"max_kl", kl.max().item<double>()},
+                                {"max_abs_logit_diff", (ours - theirs).abs().max().item<double>()},
+                                {"mean_kl_float_vs_ours", quant_kl}}
                      .dump()
               << std::endl;
     CHECK(top1 >= v.min_top1);
     CHECK(mean_kl <= v.max_mean_kl);
+    // At 4 bits the quantization moves the model far more than llama.cpp's own numerics do: the
+    // engine runs our quantized model, not something near the float one.
+    if (v.name == "q4_0" || v.name == "q4_k") CHECK(mean_kl < 0.1 * quant_kl);
   }
 }
