@@ -3,6 +3,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "ops/dispatch.h"
@@ -15,19 +16,17 @@ namespace {
 using scheme::Format;
 namespace m = qat::ops::math;
 
-// Runs fn(begin, end) over [0, numel) in parallel chunks that never split a group when groups
-// are contiguous, so per-group work stays in one thread.
+// Calls fn(begin, end, qparams) for runs of consecutive elements that share one group, in
+// parallel: whole groups when groups are contiguous runs (per-group/-token/-tensor), else runs of
+// `inner` elements of a strided (per-axis) group. No division per element.
 template <typename Fn>
-void for_each_chunk(const GroupLayout& l, Fn&& fn) {
-  constexpr int64_t kGrain = 1 << 14;
-  if (l.contiguous()) {
-    const int64_t grain_groups = std::max<int64_t>(1, kGrain / std::max<int64_t>(l.inner, 1));
-    at::parallel_for(0, l.count, grain_groups, [&](int64_t g0, int64_t g1) {
-      fn(g0 * l.inner, g1 * l.inner);
-    });
-  } else {
-    at::parallel_for(0, l.numel, kGrain, fn);
-  }
+void for_each_group_run(const GroupLayout& l, Fn&& fn, const std::vector<m::GroupQParams>& gq) {
+  const int64_t inner = std::max<int64_t>(l.inner, 1);
+  const int64_t runs = l.numel / inner;  // run r covers [r*inner, (r+1)*inner), group r % count
+  const int64_t grain = std::max<int64_t>(1, (1 << 14) / inner);
+  at::parallel_for(0, runs, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) fn(r * inner, (r + 1) * inner, gq[r % l.count]);
+  });
 }
 
 std::vector<m::GroupQParams> group_qparams(const QuantSpec& spec, const at::Tensor& scale,
@@ -105,14 +104,15 @@ void fake_quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout
     scalar_t* out = y.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_chunk(l, [&](int64_t begin, int64_t end) {
+      for_each_group_run(l, [&](int64_t begin, int64_t end, const m::GroupQParams& g) {
         for (int64_t i = begin; i < end; ++i) {
-          const m::GroupQParams& g = gq[(i / l.inner) % l.count];
           const float v = static_cast<float>(in[i]);
           out[i] = static_cast<scalar_t>(m::fake_quant_value<F>(v, g));
-          if (mk) mk[i] = m::in_range<F>(v, g);
         }
-      });
+        if (mk) {
+          for (int64_t i = begin; i < end; ++i) mk[i] = m::in_range<F>(static_cast<float>(in[i]), g);
+        }
+      }, gq);
     });
   });
 }
@@ -125,12 +125,12 @@ void quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
     const scalar_t* in = x.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_chunk(l, [&](int64_t begin, int64_t end) {
+      for_each_group_run(l, [&](int64_t begin, int64_t end, const m::GroupQParams& g) {
         for (int64_t i = begin; i < end; ++i) {
-          const int q = m::quantize_value<F>(static_cast<float>(in[i]), gq[(i / l.inner) % l.count]);
+          const int q = m::quantize_value<F>(static_cast<float>(in[i]), g);
           out[i] = static_cast<uint8_t>(q);  // two's complement bits for negative codes
         }
-      });
+      }, gq);
     });
   });
 }
@@ -144,12 +144,12 @@ void dequantize(const at::Tensor& codes, const QuantSpec& spec, const GroupLayou
     scalar_t* out = y.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_chunk(l, [&](int64_t begin, int64_t end) {
+      for_each_group_run(l, [&](int64_t begin, int64_t end, const m::GroupQParams& g) {
         for (int64_t i = begin; i < end; ++i) {
           const int q = is_signed ? static_cast<int>(static_cast<int8_t>(in[i])) : static_cast<int>(in[i]);
-          out[i] = static_cast<scalar_t>(m::dequantize_value<F>(q, gq[(i / l.inner) % l.count]));
+          out[i] = static_cast<scalar_t>(m::dequantize_value<F>(q, g));
         }
-      });
+      }, gq);
     });
   });
 }
