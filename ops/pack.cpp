@@ -84,7 +84,14 @@ at::Tensor pack_gguf_blocks(const at::Tensor& codes, const QuantSpec& spec, cons
   if (spec.format == Format::kQ8_0) {
     parts.push_back(c);
   } else {
-    parts.push_back(c.slice(1, 0, 16).bitwise_or(c.slice(1, 16, 32).bitwise_left_shift(4)));
+    if (spec.format == Format::kQ5_0) {
+      // qh: a little-endian uint32 whose bit j is the fifth bit of element j.
+      const at::Tensor hi = c.to(at::kLong).bitwise_right_shift(4).bitwise_and(1);
+      const at::Tensor qh = hi.bitwise_left_shift(at::arange(32, hi.options())).sum(1, true);
+      parts.push_back(qh.bitwise_right_shift(at::arange(0, 32, 8, hi.options())).bitwise_and(0xff).to(at::kByte));
+    }
+    const at::Tensor lo = c.bitwise_and(0x0f);
+    parts.push_back(lo.slice(1, 0, 16).bitwise_or(lo.slice(1, 16, 32).bitwise_left_shift(4)));
   }
   return at::cat(parts, 1).view(with_last(codes.sizes(), k / 32 * t.block_bytes));
 }
@@ -102,11 +109,16 @@ UnpackedBlocks unpack_gguf_blocks(const at::Tensor& blocks, const QuantSpec& spe
     return b.slice(1, off, off + 2).contiguous().view(at::kHalf).to(at::kFloat).view({nb});
   };
   UnpackedBlocks r;
-  const int64_t qs_off = spec.format == Format::kQ4_1 ? 4 : 2;
+  const int64_t qs_off = spec.format == Format::kQ4_1 ? 4 : spec.format == Format::kQ5_0 ? 6 : 2;
   at::Tensor qs = b.slice(1, qs_off, t.block_bytes);
   at::Tensor codes = spec.format == Format::kQ8_0
                          ? qs.contiguous()
                          : at::cat({qs.bitwise_and(0x0f), qs.bitwise_right_shift(4)}, 1);
+  if (spec.format == Format::kQ5_0) {
+    const at::Tensor qh = b.slice(1, 2, 6).to(at::kLong).bitwise_left_shift(at::arange(0, 32, 8, b.options().dtype(at::kLong))).sum(1, true);
+    const at::Tensor hi = qh.bitwise_right_shift(at::arange(32, qh.options())).bitwise_and(1);
+    codes = codes.bitwise_or(hi.bitwise_left_shift(4).to(at::kByte));
+  }
   const auto shape = with_last(blocks.sizes(), kb / t.block_bytes * 32);
   r.codes = codes.view(shape);
   const auto sshape = spec.scale_shape(shape);

@@ -14,7 +14,8 @@
 // - Every format multiplies by the reciprocal of its fp32 scale, inv = 1/scale, as ATen's
 //   fake_quantize_* and torchao do; ggml and bitsandbytes do the same for their formats.
 // - Integer formats round half to even (nearbyint); ggml's Q8_0 rounds half away from zero
-//   (roundf) and Q4_0/Q4_1 truncate after adding 8.5/0.5, as ggml's reference quantizers.
+//   (roundf) and Q4_0/Q5_0/Q4_1 truncate after adding 8.5/16.5/0.5, as ggml's reference
+//   quantizers.
 #pragma once
 
 #include <cmath>
@@ -327,6 +328,8 @@ QAT_HD ScaleZero group_scale(Format f, int bits, ScaleDtype dt, const GroupStats
       return {div_rn(s.amax, 127.0f), 0.0f};
     case Format::kQ4_0:  // ggml: d = max / -8, max = the signed element of largest |x|
       return {div_rn(s.signed_amax, -8.0f), 0.0f};
+    case Format::kQ5_0:  // ggml: d = max / -16, the same signed max
+      return {div_rn(s.signed_amax, -16.0f), 0.0f};
     case Format::kQ4_1:  // ggml: d = (max - min) / 15, m = min
       return {div_rn(add_rn(s.max, -s.min), 15.0f), s.min};
     default:
@@ -351,6 +354,7 @@ QAT_HD GroupQParams make_group_qparams(Format f, int bits, float scale, float ze
       break;
     case Format::kQ8_0:
     case Format::kQ4_0:
+    case Format::kQ5_0:
       g.deq_scale = half_bits_to_float(float_to_half_bits(scale));
       break;
     case Format::kQ4_1:
@@ -383,6 +387,9 @@ QAT_HD int quantize_value(float x, const GroupQParams& g) {
   } else if constexpr (F == Format::kQ4_0) {
     const float v = trunc_f(add_rn(mul_rn(x, g.inv_scale), 8.5f));
     return static_cast<int>(fmin_f(fmax_f(v, 0.0f), 15.0f));
+  } else if constexpr (F == Format::kQ5_0) {
+    const float v = trunc_f(add_rn(mul_rn(x, g.inv_scale), 16.5f));
+    return static_cast<int>(fmin_f(fmax_f(v, 0.0f), 31.0f));
   } else {  // kQ4_1
     const float v = trunc_f(add_rn(mul_rn(add_rn(x, -g.zero), g.inv_scale), 0.5f));
     return static_cast<int>(fmin_f(fmax_f(v, 0.0f), 15.0f));
@@ -403,6 +410,8 @@ QAT_HD float dequantize_value(int code, const GroupQParams& g) {
     return mul_rn(nf4_value(code), g.deq_scale);
   } else if constexpr (F == Format::kQ4_0) {
     return mul_rn(static_cast<float>(code - 8), g.deq_scale);
+  } else if constexpr (F == Format::kQ5_0) {
+    return mul_rn(static_cast<float>(code - 16), g.deq_scale);
   } else {  // kQ4_1: y = q*d + m, two roundings (no FMA), as gguf-py's reference
     return add_rn(mul_rn(static_cast<float>(code), g.deq_scale), g.deq_zero);
   }

@@ -117,7 +117,7 @@ void add_export_command(CLI::App& app, CommandList& commands) {
   sub->add_option("--format,-f", args->format, "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)")
       ->capture_default_str();
   sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")->required();
-  sub->add_option("--gguf-type", args->gguf_type, "GGUF type of dense/LoRA linears: q8_0, q4_0, q4_1, q4_k, q6_k, f16, bf16, f32")
+  sub->add_option("--gguf-type", args->gguf_type, "GGUF type of dense/LoRA linears: q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16, f32")
       ->capture_default_str();
   sub->add_option("--gguf-embed-type", args->gguf_embed_type, "GGUF type of token_embd and output")
       ->capture_default_str();

@@ -131,12 +131,13 @@ io::GgmlType gguf_type_from_name(const std::string& name) {
   if (n == "q8_0") return io::GgmlType::kQ8_0;
   if (n == "q4_0") return io::GgmlType::kQ4_0;
   if (n == "q4_1") return io::GgmlType::kQ4_1;
+  if (n == "q5_0") return io::GgmlType::kQ5_0;
   if (n == "q4_k") return io::GgmlType::kQ4_K;
   if (n == "q6_k") return io::GgmlType::kQ6_K;
   if (n == "f16") return io::GgmlType::kF16;
   if (n == "bf16") return io::GgmlType::kBF16;
   if (n == "f32") return io::GgmlType::kF32;
-  TORCH_CHECK(false, "export: unknown GGUF type '", name, "' (known: q8_0, q4_0, q4_1, q4_k, q6_k, f16, bf16, f32)");
+  TORCH_CHECK(false, "export: unknown GGUF type '", name, "' (known: q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16, f32)");
 }
 
 TokenizerSource tokenizer_source(const std::string& path, const std::string& chat_template) {

@@ -63,7 +63,7 @@ struct ExportOptions {
   bool force = false;  // replace an existing output
 
   // GGUF: the type of linears that are dense or LoRA (merged first), and of token_embd / output.
-  // q8_0, q4_0, q4_1, q4_k, q6_k, f16, bf16 or f32 (k-quants fall back per tensor
+  // q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16 or f32 (k-quants fall back per tensor
   // whose rows are not whole 256-element super-blocks). Norms are always F32.
   io::GgmlType gguf_type = io::GgmlType::kQ8_0;
   io::GgmlType gguf_embed_type = io::GgmlType::kQ8_0;
@@ -121,7 +121,7 @@ struct ExportReport {
 // (beside the .gguf for GGUF: <out>.manifest.json).
 ExportReport export_model(const ExportSource& source, const ExportOptions& opt);
 
-// "q8_0" -> GgmlType::kQ8_0 (q8_0, q4_0, q4_1, q4_k, q6_k, f16, bf16, f32).
+// "q8_0" -> GgmlType::kQ8_0 (q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16, f32).
 io::GgmlType gguf_type_from_name(const std::string& name);
 
 // The version string written into manifests.

@@ -28,21 +28,21 @@ using scheme::Format;
 using scheme::QuantSpec;
 
 bool is_block_type(GgmlType t) {
-  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_1 || t == GgmlType::kQ4_K ||
-         t == GgmlType::kQ6_K;
+  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_1 || t == GgmlType::kQ5_0 ||
+         t == GgmlType::kQ4_K || t == GgmlType::kQ6_K;
 }
 bool is_kquant_type(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ6_K; }
 
-// The type a k-quant falls back to for rows that are not whole 256-element super-blocks (as
-// llama.cpp's llama-quantize does: Q6_K -> Q8_0; for Q4_K it picks Q5_0, which this exporter
-// does not write, so Q4_1, the closest larger type it has).
-GgmlType kquant_fallback(GgmlType t) { return t == GgmlType::kQ6_K ? GgmlType::kQ8_0 : GgmlType::kQ4_1; }
+// The type a k-quant falls back to for rows that are not whole 256-element super-blocks, as
+// llama.cpp's llama-quantize does (llama_tensor_get_type): Q4_K -> Q5_0, Q6_K -> Q8_0.
+GgmlType kquant_fallback(GgmlType t) { return t == GgmlType::kQ6_K ? GgmlType::kQ8_0 : GgmlType::kQ5_0; }
 
 QuantSpec spec_of(GgmlType t) {
   switch (t) {
     case GgmlType::kQ8_0: return QuantSpec::from_name("gguf_q8_0");
     case GgmlType::kQ4_0: return QuantSpec::from_name("gguf_q4_0");
     case GgmlType::kQ4_1: return QuantSpec::from_name("gguf_q4_1");
+    case GgmlType::kQ5_0: return QuantSpec::from_name("gguf_q5_0");
     case GgmlType::kQ4_K: return QuantSpec::from_name("gguf_q4_k");
     case GgmlType::kQ6_K: return QuantSpec::from_name("gguf_q6_k");
     default: TORCH_CHECK(false, "internal: ", io::ggml_type_name(t), " is not a block type");
@@ -63,6 +63,7 @@ uint32_t file_type(GgmlType t) {
     case GgmlType::kQ4_0: return 2;
     case GgmlType::kQ4_1: return 3;
     case GgmlType::kQ8_0: return 7;
+    case GgmlType::kQ5_0: return 8;
     case GgmlType::kQ4_K: return 14;  // MOSTLY_Q4_K_S: Q4_K throughout (Q4_K_M mixes in Q6_K)
     case GgmlType::kQ6_K: return 18;
     case GgmlType::kBF16: return 32;
@@ -110,9 +111,12 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
                 io::ggml_type_name(type), " blocks do not dequantize to the trained values");
     return p;
   }
-  if (s.format == Format::kQ8_0 || s.format == Format::kQ4_0 || s.format == Format::kQ4_1) {
-    type = s.format == Format::kQ8_0 ? GgmlType::kQ8_0 : s.format == Format::kQ4_0 ? GgmlType::kQ4_0
-                                                                                  : GgmlType::kQ4_1;
+  if (s.format == Format::kQ8_0 || s.format == Format::kQ4_0 || s.format == Format::kQ4_1 ||
+      s.format == Format::kQ5_0) {
+    type = s.format == Format::kQ8_0   ? GgmlType::kQ8_0
+           : s.format == Format::kQ4_0 ? GgmlType::kQ4_0
+           : s.format == Format::kQ5_0 ? GgmlType::kQ5_0
+                                       : GgmlType::kQ4_1;
   } else if (s.format == Format::kInt && s.granularity.kind == scheme::Granularity::Kind::kPerGroup &&
              s.granularity.group_size == 32) {
     // y = q * s with q in [-2^(b-1), 2^(b-1)-1]: Q4_0 computes (c - 8) * d, Q8_0 q * d, both in
@@ -131,7 +135,8 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
     }
     qp.zero = at::zeros_like(scale);
   } else {
-    *why = "GGUF blocks hold gguf_q8_0/gguf_q4_0/gguf_q4_1, or int2..int8 symmetric with groups of "
+    *why = "GGUF blocks hold gguf_q8_0/gguf_q4_0/gguf_q4_1/gguf_q5_0/gguf_q4_k/gguf_q6_k, or int2..int8 "
+           "symmetric with groups of "
            "32 and fp16 scales";
     return std::nullopt;
   }

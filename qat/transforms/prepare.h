@@ -24,7 +24,7 @@ struct PrepareConfig {
   nn::FakeQuantLinearConfig layer;
   // For layers whose weight `layer`'s weight format cannot split into its blocks (k-quants need
   // in_features % 256 == 0; SmolLM2-135M's 576 does not): llama.cpp quantizes such tensors with
-  // a fallback type too. Unset: such a layer is an error that names it.
+  // a fallback type too (Q4_K -> Q5_0, Q6_K -> Q8_0). Unset: such a layer is an error that names it.
   std::optional<nn::FakeQuantLinearConfig> fallback;
 };
 

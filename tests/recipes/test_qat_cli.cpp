@@ -130,18 +130,18 @@ TEST_CASE("qat ptq with llama.cpp's Q4_K on SmolLM2: a fallback for the 576-wide
   CHECK(refused.text.find("quant.fallback") != std::string::npos);
 
   const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir +
-                           "/run quant.weight=gguf_q4_k quant.fallback=gguf_q4_0" + kSmall);
+                           "/run quant.weight=gguf_q4_k quant.fallback=gguf_q5_0" + kSmall);
   INFO(p.text);
   REQUIRE(p.rc == 0);
   // The fake-quant weights are written as they are, no --requantize: ffn_down (1536 inputs) as
-  // Q4_K super-blocks, the 576-wide projections as Q4_0.
+  // Q4_K super-blocks, the 576-wide projections as Q5_0 (llama.cpp's own fallback for Q4_K).
   const Output e = run_qat("export " + dir + "/run --format gguf --out " + dir + "/q4k.gguf");
   INFO(e.text);
   REQUIRE(e.rc == 0);
   const qat::io::GgufFile f = qat::io::GgufFile::open(dir + "/q4k.gguf");
   CHECK(f.tensor_info("blk.0.ffn_down.weight").type == qat::io::GgmlType::kQ4_K);
   CHECK(f.tensor_info("blk.29.ffn_down.weight").type == qat::io::GgmlType::kQ4_K);
-  CHECK(f.tensor_info("blk.0.attn_q.weight").type == qat::io::GgmlType::kQ4_0);
-  CHECK(f.tensor_info("blk.0.ffn_up.weight").type == qat::io::GgmlType::kQ4_0);
+  CHECK(f.tensor_info("blk.0.attn_q.weight").type == qat::io::GgmlType::kQ5_0);
+  CHECK(f.tensor_info("blk.0.ffn_up.weight").type == qat::io::GgmlType::kQ5_0);
   qat::io::remove_tree(dir);
 }

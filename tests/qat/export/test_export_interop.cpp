@@ -80,7 +80,8 @@ const Suite& suite() {
 
     {  // GGUF, every linear trained with a fake quant GGUF stores exactly; embeddings F32.
       auto m = test::random_model(test::export_config(), 1);
-      test::fake_quantize(*m, {"q_proj", "k_proj"}, test::weight_fq("gguf_q4_0"));
+      test::fake_quantize(*m, {"q_proj"}, test::weight_fq("gguf_q4_0"));
+      test::fake_quantize(*m, {"k_proj"}, test::weight_fq("gguf_q5_0"));
       test::fake_quantize(*m, {"v_proj", "o_proj"}, test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat16));
       test::fake_quantize(*m, {"gate_proj", "up_proj"}, test::weight_fq("gguf_q8_0"));
       test::fake_quantize(*m, {"down_proj"}, test::weight_fq("gguf_q4_1"));

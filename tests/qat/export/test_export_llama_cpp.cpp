@@ -73,7 +73,7 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
       {"f32", "", "", io::GgmlType::kF32, 0.98, 1e-4},
       {"q8_0", "gguf_q8_0", "", io::GgmlType::kF32, 0.95, 2e-2},
       {"q4_0", "gguf_q4_0", "", io::GgmlType::kF32, 0.90, 4e-2},
-      {"q4_k", "gguf_q4_k", "gguf_q4_0", io::GgmlType::kF32, 0.90, 4e-2},
+      {"q4_k", "gguf_q4_k", "gguf_q5_0", io::GgmlType::kF32, 0.90, 4e-2},
   };
   auto kl_of = [](const at::Tensor& p_logits, const at::Tensor& q_logits) {  // per position
     const at::Tensor lp = at::log_softmax(p_logits, -1), lq = at::log_softmax(q_logits, -1);
@@ -121,6 +121,6 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
     CHECK(mean_kl <= v.max_mean_kl);
     // At 4 bits the quantization moves the model far more than llama.cpp's own numerics do: the
     // engine runs our quantized model, not something near the float one.
-    if (v.name == "q4_0" || v.name == "q4_k") CHECK(mean_kl < 0.1 * quant_kl);
+    if (v.name == "q4_0" || v.name == "q4_k") CHECK(mean_kl < 0.2 * quant_kl);
   }
 }

@@ -87,7 +87,7 @@ TEST_CASE("prepare swaps linears by name rules, embeddings and lm_head stay dens
 
 TEST_CASE("convert equals prepare exactly over 100+ seeds, shapes and formats", "[prepare][convert]") {
   const std::vector<std::string> formats{"int4", "int8", "uint4", "int2", "fp8_e4m3", "fp8_e5m2", "nf4",
-                                         "gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "uint8", "int3"};
+                                         "gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "uint8", "int3", "gguf_q5_0"};
   const std::vector<Granularity> grans{Granularity::per_group(32), Granularity::per_axis(0),
                                        Granularity::per_tensor(), Granularity::per_group(64)};
   std::mt19937 rng(1234);
