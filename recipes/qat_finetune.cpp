@@ -4,7 +4,11 @@
 // quantization grid they will be exported to.
 #include "recipes/methods.h"
 
+#include <cctype>
+
+#include "qat/export/llama_mix.h"
 #include "qat/fake_quant/fake_quantizer.h"
+#include "qat/io/gguf_llama.h"
 #include "qat/transforms/prepare.h"
 
 namespace qat::recipes {
@@ -38,7 +42,23 @@ nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
 std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg) {
   transforms::PrepareConfig pc;
   pc.exclude = cfg.quant.exclude;
-  pc.layer = fake_quant_layer_config(cfg.quant, cfg.quant.weight);
+  const std::optional<std::string> mix = exporting::llama_mix_from_name(cfg.quant.weight);
+  if (mix) {
+    // llama.cpp's mixture: every layer in the type llama-quantize would give it, fallbacks included.
+    const models::LlamaConfig& mc = model.config();
+    pc.layer = fake_quant_layer_config(cfg.quant, "gguf_q4_k");
+    pc.choose = [&](const std::string& name, const nn::LinearBase& layer) -> std::optional<nn::FakeQuantLinearConfig> {
+      const auto gguf = io::hf_to_gguf_name(name + ".weight");
+      TORCH_CHECK(gguf, "quant.weight=", cfg.quant.weight, ": linear '", name, "' has no GGUF name");
+      const io::GgmlType t =
+          exporting::llama_mix_type(*mix, *gguf, mc.num_hidden_layers, layer.in_features(), mc.tie_word_embeddings);
+      std::string format = "gguf_" + io::ggml_type_name(t);  // "gguf_Q4_K" -> "gguf_q4_k"
+      for (char& c : format) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return fake_quant_layer_config(cfg.quant, format);
+    };
+  } else {
+    pc.layer = fake_quant_layer_config(cfg.quant, cfg.quant.weight);
+  }
   if (cfg.quant.fallback != "none") pc.fallback = fake_quant_layer_config(cfg.quant, cfg.quant.fallback);
   return transforms::prepare(model, pc);
 }

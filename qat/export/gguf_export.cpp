@@ -15,6 +15,7 @@
 
 #include "ops/kquant.h"
 #include "ops/pack.h"
+#include "qat/export/llama_mix.h"
 #include "qat/export/tokenizer_convert.h"
 #include "qat/export/writers.h"
 #include "qat/io/gguf_llama.h"
@@ -264,7 +265,12 @@ void write_gguf(Job& job, const std::string& path) {
   // token_embd first, as convert_hf_to_gguf.py writes it.
   const auto emb = job.others.find("model.embed_tokens.weight");
   TORCH_CHECK(emb != job.others.end(), "export gguf: the model has no model.embed_tokens.weight");
-  add_weight("token_embd.weight", emb->second, opt.gguf_embed_type, 0, "embedding");
+  auto mix_type = [&](const std::string& name, int64_t row_elems) {
+    return llama_mix_type(opt.gguf_mix, name, cfg.num_hidden_layers, row_elems, cfg.tie_word_embeddings);
+  };
+  add_weight("token_embd.weight", emb->second,
+             opt.gguf_mix.empty() ? opt.gguf_embed_type : mix_type("token_embd.weight", emb->second.size(-1)),
+             0, "embedding");
 
   std::map<GgmlType, int> linear_types;
   for (const LinearView& l : job.linears) {
@@ -273,7 +279,9 @@ void write_gguf(Job& job, const std::string& path) {
     if (permute && l.name.find(".self_attn.q_proj") != std::string::npos) heads = cfg.num_attention_heads;
     if (permute && l.name.find(".self_attn.k_proj") != std::string::npos) heads = cfg.num_key_value_heads;
     const bool is_head = l.name == "lm_head";
-    const GgmlType chosen = is_head ? opt.gguf_embed_type : opt.gguf_type;
+    const GgmlType chosen = !opt.gguf_mix.empty() ? mix_type(name, l.layer->in_features())
+                            : is_head            ? opt.gguf_embed_type
+                                                 : opt.gguf_type;
 
     if (l.fake_quant && !l.lora) {
       const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
@@ -330,7 +338,7 @@ void write_gguf(Job& job, const std::string& path) {
   for (const auto& [t, n] : linear_types) {
     if (n > best) best = n, main_type = t;
   }
-  w.set_u32("general.file_type", file_type(main_type));
+  w.set_u32("general.file_type", opt.gguf_mix.empty() ? file_type(main_type) : llama_mix_file_type(opt.gguf_mix));
   bool quantized = false;
   for (const auto& r : job.report.tensors) quantized = quantized || r.type.rfind('Q', 0) == 0;
   if (quantized) w.set_u32("general.quantization_version", 2);

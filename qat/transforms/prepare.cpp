@@ -63,7 +63,11 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
     if (!dynamic_cast<nn::Linear*>(layer.get())) return;  // already prepared or not dense
     if (!any_match(cfg.include, full) || any_match(cfg.exclude, full)) return;
     const nn::FakeQuantLinearConfig* use = &cfg.layer;
-    if (cfg.layer.weight && !fits(cfg.layer.weight->spec, {layer->out_features(), layer->in_features()})) {
+    const std::optional<nn::FakeQuantLinearConfig> chosen =
+        cfg.choose ? cfg.choose(full, *layer) : std::optional<nn::FakeQuantLinearConfig>();
+    if (chosen) {
+      use = &*chosen;
+    } else if (cfg.layer.weight && !fits(cfg.layer.weight->spec, {layer->out_features(), layer->in_features()})) {
       const scheme::QuantSpec& spec = cfg.layer.weight->spec;
       TORCH_CHECK(cfg.fallback, "prepare: linear '", full, "' (in_features ", layer->in_features(),
                   "): the block size ", spec.granularity.group_size, " of ", spec.to_string(),

@@ -145,3 +145,37 @@ TEST_CASE("qat ptq with llama.cpp's Q4_K on SmolLM2: a fallback for the 576-wide
   CHECK(f.tensor_info("blk.0.ffn_up.weight").type == qat::io::GgmlType::kQ5_0);
   qat::io::remove_tree(dir);
 }
+
+TEST_CASE("qat ptq with llama.cpp's Q4_K_M mixture: every layer in llama-quantize's type, exported exactly",
+          "[cli][kquant]") {
+  if (!have_smollm2()) {
+    WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
+    return;
+  }
+  const std::string dir = qat::test::temp_dir();
+  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir + "/run quant.weight=gguf_q4_k_m" + kSmall);
+  INFO(p.text);
+  REQUIRE(p.rc == 0);
+  // The trained (here: PTQ) layers are written as they are; the same mixture from the dense model
+  // gives every tensor the same type (and llama-quantize the same bytes: test_export_llama_cpp.cpp).
+  const Output e = run_qat("export " + dir + "/run --format gguf --gguf-type q4_k_m --out " + dir + "/run.gguf");
+  INFO(e.text);
+  REQUIRE(e.rc == 0);
+  CHECK(e.text.find("(exact)") != std::string::npos);
+  const Output d = run_qat("export --format gguf --gguf-type Q4_K_M --out " + dir + "/dense.gguf");
+  INFO(d.text);
+  REQUIRE(d.rc == 0);
+  const qat::io::GgufFile run = qat::io::GgufFile::open(dir + "/run.gguf");
+  const qat::io::GgufFile dense = qat::io::GgufFile::open(dir + "/dense.gguf");
+  REQUIRE(run.tensors().size() == dense.tensors().size());
+  for (const auto& t : dense.tensors()) {
+    CAPTURE(t.name);
+    CHECK(run.tensor_info(t.name).type == t.type);
+  }
+  CHECK(run.tensor_info("blk.0.attn_v.weight").type == qat::io::GgmlType::kQ8_0);    // Q6_K, 576 wide
+  CHECK(run.tensor_info("blk.3.attn_v.weight").type == qat::io::GgmlType::kQ5_0);    // Q4_K, 576 wide
+  CHECK(run.tensor_info("blk.5.ffn_down.weight").type == qat::io::GgmlType::kQ6_K);
+  CHECK(run.tensor_info("blk.4.ffn_down.weight").type == qat::io::GgmlType::kQ4_K);
+  CHECK(run.metadata().get_u32("general.file_type") == 15);
+  qat::io::remove_tree(dir);
+}

@@ -1,5 +1,5 @@
 // The real engine: llama.cpp loads our GGUF exports of SmolLM2 and computes the logits of our
-// fake-quant forward. llama.cpp's CPU matmuls quantize activations (Q8_0 / Q8_K) and keep the KV
+// fake-quant forward; and llama-quantize's Q4_K_M file equals our Q4_K_M export byte for byte. llama.cpp's CPU matmuls quantize activations (Q8_0 / Q8_K) and keep the KV
 // cache in fp16, so logits are judged by agreement (top-1, KL divergence), while the weights
 // themselves are checked bit for bit elsewhere (test_export_smollm2.cpp, test_export_interop.cpp).
 //
@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "qat/export/linears.h"
 #include "tests/qat/export/export_models.h"
@@ -123,4 +124,43 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
     // engine runs our quantized model, not something near the float one.
     if (v.name == "q4_0" || v.name == "q4_k") CHECK(mean_kl < 0.2 * quant_kl);
   }
+}
+
+TEST_CASE("our Q4_K_M export of SmolLM2 equals llama-quantize's Q4_K_M, tensor for tensor", "[.llama_cpp]") {
+  const char* quantize = std::getenv("QAT_LLAMA_QUANTIZE");
+  REQUIRE(quantize != nullptr);  // this case runs only when asked for (scripts/check-llama-cpp)
+  const std::string dir = test::temp_dir();
+  exporting::ExportSource src = exporting::load_export_source(models::default_model_path());
+  exporting::ExportOptions o;
+  o.format = exporting::ExportFormat::kGguf;
+  o.out = dir + "/f32.gguf";
+  o.gguf_type = o.gguf_embed_type = io::GgmlType::kF32;
+  exporting::export_model(src, o);  // the dense weights, for llama-quantize
+  o.out = dir + "/ours-q4_k_m.gguf";
+  o.gguf_mix = "q4_k_m";
+  exporting::export_model(src, o);
+  const std::string cmd = std::string(quantize) + " " + dir + "/f32.gguf " + dir + "/theirs-q4_k_m.gguf Q4_K_M 2 > " +
+                          dir + "/quantize.log 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+
+  const io::GgufFile ours = io::GgufFile::open(dir + "/ours-q4_k_m.gguf");
+  const io::GgufFile theirs = io::GgufFile::open(dir + "/theirs-q4_k_m.gguf");
+  REQUIRE(ours.tensors().size() == theirs.tensors().size());
+  std::map<std::string, int> types;
+  size_t same_type = 0, same_bytes = 0;
+  for (const auto& t : theirs.tensors()) {
+    CAPTURE(t.name);
+    REQUIRE(ours.has_tensor(t.name));
+    const bool type_ok = ours.tensor_info(t.name).type == t.type;
+    CHECK(type_ok);
+    same_type += type_ok;
+    const bool bytes_ok = type_ok && at::equal(ours.raw(t.name), theirs.raw(t.name));
+    CHECK(bytes_ok);
+    same_bytes += bytes_ok;
+    ++types[io::ggml_type_name(t.type)];
+  }
+  std::cout << nlohmann::json{{"check", "llama_quantize_q4_k_m"}, {"tensors", theirs.tensors().size()},
+                              {"same_type", same_type}, {"same_bytes", same_bytes}, {"types", types}}
+                   .dump()
+            << std::endl;
 }

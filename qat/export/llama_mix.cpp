@@ -1,0 +1,55 @@
+#include "qat/export/llama_mix.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+
+namespace qat::exporting {
+
+namespace {
+
+using io::GgmlType;
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// llama-quant.cpp's use_more_bits: the first and last eighth of the layers, and every third
+// layer in between.
+bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+}  // namespace
+
+std::optional<std::string> llama_mix_from_name(const std::string& name) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (n.rfind("gguf_", 0) == 0) n = n.substr(5);
+  if (n == "q4_k_m") return n;
+  return std::nullopt;
+}
+
+GgmlType llama_mix_type(const std::string& mix, const std::string& gguf_name, int64_t n_layers,
+                        int64_t row_elems, bool tied) {
+  TORCH_CHECK(mix == "q4_k_m", "unknown llama.cpp quantization mixture '", mix, "' (known: q4_k_m)");
+  if (gguf_name == "output.weight" || (tied && gguf_name == "token_embd.weight")) {
+    return row_elems % 256 != 0 ? GgmlType::kQ8_0 : GgmlType::kQ6_K;
+  }
+  GgmlType type = GgmlType::kQ4_K;
+  int layer = -1;
+  if (std::sscanf(gguf_name.c_str(), "blk.%d.", &layer) == 1 &&
+      (ends_with(gguf_name, ".attn_v.weight") || ends_with(gguf_name, ".ffn_down.weight")) &&
+      use_more_bits(layer, n_layers)) {
+    type = GgmlType::kQ6_K;
+  }
+  if (row_elems % 256 != 0) type = type == GgmlType::kQ6_K ? GgmlType::kQ8_0 : GgmlType::kQ5_0;
+  return type;
+}
+
+uint32_t llama_mix_file_type(const std::string& mix) {
+  TORCH_CHECK(mix == "q4_k_m", "unknown llama.cpp quantization mixture '", mix, "' (known: q4_k_m)");
+  return 15;  // LLAMA_FTYPE_MOSTLY_Q4_K_M
+}
+
+}  // namespace qat::exporting
