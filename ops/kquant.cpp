@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "ops/cpu/kquant_cpu.h"
+#include "ops/input_checks.h"
 #if defined(QAT_WITH_CUDA)
 #include "ops/cuda/quantize_cuda_glue.h"
 #endif
@@ -16,15 +17,8 @@ void check_spec(const scheme::QuantSpec& spec, at::IntArrayRef shape, const char
               "' is not a k-quant (gguf_q4_k, gguf_q6_k)");
   TORCH_CHECK(!shape.empty() && shape.back() % 256 == 0, what, ": ", spec.traits().name,
               " quantizes super-blocks of 256 along the last dimension; a tensor of shape ", shape,
-              " does not split into them (llama.cpp falls back to another type for such tensors: ",
-              "choose gguf_q4_0/gguf_q8_0 or exclude the layer)");
-}
-
-void check_float(const at::Tensor& x, const char* what) {
-  TORCH_CHECK(x.defined(), what, ": the input tensor is undefined");
-  const auto dt = x.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16, what,
-              ": expected a float32, float16 or bfloat16 tensor, got ", dt);
+              " does not split into them (llama.cpp falls back for such tensors: gguf_q5_0 in place of ",
+              "Q4_K, gguf_q8_0 in place of Q6_K; or exclude the layer)");
 }
 
 std::vector<int64_t> with_last(at::IntArrayRef shape, int64_t last) {
@@ -36,7 +30,7 @@ std::vector<int64_t> with_last(at::IntArrayRef shape, int64_t last) {
 }  // namespace
 
 at::Tensor quantize_kquant(const at::Tensor& x_in, const scheme::QuantSpec& spec) {
-  check_float(x_in, "quantize_kquant");
+  check_float_input(x_in, "quantize_kquant");
   check_spec(spec, x_in.sizes(), "quantize_kquant");
   const at::Tensor x = x_in.contiguous();
   TORCH_CHECK(at::isfinite(x).all().item<bool>(),
@@ -82,7 +76,7 @@ at::Tensor dequantize_kquant(const at::Tensor& blocks_in, const scheme::QuantSpe
 }
 
 at::Tensor fake_quantize_kquant(const at::Tensor& x_in, const scheme::QuantSpec& spec) {
-  check_float(x_in, "fake_quantize_kquant");
+  check_float_input(x_in, "fake_quantize_kquant");
   check_spec(spec, x_in.sizes(), "fake_quantize_kquant");
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty_like(x);

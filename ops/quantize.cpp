@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "ops/cpu/quantize_cpu.h"
+#include "ops/input_checks.h"
 #include "ops/kquant.h"
 #if defined(QAT_WITH_CUDA)
 #include "ops/cuda/quantize_cuda_glue.h"
@@ -20,13 +21,6 @@ void reject_kquant(const QuantSpec& spec, const char* what) {
   TORCH_CHECK(!scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
               "' chooses its scales per 256-element super-block while it quantizes, so it has no ",
               "qparams; use fake_quantize_dynamic, or quantize_kquant/dequantize_kquant (ops/kquant.h)");
-}
-
-void check_input(const at::Tensor& x, const char* what) {
-  TORCH_CHECK(x.defined(), what, ": the input tensor is undefined");
-  const auto dt = x.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16, what,
-              ": expected a float32, float16 or bfloat16 tensor, got ", dt);
 }
 
 // The qparams as the kernels want them: contiguous float32 on x's device with `count` elements.
@@ -53,7 +47,7 @@ QParams shaped(at::Tensor scale, at::Tensor zero, const QuantSpec& spec, at::Int
 }  // namespace
 
 at::Tensor group_stats(const at::Tensor& x_in, const QuantSpec& spec) {
-  check_input(x_in, "group_stats");
+  check_float_input(x_in, "group_stats");
   reject_kquant(spec, "group_stats");
   spec.validate_for(x_in.sizes());
   const at::Tensor x = x_in.contiguous();
@@ -106,7 +100,7 @@ QParams qparams_from_range(const at::Tensor& lo_in, const at::Tensor& hi_in, con
 
 FakeQuantResult fake_quantize(const at::Tensor& x_in, const QuantSpec& spec, const QParams& qp,
                               bool want_mask) {
-  check_input(x_in, "fake_quantize");
+  check_float_input(x_in, "fake_quantize");
   reject_kquant(spec, "fake_quantize");
   spec.validate_for(x_in.sizes());
   const at::Tensor x = x_in.contiguous();
@@ -128,7 +122,7 @@ FakeQuantResult fake_quantize(const at::Tensor& x_in, const QuantSpec& spec, con
 
 DynamicFakeQuantResult fake_quantize_dynamic(const at::Tensor& x_in, const QuantSpec& spec,
                                              bool want_mask) {
-  check_input(x_in, "fake_quantize_dynamic");
+  check_float_input(x_in, "fake_quantize_dynamic");
   spec.validate_for(x_in.sizes());
   if (scheme::is_kquant(spec.format)) {  // no qparams to return; every element is "in range"
     DynamicFakeQuantResult r;
@@ -159,7 +153,7 @@ DynamicFakeQuantResult fake_quantize_dynamic(const at::Tensor& x_in, const Quant
 }
 
 at::Tensor quantize(const at::Tensor& x_in, const QuantSpec& spec, const QParams& qp) {
-  check_input(x_in, "quantize");
+  check_float_input(x_in, "quantize");
   reject_kquant(spec, "quantize");
   spec.validate_for(x_in.sizes());
   const at::Tensor x = x_in.contiguous();

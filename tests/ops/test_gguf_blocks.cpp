@@ -4,8 +4,6 @@
 
 #include <ATen/ATen.h>
 
-#include <cstring>
-
 #include "ops/pack.h"
 #include "ops/quantize.h"
 #include "tests/support/helpers.h"
@@ -13,27 +11,6 @@
 using qat::scheme::QuantSpec;
 
 namespace {
-
-struct GgufRef {
-  std::vector<uint8_t> blocks;
-  at::Tensor dequant;
-};
-
-GgufRef run_reference(const std::string& fmt, const at::Tensor& x) {
-  const std::string dir = qat::test::temp_dir();
-  qat::test::write_f32(dir + "/x.f32", x);
-  const int rc = qat::test::run_python("gguf_quant_ref.py",
-                                       {fmt, std::to_string(x.size(0)), std::to_string(x.size(1)),
-                                        dir + "/x.f32", dir + "/blocks.bin", dir + "/deq.f32"});
-  REQUIRE(rc == 0);
-  GgufRef r;
-  r.blocks = qat::test::read_bytes(dir + "/blocks.bin");
-  const std::vector<uint8_t> d = qat::test::read_bytes(dir + "/deq.f32");
-  r.dequant = at::empty(x.sizes(), at::kFloat);
-  REQUIRE(d.size() == static_cast<size_t>(x.numel() * 4));
-  std::memcpy(r.dequant.data_ptr(), d.data(), d.size());
-  return r;
-}
 
 // Inputs that stress ggml's rules: exact ties after scaling (x*id + 8.5 landing on integers),
 // signed maxima of both signs, repeated extremes, all-zero and constant blocks, tiny and huge
@@ -59,7 +36,7 @@ TEST_CASE("GGUF q8_0/q4_0/q4_1/q5_0 blocks equal ggml's reference quantizer byte
     for (uint64_t seed = 0; seed < 4; ++seed) {
       CAPTURE(fmt, seed);
       const at::Tensor x = seed < 2 ? qat::test::randn({16, 256}, seed) : adversarial_blocks(seed);
-      const GgufRef ref = run_reference(fmt, x);
+      const auto ref = qat::test::run_block_reference("gguf_quant_ref.py", fmt, x);
 
       const qat::ops::QParams qp = qat::ops::choose_qparams(x, spec);
       const at::Tensor blocks = qat::ops::pack_gguf_blocks(qat::ops::quantize(x, spec, qp), spec, qp);

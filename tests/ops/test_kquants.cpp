@@ -5,7 +5,7 @@
 
 #include <ATen/ATen.h>
 
-#include <cstring>
+#include <limits>
 
 #include "ops/kquant.h"
 #include "ops/quantize.h"
@@ -14,27 +14,6 @@
 using qat::scheme::QuantSpec;
 
 namespace {
-
-struct GgmlRef {
-  std::vector<uint8_t> blocks;
-  at::Tensor dequant;
-};
-
-GgmlRef run_ggml(const std::string& fmt, const at::Tensor& x) {
-  const std::string dir = qat::test::temp_dir();
-  qat::test::write_f32(dir + "/x.f32", x);
-  const int rc = qat::test::run_python("ggml_kquant_ref.py",
-                                       {fmt, std::to_string(x.size(0)), std::to_string(x.size(1)),
-                                        dir + "/x.f32", dir + "/blocks.bin", dir + "/deq.f32"});
-  REQUIRE(rc == 0);
-  GgmlRef r;
-  r.blocks = qat::test::read_bytes(dir + "/blocks.bin");
-  const std::vector<uint8_t> d = qat::test::read_bytes(dir + "/deq.f32");
-  REQUIRE(d.size() == static_cast<size_t>(x.numel() * 4));
-  r.dequant = at::empty(x.sizes(), at::kFloat);
-  std::memcpy(r.dequant.data_ptr(), d.data(), d.size());
-  return r;
-}
 
 // Rows (of 2 super-blocks each) that walk the quantizers' special cases.
 at::Tensor special_rows(uint64_t seed) {
@@ -70,7 +49,7 @@ TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q6_K_ref byte for
       const at::Tensor x = seed == 0   ? qat::test::randn({32, 1024}, seed)
                            : seed == 1 ? qat::test::adversarial({32, 512}, seed)
                                        : special_rows(seed);
-      const GgmlRef ref = run_ggml(fmt, x);
+      const auto ref = qat::test::run_block_reference("ggml_kquant_ref.py", fmt, x);
       const at::Tensor blocks = qat::ops::quantize_kquant(x, spec);
       REQUIRE(static_cast<size_t>(blocks.numel()) == ref.blocks.size());
       const uint8_t* ours = blocks.data_ptr<uint8_t>();

@@ -1,10 +1,12 @@
 #include "tests/support/helpers.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 #if defined(QAT_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
@@ -52,6 +54,24 @@ void write_f32(const std::string& path, const at::Tensor& t) {
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+BlockReference run_block_reference(const std::string& script, const std::string& format, const at::Tensor& x) {
+  const std::string dir = temp_dir();
+  write_f32(dir + "/x.f32", x);
+  const int rc = run_python(script, {format, std::to_string(x.size(0)), std::to_string(x.size(1)), dir + "/x.f32",
+                                     dir + "/blocks.bin", dir + "/deq.f32"});
+  if (rc != 0) throw std::runtime_error(script + " " + format + " failed with status " + std::to_string(rc));
+  BlockReference r;
+  r.blocks = read_bytes(dir + "/blocks.bin");
+  const std::vector<uint8_t> d = read_bytes(dir + "/deq.f32");
+  if (d.size() != static_cast<size_t>(x.numel() * 4)) {
+    throw std::runtime_error(script + " wrote " + std::to_string(d.size()) + " bytes of dequantized values, expected " +
+                             std::to_string(x.numel() * 4));
+  }
+  r.dequant = at::empty(x.sizes(), at::kFloat);
+  std::memcpy(r.dequant.data_ptr(), d.data(), d.size());
+  return r;
 }
 
 bool cuda_available() {

@@ -27,6 +27,15 @@ std::string temp_dir();
 void write_f32(const std::string& path, const at::Tensor& t);
 std::vector<uint8_t> read_bytes(const std::string& path);
 
+// What a reference block quantizer wrote for a float32 matrix x [rows, cols]: the blocks, and
+// their dequantization (float32, x's shape). `script` (in tests/ref) is called as
+// SCRIPT FORMAT ROWS COLS IN_F32 OUT_BLOCKS OUT_DEQUANT_F32. Throws when it fails.
+struct BlockReference {
+  std::vector<uint8_t> blocks;
+  at::Tensor dequant;
+};
+BlockReference run_block_reference(const std::string& script, const std::string& format, const at::Tensor& x);
+
 bool cuda_available();
 
 // Bitwise equality of two float tensors (NaN == NaN when the bits match).
