@@ -4,8 +4,7 @@
 // quantization grid they will be exported to.
 #include "recipes/methods.h"
 
-#include <cctype>
-
+#include "qat/export/export.h"
 #include "qat/export/llama_mix.h"
 #include "qat/fake_quant/fake_quantizer.h"
 #include "qat/io/gguf_llama.h"
@@ -52,9 +51,7 @@ std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train:
       TORCH_CHECK(gguf, "quant.weight=", cfg.quant.weight, ": linear '", name, "' has no GGUF name");
       const io::GgmlType t =
           exporting::llama_mix_type(*mix, *gguf, mc.num_hidden_layers, layer.in_features(), mc.tie_word_embeddings);
-      std::string format = "gguf_" + io::ggml_type_name(t);  // "gguf_Q4_K" -> "gguf_q4_k"
-      for (char& c : format) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return fake_quant_layer_config(cfg.quant, format);
+      return fake_quant_layer_config(cfg.quant, exporting::gguf_block_spec(t).to_string());
     };
   } else {
     pc.layer = fake_quant_layer_config(cfg.quant, cfg.quant.weight);

@@ -20,6 +20,7 @@
 #include "qat/io/gguf.h"
 #include "qat/lora/lora.h"
 #include "qat/models/llama.h"
+#include "qat/scheme/quant_spec.h"
 
 namespace qat::exporting {
 
@@ -126,6 +127,9 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt);
 
 // "q8_0" -> GgmlType::kQ8_0 (q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16, f32).
 io::GgmlType gguf_type_from_name(const std::string& name);
+// The fake-quant spec of a ggml block type (Q8_0 -> gguf_q8_0, ..., Q6_K -> gguf_q6_k), whose
+// fake quant dequantizes exactly like the type's blocks; an error for other types.
+scheme::QuantSpec gguf_block_spec(io::GgmlType t);
 
 // The version string written into manifests.
 std::string tool_version();

@@ -34,19 +34,16 @@ bool is_block_type(GgmlType t) {
 }
 bool is_kquant_type(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ6_K; }
 
-// The type a k-quant falls back to for rows that are not whole 256-element super-blocks, as
-// llama.cpp's llama-quantize does (llama_tensor_get_type): Q4_K -> Q5_0, Q6_K -> Q8_0.
-GgmlType kquant_fallback(GgmlType t) { return t == GgmlType::kQ6_K ? GgmlType::kQ8_0 : GgmlType::kQ5_0; }
-
-QuantSpec spec_of(GgmlType t) {
-  switch (t) {
-    case GgmlType::kQ8_0: return QuantSpec::from_name("gguf_q8_0");
-    case GgmlType::kQ4_0: return QuantSpec::from_name("gguf_q4_0");
-    case GgmlType::kQ4_1: return QuantSpec::from_name("gguf_q4_1");
-    case GgmlType::kQ5_0: return QuantSpec::from_name("gguf_q5_0");
-    case GgmlType::kQ4_K: return QuantSpec::from_name("gguf_q4_k");
-    case GgmlType::kQ6_K: return QuantSpec::from_name("gguf_q6_k");
-    default: TORCH_CHECK(false, "internal: ", io::ggml_type_name(t), " is not a block type");
+// The block type that stores a gguf_* fake-quant format as it is (the inverse of gguf_block_spec).
+std::optional<GgmlType> block_type_of(Format f) {
+  switch (f) {
+    case Format::kQ8_0: return GgmlType::kQ8_0;
+    case Format::kQ4_0: return GgmlType::kQ4_0;
+    case Format::kQ4_1: return GgmlType::kQ4_1;
+    case Format::kQ5_0: return GgmlType::kQ5_0;
+    case Format::kQ4_K: return GgmlType::kQ4_K;
+    case Format::kQ6_K: return GgmlType::kQ6_K;
+    default: return std::nullopt;
   }
 }
 
@@ -75,23 +72,21 @@ uint32_t file_type(GgmlType t) {
 struct Packed {
   GgmlType type;
   at::Tensor bytes;    // uint8 [out, in/block * block_bytes]
-  at::Tensor dequant;  // float32 [out, in]: what a reader gets back
+  at::Tensor dequant;  // float32 [out, in]: what a reader gets back (unset for exact k-quant blocks)
 };
 
 // ggml's reference quantizer (ops/quant_math.h and ops/kquant_math.h reproduce
 // quantize_row_*_ref) on rows [out, in].
 Packed quantize_blocks(const at::Tensor& w, GgmlType type, const std::string& name) {
+  const QuantSpec spec = gguf_block_spec(type);
+  const at::Tensor x = w.to(at::kFloat).contiguous();
   if (is_kquant_type(type)) {
-    const QuantSpec spec = spec_of(type);
-    const at::Tensor x = w.to(at::kFloat).contiguous();
     const at::Tensor bytes = ops::quantize_kquant(x, spec);
     return {type, bytes, ops::dequantize_kquant(bytes, spec, at::kFloat)};
   }
-  TORCH_CHECK(w.size(-1) % 32 == 0, "export gguf: tensor '", name, "' has rows of ", w.size(-1),
+  TORCH_CHECK(x.size(-1) % 32 == 0, "export gguf: tensor '", name, "' has rows of ", x.size(-1),
               " elements, not a multiple of the ", io::ggml_type_name(type),
               " block size 32; choose f16/bf16/f32 for it (--gguf-type / --gguf-embed-type)");
-  const QuantSpec spec = spec_of(type);
-  const at::Tensor x = w.to(at::kFloat).contiguous();
   const ops::QParams qp = ops::choose_qparams(x, spec);
   const at::Tensor codes = ops::quantize(x, spec, qp);
   return {type, ops::pack_gguf_blocks(codes, spec, qp), ops::dequantize(codes, spec, qp, at::kFloat)};
@@ -105,19 +100,11 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
   at::Tensor codes = fw.codes;
   ops::QParams qp = fw.qparams;
   if (scheme::is_kquant(s.format)) {
-    // The blocks are the codes: what the forward dequantized, byte for byte.
-    type = s.format == Format::kQ4_K ? GgmlType::kQ4_K : GgmlType::kQ6_K;
-    Packed p{type, fw.codes, ops::dequantize_kquant(fw.codes, s, at::kFloat)};
-    TORCH_CHECK(at::equal(p.dequant, fw.values()), "export gguf: internal error: the ",
-                io::ggml_type_name(type), " blocks do not dequantize to the trained values");
-    return p;
+    // The codes are the blocks the forward dequantized (fw.values()); nothing to repack.
+    return Packed{*block_type_of(s.format), fw.codes, {}};
   }
-  if (s.format == Format::kQ8_0 || s.format == Format::kQ4_0 || s.format == Format::kQ4_1 ||
-      s.format == Format::kQ5_0) {
-    type = s.format == Format::kQ8_0   ? GgmlType::kQ8_0
-           : s.format == Format::kQ4_0 ? GgmlType::kQ4_0
-           : s.format == Format::kQ5_0 ? GgmlType::kQ5_0
-                                       : GgmlType::kQ4_1;
+  if (const auto t = block_type_of(s.format)) {
+    type = *t;
   } else if (s.format == Format::kInt && s.granularity.kind == scheme::Granularity::Kind::kPerGroup &&
              s.granularity.group_size == 32) {
     // y = q * s with q in [-2^(b-1), 2^(b-1)-1]: Q4_0 computes (c - 8) * d, Q8_0 q * d, both in
@@ -141,7 +128,7 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
            "32 and fp16 scales";
     return std::nullopt;
   }
-  const QuantSpec gs = spec_of(type);
+  const QuantSpec gs = gguf_block_spec(type);
   Packed p{type, ops::pack_gguf_blocks(codes, gs, qp), {}};
   // What a GGUF reader computes from the bytes: the same dequantization as ggml's to-float.
   const ops::UnpackedBlocks u = ops::unpack_gguf_blocks(p.bytes, gs);
@@ -346,3 +333,19 @@ void write_gguf(Job& job, const std::string& path) {
 }
 
 }  // namespace qat::exporting::detail
+
+namespace qat::exporting {
+
+scheme::QuantSpec gguf_block_spec(io::GgmlType t) {
+  switch (t) {
+    case io::GgmlType::kQ8_0: return scheme::QuantSpec::from_name("gguf_q8_0");
+    case io::GgmlType::kQ4_0: return scheme::QuantSpec::from_name("gguf_q4_0");
+    case io::GgmlType::kQ4_1: return scheme::QuantSpec::from_name("gguf_q4_1");
+    case io::GgmlType::kQ5_0: return scheme::QuantSpec::from_name("gguf_q5_0");
+    case io::GgmlType::kQ4_K: return scheme::QuantSpec::from_name("gguf_q4_k");
+    case io::GgmlType::kQ6_K: return scheme::QuantSpec::from_name("gguf_q6_k");
+    default: TORCH_CHECK(false, io::ggml_type_name(t), " is not a GGUF block type with a fake-quant format");
+  }
+}
+
+}  // namespace qat::exporting

@@ -22,6 +22,12 @@ bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 ||
 
 }  // namespace
 
+GgmlType kquant_fallback(GgmlType t) {
+  if (t == GgmlType::kQ4_K) return GgmlType::kQ5_0;
+  if (t == GgmlType::kQ6_K) return GgmlType::kQ8_0;
+  return t;
+}
+
 std::optional<std::string> llama_mix_from_name(const std::string& name) {
   std::string n = name;
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -43,8 +49,7 @@ GgmlType llama_mix_type(const std::string& mix, const std::string& gguf_name, in
       use_more_bits(layer, n_layers)) {
     type = GgmlType::kQ6_K;
   }
-  if (row_elems % 256 != 0) type = type == GgmlType::kQ6_K ? GgmlType::kQ8_0 : GgmlType::kQ5_0;
-  return type;
+  return row_elems % 256 != 0 ? kquant_fallback(type) : type;
 }
 
 uint32_t llama_mix_file_type(const std::string& mix) {

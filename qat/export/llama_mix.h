@@ -18,6 +18,10 @@
 
 namespace qat::exporting {
 
+// The type llama-quantize writes instead of a k-quant for rows that are not whole 256-element
+// super-blocks: Q4_K -> Q5_0, Q6_K -> Q8_0 (other types are returned as they are).
+io::GgmlType kquant_fallback(io::GgmlType t);
+
 // "q4_k_m" / "gguf_q4_k_m" (any case) -> the mixture's name "q4_k_m"; nullopt for anything else.
 std::optional<std::string> llama_mix_from_name(const std::string& name);
 

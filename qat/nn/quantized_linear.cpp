@@ -25,17 +25,17 @@ QuantizedLinear::QuantizedLinear(const FakeQuantLinear& source)
   if (scheme::is_kquant(spec_.format)) {
     // ggml k-quant super-blocks: exactly the bytes a GGUF tensor of that type holds.
     packed_ = register_buffer("qweight", ops::quantize_kquant(w.detach(), spec_));
-  } else if (spec_.traits().fixed_block > 0) {
-    const ops::QParams qp = wq->qparams_for(w);
-    const at::Tensor codes = ops::quantize(w.detach(), spec_, qp);
-    packed_ = register_buffer("qweight", ops::pack_gguf_blocks(codes, spec_, qp));
   } else {
     const ops::QParams qp = wq->qparams_for(w);
     const at::Tensor codes = ops::quantize(w.detach(), spec_, qp);
-    packed_ = register_buffer("qweight", ops::pack_codes(codes, spec_));
-    // Scales are already rounded to their storage dtype, so storing them there is lossless.
-    scale_ = register_buffer("scale", qp.scale.to(scheme::to_scalar_type(spec_.scale_dtype)));
-    if (spec_.format == Format::kUInt) zero_ = register_buffer("zero_point", qp.zero.to(at::kByte));
+    if (spec_.traits().fixed_block > 0) {
+      packed_ = register_buffer("qweight", ops::pack_gguf_blocks(codes, spec_, qp));
+    } else {
+      packed_ = register_buffer("qweight", ops::pack_codes(codes, spec_));
+      // Scales are already rounded to their storage dtype, so storing them there is lossless.
+      scale_ = register_buffer("scale", qp.scale.to(scheme::to_scalar_type(spec_.scale_dtype)));
+      if (spec_.format == Format::kUInt) zero_ = register_buffer("zero_point", qp.zero.to(at::kByte));
+    }
   }
   if (source.bias().defined()) bias_ = register_buffer("bias", source.bias().detach().clone());
   if (source.activation_quantizer()) {

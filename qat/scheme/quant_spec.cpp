@@ -146,12 +146,9 @@ void QuantSpec::validate_for(at::IntArrayRef shape) const {
   using K = Granularity::Kind;
   TORCH_CHECK(granularity.kind == K::kPerTensor || !shape.empty(), "granularity ",
               granularity.to_string(), " needs a tensor with at least one dimension");
-  if (granularity.kind == K::kPerGroup) {
-    const int64_t last = shape.back();
-    TORCH_CHECK(last % granularity.group_size == 0, "group size ", granularity.group_size,
-                " does not divide the last dimension (", last, ") of a tensor of shape ", shape,
-                " (", to_string(), ")");
-  }
+  TORCH_CHECK(groups_divide(shape), "group size ", granularity.group_size,
+              " does not divide the last dimension (", shape.back(), ") of a tensor of shape ", shape,
+              " (", to_string(), ")");
   if (granularity.kind == K::kPerAxis) {
     const int64_t nd = static_cast<int64_t>(shape.size());
     TORCH_CHECK(granularity.axis >= -nd && granularity.axis < nd, "axis ", granularity.axis,

@@ -39,6 +39,12 @@ struct QuantSpec {
   void validate() const;
   // Checks the spec against a tensor shape (group size divides the last dim, axis in range).
   void validate_for(at::IntArrayRef shape) const;
+  // Whether per-group groups (or a format's fixed blocks) split the last dimension of `shape`;
+  // true for the other granularities. The one shape rule a format can fail on a real model.
+  bool groups_divide(at::IntArrayRef shape) const {
+    return granularity.kind != Granularity::Kind::kPerGroup ||
+           (!shape.empty() && shape.back() % granularity.group_size == 0);
+  }
   // Where each element's scale lives for a tensor of this shape (validate_for first).
   GroupLayout layout(at::IntArrayRef shape) const;
   // Shape of the scale tensor for a tensor of this shape: per-tensor [], per-axis [C],

@@ -41,17 +41,6 @@ bool name_matches(const std::string& pattern, const std::string& name) {
   return fnmatch(suffix.c_str(), name.c_str(), 0) == 0;
 }
 
-namespace {
-
-// Whether a weight of this shape splits into the spec's groups (the one shape rule a format can
-// fail on a real model: groups along the last dimension).
-bool fits(const scheme::QuantSpec& spec, at::IntArrayRef shape) {
-  const auto& g = spec.granularity;
-  return g.kind != scheme::Granularity::Kind::kPerGroup || shape.back() % g.group_size == 0;
-}
-
-}  // namespace
-
 std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg) {
   TORCH_CHECK(cfg.layer.weight || cfg.layer.activation || cfg.layer.sparsity.enabled,
               "prepare: the layer config quantizes nothing (no weight, no activation, no sparsity)");
@@ -65,9 +54,10 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
     const nn::FakeQuantLinearConfig* use = &cfg.layer;
     const std::optional<nn::FakeQuantLinearConfig> chosen =
         cfg.choose ? cfg.choose(full, *layer) : std::optional<nn::FakeQuantLinearConfig>();
+    const std::vector<int64_t> shape{layer->out_features(), layer->in_features()};
     if (chosen) {
       use = &*chosen;
-    } else if (cfg.layer.weight && !fits(cfg.layer.weight->spec, {layer->out_features(), layer->in_features()})) {
+    } else if (cfg.layer.weight && !cfg.layer.weight->spec.groups_divide(shape)) {
       const scheme::QuantSpec& spec = cfg.layer.weight->spec;
       TORCH_CHECK(cfg.fallback, "prepare: linear '", full, "' (in_features ", layer->in_features(),
                   "): the block size ", spec.granularity.group_size, " of ", spec.to_string(),

@@ -7,6 +7,7 @@
 
 #include "ops/kquant.h"
 #include "ops/quantize.h"
+#include "qat/export/export.h"
 #include "qat/export/linears.h"
 #include "qat/export/llama_mix.h"
 #include "qat/io/gguf_file.h"
@@ -63,11 +64,6 @@ TEST_CASE("GGUF export with the Q4_K_M mixture writes each tensor in its type wi
   exporting::export_model(src, o);
   const io::GgufFile f = io::GgufFile::open(o.out);
   const auto& cfg = m->config();
-  auto spec_of = [](GgmlType t) {
-    std::string n = "gguf_" + io::ggml_type_name(t);
-    for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return scheme::QuantSpec::from_name(n);
-  };
   std::set<std::string> seen;
   for (const auto& l : exporting::collect_linears(*m)) {
     const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
@@ -77,7 +73,7 @@ TEST_CASE("GGUF export with the Q4_K_M mixture writes each tensor in its type wi
     REQUIRE(f.tensor_info(name).type == t);
     seen.insert(io::ggml_type_name(t));
     at::Tensor w = l.merged_weight();
-    const scheme::QuantSpec spec = spec_of(t);
+    const scheme::QuantSpec spec = exporting::gguf_block_spec(t);
     at::Tensor expected = scheme::is_kquant(spec.format) ? ops::fake_quantize_kquant(w, spec)
                                                          : ops::fake_quantize_dynamic(w, spec, false).y;
     if (name.find("attn_q") != std::string::npos) expected = io::permute_qk(expected, cfg.num_attention_heads);
