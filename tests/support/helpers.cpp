@@ -1,5 +1,7 @@
 #include "tests/support/helpers.h"
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -7,6 +9,8 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+
+#include <ftw.h>
 
 #if defined(QAT_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
@@ -38,9 +42,38 @@ int run_python(const std::string& script, const std::vector<std::string>& args) 
   return std::system(cmd.str().c_str());
 }
 
+namespace {
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+
+// Every directory temp_dir() hands out lives under one root per test process, removed when the
+// process exits (set QAT_KEEP_TEST_TMP=1 to keep it for a post-mortem). The tests write
+// checkpoints and GGUF files of a real model; left behind, one full run filled a CI disk.
+// The removal uses nftw, not std::filesystem: libtorch.so exports its own std::filesystem
+// symbols, and calling them from an exit-time destructor crashed (a jump to address 0).
+class TempRoot {
+ public:
+  const std::string& path() {
+    if (path_.empty()) {
+      std::mt19937_64 rng(std::random_device{}());
+      path_ = (std::filesystem::temp_directory_path() / ("qat-test-" + std::to_string(rng()))).string();
+      std::filesystem::create_directories(path_);
+    }
+    return path_;
+  }
+  ~TempRoot() {
+    if (path_.empty() || std::getenv("QAT_KEEP_TEST_TMP") != nullptr) return;
+    ::nftw(path_.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);  // best effort
+  }
+
+ private:
+  std::string path_;
+};
+}  // namespace
+
 std::string temp_dir() {
-  static std::mt19937_64 rng(std::random_device{}());
-  auto dir = std::filesystem::temp_directory_path() / ("qat-test-" + std::to_string(rng()));
+  static TempRoot root;
+  static std::atomic<int> next{0};
+  const std::filesystem::path dir = std::filesystem::path(root.path()) / std::to_string(next++);
   std::filesystem::create_directories(dir);
   return dir.string();
 }

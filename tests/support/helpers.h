@@ -21,7 +21,7 @@ at::Tensor adversarial(std::vector<int64_t> shape, uint64_t seed);
 std::string python();
 // Runs `python script args...` from tests/ref; returns its exit status.
 int run_python(const std::string& script, const std::vector<std::string>& args);
-// A fresh temporary directory for one test.
+// A fresh temporary directory for one test; removed with its contents when the test process exits.
 std::string temp_dir();
 
 void write_f32(const std::string& path, const at::Tensor& t);

@@ -1,0 +1,1 @@
+// Owns the precompiled header that every library reuses; see cmake/QatPch.cmake.
