@@ -3,6 +3,7 @@
 // failed export never leaves a half-written checkpoint at `out`.
 #include "qat/export/export.h"
 
+#include "qat/io/gguf_blocks.h"
 #include "qat/io/remove_tree.h"
 
 #include <ATen/ATen.h>
@@ -125,19 +126,25 @@ std::string to_string(ExportFormat f) {
 
 std::string known_export_formats() { return "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)"; }
 
+std::vector<io::GgmlType> gguf_export_types() {
+  std::vector<io::GgmlType> types;
+  for (const auto& b : io::kBlockFormats) types.push_back(b.type);
+  types.insert(types.end(), {io::GgmlType::kF16, io::GgmlType::kBF16, io::GgmlType::kF32});
+  return types;
+}
+
 io::GgmlType gguf_type_from_name(const std::string& name) {
-  std::string n = name;
-  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (n == "q8_0") return io::GgmlType::kQ8_0;
-  if (n == "q4_0") return io::GgmlType::kQ4_0;
-  if (n == "q4_1") return io::GgmlType::kQ4_1;
-  if (n == "q5_0") return io::GgmlType::kQ5_0;
-  if (n == "q4_k") return io::GgmlType::kQ4_K;
-  if (n == "q6_k") return io::GgmlType::kQ6_K;
-  if (n == "f16") return io::GgmlType::kF16;
-  if (n == "bf16") return io::GgmlType::kBF16;
-  if (n == "f32") return io::GgmlType::kF32;
-  TORCH_CHECK(false, "export: unknown GGUF type '", name, "' (known: q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16, f32)");
+  auto lower = [](std::string n) {
+    std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+    return n;
+  };
+  std::string known;
+  for (io::GgmlType t : gguf_export_types()) {
+    const std::string n = lower(io::ggml_type_name(t));
+    if (n == lower(name)) return t;
+    known += (known.empty() ? "" : ", ") + n;
+  }
+  TORCH_CHECK(false, "export: unknown GGUF type '", name, "' (known: ", known, ")");
 }
 
 TokenizerSource tokenizer_source(const std::string& path, const std::string& chat_template) {

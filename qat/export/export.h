@@ -64,8 +64,8 @@ struct ExportOptions {
   bool force = false;  // replace an existing output
 
   // GGUF: the type of linears that are dense or LoRA (merged first), and of token_embd / output.
-  // q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16 or f32 (k-quants fall back per tensor
-  // whose rows are not whole 256-element super-blocks). Norms are always F32.
+  // One of gguf_export_types() (k-quants fall back per tensor whose rows are not whole
+  // 256-element super-blocks). Norms are always F32.
   io::GgmlType gguf_type = io::GgmlType::kQ8_0;
   io::GgmlType gguf_embed_type = io::GgmlType::kQ8_0;
   // A llama.cpp mixture ("q4_k_m", qat/export/llama_mix.h): each dense/LoRA linear, token_embd and
@@ -125,7 +125,9 @@ struct ExportReport {
 // (beside the .gguf for GGUF: <out>.manifest.json).
 ExportReport export_model(const ExportSource& source, const ExportOptions& opt);
 
-// "q8_0" -> GgmlType::kQ8_0 (q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16, f32).
+// The types --gguf-type takes: every block type of io::kBlockFormats, f16, bf16 and f32.
+std::vector<io::GgmlType> gguf_export_types();
+// "q8_0" or "Q8_0" -> GgmlType::kQ8_0; throws naming the known types (gguf_export_types).
 io::GgmlType gguf_type_from_name(const std::string& name);
 // The fake-quant spec of a ggml block type (Q8_0 -> gguf_q8_0, ..., Q6_K -> gguf_q6_k), whose
 // fake quant dequantizes exactly like the type's blocks; an error for other types.

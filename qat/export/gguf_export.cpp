@@ -18,6 +18,7 @@
 #include "qat/export/llama_mix.h"
 #include "qat/export/tokenizer_convert.h"
 #include "qat/export/writers.h"
+#include "qat/io/gguf_blocks.h"
 #include "qat/io/gguf_llama.h"
 #include "qat/io/gguf_writer.h"
 
@@ -28,24 +29,9 @@ using io::GgmlType;
 using scheme::Format;
 using scheme::QuantSpec;
 
-bool is_block_type(GgmlType t) {
-  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_1 || t == GgmlType::kQ5_0 ||
-         t == GgmlType::kQ4_K || t == GgmlType::kQ6_K;
-}
-bool is_kquant_type(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ6_K; }
-
-// The block type that stores a gguf_* fake-quant format as it is (the inverse of gguf_block_spec).
-std::optional<GgmlType> block_type_of(Format f) {
-  switch (f) {
-    case Format::kQ8_0: return GgmlType::kQ8_0;
-    case Format::kQ4_0: return GgmlType::kQ4_0;
-    case Format::kQ4_1: return GgmlType::kQ4_1;
-    case Format::kQ5_0: return GgmlType::kQ5_0;
-    case Format::kQ4_K: return GgmlType::kQ4_K;
-    case Format::kQ6_K: return GgmlType::kQ6_K;
-    default: return std::nullopt;
-  }
-}
+bool is_block_type(GgmlType t) { return io::block_format(t).has_value(); }
+using io::is_kquant_type;
+std::optional<GgmlType> block_type_of(Format f) { return io::block_type(f); }
 
 // Bits per element of a ggml type, as stored (block bytes * 8 / block size).
 double type_bits(GgmlType t) {
@@ -337,15 +323,9 @@ void write_gguf(Job& job, const std::string& path) {
 namespace qat::exporting {
 
 scheme::QuantSpec gguf_block_spec(io::GgmlType t) {
-  switch (t) {
-    case io::GgmlType::kQ8_0: return scheme::QuantSpec::from_name("gguf_q8_0");
-    case io::GgmlType::kQ4_0: return scheme::QuantSpec::from_name("gguf_q4_0");
-    case io::GgmlType::kQ4_1: return scheme::QuantSpec::from_name("gguf_q4_1");
-    case io::GgmlType::kQ5_0: return scheme::QuantSpec::from_name("gguf_q5_0");
-    case io::GgmlType::kQ4_K: return scheme::QuantSpec::from_name("gguf_q4_k");
-    case io::GgmlType::kQ6_K: return scheme::QuantSpec::from_name("gguf_q6_k");
-    default: TORCH_CHECK(false, io::ggml_type_name(t), " is not a GGUF block type with a fake-quant format");
-  }
+  const auto f = io::block_format(t);
+  TORCH_CHECK(f.has_value(), io::ggml_type_name(t), " is not a GGUF block type with a fake-quant format");
+  return scheme::QuantSpec::from_name(std::string(scheme::traits(*f).name));
 }
 
 }  // namespace qat::exporting

@@ -6,7 +6,8 @@
 
 #include "ops/pack.h"
 #include "ops/quantize.h"
-#include "qat/io/gguf_kquants.h"
+#include "ops/kquant.h"
+#include "qat/io/gguf_blocks.h"
 
 namespace qat::io {
 
@@ -21,20 +22,19 @@ std::vector<int64_t> row_shape(const at::Tensor& raw, int64_t row_elems) {
 }  // namespace
 
 bool gguf_can_dequantize(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32: case GgmlType::kF16: case GgmlType::kBF16: case GgmlType::kQ8_0:
-    case GgmlType::kQ4_0: case GgmlType::kQ4_1: case GgmlType::kQ5_0: case GgmlType::kQ4_K: case GgmlType::kQ6_K:
-      return true;
-    default:
-      return false;
-  }
+  return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 ||
+         block_format(type).has_value();
 }
 
 at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type, const std::string& what) {
   TORCH_CHECK(raw.scalar_type() == at::kByte && raw.dim() >= 1, what,
               ": expected uint8 rows [..., row_bytes], got ", raw.scalar_type(), " ", raw.sizes());
   TORCH_CHECK(gguf_can_dequantize(type), what, ": cannot dequantize ggml type ", ggml_type_name(type),
-              " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)");
+              " (supported: F32, F16, BF16", [] {
+                std::string names;
+                for (const auto& b : kBlockFormats) names += ", " + ggml_type_name(b.type);
+                return names;
+              }(), ")");
   const GgmlTypeTraits& t = *ggml_type_traits(static_cast<uint32_t>(type));
   const int64_t row_bytes = raw.size(-1);
   TORCH_CHECK(row_bytes % t.type_size == 0, what, ": rows of ", row_bytes, " bytes are not whole ",
@@ -64,34 +64,14 @@ at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type, const std:
       }
       return out;
     }
-    case GgmlType::kQ8_0:
-    case GgmlType::kQ4_0:
-    case GgmlType::kQ4_1:
-    case GgmlType::kQ5_0: {
-      // The same unpack + dequantize as the project's fake quant, so an exported model's
-      // weights equal its fake-quantized ones bit for bit.
-      const auto spec = scheme::QuantSpec::from_name(
-          type == GgmlType::kQ8_0   ? "gguf_q8_0"
-          : type == GgmlType::kQ4_0 ? "gguf_q4_0"
-          : type == GgmlType::kQ5_0 ? "gguf_q5_0"
-                                    : "gguf_q4_1");
-      const auto un = ops::unpack_gguf_blocks(bytes, spec);
-      return ops::dequantize(un.codes, spec, un.qparams, at::kFloat);
-    }
-    case GgmlType::kQ4_K:
-    case GgmlType::kQ6_K: {
-      at::Tensor out = at::empty(row_shape(raw, row_elems), at::kFloat);
-      const int64_t n_blocks = bytes.numel() / t.type_size;
-      if (type == GgmlType::kQ4_K) {
-        dequantize_q4_k(bytes.data_ptr<uint8_t>(), n_blocks, out.data_ptr<float>());
-      } else {
-        dequantize_q6_k(bytes.data_ptr<uint8_t>(), n_blocks, out.data_ptr<float>());
-      }
-      return out;
-    }
     default: break;
   }
-  TORCH_CHECK(false, what, ": unreachable ggml type ", ggml_type_name(type));
+  // Block types: the same unpack + dequantize as the project's fake quant, so an exported
+  // model's weights equal its fake-quantized ones bit for bit.
+  const auto spec = scheme::QuantSpec::from_name(std::string(scheme::traits(*block_format(type)).name));
+  if (scheme::is_kquant(spec.format)) return ops::dequantize_kquant(bytes, spec, at::kFloat);
+  const auto un = ops::unpack_gguf_blocks(bytes, spec);
+  return ops::dequantize(un.codes, spec, un.qparams, at::kFloat);
 }
 
 GgufFile GgufFile::open(const std::string& path) {

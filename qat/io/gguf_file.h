@@ -13,8 +13,8 @@
 
 namespace qat::io {
 
-// Types dequantize() handles: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (through ops/pack.h and
-// ops::dequantize, the same code as fake quant), Q4_K and Q6_K (gguf_kquants.h).
+// Types dequantize() handles: F32, F16, BF16 and the block types of kBlockFormats
+// (gguf_blocks.h), through the same code as fake quant.
 bool gguf_can_dequantize(GgmlType type);
 
 // raw: uint8 [..., row_bytes] rows of `type` blocks -> float32 [..., row_bytes / type_size *

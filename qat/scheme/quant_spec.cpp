@@ -54,8 +54,11 @@ at::ScalarType to_scalar_type(ScaleDtype dt) {
 }
 
 std::string known_format_names() {
-  return "int2..int8 (symmetric), uint2..uint8 (asymmetric), fp8_e4m3, fp8_e5m2, nf4, "
-         "gguf_q8_0, gguf_q4_0, gguf_q4_1, gguf_q5_0, gguf_q4_k, gguf_q6_k";
+  std::string names = "int2..int8 (symmetric), uint2..uint8 (asymmetric)";
+  for (int f = static_cast<int>(Format::kFp8E4M3); f < kNumFormats; ++f) {
+    names += ", " + std::string(kFormatTraits[f].name);
+  }
+  return names;
 }
 
 QuantSpec QuantSpec::from_name(const std::string& name) {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "qat/io/gguf.h"
-#include "qat/io/gguf_kquants.h"
+#include "qat/io/gguf_blocks.h"
 
 namespace {
 
@@ -66,12 +66,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     require(c.data_offset + t.offset + t.nbytes <= size);
     require(c.find(t.name) == &t);
     const uint8_t* p = data + c.data_offset + t.offset;
-    const bool q4k = t.type == qat::io::GgmlType::kQ4_K, q6k = t.type == qat::io::GgmlType::kQ6_K;
-    if ((q4k || q6k) && t.nbytes <= (1u << 20)) {
-      const int64_t n_blocks = static_cast<int64_t>(t.nbytes / (q4k ? qat::io::kQ4KBlockBytes : qat::io::kQ6KBlockBytes));
-      out.resize(static_cast<size_t>(n_blocks) * qat::io::kQkK);
-      if (q4k) qat::io::dequantize_q4_k(p, n_blocks, out.data());
-      if (q6k) qat::io::dequantize_q6_k(p, n_blocks, out.data());
+    if (qat::io::is_kquant_type(t.type) && t.nbytes <= (1u << 20)) {
+      const auto* traits = qat::io::ggml_type_traits(static_cast<uint32_t>(t.type));
+      const int64_t n_blocks = static_cast<int64_t>(t.nbytes / traits->type_size);
+      out.resize(static_cast<size_t>(n_blocks) * traits->block_size);
+      qat::io::dequantize_kquant_blocks(t.type, p, n_blocks, out.data());
     }
   }
 

@@ -5,7 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "qat/io/gguf_file.h"
-#include "qat/io/gguf_kquants.h"
+#include "qat/io/gguf_blocks.h"
 #include "qat/io/gguf_writer.h"
 #include "tests/qat/io/gguf_test_util.h"
 
