@@ -25,8 +25,10 @@ decltype(auto) dispatch_format(scheme::Format f, Fn&& fn) {
     case Format::kQ8_0: return fn(FormatTag<Format::kQ8_0>{});
     case Format::kQ4_0: return fn(FormatTag<Format::kQ4_0>{});
     case Format::kQ5_0: return fn(FormatTag<Format::kQ5_0>{});
+    case Format::kQ5_1: return fn(FormatTag<Format::kQ5_1>{});
     case Format::kQ4_1: break;
     case Format::kQ4_K:
+    case Format::kQ5_K:
     case Format::kQ6_K:  // super-block formats have no per-element path (ops/kquant.h)
       throw std::invalid_argument("dispatch_format: k-quant formats go through ops/kquant.h");
   }

@@ -1,8 +1,9 @@
-// ggml's k-quant super-blocks Q4_K and Q6_K, one 256-element block at a time, shared by the CPU
+// ggml's k-quant super-blocks Q4_K, Q5_K and Q6_K, one 256-element block at a time, shared by the CPU
 // reference (ops/cpu/kquant_cpu.cpp) and the CUDA kernels (ops/cuda/kquant_cuda.cu).
 //
-// Written from the algorithm of ggml-quants.c (quantize_row_q4_K_ref with make_qkx2_quants,
-// quantize_row_q6_K_ref with make_qx_quants, dequantize_row_q4_K/q6_K, get_scale_min_k4) and the
+// Written from the algorithm of ggml-quants.c (quantize_row_q4_K_ref and q5_K_ref with
+// make_qkx2_quants, quantize_row_q6_K_ref with make_qx_quants, dequantize_row_q4_K/q5_K/q6_K,
+// get_scale_min_k4) and the
 // block layouts of ggml-common.h. The quantizers search for each sub-block's scale (and min)
 // with a weighted least-squares fit, so the result depends on every float operation: each one
 // here is rounded on its own, in the order ggml writes it (ggml-base is built without -march, so
@@ -12,6 +13,8 @@
 //
 // Q4_K (144 bytes): f16 d, f16 dmin, u8 scales[12] (8 six-bit scales + 8 six-bit mins),
 //   u8 qs[128]; 8 sub-blocks of 32, y = (d * sc) * q - (dmin * m), q in 0..15.
+// Q5_K (176 bytes): Q4_K's d, dmin and scales, then u8 qh[32] (the fifth bits), u8 qs[128];
+//   the same sub-blocks and formula with q in 0..31.
 // Q6_K (210 bytes): u8 ql[128] (low 4 bits), u8 qh[64] (high 2 bits), i8 scales[16], f16 d;
 //   16 sub-blocks of 16, y = (d * sc) * q, q in -32..31.
 //
@@ -27,6 +30,7 @@ namespace m = qat::ops::math;
 
 inline constexpr int kSuperBlock = 256;
 inline constexpr int kQ4KBytes = 144;
+inline constexpr int kQ5KBytes = 176;
 inline constexpr int kQ6KBytes = 210;
 
 // ggml's nearest_int: adding 1.5 * 2^23 rounds to an integer (nearest, ties to even) and leaves
@@ -60,7 +64,7 @@ QAT_HD void store_half(uint8_t* p, float v) {
   p[1] = static_cast<uint8_t>(h >> 8);
 }
 
-// ---- Q4_K -----------------------------------------------------------------------------------
+// ---- Q4_K and Q5_K --------------------------------------------------------------------------
 
 // Scale and min of sub-block j from the 12 packed bytes: entries 0..3 sit in the low 6 bits of
 // bytes 0..3 (scales) and 4..7 (mins); entries 4..7 take their low 4 bits from bytes 8..11
@@ -76,12 +80,15 @@ QAT_HD void q4k_scale_min(int j, const uint8_t* q, int* sc, int* mn) {
   }
 }
 
-// One sub-block of 32: the (scale, -min) pair minimising sum w * (scale*L + min - x)^2 over 21
-// candidate grids (ggml's make_qkx2_quants with nmax 15, rmin -1, rdelta 0.1, nstep 20). L gets
-// the codes of the best grid; returns the scale, *neg_min the min negated (>= 0).
-QAT_HD float q4k_fit_subblock(const float* x, const float* w, uint8_t* L, float* neg_min) {
+// One sub-block of 32: the (scale, -min) pair minimising sum w * (scale*L + min - x)^2 over
+// nstep + 1 candidate grids (ggml's make_qkx2_quants with rdelta 0.1: Q4_K takes nmax 15, rmin -1,
+// nstep 20; Q5_K nmax 31, rmin -0.5, nstep 15). L gets the codes of the best grid; returns the
+// scale, *neg_min the min negated (>= 0).
+template <int kNmax>
+QAT_HD float affine_fit_subblock(const float* x, const float* w, float rmin, int nstep, uint8_t* L,
+                                 float* neg_min) {
   constexpr int n = 32;
-  constexpr float nmax = 15.0f;
+  constexpr float nmax = static_cast<float>(kNmax);
   float lo = x[0], hi = x[0];
   float sum_w = w[0];
   float sum_x = m::mul_rn(sum_w, x[0]);
@@ -102,7 +109,7 @@ QAT_HD float q4k_fit_subblock(const float* x, const float* w, uint8_t* L, float*
   float best_error = 0.0f;
   for (int i = 0; i < n; ++i) {
     int l = nearest_int(m::mul_rn(iscale, m::add_rn(x[i], -lo)));
-    l = l < 0 ? 0 : (l > 15 ? 15 : l);
+    l = l < 0 ? 0 : (l > kNmax ? kNmax : l);
     L[i] = static_cast<uint8_t>(l);
     const float diff = m::add_rn(m::add_rn(m::mul_rn(scale, static_cast<float>(l)), lo), -x[i]);
     best_error = m::add_rn(best_error, m::mul_rn(w[i], m::mul_rn(diff, diff)));
@@ -110,13 +117,13 @@ QAT_HD float q4k_fit_subblock(const float* x, const float* w, uint8_t* L, float*
   // As in ggml, once a candidate wins, `lo` is its (fitted) min, and later candidates' grids
   // span [lo, hi] from there.
   uint8_t aux[n];
-  for (int is = 0; is <= 20; ++is) {
-    iscale = m::div_rn(m::add_rn(m::add_rn(-1.0f, m::mul_rn(0.1f, static_cast<float>(is))), nmax),
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = m::div_rn(m::add_rn(m::add_rn(rmin, m::mul_rn(0.1f, static_cast<float>(is))), nmax),
                        m::add_rn(hi, -lo));
     float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
     for (int i = 0; i < n; ++i) {
       int l = nearest_int(m::mul_rn(iscale, m::add_rn(x[i], -lo)));
-      l = l < 0 ? 0 : (l > 15 ? 15 : l);
+      l = l < 0 ? 0 : (l > kNmax ? kNmax : l);
       aux[i] = static_cast<uint8_t>(l);
       const float wl = m::mul_rn(w[i], static_cast<float>(l));
       sum_l = m::add_rn(sum_l, wl);
@@ -149,8 +156,12 @@ QAT_HD float q4k_fit_subblock(const float* x, const float* w, uint8_t* L, float*
   return scale;
 }
 
-// x: 256 finite floats -> one 144-byte block (ggml's quantize_row_q4_K_ref).
-QAT_HD void quantize_block_q4k(const float* x, uint8_t* out) {
+// x: 256 finite floats -> one Q4_K (kNmax 15, 144 bytes) or Q5_K (kNmax 31, 176 bytes) block
+// (ggml's quantize_row_q4_K_ref / q5_K_ref).
+template <int kNmax>
+QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
+  constexpr float kRmin = kNmax == 15 ? -1.0f : -0.5f;
+  constexpr int kNstep = kNmax == 15 ? 20 : 15;
   uint8_t L[kSuperBlock];
   float scales[8], mins[8], w[32];
   float max_scale = 0.0f, max_min = 0.0f;
@@ -161,7 +172,7 @@ QAT_HD void quantize_block_q4k(const float* x, uint8_t* out) {
     for (int l = 0; l < 32; ++l) sum_x2 = m::add_rn(sum_x2, m::mul_rn(xs[l], xs[l]));
     const float av_x = sqrt_rn(m::div_rn(sum_x2, 32.0f));
     for (int l = 0; l < 32; ++l) w[l] = m::add_rn(av_x, fabsf(xs[l]));
-    scales[j] = q4k_fit_subblock(xs, w, L + 32 * j, &mins[j]);
+    scales[j] = affine_fit_subblock<kNmax>(xs, w, kRmin, kNstep, L + 32 * j, &mins[j]);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -197,21 +208,33 @@ QAT_HD void quantize_block_q4k(const float* x, uint8_t* out) {
     const float dm = m::mul_rn(dmin, static_cast<float>(mn));
     for (int i = 0; i < 32; ++i) {
       int l = nearest_int(m::div_rn(m::add_rn(x[32 * j + i], dm), dj));
-      L[32 * j + i] = static_cast<uint8_t>(l < 0 ? 0 : (l > 15 ? 15 : l));
+      L[32 * j + i] = static_cast<uint8_t>(l < 0 ? 0 : (l > kNmax ? kNmax : l));
     }
   }
-  // Sub-blocks 2c and 2c+1 share bytes qs[32c .. 32c+32): low nibbles, then high nibbles.
-  uint8_t* qs = out + 16;
+  // Sub-blocks 2c and 2c+1 share bytes qs[32c .. 32c+32): low nibbles, then high nibbles. Q5_K
+  // keeps the fifth bit of element 32j + l at bit j of qh[l].
+  uint8_t* qh = out + 16;
+  uint8_t* qs = kNmax == 15 ? out + 16 : out + 48;
+  if (kNmax == 31) {
+    for (int l = 0; l < 32; ++l) qh[l] = 0;
+    for (int j = 0; j < 8; ++j) {
+      for (int l = 0; l < 32; ++l) qh[l] |= static_cast<uint8_t>((L[32 * j + l] >> 4) << j);
+    }
+  }
   for (int c = 0; c < 4; ++c) {
-    for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+    for (int l = 0; l < 32; ++l) {
+      qs[32 * c + l] = static_cast<uint8_t>((L[64 * c + l] & 0x0f) | ((L[64 * c + 32 + l] & 0x0f) << 4));
+    }
   }
 }
 
-// One 144-byte block -> 256 floats (ggml's dequantize_row_q4_K).
-QAT_HD void dequantize_block_q4k(const uint8_t* blk, float* y) {
+// One Q4_K or Q5_K block -> 256 floats (ggml's dequantize_row_q4_K / q5_K).
+template <int kNmax>
+QAT_HD void dequantize_block_affine_k(const uint8_t* blk, float* y) {
   const float d = half_at(blk), dmin = half_at(blk + 2);
   const uint8_t* packed = blk + 4;
-  const uint8_t* qs = blk + 16;
+  const uint8_t* qh = blk + 16;
+  const uint8_t* qs = kNmax == 15 ? blk + 16 : blk + 48;
   for (int j = 0; j < 8; ++j) {
     int sc = 0, mn = 0;
     q4k_scale_min(j, packed, &sc, &mn);
@@ -219,7 +242,8 @@ QAT_HD void dequantize_block_q4k(const uint8_t* blk, float* y) {
     const float mj = m::mul_rn(dmin, static_cast<float>(mn));
     const int shift = 4 * (j & 1);
     for (int l = 0; l < 32; ++l) {
-      const int q = (qs[32 * (j >> 1) + l] >> shift) & 0x0f;
+      int q = (qs[32 * (j >> 1) + l] >> shift) & 0x0f;
+      if (kNmax == 31) q |= ((qh[l] >> j) & 1) << 4;
       y[32 * j + l] = m::add_rn(m::mul_rn(dj, static_cast<float>(q)), -mj);
     }
   }
@@ -350,20 +374,22 @@ QAT_HD void dequantize_block_q6k(const uint8_t* blk, float* y) {
 
 // ---- dispatch on the format -----------------------------------------------------------------
 
-QAT_HD int block_bytes(scheme::Format f) { return f == scheme::Format::kQ4_K ? kQ4KBytes : kQ6KBytes; }
+QAT_HD int block_bytes(scheme::Format f) {
+  return f == scheme::Format::kQ4_K ? kQ4KBytes : f == scheme::Format::kQ5_K ? kQ5KBytes : kQ6KBytes;
+}
 
 QAT_HD void quantize_block(scheme::Format f, const float* x, uint8_t* out) {
-  if (f == scheme::Format::kQ4_K) {
-    quantize_block_q4k(x, out);
-  } else {
-    quantize_block_q6k(x, out);
+  switch (f) {
+    case scheme::Format::kQ4_K: quantize_block_affine_k<15>(x, out); break;
+    case scheme::Format::kQ5_K: quantize_block_affine_k<31>(x, out); break;
+    default: quantize_block_q6k(x, out); break;
   }
 }
 QAT_HD void dequantize_block(scheme::Format f, const uint8_t* blk, float* y) {
-  if (f == scheme::Format::kQ4_K) {
-    dequantize_block_q4k(blk, y);
-  } else {
-    dequantize_block_q6k(blk, y);
+  switch (f) {
+    case scheme::Format::kQ4_K: dequantize_block_affine_k<15>(blk, y); break;
+    case scheme::Format::kQ5_K: dequantize_block_affine_k<31>(blk, y); break;
+    default: dequantize_block_q6k(blk, y); break;
   }
 }
 // In place: x (256 floats) -> dequantize(quantize(x)); all NaN when x holds a non-finite value.

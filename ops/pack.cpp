@@ -80,11 +80,11 @@ at::Tensor pack_gguf_blocks(const at::Tensor& codes, const QuantSpec& spec, cons
     return v.reshape({nb, 1}).to(at::kFloat).to(at::kHalf).contiguous().view(at::kByte).view({nb, 2});
   };
   std::vector<at::Tensor> parts{half_bytes(qp.scale)};
-  if (spec.format == Format::kQ4_1) parts.push_back(half_bytes(qp.zero));
+  if (spec.has_zero_point()) parts.push_back(half_bytes(qp.zero));  // q4_1, q5_1: fp16 m
   if (spec.format == Format::kQ8_0) {
     parts.push_back(c);
   } else {
-    if (spec.format == Format::kQ5_0) {
+    if (t.max_bits == 5) {
       // qh: a little-endian uint32 whose bit j is the fifth bit of element j.
       const at::Tensor hi = c.to(at::kLong).bitwise_right_shift(4).bitwise_and(1);
       const at::Tensor qh = hi.bitwise_left_shift(at::arange(32, hi.options())).sum(1, true);
@@ -109,13 +109,15 @@ UnpackedBlocks unpack_gguf_blocks(const at::Tensor& blocks, const QuantSpec& spe
     return b.slice(1, off, off + 2).contiguous().view(at::kHalf).to(at::kFloat).view({nb});
   };
   UnpackedBlocks r;
-  const int64_t qs_off = spec.format == Format::kQ4_1 ? 4 : spec.format == Format::kQ5_0 ? 6 : 2;
+  // d, then m (q4_1, q5_1), then qh (q5_0, q5_1), then qs.
+  const int64_t qh_off = spec.has_zero_point() ? 4 : 2;
+  const int64_t qs_off = qh_off + (t.max_bits == 5 ? 4 : 0);
   at::Tensor qs = b.slice(1, qs_off, t.block_bytes);
   at::Tensor codes = spec.format == Format::kQ8_0
                          ? qs.contiguous()
                          : at::cat({qs.bitwise_and(0x0f), qs.bitwise_right_shift(4)}, 1);
-  if (spec.format == Format::kQ5_0) {
-    const at::Tensor qh = b.slice(1, 2, 6).to(at::kLong).bitwise_left_shift(at::arange(0, 32, 8, b.options().dtype(at::kLong))).sum(1, true);
+  if (t.max_bits == 5) {
+    const at::Tensor qh = b.slice(1, qh_off, qh_off + 4).to(at::kLong).bitwise_left_shift(at::arange(0, 32, 8, b.options().dtype(at::kLong))).sum(1, true);
     const at::Tensor hi = qh.bitwise_right_shift(at::arange(32, qh.options())).bitwise_and(1);
     codes = codes.bitwise_or(hi.bitwise_left_shift(4).to(at::kByte));
   }
@@ -123,7 +125,7 @@ UnpackedBlocks unpack_gguf_blocks(const at::Tensor& blocks, const QuantSpec& spe
   r.codes = codes.view(shape);
   const auto sshape = spec.scale_shape(shape);
   r.qparams.scale = half_at(0).view(sshape);
-  r.qparams.zero = spec.format == Format::kQ4_1 ? half_at(2).view(sshape)
+  r.qparams.zero = spec.has_zero_point() ? half_at(2).view(sshape)
                                                  : at::zeros({nb}, r.qparams.scale.options()).view(sshape);
   return r;
 }

@@ -14,7 +14,7 @@
 // - Every format multiplies by the reciprocal of its fp32 scale, inv = 1/scale, as ATen's
 //   fake_quantize_* and torchao do; ggml and bitsandbytes do the same for their formats.
 // - Integer formats round half to even (nearbyint); ggml's Q8_0 rounds half away from zero
-//   (roundf) and Q4_0/Q5_0/Q4_1 truncate after adding 8.5/16.5/0.5, as ggml's reference
+//   (roundf) and Q4_0/Q5_0/Q4_1/Q5_1 truncate after adding 8.5/16.5/0.5/0.5, as ggml's reference
 //   quantizers.
 #pragma once
 
@@ -251,9 +251,9 @@ QAT_UNROLL
 // What a group's elements need on the way in and out. Built once per group.
 struct GroupQParams {
   float inv_scale;  // x is multiplied by this on the way in (0 when the scale is 0)
-  float zero;       // uint: integer zero point; q4_1: the fp32 block min; else 0
+  float zero;       // uint: integer zero point; q4_1/q5_1: the fp32 block min; else 0
   float deq_scale;  // the code is multiplied by this on the way out (GGUF: the fp16-rounded d)
-  float deq_zero;   // uint: the zero point; q4_1: the fp16-rounded min; else 0
+  float deq_zero;   // uint: the zero point; q4_1/q5_1: the fp16-rounded min; else 0
   int qmin;         // integer code range (int/uint)
   int qmax;
 };
@@ -332,6 +332,8 @@ QAT_HD ScaleZero group_scale(Format f, int bits, ScaleDtype dt, const GroupStats
       return {div_rn(s.signed_amax, -16.0f), 0.0f};
     case Format::kQ4_1:  // ggml: d = (max - min) / 15, m = min
       return {div_rn(add_rn(s.max, -s.min), 15.0f), s.min};
+    case Format::kQ5_1:  // ggml: d = (max - min) / 31, m = min
+      return {div_rn(add_rn(s.max, -s.min), 31.0f), s.min};
     default:
       return range_to_scale(f, bits, dt, s.min, s.max);
   }
@@ -358,6 +360,7 @@ QAT_HD GroupQParams make_group_qparams(Format f, int bits, float scale, float ze
       g.deq_scale = half_bits_to_float(float_to_half_bits(scale));
       break;
     case Format::kQ4_1:
+    case Format::kQ5_1:
       g.zero = zero;
       g.deq_scale = half_bits_to_float(float_to_half_bits(scale));
       g.deq_zero = half_bits_to_float(float_to_half_bits(zero));
@@ -390,9 +393,10 @@ QAT_HD int quantize_value(float x, const GroupQParams& g) {
   } else if constexpr (F == Format::kQ5_0) {
     const float v = trunc_f(add_rn(mul_rn(x, g.inv_scale), 16.5f));
     return static_cast<int>(fmin_f(fmax_f(v, 0.0f), 31.0f));
-  } else {  // kQ4_1
+  } else {  // kQ4_1, kQ5_1
+    constexpr float kMax = F == Format::kQ5_1 ? 31.0f : 15.0f;
     const float v = trunc_f(add_rn(mul_rn(add_rn(x, -g.zero), g.inv_scale), 0.5f));
-    return static_cast<int>(fmin_f(fmax_f(v, 0.0f), 15.0f));
+    return static_cast<int>(fmin_f(fmax_f(v, 0.0f), kMax));
   }
 }
 
@@ -412,7 +416,7 @@ QAT_HD float dequantize_value(int code, const GroupQParams& g) {
     return mul_rn(static_cast<float>(code - 8), g.deq_scale);
   } else if constexpr (F == Format::kQ5_0) {
     return mul_rn(static_cast<float>(code - 16), g.deq_scale);
-  } else {  // kQ4_1: y = q*d + m, two roundings (no FMA), as gguf-py's reference
+  } else {  // kQ4_1, kQ5_1: y = q*d + m, two roundings (no FMA), as gguf-py's reference
     return add_rn(mul_rn(static_cast<float>(code), g.deq_scale), g.deq_zero);
   }
 }

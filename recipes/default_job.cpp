@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "qat/export/export.h"
-#include "qat/export/llama_mix.h"
+#include "qat/io/llama_mix.h"
 #include "qat/io/gguf_file.h"
 #include "qat/models/llama.h"
 #include "qat/models/loader.h"
@@ -129,7 +129,7 @@ int run_default_job(const DefaultJobOptions& o) {
   t.add_column("loss vs float", train::NumberFormat::fixed(4).with_sign());
   t.add_row({"float (pretrained)", float_eval.loss, float_eval.perplexity, 0.0});
   // k-quants search their scales (ggml's rule) rather than rounding to nearest from min-max.
-  const bool kquant = exporting::llama_mix_from_name(cfg.quant.weight) ||
+  const bool kquant = io::llama_mix_from_name(cfg.quant.weight) ||
                       scheme::is_kquant(scheme::QuantSpec::from_name(cfg.quant.weight).format);
   t.add_row({kquant ? "PTQ (ggml's k-quant search)" : "PTQ round-to-nearest", ptq_eval.loss, ptq_eval.perplexity,
              ptq_eval.loss - float_eval.loss});

@@ -10,12 +10,14 @@
 //   qat export hf_dir --format ct --group-size 128 --out int4/   (vLLM int4 compressed-tensors)
 #include "recipes/export_command.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "qat/export/export.h"
-#include "qat/export/llama_mix.h"
+#include "qat/io/llama_mix.h"
 #include "qat/models/llama.h"
 #include "qat/models/pretrained.h"
 #include "recipes/methods.h"
@@ -86,7 +88,7 @@ int run_export(const ExportArgs& a) {
   opt.format = exporting::export_format_from_name(a.format);  // checked before the slow load
   opt.out = a.out;
   opt.force = a.force;
-  if (auto mix = exporting::llama_mix_from_name(a.gguf_type)) {
+  if (auto mix = io::llama_mix_from_name(a.gguf_type)) {
     opt.gguf_mix = *mix;  // llama-quantize's per-tensor types, embeddings included
   } else {
     opt.gguf_type = exporting::gguf_type_from_name(a.gguf_type);
@@ -122,8 +124,14 @@ void add_export_command(CLI::App& app, CommandList& commands) {
   sub->add_option("--format,-f", args->format, "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)")
       ->capture_default_str();
   sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")->required();
-  sub->add_option("--gguf-type", args->gguf_type, "GGUF type of dense/LoRA linears: q8_0, q4_0, q4_1, q5_0, q4_k, q6_k, f16, bf16, f32, or the mixture "
-                  "q4_k_m (llama-quantize's per-tensor types, embeddings included)")
+  std::string types;
+  for (const io::GgmlType t : exporting::gguf_export_types()) {
+    std::string n = io::ggml_type_name(t);
+    std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+    types += n + ", ";
+  }
+  sub->add_option("--gguf-type", args->gguf_type, "GGUF type of dense/LoRA linears: " + types + "or a mixture: "
+                  "q4_k_m, q5_k_m (llama-quantize's per-tensor types, embeddings included)")
       ->capture_default_str();
   sub->add_option("--gguf-embed-type", args->gguf_embed_type, "GGUF type of token_embd and output")
       ->capture_default_str();

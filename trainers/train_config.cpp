@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "qat/io/llama_mix.h"
 #include "qat/scheme/quant_spec.h"
 
 namespace qat::train {
@@ -296,13 +297,13 @@ void TrainConfig::validate() const {
   one_of("train.autocast", train.autocast, {"auto", "bf16", "off"});
   one_of("log.progress", log.progress, {"auto", "bar", "lines", "off"});
   if (method == Method::kQat || method == Method::kQatLora) {
-    // A format, or llama.cpp's Q4_K_M mixture of formats (qat/export/llama_mix.h).
-    const bool mix = quant.weight == "gguf_q4_k_m" || quant.weight == "q4_k_m";
+    // A format, or a llama.cpp mixture of formats (qat/io/llama_mix.h).
+    const bool mix = io::llama_mix_from_name(quant.weight).has_value();
     try {
       if (!mix) (void)scheme::QuantSpec::from_name(quant.weight);
     } catch (const c10::Error&) {
       TORCH_CHECK(false, at, "quant.weight: unknown format '", quant.weight,
-                  "' (see `qat formats`, or the llama.cpp mixture gguf_q4_k_m)");
+                  "' (see `qat formats`, or a llama.cpp mixture: gguf_q4_k_m, gguf_q5_k_m)");
     }
     if (quant.fallback != "none") {
       try {

@@ -68,7 +68,7 @@ struct ExportOptions {
   // 256-element super-blocks). Norms are always F32.
   io::GgmlType gguf_type = io::GgmlType::kQ8_0;
   io::GgmlType gguf_embed_type = io::GgmlType::kQ8_0;
-  // A llama.cpp mixture ("q4_k_m", qat/export/llama_mix.h): each dense/LoRA linear, token_embd and
+  // A llama.cpp mixture ("q4_k_m", qat/io/llama_mix.h): each dense/LoRA linear, token_embd and
   // output get the type llama-quantize would give them (replaces gguf_type and gguf_embed_type).
   std::string gguf_mix;
   // A layer fake-quantized in a spec the target cannot store exactly is an error unless this is

@@ -15,7 +15,7 @@
 
 #include "ops/kquant.h"
 #include "ops/pack.h"
-#include "qat/export/llama_mix.h"
+#include "qat/io/llama_mix.h"
 #include "qat/export/tokenizer_convert.h"
 #include "qat/export/writers.h"
 #include "qat/io/gguf_blocks.h"
@@ -48,7 +48,9 @@ uint32_t file_type(GgmlType t) {
     case GgmlType::kQ4_1: return 3;
     case GgmlType::kQ8_0: return 7;
     case GgmlType::kQ5_0: return 8;
+    case GgmlType::kQ5_1: return 9;
     case GgmlType::kQ4_K: return 14;  // MOSTLY_Q4_K_S: Q4_K throughout (Q4_K_M mixes in Q6_K)
+    case GgmlType::kQ5_K: return 16;  // MOSTLY_Q5_K_S
     case GgmlType::kQ6_K: return 18;
     case GgmlType::kBF16: return 32;
     default: return 0;
@@ -109,7 +111,7 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
     }
     qp.zero = at::zeros_like(scale);
   } else {
-    *why = "GGUF blocks hold gguf_q8_0/gguf_q4_0/gguf_q4_1/gguf_q5_0/gguf_q4_k/gguf_q6_k, or int2..int8 "
+    *why = "GGUF blocks hold the gguf_* formats, or int2..int8 "
            "symmetric with groups of "
            "32 and fp16 scales";
     return std::nullopt;
@@ -205,7 +207,7 @@ void write_gguf(Job& job, const std::string& path) {
                         int64_t qk_heads, const std::string& origin) -> GgmlType {
     const at::Tensor x = weight.to(at::kFloat).contiguous();
     if (is_kquant_type(type) && x.size(-1) % 256 != 0) {
-      const GgmlType fb = kquant_fallback(type);
+      const GgmlType fb = io::kquant_fallback(type);
       job.report.notes.push_back("'" + gguf_name + "': rows of " + std::to_string(x.size(-1)) +
                                  " are not whole 256-element super-blocks; written as " +
                                  io::ggml_type_name(fb) + " instead of " + io::ggml_type_name(type));
@@ -239,7 +241,7 @@ void write_gguf(Job& job, const std::string& path) {
   const auto emb = job.others.find("model.embed_tokens.weight");
   TORCH_CHECK(emb != job.others.end(), "export gguf: the model has no model.embed_tokens.weight");
   auto mix_type = [&](const std::string& name, int64_t row_elems) {
-    return llama_mix_type(opt.gguf_mix, name, cfg.num_hidden_layers, row_elems, cfg.tie_word_embeddings);
+    return io::llama_mix_type(opt.gguf_mix, name, cfg.num_hidden_layers, row_elems, cfg.tie_word_embeddings);
   };
   add_weight("token_embd.weight", emb->second,
              opt.gguf_mix.empty() ? opt.gguf_embed_type : mix_type("token_embd.weight", emb->second.size(-1)),
@@ -311,7 +313,7 @@ void write_gguf(Job& job, const std::string& path) {
   for (const auto& [t, n] : linear_types) {
     if (n > best) best = n, main_type = t;
   }
-  w.set_u32("general.file_type", opt.gguf_mix.empty() ? file_type(main_type) : llama_mix_file_type(opt.gguf_mix));
+  w.set_u32("general.file_type", opt.gguf_mix.empty() ? file_type(main_type) : io::llama_mix_file_type(opt.gguf_mix));
   bool quantized = false;
   for (const auto& r : job.report.tensors) quantized = quantized || r.type.rfind('Q', 0) == 0;
   if (quantized) w.set_u32("general.quantization_version", 2);

@@ -20,7 +20,8 @@ struct BlockFormat {
 inline constexpr BlockFormat kBlockFormats[] = {
     {GgmlType::kQ8_0, scheme::Format::kQ8_0}, {GgmlType::kQ4_0, scheme::Format::kQ4_0},
     {GgmlType::kQ4_1, scheme::Format::kQ4_1}, {GgmlType::kQ5_0, scheme::Format::kQ5_0},
-    {GgmlType::kQ4_K, scheme::Format::kQ4_K}, {GgmlType::kQ6_K, scheme::Format::kQ6_K},
+    {GgmlType::kQ5_1, scheme::Format::kQ5_1}, {GgmlType::kQ4_K, scheme::Format::kQ4_K},
+    {GgmlType::kQ5_K, scheme::Format::kQ5_K}, {GgmlType::kQ6_K, scheme::Format::kQ6_K},
 };
 
 // The format a block type stores (nullopt: not a block type of ours).

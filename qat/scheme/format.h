@@ -20,10 +20,12 @@ enum class Format : uint8_t {
   kQ4_0,     // ggml Q4_0: 32-element blocks, fp16 d, 4-bit codes offset by 8
   kQ4_1,     // ggml Q4_1: 32-element blocks, fp16 d and fp16 min, 4-bit codes
   kQ5_0,     // ggml Q5_0: 32-element blocks, fp16 d, 5-bit codes offset by 16
+  kQ5_1,     // ggml Q5_1: 32-element blocks, fp16 d and fp16 min, 5-bit codes
   kQ4_K,     // ggml Q4_K: 256-element super-blocks of 8 x 32, 6-bit scales and mins, 4-bit codes
+  kQ5_K,     // ggml Q5_K: 256-element super-blocks of 8 x 32, 6-bit scales and mins, 5-bit codes
   kQ6_K,     // ggml Q6_K: 256-element super-blocks of 16 x 16, int8 scales, 6-bit codes
 };
-inline constexpr int kNumFormats = 11;
+inline constexpr int kNumFormats = 13;
 
 // How a group's range becomes its scale (and zero).
 enum class Mapping : uint8_t {
@@ -62,7 +64,9 @@ inline constexpr FormatTraits kFormatTraits[kNumFormats] = {
   {"gguf_q4_0",   4, 4, Mapping::kGgufBlock,  32,   18,   true,  ScaleDtype::kFloat16,  false, false},
   {"gguf_q4_1",   4, 4, Mapping::kGgufBlock,  32,   20,   true,  ScaleDtype::kFloat16,  false, false},
   {"gguf_q5_0",   5, 5, Mapping::kGgufBlock,  32,   22,   true,  ScaleDtype::kFloat16,  false, false},
+  {"gguf_q5_1",   5, 5, Mapping::kGgufBlock,  32,   24,   true,  ScaleDtype::kFloat16,  false, false},
   {"gguf_q4_k",   4, 4, Mapping::kGgufSuper,  256,  144,  true,  ScaleDtype::kFloat16,  false, false},
+  {"gguf_q5_k",   5, 5, Mapping::kGgufSuper,  256,  176,  true,  ScaleDtype::kFloat16,  false, false},
   {"gguf_q6_k",   6, 6, Mapping::kGgufSuper,  256,  210,  true,  ScaleDtype::kFloat16,  false, false},
 };
 // clang-format on
@@ -71,7 +75,7 @@ constexpr const FormatTraits& traits(Format f) { return kFormatTraits[static_cas
 
 // ggml's k-quants: no per-group qparams to choose or pass around; a super-block quantizes as a
 // whole (ops/kquant.h), so choose_qparams/quantize/dequantize do not take them.
-constexpr bool is_kquant(Format f) { return f == Format::kQ4_K || f == Format::kQ6_K; }
+constexpr bool is_kquant(Format f) { return traits(f).mapping == Mapping::kGgufSuper; }
 
 // Smallest and largest code of an integer format, as stored (before any zero point).
 struct CodeRange {
@@ -86,7 +90,9 @@ constexpr CodeRange code_range(Format f, int bits) {
     case Format::kQ4_0:
     case Format::kQ4_1:
     case Format::kQ4_K: return {0, 15};
-    case Format::kQ5_0: return {0, 31};
+    case Format::kQ5_0:
+    case Format::kQ5_1:
+    case Format::kQ5_K: return {0, 31};
     case Format::kQ6_K: return {-32, 31};
     case Format::kQ8_0: return {-128, 127};
     case Format::kFp8E4M3:

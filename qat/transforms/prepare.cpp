@@ -62,7 +62,7 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
       TORCH_CHECK(cfg.fallback, "prepare: linear '", full, "' (in_features ", layer->in_features(),
                   "): the block size ", spec.granularity.group_size, " of ", spec.to_string(),
                   " does not divide the last dimension; set a fallback format for such layers ",
-                  "(quant.fallback: llama.cpp falls back from Q4_K to gguf_q5_0, from Q6_K to gguf_q8_0), ",
+                  "(quant.fallback: llama.cpp falls back from Q4_K to gguf_q5_0, from Q5_K to gguf_q5_1, from Q6_K to gguf_q8_0), ",
                   "choose a block size that divides it, or exclude the layer");
       use = &*cfg.fallback;
     }

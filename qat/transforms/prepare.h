@@ -27,7 +27,7 @@ struct PrepareConfig {
   // a fallback type too (Q4_K -> Q5_0, Q6_K -> Q8_0). Unset: such a layer is an error that names it.
   std::optional<nn::FakeQuantLinearConfig> fallback;
   // When set, picks the config of each layer the rules select, by its name (e.g. from a llama.cpp
-  // mixture, qat/export/llama_mix.h); nullopt: `layer` (or `fallback`) as above.
+  // mixture, qat/io/llama_mix.h); nullopt: `layer` (or `fallback`) as above.
   std::function<std::optional<nn::FakeQuantLinearConfig>(const std::string& name, const nn::LinearBase& layer)>
       choose;
 };

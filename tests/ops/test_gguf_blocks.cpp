@@ -30,8 +30,8 @@ at::Tensor adversarial_blocks(uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("GGUF q8_0/q4_0/q4_1/q5_0 blocks equal ggml's reference quantizer byte for byte", "[gguf][reference]") {
-  for (const std::string fmt : {"gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "gguf_q5_0"}) {
+TEST_CASE("GGUF q8_0/q4_0/q4_1/q5_0/q5_1 blocks equal ggml's reference quantizer byte for byte", "[gguf][reference]") {
+  for (const std::string fmt : {"gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "gguf_q5_0", "gguf_q5_1"}) {
     const QuantSpec spec = QuantSpec::from_name(fmt);
     for (uint64_t seed = 0; seed < 4; ++seed) {
       CAPTURE(fmt, seed);

@@ -40,9 +40,9 @@ at::Tensor special_rows(uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q6_K_ref byte for byte",
+TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q5_K_ref / q6_K_ref byte for byte",
           "[gguf][kquant][reference]") {
-  for (const std::string fmt : {"gguf_q4_k", "gguf_q6_k"}) {
+  for (const std::string fmt : {"gguf_q4_k", "gguf_q5_k", "gguf_q6_k"}) {
     const QuantSpec spec = QuantSpec::from_name(fmt);
     for (uint64_t seed = 0; seed < 4; ++seed) {
       CAPTURE(fmt, seed);
@@ -68,7 +68,7 @@ TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q6_K_ref byte for
 }
 
 TEST_CASE("k-quants take bf16/fp16 inputs as their float32 values", "[gguf][kquant]") {
-  for (const std::string fmt : {"gguf_q4_k", "gguf_q6_k"}) {
+  for (const std::string fmt : {"gguf_q4_k", "gguf_q5_k", "gguf_q6_k"}) {
     const QuantSpec spec = QuantSpec::from_name(fmt);
     for (const auto dt : {at::kBFloat16, at::kHalf}) {
       CAPTURE(fmt, dt);
@@ -103,7 +103,7 @@ TEST_CASE("k-quant errors say what to do", "[gguf][kquant]") {
   REQUIRE_THROWS_WITH(qat::ops::dequantize_kquant(at::zeros({2, 100}, at::kByte), spec, at::kFloat),
                       Catch::Contains("210-byte"));
   REQUIRE(QuantSpec::from_name("q4_k").to_string() == "gguf_q4_k");
-  REQUIRE_THROWS_WITH(QuantSpec::from_name("gguf_q5_k"), Catch::Contains("gguf_q6_k"));
+  REQUIRE_THROWS_WITH(QuantSpec::from_name("gguf_q3_k"), Catch::Contains("gguf_q6_k"));
 }
 
 TEST_CASE("k-quant CUDA kernels equal the CPU reference bit for bit", "[cuda][gguf][kquant]") {
@@ -111,7 +111,7 @@ TEST_CASE("k-quant CUDA kernels equal the CPU reference bit for bit", "[cuda][gg
     WARN("no CUDA device: skipped");
     return;
   }
-  for (const std::string fmt : {"gguf_q4_k", "gguf_q6_k"}) {
+  for (const std::string fmt : {"gguf_q4_k", "gguf_q5_k", "gguf_q6_k"}) {
     const QuantSpec spec = QuantSpec::from_name(fmt);
     for (const auto dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
       CAPTURE(fmt, dt);

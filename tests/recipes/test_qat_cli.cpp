@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "qat/export/llama_mix.h"
+#include "qat/io/llama_mix.h"
 #include "qat/io/gguf_file.h"
 #include "qat/io/remove_tree.h"
 #include "qat/models/pretrained.h"
@@ -168,7 +168,7 @@ TEST_CASE("qat ptq with llama.cpp's Q4_K_M mixture: every layer in llama-quantiz
   for (const auto& t : run.tensors()) {
     if (t.type == qat::io::GgmlType::kF32) continue;  // norms
     CAPTURE(t.name);
-    CHECK(t.type == qat::exporting::llama_mix_type("q4_k_m", t.name, 30, t.ne[0], /*tied=*/true));
+    CHECK(t.type == qat::io::llama_mix_type("q4_k_m", t.name, 30, t.ne[0], /*tied=*/true));
     ++quantized;
   }
   CHECK(quantized == 7 * 30 + 1);

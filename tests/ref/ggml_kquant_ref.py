@@ -1,6 +1,6 @@
 """Reference k-quant blocks from ggml itself: libggml-base built from llama.cpp's sources (the
 llama-cpp-python sdist on PyPI, scripts/bootstrap), called through ctypes. Without an importance
-matrix ggml_quantize_chunk runs quantize_row_q4_K_ref / quantize_row_q6_K_ref, what
+matrix ggml_quantize_chunk runs quantize_row_q4_K_ref / q5_K_ref / q6_K_ref, what
 `llama-quantize` does; the `gguf` package (which cannot quantize k-quants) dequantizes the blocks.
 Used by tests/ops/test_kquants.cpp.
 
@@ -14,7 +14,8 @@ import numpy as np
 from gguf import GGMLQuantizationType, quants
 
 GGML_VERSION = "0.3.36"  # llama-cpp-python, as pinned in scripts/bootstrap
-FORMATS = {"gguf_q4_k": (GGMLQuantizationType.Q4_K, 144), "gguf_q6_k": (GGMLQuantizationType.Q6_K, 210)}
+FORMATS = {"gguf_q4_k": (GGMLQuantizationType.Q4_K, 144), "gguf_q5_k": (GGMLQuantizationType.Q5_K, 176),
+           "gguf_q6_k": (GGMLQuantizationType.Q6_K, 210)}
 
 
 def ggml_library() -> ctypes.CDLL:

@@ -9,7 +9,8 @@ import numpy as np
 from gguf import GGMLQuantizationType, quants
 
 FORMATS = {"gguf_q8_0": GGMLQuantizationType.Q8_0, "gguf_q4_0": GGMLQuantizationType.Q4_0,
-           "gguf_q4_1": GGMLQuantizationType.Q4_1, "gguf_q5_0": GGMLQuantizationType.Q5_0}
+           "gguf_q4_1": GGMLQuantizationType.Q4_1, "gguf_q5_0": GGMLQuantizationType.Q5_0,
+           "gguf_q5_1": GGMLQuantizationType.Q5_1}
 
 
 def main() -> None:

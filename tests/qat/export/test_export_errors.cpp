@@ -37,8 +37,11 @@ TEST_CASE("Export names unknown formats and GGUF types, and refuses to overwrite
   CHECK_THROWS_WITH(exporting::export_format_from_name("onnx"),
                     Catch::Contains("unknown format 'onnx'") && Catch::Contains("bnb-nf4"));
   CHECK(exporting::export_format_from_name("compressed-tensors") == ExportFormat::kCompressedTensors);
-  CHECK_THROWS_WITH(exporting::gguf_type_from_name("q5_k"), Catch::Contains("unknown GGUF type 'q5_k'"));
+  CHECK_THROWS_WITH(exporting::gguf_type_from_name("q3_k"),
+                    Catch::Contains("unknown GGUF type 'q3_k'") && Catch::Contains("q5_1, q4_k, q5_k, q6_k"));
   CHECK(exporting::gguf_type_from_name("Q4_1") == io::GgmlType::kQ4_1);
+  CHECK(exporting::gguf_type_from_name("q5_1") == io::GgmlType::kQ5_1);
+  CHECK(exporting::gguf_type_from_name("Q5_K") == io::GgmlType::kQ5_K);
   CHECK_THROWS_WITH(exporting::load_export_source("/nonexistent/model.gguf"), Catch::Contains("does not exist"));
 
   const std::string dir = test::temp_dir();

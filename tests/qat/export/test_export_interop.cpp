@@ -82,7 +82,8 @@ const Suite& suite() {
       auto m = test::random_model(test::export_config(), 1);
       test::fake_quantize(*m, {"q_proj"}, test::weight_fq("gguf_q4_0"));
       test::fake_quantize(*m, {"k_proj"}, test::weight_fq("gguf_q5_0"));
-      test::fake_quantize(*m, {"v_proj", "o_proj"}, test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat16));
+      test::fake_quantize(*m, {"v_proj"}, test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat16));
+      test::fake_quantize(*m, {"o_proj"}, test::weight_fq("gguf_q5_1"));
       test::fake_quantize(*m, {"gate_proj", "up_proj"}, test::weight_fq("gguf_q8_0"));
       test::fake_quantize(*m, {"down_proj"}, test::weight_fq("gguf_q4_1"));
       exporting::ExportOptions o;
@@ -95,10 +96,11 @@ const Suite& suite() {
       c.logits = test::logits_of(*m, s.ids);
       job("gguf_exact", {{"kind", "gguf"}, {"path", o.out}, {"input_ids", s.ids_path}});
     }
-    {  // GGUF k-quants: widths of whole 256-element super-blocks, linears trained with Q4_K and
-       // Q6_K fake quant, the embedding quantized to Q6_K.
+    {  // GGUF k-quants: widths of whole 256-element super-blocks, linears trained with Q4_K, Q5_K
+       // and Q6_K fake quant, the embedding quantized to Q6_K.
       auto m = test::random_model(test::export_config(false, /*hidden=*/256, /*ffn=*/512), 5);
-      test::fake_quantize(*m, {"self_attn.*", "down_proj"}, test::weight_fq("gguf_q4_k"));
+      test::fake_quantize(*m, {"self_attn.*"}, test::weight_fq("gguf_q4_k"));
+      test::fake_quantize(*m, {"down_proj"}, test::weight_fq("gguf_q5_k"));
       transforms::PrepareConfig q6k;  // lm_head too (prepare leaves it dense by default)
       q6k.include = {"gate_proj", "up_proj", "lm_head"};
       q6k.exclude = {};
@@ -242,6 +244,7 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
     CHECK(checked == 14);
     for (const auto& r : c.report.tensors) {
       if (r.name.find("attn_v") != std::string::npos) CHECK(r.type == "Q4_0");  // int4/g32 fp16 -> Q4_0
+      if (r.name.find("attn_output") != std::string::npos) CHECK(r.type == "Q5_1");
     }
     // Metadata types exactly as llama.cpp checks them; tokenizer keys copied.
     const auto info = s.result_json("gguf_exact");
@@ -263,7 +266,7 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
     CHECK(max_diff(ref.at("logits"), c.logits) < 1e-4);
   }
 
-  SECTION("GGUF k-quants: Q4_K/Q6_K fake-quant linears dequantize bit for bit in gguf-py") {
+  SECTION("GGUF k-quants: Q4_K/Q5_K/Q6_K fake-quant linears dequantize bit for bit in gguf-py") {
     const Case& c = s.cases.at("gguf_kquant");
     const auto ref = s.result("gguf_kquant");
     const auto& cfg = c.model->config();
@@ -282,7 +285,10 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
       CAPTURE(r.name);
       if (r.name.find("ffn_up") != std::string::npos) CHECK(r.type == "Q6_K");
       if (r.name.find("attn_q") != std::string::npos) CHECK(r.type == "Q4_K");
-      if (r.name.find("ffn_down") != std::string::npos) CHECK(r.origin.find("(exact)") != std::string::npos);
+      if (r.name.find("ffn_down") != std::string::npos) {
+        CHECK(r.type == "Q5_K");
+        CHECK(r.origin.find("(exact)") != std::string::npos);
+      }
     }
     // (The model's embedding holds the Q6_K values since the export; see the suite.)
     CHECK(test::bit_equal(ref.at("t/token_embd.weight"), c.model->model().embed_tokens()->weight.detach()));
