@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -126,7 +128,10 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
   }
 }
 
-TEST_CASE("our Q4_K_M export of SmolLM2 equals llama-quantize's Q4_K_M, tensor for tensor", "[.llama_cpp]") {
+TEST_CASE("our Q4_K_M and Q5_K_M exports of SmolLM2 equal llama-quantize's, tensor for tensor", "[.llama_cpp]") {
+  const std::string mix = GENERATE(std::string("q4_k_m"), std::string("q5_k_m"));
+  std::string upper = mix;
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
   const char* quantize = std::getenv("QAT_LLAMA_QUANTIZE");
   REQUIRE(quantize != nullptr);  // this case runs only when asked for (scripts/check-llama-cpp)
   const std::string dir = test::temp_dir();
@@ -136,15 +141,15 @@ TEST_CASE("our Q4_K_M export of SmolLM2 equals llama-quantize's Q4_K_M, tensor f
   o.out = dir + "/f32.gguf";
   o.gguf_type = o.gguf_embed_type = io::GgmlType::kF32;
   exporting::export_model(src, o);  // the dense weights, for llama-quantize
-  o.out = dir + "/ours-q4_k_m.gguf";
-  o.gguf_mix = "q4_k_m";
+  o.out = dir + "/ours-" + mix + ".gguf";
+  o.gguf_mix = mix;
   exporting::export_model(src, o);
-  const std::string cmd = std::string(quantize) + " " + dir + "/f32.gguf " + dir + "/theirs-q4_k_m.gguf Q4_K_M 2 > " +
-                          dir + "/quantize.log 2>&1";
+  const std::string cmd = std::string(quantize) + " " + dir + "/f32.gguf " + dir + "/theirs-" + mix + ".gguf " + upper +
+                          " 2 > " + dir + "/quantize.log 2>&1";
   REQUIRE(std::system(cmd.c_str()) == 0);
 
-  const io::GgufFile ours = io::GgufFile::open(dir + "/ours-q4_k_m.gguf");
-  const io::GgufFile theirs = io::GgufFile::open(dir + "/theirs-q4_k_m.gguf");
+  const io::GgufFile ours = io::GgufFile::open(dir + "/ours-" + mix + ".gguf");
+  const io::GgufFile theirs = io::GgufFile::open(dir + "/theirs-" + mix + ".gguf");
   REQUIRE(ours.tensors().size() == theirs.tensors().size());
   std::map<std::string, int> types;
   size_t same_type = 0, same_bytes = 0;
@@ -159,7 +164,7 @@ TEST_CASE("our Q4_K_M export of SmolLM2 equals llama-quantize's Q4_K_M, tensor f
     same_bytes += bytes_ok;
     ++types[io::ggml_type_name(t.type)];
   }
-  std::cout << nlohmann::json{{"check", "llama_quantize_q4_k_m"}, {"tensors", theirs.tensors().size()},
+  std::cout << nlohmann::json{{"check", "llama_quantize_" + mix}, {"tensors", theirs.tensors().size()},
                               {"same_type", same_type}, {"same_bytes", same_bytes}, {"types", types}}
                    .dump()
             << std::endl;
