@@ -38,8 +38,8 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
                     Contains("method: expected full, qat, qlora or qat_lora, found 'qlorra'"));
   CHECK_THROWS_WITH(train::parse_train_config("quant: {weight: int5x}\n", "x.yaml"),
                     Contains("quant.weight: unknown format 'int5x'"));
-  CHECK_THROWS_WITH(train::parse_train_config("method: qat\nquant: {weight: q4_k, fallback: q5_k}\n", "x.yaml"),
-                    Contains("quant.fallback: unknown format 'q5_k'"));
+  CHECK_THROWS_WITH(train::parse_train_config("method: qat\nquant: {weight: q4_k, fallback: q3_k}\n", "x.yaml"),
+                    Contains("quant.fallback: unknown format 'q3_k'"));
   CHECK_THROWS_WITH(train::parse_train_config("train: {autocast: bf16}\n", "x.yaml"),
                     Contains("train.autocast=bf16 needs train.device=cuda"));
   CHECK_THROWS_WITH(train::parse_train_config("data: {format: alpaca}\n", "x.yaml"),
