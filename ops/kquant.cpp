@@ -15,7 +15,7 @@ namespace {
 void check_spec(const scheme::QuantSpec& spec, at::IntArrayRef shape, const char* what) {
   TORCH_CHECK(scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
               "' is not a k-quant (gguf_q4_k, gguf_q5_k, gguf_q6_k)");
-  TORCH_CHECK(!shape.empty() && shape.back() % 256 == 0, what, ": ", spec.traits().name,
+  TORCH_CHECK(spec.groups_divide(shape), what, ": ", spec.traits().name,
               " quantizes super-blocks of 256 along the last dimension; a tensor of shape ", shape,
               " does not split into them (llama.cpp falls back for such tensors: gguf_q5_0 in place of ",
               "Q4_K, gguf_q5_1 in place of Q5_K, gguf_q8_0 in place of Q6_K; or exclude the layer)");

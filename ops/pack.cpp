@@ -85,10 +85,9 @@ at::Tensor pack_gguf_blocks(const at::Tensor& codes, const QuantSpec& spec, cons
     parts.push_back(c);
   } else {
     if (t.max_bits == 5) {
-      // qh: a little-endian uint32 whose bit j is the fifth bit of element j.
-      const at::Tensor hi = c.to(at::kLong).bitwise_right_shift(4).bitwise_and(1);
-      const at::Tensor qh = hi.bitwise_left_shift(at::arange(32, hi.options())).sum(1, true);
-      parts.push_back(qh.bitwise_right_shift(at::arange(0, 32, 8, hi.options())).bitwise_and(0xff).to(at::kByte));
+      // qh: 4 bytes; bit j of byte b is the fifth bit of element 8b + j.
+      const at::Tensor hi = c.bitwise_right_shift(4).bitwise_and(1).view({nb, 4, 8});
+      parts.push_back(hi.bitwise_left_shift(at::arange(8, hi.options())).sum(2).to(at::kByte));
     }
     const at::Tensor lo = c.bitwise_and(0x0f);
     parts.push_back(lo.slice(1, 0, 16).bitwise_or(lo.slice(1, 16, 32).bitwise_left_shift(4)));
@@ -117,9 +116,9 @@ UnpackedBlocks unpack_gguf_blocks(const at::Tensor& blocks, const QuantSpec& spe
                          ? qs.contiguous()
                          : at::cat({qs.bitwise_and(0x0f), qs.bitwise_right_shift(4)}, 1);
   if (t.max_bits == 5) {
-    const at::Tensor qh = b.slice(1, qh_off, qh_off + 4).to(at::kLong).bitwise_left_shift(at::arange(0, 32, 8, b.options().dtype(at::kLong))).sum(1, true);
-    const at::Tensor hi = qh.bitwise_right_shift(at::arange(32, qh.options())).bitwise_and(1);
-    codes = codes.bitwise_or(hi.bitwise_left_shift(4).to(at::kByte));
+    const at::Tensor qh = b.slice(1, qh_off, qh_off + 4).unsqueeze(2);  // [nb, 4, 1]
+    const at::Tensor hi = qh.bitwise_right_shift(at::arange(8, qh.options())).bitwise_and(1).reshape({nb, 32});
+    codes = codes.bitwise_or(hi.bitwise_left_shift(4));
   }
   const auto shape = with_last(blocks.sizes(), kb / t.block_bytes * 32);
   r.codes = codes.view(shape);

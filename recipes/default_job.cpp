@@ -8,8 +8,8 @@
 #include <iostream>
 
 #include "qat/export/export.h"
-#include "qat/io/llama_mix.h"
 #include "qat/io/gguf_file.h"
+#include "qat/io/llama_mix.h"
 #include "qat/models/llama.h"
 #include "qat/models/loader.h"
 #include "qat/nn/fake_quant_linear.h"

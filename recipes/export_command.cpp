@@ -10,8 +10,6 @@
 //   qat export hf_dir --format ct --group-size 128 --out int4/   (vLLM int4 compressed-tensors)
 #include "recipes/export_command.h"
 
-#include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -124,14 +122,9 @@ void add_export_command(CLI::App& app, CommandList& commands) {
   sub->add_option("--format,-f", args->format, "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)")
       ->capture_default_str();
   sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")->required();
-  std::string types;
-  for (const io::GgmlType t : exporting::gguf_export_types()) {
-    std::string n = io::ggml_type_name(t);
-    std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
-    types += n + ", ";
-  }
-  sub->add_option("--gguf-type", args->gguf_type, "GGUF type of dense/LoRA linears: " + types + "or a mixture: "
-                  "q4_k_m, q5_k_m (llama-quantize's per-tensor types, embeddings included)")
+  sub->add_option("--gguf-type", args->gguf_type,
+                  "GGUF type of dense/LoRA linears: " + exporting::known_gguf_types() + ", or a mixture: " +
+                      io::known_llama_mixes() + " (llama-quantize's per-tensor types, embeddings included)")
       ->capture_default_str();
   sub->add_option("--gguf-embed-type", args->gguf_embed_type, "GGUF type of token_embd and output")
       ->capture_default_str();

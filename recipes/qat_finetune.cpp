@@ -4,10 +4,10 @@
 // quantization grid they will be exported to.
 #include "recipes/methods.h"
 
-#include "qat/export/export.h"
-#include "qat/io/llama_mix.h"
 #include "qat/fake_quant/fake_quantizer.h"
+#include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
+#include "qat/io/llama_mix.h"
 #include "qat/transforms/prepare.h"
 
 namespace qat::recipes {
@@ -45,13 +45,13 @@ std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train:
   if (mix) {
     // llama.cpp's mixture: every layer in the type llama-quantize would give it, fallbacks included.
     const models::LlamaConfig& mc = model.config();
-    pc.layer = fake_quant_layer_config(cfg.quant, exporting::gguf_block_spec(io::llama_mix_base_type(*mix)).to_string());
+    pc.layer = fake_quant_layer_config(cfg.quant, io::gguf_block_spec(io::llama_mix_base_type(*mix)).to_string());
     pc.choose = [&](const std::string& name, const nn::LinearBase& layer) -> std::optional<nn::FakeQuantLinearConfig> {
       const auto gguf = io::hf_to_gguf_name(name + ".weight");
       TORCH_CHECK(gguf, "quant.weight=", cfg.quant.weight, ": linear '", name, "' has no GGUF name");
       const io::GgmlType t =
           io::llama_mix_type(*mix, *gguf, mc.num_hidden_layers, layer.in_features(), mc.tie_word_embeddings);
-      return fake_quant_layer_config(cfg.quant, exporting::gguf_block_spec(t).to_string());
+      return fake_quant_layer_config(cfg.quant, io::gguf_block_spec(t).to_string());
     };
   } else {
     pc.layer = fake_quant_layer_config(cfg.quant, cfg.quant.weight);

@@ -303,7 +303,7 @@ void TrainConfig::validate() const {
       if (!mix) (void)scheme::QuantSpec::from_name(quant.weight);
     } catch (const c10::Error&) {
       TORCH_CHECK(false, at, "quant.weight: unknown format '", quant.weight,
-                  "' (see `qat formats`, or a llama.cpp mixture: gguf_q4_k_m, gguf_q5_k_m)");
+                  "' (see `qat formats`, or a llama.cpp mixture: ", io::known_llama_mixes(), ")");
     }
     if (quant.fallback != "none") {
       try {

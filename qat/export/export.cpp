@@ -133,18 +133,24 @@ std::vector<io::GgmlType> gguf_export_types() {
   return types;
 }
 
-io::GgmlType gguf_type_from_name(const std::string& name) {
-  auto lower = [](std::string n) {
-    std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
-    return n;
-  };
+namespace {
+std::string lower(std::string n) {
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+  return n;
+}
+}  // namespace
+
+std::string known_gguf_types() {
   std::string known;
+  for (io::GgmlType t : gguf_export_types()) known += (known.empty() ? "" : ", ") + lower(io::ggml_type_name(t));
+  return known;
+}
+
+io::GgmlType gguf_type_from_name(const std::string& name) {
   for (io::GgmlType t : gguf_export_types()) {
-    const std::string n = lower(io::ggml_type_name(t));
-    if (n == lower(name)) return t;
-    known += (known.empty() ? "" : ", ") + n;
+    if (lower(io::ggml_type_name(t)) == lower(name)) return t;
   }
-  TORCH_CHECK(false, "export: unknown GGUF type '", name, "' (known: ", known, ")");
+  TORCH_CHECK(false, "export: unknown GGUF type '", name, "' (known: ", known_gguf_types(), ")");
 }
 
 TokenizerSource tokenizer_source(const std::string& path, const std::string& chat_template) {

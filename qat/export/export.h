@@ -127,11 +127,10 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt);
 
 // The types --gguf-type takes: every block type of io::kBlockFormats, f16, bf16 and f32.
 std::vector<io::GgmlType> gguf_export_types();
+// Their names as gguf_type_from_name takes them: "q8_0, q4_0, ..., f32".
+std::string known_gguf_types();
 // "q8_0" or "Q8_0" -> GgmlType::kQ8_0; throws naming the known types (gguf_export_types).
 io::GgmlType gguf_type_from_name(const std::string& name);
-// The fake-quant spec of a ggml block type (Q8_0 -> gguf_q8_0, ..., Q6_K -> gguf_q6_k), whose
-// fake quant dequantizes exactly like the type's blocks; an error for other types.
-scheme::QuantSpec gguf_block_spec(io::GgmlType t);
 
 // The version string written into manifests.
 std::string tool_version();

@@ -15,12 +15,13 @@
 
 #include "ops/kquant.h"
 #include "ops/pack.h"
-#include "qat/io/llama_mix.h"
 #include "qat/export/tokenizer_convert.h"
 #include "qat/export/writers.h"
 #include "qat/io/gguf_blocks.h"
+#include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
 #include "qat/io/gguf_writer.h"
+#include "qat/io/llama_mix.h"
 
 namespace qat::exporting::detail {
 namespace {
@@ -29,9 +30,7 @@ using io::GgmlType;
 using scheme::Format;
 using scheme::QuantSpec;
 
-bool is_block_type(GgmlType t) { return io::block_format(t).has_value(); }
 using io::is_kquant_type;
-std::optional<GgmlType> block_type_of(Format f) { return io::block_type(f); }
 
 // Bits per element of a ggml type, as stored (block bytes * 8 / block size).
 double type_bits(GgmlType t) {
@@ -66,7 +65,7 @@ struct Packed {
 // ggml's reference quantizer (ops/quant_math.h and ops/kquant_math.h reproduce
 // quantize_row_*_ref) on rows [out, in].
 Packed quantize_blocks(const at::Tensor& w, GgmlType type, const std::string& name) {
-  const QuantSpec spec = gguf_block_spec(type);
+  const QuantSpec spec = io::gguf_block_spec(type);
   const at::Tensor x = w.to(at::kFloat).contiguous();
   if (is_kquant_type(type)) {
     const at::Tensor bytes = ops::quantize_kquant(x, spec);
@@ -89,9 +88,9 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
   ops::QParams qp = fw.qparams;
   if (scheme::is_kquant(s.format)) {
     // The codes are the blocks the forward dequantized (fw.values()); nothing to repack.
-    return Packed{*block_type_of(s.format), fw.codes, {}};
+    return Packed{*io::block_type(s.format), fw.codes, {}};
   }
-  if (const auto t = block_type_of(s.format)) {
+  if (const auto t = io::block_type(s.format)) {
     type = *t;
   } else if (s.format == Format::kInt && s.granularity.kind == scheme::Granularity::Kind::kPerGroup &&
              s.granularity.group_size == 32) {
@@ -111,12 +110,10 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
     }
     qp.zero = at::zeros_like(scale);
   } else {
-    *why = "GGUF blocks hold the gguf_* formats, or int2..int8 "
-           "symmetric with groups of "
-           "32 and fp16 scales";
+    *why = "GGUF blocks hold the gguf_* formats, or int2..int8 symmetric with groups of 32 and fp16 scales";
     return std::nullopt;
   }
-  const QuantSpec gs = gguf_block_spec(type);
+  const QuantSpec gs = io::gguf_block_spec(type);
   Packed p{type, ops::pack_gguf_blocks(codes, gs, qp), {}};
   // What a GGUF reader computes from the bytes: the same dequantization as ggml's to-float.
   const ops::UnpackedBlocks u = ops::unpack_gguf_blocks(p.bytes, gs);
@@ -213,7 +210,7 @@ void write_gguf(Job& job, const std::string& path) {
                                  io::ggml_type_name(fb) + " instead of " + io::ggml_type_name(type));
       type = fb;
     }
-    if (is_block_type(type)) {
+    if (io::block_format(type).has_value()) {
       const Packed pk = quantize_blocks(x, type, gguf_name);
       at::Tensor rows = pk.bytes;
       if (qk_heads > 0) rows = io::permute_qk(rows, qk_heads).contiguous();
@@ -321,13 +318,3 @@ void write_gguf(Job& job, const std::string& path) {
 }
 
 }  // namespace qat::exporting::detail
-
-namespace qat::exporting {
-
-scheme::QuantSpec gguf_block_spec(io::GgmlType t) {
-  const auto f = io::block_format(t);
-  TORCH_CHECK(f.has_value(), io::ggml_type_name(t), " is not a GGUF block type with a fake-quant format");
-  return scheme::QuantSpec::from_name(std::string(scheme::traits(*f).name));
-}
-
-}  // namespace qat::exporting

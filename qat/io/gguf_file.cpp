@@ -4,9 +4,9 @@
 
 #include <cstring>
 
+#include "ops/kquant.h"
 #include "ops/pack.h"
 #include "ops/quantize.h"
-#include "ops/kquant.h"
 #include "qat/io/gguf_blocks.h"
 
 namespace qat::io {
@@ -20,6 +20,12 @@ std::vector<int64_t> row_shape(const at::Tensor& raw, int64_t row_elems) {
 }
 
 }  // namespace
+
+scheme::QuantSpec gguf_block_spec(GgmlType t) {
+  const auto f = block_format(t);
+  TORCH_CHECK(f.has_value(), ggml_type_name(t), " is not a GGUF block type with a fake-quant format");
+  return scheme::QuantSpec::from_name(std::string(scheme::traits(*f).name));
+}
 
 bool gguf_can_dequantize(GgmlType type) {
   return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 ||
@@ -68,7 +74,7 @@ at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type, const std:
   }
   // Block types: the same unpack + dequantize as the project's fake quant, so an exported
   // model's weights equal its fake-quantized ones bit for bit.
-  const auto spec = scheme::QuantSpec::from_name(std::string(scheme::traits(*block_format(type)).name));
+  const scheme::QuantSpec spec = gguf_block_spec(type);
   if (scheme::is_kquant(spec.format)) return ops::dequantize_kquant(bytes, spec, at::kFloat);
   const auto un = ops::unpack_gguf_blocks(bytes, spec);
   return ops::dequantize(un.codes, spec, un.qparams, at::kFloat);

@@ -10,12 +10,17 @@
 
 #include "qat/io/gguf.h"
 #include "qat/io/mapped_file.h"
+#include "qat/scheme/quant_spec.h"
 
 namespace qat::io {
 
 // Types dequantize() handles: F32, F16, BF16 and the block types of kBlockFormats
 // (gguf_blocks.h), through the same code as fake quant.
 bool gguf_can_dequantize(GgmlType type);
+
+// The fake-quant spec of a block type (Q8_0 -> gguf_q8_0, ..., Q6_K -> gguf_q6_k; kBlockFormats),
+// whose fake quant dequantizes exactly like the type's blocks; an error for other types.
+scheme::QuantSpec gguf_block_spec(GgmlType t);
 
 // raw: uint8 [..., row_bytes] rows of `type` blocks -> float32 [..., row_bytes / type_size *
 // block_size]. Throws (c10::Error) for a type not listed above, naming `what`.

@@ -26,6 +26,9 @@ GgmlType kquant_fallback(GgmlType t);
 // nullopt for anything else.
 std::optional<std::string> llama_mix_from_name(const std::string& name);
 
+// The mixtures' names, for help texts and errors: "q4_k_m, q5_k_m".
+std::string known_llama_mixes();
+
 // The type of GGUF tensor `gguf_name` ("blk.3.attn_v.weight", "output.weight", ...) with rows of
 // `row_elems` elements, in a model of `n_layers` blocks. `tied`: the model has no output tensor
 // (token_embd serves as the output).

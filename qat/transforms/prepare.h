@@ -24,7 +24,7 @@ struct PrepareConfig {
   nn::FakeQuantLinearConfig layer;
   // For layers whose weight `layer`'s weight format cannot split into its blocks (k-quants need
   // in_features % 256 == 0; SmolLM2-135M's 576 does not): llama.cpp quantizes such tensors with
-  // a fallback type too (Q4_K -> Q5_0, Q6_K -> Q8_0). Unset: such a layer is an error that names it.
+  // a fallback type too (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). Unset: such a layer is an error that names it.
   std::optional<nn::FakeQuantLinearConfig> fallback;
   // When set, picks the config of each layer the rules select, by its name (e.g. from a llama.cpp
   // mixture, qat/io/llama_mix.h); nullopt: `layer` (or `fallback`) as above.

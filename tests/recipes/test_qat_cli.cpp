@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "qat/io/llama_mix.h"
 #include "qat/io/gguf_file.h"
+#include "qat/io/llama_mix.h"
 #include "qat/io/remove_tree.h"
 #include "qat/models/pretrained.h"
 #include "tests/support/helpers.h"

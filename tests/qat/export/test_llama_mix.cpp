@@ -9,9 +9,9 @@
 #include "ops/quantize.h"
 #include "qat/export/export.h"
 #include "qat/export/linears.h"
-#include "qat/io/llama_mix.h"
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
+#include "qat/io/llama_mix.h"
 #include "tests/qat/export/export_models.h"
 
 using namespace qat;
@@ -96,7 +96,7 @@ TEST_CASE("GGUF export with the Q4_K_M and Q5_K_M mixtures writes each tensor in
     REQUIRE(f.tensor_info(name).type == t);
     seen.insert(io::ggml_type_name(t));
     at::Tensor w = l.merged_weight();
-    const scheme::QuantSpec spec = exporting::gguf_block_spec(t);
+    const scheme::QuantSpec spec = io::gguf_block_spec(t);
     at::Tensor expected = scheme::is_kquant(spec.format) ? ops::fake_quantize_kquant(w, spec)
                                                          : ops::fake_quantize_dynamic(w, spec, false).y;
     if (name.find("attn_q") != std::string::npos) expected = io::permute_qk(expected, cfg.num_attention_heads);
