@@ -60,26 +60,49 @@ QAT_HD float div_rn(float a, float b) {
   return a / b;
 #endif
 }
-// Round half to even (the default rounding mode on both sides).
+// Round half to even (the default rounding mode on both sides), half away from zero, toward zero.
+//
+// On the host these are written without branches or libm calls so that the CPU loops vectorize:
+// x86-64's baseline (SSE2) has no rounding instruction, and std::nearbyint/round/trunc are a libm
+// call per element there. Each gives the libm result bit for bit:
+// - For |v| >= 2^23 every float is an integer already, and infinities and NaN pass through too.
+// - Below 2^23, (|v| + 2^23) - 2^23 rounds |v| to an integer in the FPU, half to even: the sum
+//   lies in [2^23, 2^24), where the floats are exactly the integers, and the subtraction is exact.
+// - Below 2^23, truncation is the int32 conversion. Its input is selected into range first, so
+//   the conversion never sees NaN or a huge value and can run on every lane.
+// - copysign keeps the sign of a zero result (-0.3 rounds to -0, as in libm).
+#if !defined(__CUDA_ARCH__)
+constexpr float kTwo23 = 8388608.0f;  // 2^23: from here on every float is an integer
+QAT_HD float trunc_abs_small(float a) {  // trunc(a) for 0 <= a < 2^23, else 0 (never converts NaN)
+  return static_cast<float>(static_cast<int32_t>(a < kTwo23 ? a : 0.0f));
+}
+#endif
 QAT_HD float round_even(float v) {
 #if defined(__CUDA_ARCH__)
   return rintf(v);
 #else
-  return std::nearbyint(v);
+  const float a = std::fabs(v);
+  const float r = std::copysign((a + kTwo23) - kTwo23, v);
+  return a < kTwo23 ? r : v;
 #endif
 }
 QAT_HD float round_away(float v) {
 #if defined(__CUDA_ARCH__)
   return roundf(v);
 #else
-  return std::round(v);
+  const float a = std::fabs(v);
+  const float t = trunc_abs_small(a);
+  const float r = std::copysign(a - t >= 0.5f ? t + 1.0f : t, v);  // a - t is exact
+  return a < kTwo23 ? r : v;
 #endif
 }
 QAT_HD float trunc_f(float v) {
 #if defined(__CUDA_ARCH__)
   return truncf(v);
 #else
-  return std::trunc(v);
+  const float a = std::fabs(v);
+  const float r = std::copysign(trunc_abs_small(a), v);
+  return a < kTwo23 ? r : v;
 #endif
 }
 QAT_HD float fmin_f(float a, float b) { return a < b ? a : b; }
@@ -386,7 +409,9 @@ QAT_HD int quantize_value(float x, const GroupQParams& g) {
   } else if constexpr (F == Format::kNf4) {
     return nf4_code(mul_rn(x, g.inv_scale));
   } else if constexpr (F == Format::kQ8_0) {
-    return static_cast<int>(round_away(mul_rn(x, g.inv_scale)));  // |x*id| <= 127
+    // |x*id| <= 127 for the block's own elements; the clamp only gives NaN a code (-127).
+    const float v = round_away(mul_rn(x, g.inv_scale));
+    return static_cast<int>(fmin_f(fmax_f(v, -127.0f), 127.0f));
   } else if constexpr (F == Format::kQ4_0) {
     const float v = trunc_f(add_rn(mul_rn(x, g.inv_scale), 8.5f));
     return static_cast<int>(fmin_f(fmax_f(v, 0.0f), 15.0f));
@@ -442,7 +467,8 @@ QAT_HD bool in_range(float x, const GroupQParams& g) {
 // Fake quant of one element: dequantize(quantize(x)); NaN stays NaN so a broken step is seen.
 template <Format F>
 QAT_HD float fake_quant_value(float x, const GroupQParams& g) {
-  return is_nan(x) ? x : dequantize_value<F>(quantize_value<F>(x, g), g);
+  const float y = dequantize_value<F>(quantize_value<F>(x, g), g);  // NaN x: a code in range
+  return is_nan(x) ? x : y;
 }
 
 }  // namespace qat::ops::math

@@ -16,16 +16,41 @@ namespace {
 using scheme::Format;
 namespace m = qat::ops::math;
 
+// ---- element loads and stores the vectorizer can see through ----------------------------------
+// A bf16 is the top half of a float. c10::BFloat16's own conversion from float branches on NaN,
+// which keeps a loop scalar; store() computes the same bits (round to nearest even, NaN -> 0x7fc0)
+// without a branch. float and half go through their usual conversions.
+template <typename T>
+inline float load(const T* p, int64_t i) {
+  return static_cast<float>(p[i]);
+}
+template <>
+inline float load(const c10::BFloat16* p, int64_t i) {
+  return m::bf16_bits_to_float(p[i].x);
+}
+template <typename T>
+inline void store(T* p, int64_t i, float v) {
+  p[i] = static_cast<T>(v);
+}
+template <>
+inline void store(c10::BFloat16* p, int64_t i, float v) {
+  const uint32_t u = m::float_bits(v);
+  const auto rounded = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  p[i].x = m::is_nan(v) ? uint16_t{0x7fc0} : rounded;
+}
+
 // Calls fn(begin, end, qparams) for runs of consecutive elements that share one group, in
 // parallel: whole groups when groups are contiguous runs (per-group/-token/-tensor), else runs of
-// `inner` elements of a strided (per-axis) group. No division per element.
+// `inner` elements of a strided (per-axis) group. No division per element. The qparams are passed
+// by value: a reference could alias the output (float* out) and stop the compiler from keeping
+// them in registers.
 template <typename Fn>
 void for_each_group_run(const GroupLayout& l, Fn&& fn, const std::vector<m::GroupQParams>& gq) {
   const int64_t inner = std::max<int64_t>(l.inner, 1);
   const int64_t runs = l.numel / inner;  // run r covers [r*inner, (r+1)*inner), group r % count
   const int64_t grain = std::max<int64_t>(1, (1 << 14) / inner);
   at::parallel_for(0, runs, grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) fn(r * inner, (r + 1) * inner, gq[r % l.count]);
+    for (int64_t r = r0; r < r1; ++r) fn(r * inner, (r + 1) * inner, m::GroupQParams(gq[r % l.count]));
   });
 }
 
@@ -39,32 +64,79 @@ std::vector<m::GroupQParams> group_qparams(const QuantSpec& spec, const at::Tens
   return g;
 }
 
+// An int32 whose order is less_total's order of floats (-0 below +0): flipping the magnitude bits
+// of negative floats makes two's complement order match. The map is its own inverse.
+inline int32_t order_key(uint32_t bits) {
+  const auto i = static_cast<int32_t>(bits);
+  return i ^ ((i >> 31) & 0x7fffffff);
+}
+inline float from_order_key(int32_t k) {
+  return m::bits_float(static_cast<uint32_t>(order_key(static_cast<uint32_t>(k))));
+}
+
+// The statistics of one contiguous group, equal to folding m::stats_add over it in order, written
+// in integer operations so that the loop vectorizes (GCC does not vectorize a float max written as
+// a select, nor a select between a reduction and a constant):
+// - min and max compare order keys; a NaN element is replaced by the neutral +inf / -inf key;
+// - max |x| compares the bits of |x|, which order like the values, and counts a NaN as 0;
+// - the signed max, the first element of largest |x|, is a second pass: the least position whose
+//   |x| equals the max, again a vectorizable min.
+template <typename T>
+m::GroupStats contiguous_group_stats(const T* in, int64_t n) {
+  const int32_t kPosInf = order_key(0x7f800000u), kNegInf = order_key(0xff800000u);
+  int32_t kmin = kPosInf, kmax = kNegInf;
+  uint32_t amax = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const uint32_t u = m::float_bits(load(in, j));
+    const uint32_t a = u & 0x7fffffffu;
+    const int32_t nan = -static_cast<int32_t>(a > 0x7f800000u);  // all ones for NaN
+    const int32_t k = order_key(u);
+    kmin = std::min(kmin, (k & ~nan) | (kPosInf & nan));
+    kmax = std::max(kmax, (k & ~nan) | (kNegInf & nan));
+    amax = std::max(amax, a & ~static_cast<uint32_t>(nan));
+  }
+  m::GroupStats s{from_order_key(kmin), from_order_key(kmax), m::bits_float(amax), 0.0f};
+  if (amax != 0) {  // else every element is +-0 or NaN, and the signed max stays +0 (stats_init)
+    // int32 positions vectorize twice as wide (and SSE2 has no 64-bit compare); a group this
+    // large is one chunk after another.
+    constexpr int64_t kChunk = int64_t{1} << 30;
+    for (int64_t c = 0; c < n; c += kChunk) {
+      const auto len = static_cast<int32_t>(std::min(kChunk, n - c));
+      int32_t first = len;
+      for (int32_t j = 0; j < len; ++j) {
+        const int32_t at = (m::float_bits(load(in, c + j)) & 0x7fffffffu) == amax ? j : len;
+        first = std::min(first, at);
+      }
+      if (first < len) {
+        s.signed_amax = load(in, c + first);
+        break;
+      }
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
 void group_stats(const at::Tensor& x, const GroupLayout& l, at::Tensor& stats) {
   float* out = stats.data_ptr<float>();
+  auto write = [out](int64_t g, const m::GroupStats& s) {
+    out[4 * g + 0] = s.min;
+    out[4 * g + 1] = s.max;
+    out[4 * g + 2] = s.amax;
+    out[4 * g + 3] = s.signed_amax;
+  };
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "group_stats", [&] {
     const scalar_t* in = x.data_ptr<scalar_t>();
     if (l.contiguous()) {
-      at::parallel_for(0, l.count, 64, [&](int64_t g0, int64_t g1) {
-        for (int64_t g = g0; g < g1; ++g) {
-          m::GroupStats s = m::stats_init();
-          for (int64_t j = 0; j < l.inner; ++j) m::stats_add(s, static_cast<float>(in[g * l.inner + j]));
-          out[4 * g + 0] = s.min;
-          out[4 * g + 1] = s.max;
-          out[4 * g + 2] = s.amax;
-          out[4 * g + 3] = s.signed_amax;
-        }
+      const int64_t grain = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(l.inner, 1));
+      at::parallel_for(0, l.count, grain, [&](int64_t g0, int64_t g1) {
+        for (int64_t g = g0; g < g1; ++g) write(g, contiguous_group_stats(in + g * l.inner, l.inner));
       });
     } else {  // strided groups (per-axis): one sequential pass in element order
       std::vector<m::GroupStats> acc(l.count, m::stats_init());
-      for (int64_t i = 0; i < l.numel; ++i) m::stats_add(acc[(i / l.inner) % l.count], static_cast<float>(in[i]));
-      for (int64_t g = 0; g < l.count; ++g) {
-        out[4 * g + 0] = acc[g].min;
-        out[4 * g + 1] = acc[g].max;
-        out[4 * g + 2] = acc[g].amax;
-        out[4 * g + 3] = acc[g].signed_amax;
-      }
+      for (int64_t i = 0; i < l.numel; ++i) m::stats_add(acc[(i / l.inner) % l.count], load(in, i));
+      for (int64_t g = 0; g < l.count; ++g) write(g, acc[g]);
     }
   });
 }
@@ -104,13 +176,15 @@ void fake_quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout
     scalar_t* out = y.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_group_run(l, [&](int64_t begin, int64_t end, const m::GroupQParams& g) {
-        for (int64_t i = begin; i < end; ++i) {
-          const float v = static_cast<float>(in[i]);
-          out[i] = static_cast<scalar_t>(m::fake_quant_value<F>(v, g));
-        }
-        if (mk) {
-          for (int64_t i = begin; i < end; ++i) mk[i] = m::in_range<F>(static_cast<float>(in[i]), g);
+      for_each_group_run(l, [&](int64_t begin, int64_t end, m::GroupQParams g) {
+        if (mk) {  // one loop for both outputs: x is read once
+          for (int64_t i = begin; i < end; ++i) {
+            const float v = load(in, i);
+            store(out, i, m::fake_quant_value<F>(v, g));
+            mk[i] = m::in_range<F>(v, g);
+          }
+        } else {
+          for (int64_t i = begin; i < end; ++i) store(out, i, m::fake_quant_value<F>(load(in, i), g));
         }
       }, gq);
     });
@@ -125,9 +199,9 @@ void quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
     const scalar_t* in = x.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_group_run(l, [&](int64_t begin, int64_t end, const m::GroupQParams& g) {
+      for_each_group_run(l, [&](int64_t begin, int64_t end, m::GroupQParams g) {
         for (int64_t i = begin; i < end; ++i) {
-          const int q = m::quantize_value<F>(static_cast<float>(in[i]), g);
+          const int q = m::quantize_value<F>(load(in, i), g);
           out[i] = static_cast<uint8_t>(q);  // two's complement bits for negative codes
         }
       }, gq);
@@ -144,10 +218,10 @@ void dequantize(const at::Tensor& codes, const QuantSpec& spec, const GroupLayou
     scalar_t* out = y.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_group_run(l, [&](int64_t begin, int64_t end, const m::GroupQParams& g) {
+      for_each_group_run(l, [&](int64_t begin, int64_t end, m::GroupQParams g) {
         for (int64_t i = begin; i < end; ++i) {
           const int q = is_signed ? static_cast<int>(static_cast<int8_t>(in[i])) : static_cast<int>(in[i]);
-          out[i] = static_cast<scalar_t>(m::dequantize_value<F>(q, g));
+          store(out, i, m::dequantize_value<F>(q, g));
         }
       }, gq);
     });

@@ -1,5 +1,7 @@
-// CPU reference kernels: plain loops over ops/quant_math.h. These are the oracle the CUDA
-// kernels are tested against. Tensors arrive validated, contiguous and allocated.
+// CPU reference kernels: loops over ops/quant_math.h, written so that the compiler vectorizes
+// them (quantize_cpu.cpp says how). These are the oracle the CUDA kernels are tested against, and
+// they are themselves tested against float64 math and ggml. Tensors arrive validated, contiguous
+// and allocated.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -115,3 +115,33 @@ TEST_CASE("NF4 codes are the nearest table value with ties to the lower code", "
   REQUIRE(m::nf4_code(-1.0f) == 0);
   REQUIRE(m::nf4_code(0.03979014977812767f) == 7);  // a threshold itself goes to the lower code
 }
+
+TEST_CASE("the host's branch-free rounding equals libm's nearbyint, round and trunc", "[math]") {
+  // quant_math.h rounds on the host without libm calls so that the CPU loops vectorize; every
+  // code of every integer and GGUF format goes through these three functions.
+  auto same = [](float got, float want) {
+    return (std::isnan(got) && std::isnan(want)) || m::float_bits(got) == m::float_bits(want);
+  };
+  auto check = [&](float v) {
+    CAPTURE(v, m::float_bits(v));
+    REQUIRE(same(m::round_even(v), std::nearbyint(v)));
+    REQUIRE(same(m::round_away(v), std::round(v)));
+    REQUIRE(same(m::trunc_f(v), std::trunc(v)));
+  };
+  const at::Tensor x = probe_floats();
+  for (int64_t i = 0; i < x.numel(); ++i) check(x.data_ptr<float>()[i]);
+  for (float v : {NAN, -NAN, 0.49999997f, -0.49999997f, 0.5f, -0.5f, 1.5f, 2.5f, -2.5f,
+                  8388607.5f, -8388607.5f, 8388608.0f, 8388609.0f, 16777216.0f, 3e9f, -3e9f})
+    check(v);
+  // Every tie k + 1/2 up to 2^23 (above, floats are integers), and both neighbours of each.
+  for (int32_t k = 0; k < (1 << 23); k += 1 + k / 64) {
+    const float t = static_cast<float>(k) + 0.5f;
+    for (float v : {t, -t, std::nextafter(t, 0.0f), std::nextafter(t, INFINITY)}) check(v);
+  }
+  // Random bit patterns: every binade, NaN payloads and infinities included.
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  for (int i = 0; i < 2000000; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    check(m::bits_float(static_cast<uint32_t>(state >> 32)));
+  }
+}

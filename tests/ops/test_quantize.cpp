@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "ops/pack.h"
+#include "ops/quant_math.h"
 #include "ops/quantize.h"
 #include "tests/support/helpers.h"
 
@@ -328,6 +329,66 @@ TEST_CASE("all-zero groups, NaN inputs and non-finite quantize inputs follow the
   REQUIRE(std::signbit(st[0][0].item<float>()));   // min = -0
   REQUIRE(!std::signbit(st[0][1].item<float>()));  // max = +0
   REQUIRE(!std::signbit(st[0][3].item<float>()));  // signed max|x| keeps the initial +0
+}
+
+TEST_CASE("group statistics equal folding stats_add over each group in order", "[quantize]") {
+  // The CPU kernel computes them with integer keys and a second pass for the signed max, so that
+  // it vectorizes; the definition is the scalar fold in ops/quant_math.h.
+  namespace m = qat::ops::math;
+  const auto dtype = GENERATE(at::kFloat, at::kBFloat16, at::kHalf);
+  // Groups of 16..256 elements, and per token: one group per row of 3 or 37 elements.
+  for (int64_t g : {3, 16, 32, 37, 48, 256}) {
+    const QuantSpec spec = QuantSpec::from_name("int4").with(
+        g % 16 ? Granularity::per_token() : Granularity::per_group(g));
+    for (uint64_t seed = 0; seed < 4; ++seed) {
+      const int64_t cols = g % 16 ? g : g * 8;
+      at::Tensor x = (seed % 2 ? qat::test::adversarial({4, cols}, seed) : qat::test::randn({4, cols}, seed));
+      float* p = x.data_ptr<float>();
+      const int64_t n = x.numel();
+      for (int64_t i = 0; i < n; i += 7) p[i] = -p[(i + 3) % n];  // equal |x| of both signs
+      for (int64_t i = 5; i < n; i += 11) p[i] = (i % 3 == 0) ? -0.0f : 0.0f;
+      if (seed == 2) {
+        for (int64_t i = 2; i < n; i += 13) p[i] = (i % 2) ? NAN : ((i % 3) ? INFINITY : -INFINITY);
+      }
+      if (seed == 3) x.narrow(1, 0, g).fill_(-0.0f);  // a group of zeros, -0 first
+      x = x.to(dtype);
+      const at::Tensor got = qat::ops::group_stats(x, spec);
+      const at::Tensor xf = x.to(at::kFloat).contiguous();
+      for (int64_t grp = 0; grp < got.size(0); ++grp) {
+        m::GroupStats want = m::stats_init();
+        for (int64_t j = 0; j < g; ++j) m::stats_add(want, xf.data_ptr<float>()[grp * g + j]);
+        const float* st = got.data_ptr<float>() + 4 * grp;
+        CAPTURE(dtype, g, seed, grp);
+        REQUIRE(m::float_bits(st[0]) == m::float_bits(want.min));
+        REQUIRE(m::float_bits(st[1]) == m::float_bits(want.max));
+        REQUIRE(m::float_bits(st[2]) == m::float_bits(want.amax));
+        REQUIRE(m::float_bits(st[3]) == m::float_bits(want.signed_amax));
+      }
+    }
+  }
+}
+
+TEST_CASE("fake quant in bf16 and fp16 is the float32 result rounded by libtorch", "[quantize][fake_quant]") {
+  // The CPU loops store bf16 with their own branch-free rounding; it must give libtorch's bits.
+  const auto dtype = GENERATE(at::kBFloat16, at::kHalf);
+  for (const char* f : {"int4", "uint4", "int8", "gguf_q4_0", "gguf_q8_0", "gguf_q4_1"}) {
+    QuantSpec spec = QuantSpec::from_name(f);
+    if (spec.traits().fixed_block == 0) spec.granularity = Granularity::per_group(32);
+    for (uint64_t seed = 0; seed < 4; ++seed) {
+      at::Tensor x = (seed % 2 ? qat::test::adversarial({8, 256}, seed) : qat::test::randn({8, 256}, seed)).to(dtype);
+      x[1][7] = NAN;
+      const QParams qp = qat::ops::choose_qparams(x.to(at::kFloat), spec);
+      const at::Tensor got = qat::ops::fake_quantize(x, spec, qp, false).y;
+      const at::Tensor want = qat::ops::fake_quantize(x.to(at::kFloat), spec, qp, false).y.to(dtype);
+      CAPTURE(f, dtype, seed);
+      // NaN stays NaN; its bits are not compared: libtorch's own float->bf16 gives 0x7fc0 in
+      // the scalar conversion and 0xffff in the vectorized one.
+      REQUIRE(at::equal(got.isnan(), x.isnan()));
+      REQUIRE(at::equal(want.isnan(), x.isnan()));
+      const at::Tensor finite = ~x.isnan();
+      REQUIRE(at::equal(got.view(at::kShort).masked_select(finite), want.view(at::kShort).masked_select(finite)));
+    }
+  }
 }
 
 TEST_CASE("bad quantization configs give clear errors", "[quantize][errors]") {
