@@ -1,6 +1,7 @@
 #include "ops/cpu/nf4_cpu.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,20 +21,6 @@ float block_absmax(const float* x, int64_t begin, int64_t end) {
   float a = 0.0f;
   for (int64_t i = begin; i < end; ++i) a = std::fabs(x[i]) > a ? std::fabs(x[i]) : a;
   return a;
-}
-
-// Stores float32 values as `y`'s dtype (round to nearest even).
-void store(at::Tensor& y, int64_t i, float v) {
-  switch (y.scalar_type()) {
-    case at::kFloat: y.data_ptr<float>()[i] = v; return;
-    case at::kBFloat16:
-      reinterpret_cast<uint16_t*>(y.data_ptr())[i] = m::float_to_bf16_bits(v);
-      return;
-    case at::kHalf:
-      reinterpret_cast<uint16_t*>(y.data_ptr())[i] = m::float_to_half_bits(v);
-      return;
-    default: TORCH_INTERNAL_ASSERT(false, "nf4 cpu: unexpected output dtype");
-  }
 }
 
 }  // namespace
@@ -62,13 +49,48 @@ void nf4_quantize(const at::Tensor& x_in, int64_t blocksize, at::Tensor& codes, 
   if (n % 2 == 1) out[n / 2] = static_cast<uint8_t>(out[n / 2] | nm::nf4_code_cpu(0.0f));
 }
 
+// Per block, the 16 decoded values nf4_decode(c, absmax) are computed once, already in the output
+// dtype's bits, and each code byte becomes two table lookups; blocks run in parallel. A block
+// starts on an even element (block sizes are even), so its first element is a high nibble.
+template <typename Out, typename Convert>
+void nf4_dequantize_into(const uint8_t* in, const float* am, int64_t n, int64_t blocksize, Out* out,
+                         Convert convert) {
+  const int64_t blocks = (n + blocksize - 1) / blocksize;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / blocksize);
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      Out table[16];
+      for (int c = 0; c < 16; ++c) table[c] = convert(nm::nf4_decode(c, am[b]));
+      const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
+      const uint8_t* bytes = in + begin / 2;
+      Out* y = out + begin;
+      const int64_t pairs = (end - begin) / 2;
+      for (int64_t k = 0; k < pairs; ++k) {
+        y[2 * k] = table[bytes[k] >> 4];
+        y[2 * k + 1] = table[bytes[k] & 0x0f];
+      }
+      if ((end - begin) % 2) y[2 * pairs] = table[bytes[pairs] >> 4];  // an odd tensor's last element
+    }
+  });
+}
+
 void nf4_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize, at::Tensor& y) {
   const uint8_t* in = codes.data_ptr<uint8_t>();
   const float* am = absmax.data_ptr<float>();
   const int64_t n = y.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    const int c = i % 2 == 0 ? in[i / 2] >> 4 : in[i / 2] & 0x0f;
-    store(y, i, nm::nf4_decode(c, am[i / blocksize]));
+  switch (y.scalar_type()) {
+    case at::kFloat:
+      nf4_dequantize_into(in, am, n, blocksize, y.data_ptr<float>(), [](float v) { return v; });
+      return;
+    case at::kBFloat16:
+      nf4_dequantize_into(in, am, n, blocksize, reinterpret_cast<uint16_t*>(y.data_ptr()),
+                          [](float v) { return m::float_to_bf16_bits(v); });
+      return;
+    case at::kHalf:
+      nf4_dequantize_into(in, am, n, blocksize, reinterpret_cast<uint16_t*>(y.data_ptr()),
+                          [](float v) { return m::float_to_half_bits(v); });
+      return;
+    default: TORCH_INTERNAL_ASSERT(false, "nf4 cpu: unexpected output dtype");
   }
 }
 
@@ -88,7 +110,13 @@ void dynamic_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64
   const uint8_t* in = codes.data_ptr<uint8_t>();
   const float* am = absmax.data_ptr<float>();
   float* out = y.data_ptr<float>();
-  for (int64_t i = 0; i < y.numel(); ++i) out[i] = nm::dynamic_decode(in[i], am[i / blocksize]);
+  const int64_t n = y.numel();
+  at::parallel_for(0, (n + blocksize - 1) / blocksize, 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t end = std::min((b + 1) * blocksize, n);
+      for (int64_t i = b * blocksize; i < end; ++i) out[i] = nm::dynamic_decode(in[i], am[b]);
+    }
+  });
 }
 
 }  // namespace qat::ops::cpu
