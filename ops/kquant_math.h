@@ -156,6 +156,105 @@ QAT_HD float affine_fit_subblock(const float* x, const float* w, float rmin, int
   return scale;
 }
 
+#if !defined(__CUDA_ARCH__)
+// Eight float / int32 lanes, one per sub-block (GCC/Clang vector extensions: on the x86-64
+// baseline each is a pair of SSE registers). Lane arithmetic is IEEE per lane, as the scalar code.
+typedef float Lanes __attribute__((vector_size(32)));
+typedef int32_t LaneInts __attribute__((vector_size(32)));
+
+// codes = clamp(nearest_int(v), 0, kNmax) in every lane. (Lanes go by reference: passing 32-byte
+// vectors by value without AVX changes the calling convention, and GCC warns.)
+template <int kNmax>
+inline void lanes_codes(const Lanes& v, LaneInts& codes) {
+  const Lanes t = v + 12582912.0f;  // nearest_int's rounding
+  LaneInts bits;
+  memcpy(&bits, &t, sizeof(bits));
+  const LaneInts zero = {}, top = zero + kNmax;
+  codes = (bits & 0x007fffff) - 0x00400000;
+  codes = codes < zero ? zero : codes;
+  codes = codes > top ? top : codes;
+}
+
+// The eight sub-blocks of a super-block fitted in lockstep, for the host. Lane j runs exactly
+// affine_fit_subblock's operations on sub-block j, in the same order (a - b is a + (-b) in IEEE
+// arithmetic), so the results are the same bits; but the eight chains of dependent float
+// additions run side by side instead of one after another (the fit is latency-bound: 21 grids x
+// 32 sequential sums per sub-block). Branches become per-lane selects; a flat sub-block (hi == lo)
+// takes no grid and ends as the scalar version's early return.
+template <int kNmax>
+inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, int nstep, uint8_t* L,
+                                   float* scale_out, float* neg_min_out) {
+  constexpr int n = 32;
+  constexpr float nmax = static_cast<float>(kNmax);
+  const Lanes zero = {};
+  Lanes xt[n], wt[n];  // element i of sub-block j in lane j of xt[i]
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      xt[i][j] = x[n * j + i];
+      wt[i][j] = w[n * j + i];
+    }
+  }
+  Lanes lo = xt[0], hi = xt[0], sum_w = wt[0], sum_x = wt[0] * xt[0];
+  for (int i = 1; i < n; ++i) {
+    lo = xt[i] < lo ? xt[i] : lo;
+    hi = xt[i] > hi ? xt[i] : hi;
+    sum_w = sum_w + wt[i];
+    sum_x = sum_x + wt[i] * xt[i];
+  }
+  lo = lo > zero ? zero : lo;
+  const LaneInts flat = hi == lo;
+  Lanes iscale = nmax / (hi - lo);  // inf in a flat lane, whose grids never count
+  Lanes scale = 1.0f / iscale;
+  Lanes best_error = zero;
+  for (int i = 0; i < n; ++i) {
+    LaneInts l;
+    lanes_codes<kNmax>(iscale * (xt[i] - lo), l);
+    const Lanes diff = (scale * __builtin_convertvector(l, Lanes) + lo) - xt[i];
+    best_error = best_error + wt[i] * (diff * diff);
+  }
+  Lanes code_iscale = iscale, code_lo = lo;  // the grid the codes come from, per lane
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = ((rmin + 0.1f * static_cast<float>(is)) + nmax) / (hi - lo);
+    Lanes sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    LaneInts aux[n];
+    for (int i = 0; i < n; ++i) {
+      lanes_codes<kNmax>(iscale * (xt[i] - lo), aux[i]);
+      const Lanes l = __builtin_convertvector(aux[i], Lanes);
+      const Lanes wl = wt[i] * l;
+      sum_l = sum_l + wl;
+      sum_l2 = sum_l2 + wl * l;
+      sum_xl = sum_xl + wl * xt[i];
+    }
+    const Lanes det = sum_w * sum_l2 - sum_l * sum_l;
+    const Lanes fit_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+    const Lanes fit_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+    const LaneInts min_positive = fit_min > zero;
+    const Lanes this_scale = min_positive ? sum_xl / sum_l2 : fit_scale;
+    const Lanes this_min = min_positive ? zero : fit_min;
+    Lanes cur_error = zero;
+    for (int i = 0; i < n; ++i) {
+      const Lanes diff = (this_scale * __builtin_convertvector(aux[i], Lanes) + this_min) - xt[i];
+      cur_error = cur_error + wt[i] * (diff * diff);
+    }
+    const LaneInts win = (det > zero) & ~flat & (cur_error < best_error);
+    best_error = win ? cur_error : best_error;
+    scale = win ? this_scale : scale;
+    code_iscale = win ? iscale : code_iscale;
+    code_lo = win ? lo : code_lo;
+    lo = win ? this_min : lo;
+  }
+  // The codes of each lane's winning grid, computed again from the same inputs: same bits, and
+  // cheaper than copying 32 code vectors under a mask at every win.
+  LaneInts codes[n];
+  for (int i = 0; i < n; ++i) lanes_codes<kNmax>(code_iscale * (xt[i] - code_lo), codes[i]);
+  for (int j = 0; j < 8; ++j) {
+    scale_out[j] = flat[j] ? 0.0f : scale[j];
+    neg_min_out[j] = -lo[j];
+    for (int i = 0; i < n; ++i) L[n * j + i] = flat[j] ? uint8_t{0} : static_cast<uint8_t>(codes[i][j]);
+  }
+}
+#endif
+
 // x: 256 finite floats -> one Q4_K (kNmax 15, 144 bytes) or Q5_K (kNmax 31, 176 bytes) block
 // (ggml's quantize_row_q4_K_ref / q5_K_ref).
 template <int kNmax>
@@ -163,7 +262,7 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
   constexpr float kRmin = kNmax == 15 ? -1.0f : -0.5f;
   constexpr int kNstep = kNmax == 15 ? 20 : 15;
   uint8_t L[kSuperBlock];
-  float scales[8], mins[8], w[32];
+  float scales[8], mins[8], w[kSuperBlock];
   float max_scale = 0.0f, max_min = 0.0f;
   for (int j = 0; j < 8; ++j) {
     const float* xs = x + 32 * j;
@@ -171,8 +270,15 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
     float sum_x2 = 0.0f;
     for (int l = 0; l < 32; ++l) sum_x2 = m::add_rn(sum_x2, m::mul_rn(xs[l], xs[l]));
     const float av_x = sqrt_rn(m::div_rn(sum_x2, 32.0f));
-    for (int l = 0; l < 32; ++l) w[l] = m::add_rn(av_x, fabsf(xs[l]));
-    scales[j] = affine_fit_subblock<kNmax>(xs, w, kRmin, kNstep, L + 32 * j, &mins[j]);
+    for (int l = 0; l < 32; ++l) w[32 * j + l] = m::add_rn(av_x, fabsf(xs[l]));
+#if defined(__CUDA_ARCH__)  // a GPU thread fits one sub-block after another; the host all 8 at once
+    scales[j] = affine_fit_subblock<kNmax>(xs, w + 32 * j, kRmin, kNstep, L + 32 * j, &mins[j]);
+#endif
+  }
+#if !defined(__CUDA_ARCH__)
+  affine_fit_8_subblocks<kNmax>(x, w, kRmin, kNstep, L, scales, mins);
+#endif
+  for (int j = 0; j < 8; ++j) {
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }

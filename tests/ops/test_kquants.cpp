@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "ops/kquant.h"
+#include "ops/kquant_math.h"
 #include "ops/quantize.h"
 #include "tests/support/helpers.h"
 
@@ -63,6 +64,44 @@ TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q5_K_ref / q6_K_r
       const auto dyn = qat::ops::fake_quantize_dynamic(x, spec, /*want_mask=*/true);
       REQUIRE(qat::test::bit_equal(dyn.y, ref.dequant));
       REQUIRE(dyn.mask.all().item<bool>());
+    }
+  }
+}
+
+TEST_CASE("the host's lockstep fit of 8 sub-blocks equals the per-sub-block fit the GPU runs",
+          "[gguf][kquant]") {
+  // The CPU fits a super-block's 8 sub-blocks in lockstep (vectorized over sub-blocks); the CUDA
+  // kernel calls affine_fit_subblock once per sub-block. Both must give the same bits; the
+  // lockstep one is also checked against ggml above.
+  namespace k = qat::ops::kquant;
+  for (uint64_t seed = 0; seed < 3; ++seed) {
+    const at::Tensor x = seed == 0 ? special_rows(seed) : qat::test::adversarial({16, 512}, seed);
+    const at::Tensor w = x.abs().add(x.pow(2).mean().sqrt());  // positive weights, like ggml's
+    const float* xs = x.data_ptr<float>();
+    const float* ws = w.data_ptr<float>();
+    for (int64_t b = 0; b < x.numel() / 256; ++b) {
+      for (int nmax : {15, 31}) {
+        const float rmin = nmax == 15 ? -1.0f : -0.5f;
+        const int nstep = nmax == 15 ? 20 : 15;
+        uint8_t l8[256], l1[256];
+        float s8[8], m8[8];
+        if (nmax == 15) {
+          k::affine_fit_8_subblocks<15>(xs + 256 * b, ws + 256 * b, rmin, nstep, l8, s8, m8);
+        } else {
+          k::affine_fit_8_subblocks<31>(xs + 256 * b, ws + 256 * b, rmin, nstep, l8, s8, m8);
+        }
+        for (int j = 0; j < 8; ++j) {
+          const float* xj = xs + 256 * b + 32 * j;
+          const float* wj = ws + 256 * b + 32 * j;
+          float m1 = 0.0f;
+          const float s1 = nmax == 15 ? k::affine_fit_subblock<15>(xj, wj, rmin, nstep, l1 + 32 * j, &m1)
+                                      : k::affine_fit_subblock<31>(xj, wj, rmin, nstep, l1 + 32 * j, &m1);
+          CAPTURE(seed, b, nmax, j);
+          REQUIRE(qat::ops::math::float_bits(s8[j]) == qat::ops::math::float_bits(s1));
+          REQUIRE(qat::ops::math::float_bits(m8[j]) == qat::ops::math::float_bits(m1));
+        }
+        REQUIRE(std::equal(l8, l8 + 256, l1));
+      }
     }
   }
 }
