@@ -162,17 +162,23 @@ QAT_HD float affine_fit_subblock(const float* x, const float* w, float rmin, int
 typedef float Lanes __attribute__((vector_size(32)));
 typedef int32_t LaneInts __attribute__((vector_size(32)));
 
-// codes = clamp(nearest_int(v), 0, kNmax) in every lane. (Lanes go by reference: passing 32-byte
+// codes = clamp(nearest_int(v), kLo, kHi) in every lane. (Lanes go by reference: passing 32-byte
 // vectors by value without AVX changes the calling convention, and GCC warns.)
-template <int kNmax>
+template <int kLo, int kHi>
 inline void lanes_codes(const Lanes& v, LaneInts& codes) {
   const Lanes t = v + 12582912.0f;  // nearest_int's rounding
   LaneInts bits;
   memcpy(&bits, &t, sizeof(bits));
-  const LaneInts zero = {}, top = zero + kNmax;
+  const LaneInts zero = {}, lo = zero + kLo, hi = zero + kHi;
   codes = (bits & 0x007fffff) - 0x00400000;
-  codes = codes < zero ? zero : codes;
-  codes = codes > top ? top : codes;
+  codes = codes < lo ? lo : codes;
+  codes = codes > hi ? hi : codes;
+}
+inline void lanes_abs(const Lanes& v, Lanes& a) {
+  LaneInts bits;
+  memcpy(&bits, &v, sizeof(bits));
+  bits &= 0x7fffffff;
+  memcpy(&a, &bits, sizeof(a));
 }
 
 // The eight sub-blocks of a super-block fitted in lockstep, for the host. Lane j runs exactly
@@ -208,7 +214,7 @@ inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, i
   Lanes best_error = zero;
   for (int i = 0; i < n; ++i) {
     LaneInts l;
-    lanes_codes<kNmax>(iscale * (xt[i] - lo), l);
+    lanes_codes<0, kNmax>(iscale * (xt[i] - lo), l);
     const Lanes diff = (scale * __builtin_convertvector(l, Lanes) + lo) - xt[i];
     best_error = best_error + wt[i] * (diff * diff);
   }
@@ -218,7 +224,7 @@ inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, i
     Lanes sum_l = zero, sum_l2 = zero, sum_xl = zero;
     LaneInts aux[n];
     for (int i = 0; i < n; ++i) {
-      lanes_codes<kNmax>(iscale * (xt[i] - lo), aux[i]);
+      lanes_codes<0, kNmax>(iscale * (xt[i] - lo), aux[i]);
       const Lanes l = __builtin_convertvector(aux[i], Lanes);
       const Lanes wl = wt[i] * l;
       sum_l = sum_l + wl;
@@ -246,7 +252,7 @@ inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, i
   // The codes of each lane's winning grid, computed again from the same inputs: same bits, and
   // cheaper than copying 32 code vectors under a mask at every win.
   LaneInts codes[n];
-  for (int i = 0; i < n; ++i) lanes_codes<kNmax>(code_iscale * (xt[i] - code_lo), codes[i]);
+  for (int i = 0; i < n; ++i) lanes_codes<0, kNmax>(code_iscale * (xt[i] - code_lo), codes[i]);
   for (int j = 0; j < 8; ++j) {
     scale_out[j] = flat[j] ? 0.0f : scale[j];
     neg_min_out[j] = -lo[j];
@@ -409,13 +415,79 @@ QAT_HD float q6k_fit_subblock(const float* x, uint8_t* L) {
   return scale;
 }
 
+#if !defined(__CUDA_ARCH__)
+// Eight Q6_K sub-blocks of 16 fitted in lockstep on the host: q6k_fit_subblock's operations in
+// every lane, in its order (same bits; tested against it and against ggml). As in the Q4_K fit,
+// each lane remembers the grid its best fit came from and the codes are computed once at the end.
+inline void q6k_fit_8_subblocks(const float* x, uint8_t* L, float* scale_out) {
+  constexpr int n = 16, nmax = 32;
+  const Lanes zero = {};
+  Lanes xt[n];  // element i of sub-block j in lane j of xt[i]
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < 8; ++j) xt[i][j] = x[n * j + i];
+  }
+  Lanes max = zero, amax = zero;
+  for (int i = 0; i < n; ++i) {
+    Lanes ax;
+    lanes_abs(xt[i], ax);
+    const LaneInts larger = ax > amax;
+    amax = larger ? ax : amax;
+    max = larger ? xt[i] : max;
+  }
+  const LaneInts tiny = amax < 1e-15f;  // ggml's GROUP_MAX_EPS: all codes 0, scale 0
+  Lanes iscale = static_cast<float>(-nmax) / max;
+  Lanes code_iscale = iscale;
+  Lanes sumlx = zero, suml2 = zero;
+  for (int i = 0; i < n; ++i) {
+    LaneInts l;
+    lanes_codes<-nmax, nmax - 1>(iscale * xt[i], l);
+    const Lanes lf = __builtin_convertvector(l, Lanes);
+    const Lanes w = xt[i] * xt[i];
+    sumlx = sumlx + (w * xt[i]) * lf;
+    suml2 = suml2 + (w * lf) * lf;
+  }
+  Lanes scale = suml2 != zero ? sumlx / suml2 : zero;
+  Lanes best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
+    sumlx = zero;
+    suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+      LaneInts l;
+      lanes_codes<-nmax, nmax - 1>(iscale * xt[i], l);
+      const Lanes lf = __builtin_convertvector(l, Lanes);
+      const Lanes w = xt[i] * xt[i];
+      sumlx = sumlx + (w * xt[i]) * lf;
+      suml2 = suml2 + (w * lf) * lf;
+    }
+    const LaneInts win = (suml2 > zero) & (sumlx * sumlx > best * suml2) & ~tiny;
+    const Lanes this_scale = sumlx / suml2;
+    code_iscale = win ? iscale : code_iscale;
+    scale = win ? this_scale : scale;
+    best = win ? this_scale * sumlx : best;
+  }
+  for (int i = 0; i < n; ++i) {
+    LaneInts l;
+    lanes_codes<-nmax, nmax - 1>(code_iscale * xt[i], l);
+    for (int j = 0; j < 8; ++j) L[n * j + i] = tiny[j] ? uint8_t{0} : static_cast<uint8_t>(l[j] + nmax);
+  }
+  for (int j = 0; j < 8; ++j) scale_out[j] = tiny[j] ? 0.0f : scale[j];
+}
+#endif
+
 // x: 256 finite floats -> one 210-byte block (ggml's quantize_row_q6_K_ref).
 QAT_HD void quantize_block_q6k(const float* x, uint8_t* out) {
   uint8_t L[kSuperBlock];
   float scales[16];
   float max_scale = 0.0f, max_abs_scale = 0.0f;
+#if defined(__CUDA_ARCH__)  // a GPU thread fits one sub-block after another; the host 8 at once
+  for (int b = 0; b < 16; ++b) scales[b] = q6k_fit_subblock(x + 16 * b, L + 16 * b);
+#else
+  q6k_fit_8_subblocks(x, L, scales);
+  q6k_fit_8_subblocks(x + 128, L + 128, scales + 8);
+#endif
   for (int b = 0; b < 16; ++b) {
-    scales[b] = q6k_fit_subblock(x + 16 * b, L + 16 * b);
     const float a = fabsf(scales[b]);
     if (a > max_abs_scale) {
       max_abs_scale = a;

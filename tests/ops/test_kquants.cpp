@@ -68,10 +68,10 @@ TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q5_K_ref / q6_K_r
   }
 }
 
-TEST_CASE("the host's lockstep fit of 8 sub-blocks equals the per-sub-block fit the GPU runs",
+TEST_CASE("the host's lockstep fits of 8 sub-blocks equal the per-sub-block fits the GPU runs",
           "[gguf][kquant]") {
-  // The CPU fits a super-block's 8 sub-blocks in lockstep (vectorized over sub-blocks); the CUDA
-  // kernel calls affine_fit_subblock once per sub-block. Both must give the same bits; the
+  // The CPU fits a super-block's sub-blocks 8 at a time in lockstep (vectorized over sub-blocks);
+  // the CUDA kernel calls affine_fit_subblock / q6k_fit_subblock once per sub-block. Both must give the same bits; the
   // lockstep one is also checked against ggml above.
   namespace k = qat::ops::kquant;
   for (uint64_t seed = 0; seed < 3; ++seed) {
@@ -102,6 +102,16 @@ TEST_CASE("the host's lockstep fit of 8 sub-blocks equals the per-sub-block fit 
         }
         REQUIRE(std::equal(l8, l8 + 256, l1));
       }
+      // Q6_K: sub-blocks of 16, symmetric, 8 at a time.
+      uint8_t q8[128], q1[128];
+      float s8[8];
+      k::q6k_fit_8_subblocks(xs + 256 * b, q8, s8);
+      for (int j = 0; j < 8; ++j) {
+        const float s1 = k::q6k_fit_subblock(xs + 256 * b + 16 * j, q1 + 16 * j);
+        CAPTURE(seed, b, j);
+        REQUIRE(qat::ops::math::float_bits(s8[j]) == qat::ops::math::float_bits(s1));
+      }
+      REQUIRE(std::equal(q8, q8 + 128, q1));
     }
   }
 }
