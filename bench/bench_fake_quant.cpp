@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   // to int4/g32 says what choosing Q4_K costs per training step's weight fake quant.
   const double int4_ms =
       time_ms(dev, iters, [&] { qat::ops::fake_quantize_dynamic(w, QuantSpec::from_name("int4").with(Granularity::per_group(32)), false); });
-  for (const char* name : {"gguf_q4_k", "gguf_q6_k"}) {
+  for (const char* name : {"gguf_q4_k", "gguf_q5_k", "gguf_q6_k"}) {
     const QuantSpec spec = QuantSpec::from_name(name);
     const double ms = time_ms(dev, std::max(1, iters / 4), [&] { qat::ops::fake_quantize_dynamic(w, spec, false); });
     std::printf("{\"bench\":\"fake_quant_fwd\",\"device\":\"%s\",\"format\":\"%s\",\"group\":256,"
