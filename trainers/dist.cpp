@@ -39,6 +39,7 @@ DistEnv DistEnv::from_env() {
   e.local_rank = env_int("LOCAL_RANK", e.rank);
   e.master_addr = env("MASTER_ADDR").value_or("127.0.0.1");
   e.master_port = env_int("MASTER_PORT", 29500);
+  e.launcher_store = env_int("QAT_LAUNCHER_STORE", 0) == 1;
   TORCH_CHECK(e.world_size >= 1, "WORLD_SIZE must be >= 1, got ", e.world_size);
   TORCH_CHECK(e.rank >= 0 && e.rank < e.world_size, "RANK=", e.rank, " is outside [0, WORLD_SIZE=",
               e.world_size, ")");
@@ -69,7 +70,7 @@ Communicator::Communicator(const DistEnv& env, at::Device device, std::chrono::m
   if (env.world_size == 1) return;
   c10d::TCPStoreOptions opts;
   opts.port = static_cast<std::uint16_t>(env.master_port);
-  opts.isServer = env.rank == 0;
+  opts.isServer = env.rank == 0 && !env.launcher_store;
   opts.numWorkers = static_cast<size_t>(env.world_size);
   opts.waitWorkers = true;
   opts.timeout = timeout;

@@ -29,8 +29,13 @@ struct DistEnv {
   int local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  // The rendezvous store is already served at MASTER_ADDR:MASTER_PORT by the launcher
+  // (QAT_LAUNCHER_STORE=1, set by `qat train --nproc`), so rank 0 connects as a client like the
+  // others. Otherwise (multi-node, torchrun-style environments) rank 0 serves it.
+  bool launcher_store = false;
 
-  // Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; all absent means one process.
+  // Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT and QAT_LAUNCHER_STORE; all absent
+  // means one process.
   // Inconsistent values (RANK >= WORLD_SIZE, a non-number) are errors naming the variable.
   static DistEnv from_env();
   bool is_main() const { return rank == 0; }

@@ -1,11 +1,9 @@
 #include "trainers/launch.h"
 
-#include <arpa/inet.h>
 #include <c10/util/Exception.h>
-#include <netinet/in.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,26 +29,23 @@ std::string describe(int status) {
 
 }  // namespace
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  TORCH_CHECK(fd >= 0, "cannot open a socket to find a free port: ", std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  TORCH_CHECK(ok, "cannot find a free TCP port on 127.0.0.1");
-  return ntohs(addr.sin_port);
-}
-
 LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
                           const std::map<std::string, std::string>& extra_env, double grace_seconds) {
   TORCH_CHECK(nproc >= 1, "--nproc must be >= 1, got ", nproc);
   TORCH_CHECK(!args.empty(), "launch_local: no program");
-  const int port = free_port();
+  // The store lives as long as this function: every rank connects to it, none serves it.
+  c10d::TCPStoreOptions store_opts;
+  store_opts.port = 0;  // the kernel picks a free port, and it stays bound
+  store_opts.isServer = true;
+  store_opts.waitWorkers = false;
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_opts);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "cannot serve the ranks' rendezvous store on 127.0.0.1: ",
+                std::string(e.what()).substr(0, 200));
+  }
+  const int port = store->getPort();
   std::vector<pid_t> pids;
   struct sigaction sa {}, old_int{}, old_term{};
   sa.sa_handler = on_signal;
@@ -79,6 +74,7 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
     env["LOCAL_WORLD_SIZE"] = std::to_string(nproc);
     env["MASTER_ADDR"] = "127.0.0.1";
     env["MASTER_PORT"] = std::to_string(port);
+    env["QAT_LAUNCHER_STORE"] = "1";
     std::vector<std::string> env_strings;
     for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
     std::vector<char*> envp, argv;

@@ -1,6 +1,9 @@
-// `--nproc N`: runs N local ranks of this program, like torchrun. Each child re-executes the
-// same command line with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free
-// MASTER_PORT in its environment (so the code path is the one multi-node launches use). If a
+// `--nproc N`: runs N local ranks of this program, like torchrun. The launcher itself serves the
+// ranks' rendezvous store (a c10d TCPStore on 127.0.0.1, on a port the kernel picks and the
+// launcher holds from then on, so two launches at once cannot race for a port). Each child
+// re-executes the same command line with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1,
+// MASTER_PORT and QAT_LAUNCHER_STORE=1 in its environment (so the code path is the one multi-node
+// launches use, except that rank 0 does not serve the store). If a
 // rank fails, the others get SIGTERM after a grace period (SIGKILL after another), and the
 // launcher reports which rank failed and how. SIGINT/SIGTERM to the launcher are forwarded to the
 // ranks, and ranks die with the launcher even when it is SIGKILLed (PR_SET_PDEATHSIG).
@@ -23,7 +26,5 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
                           const std::map<std::string, std::string>& extra_env = {},
                           double grace_seconds = 10.0);
 
-// A TCP port that was free a moment ago on 127.0.0.1.
-int free_port();
 
 }  // namespace qat::train
