@@ -3,6 +3,7 @@
 // `qat eval`: the held-out loss and perplexity of a model or of a run's latest checkpoint.
 #include "recipes/train_command.h"
 
+#include <algorithm>
 #include <ATen/ATen.h>
 
 #include <cstdlib>
@@ -107,6 +108,19 @@ int run_eval(const EvalOptions& o) {
     ckpt = train::load_checkpoint(o.target);
     cfg = train::parse_train_config(ckpt->state.at("config").get<std::string>(), o.target + " (saved config)",
                                     o.overrides);
+    const bool device_given = std::any_of(o.overrides.begin(), o.overrides.end(), [](const std::string& kv) {
+      return kv.rfind("train.device=", 0) == 0;
+    });
+    if (cfg.train.device == "cuda" && !at::hasCUDA() && !device_given) {
+      // A run trained on a GPU, read where there is none: its checkpoint holds CPU tensors, so
+      // evaluate here in float32 rather than fail on the saved device.
+      std::cerr << "note: " << o.target << " was trained with train.device=cuda and this machine has no "
+                << "CUDA device: evaluating on the CPU in float32 (bf16 autocast off), so the loss can "
+                << "differ from the run's own eval in the last digits\n";
+      cfg.train.device = "cpu";
+      cfg.train.autocast = "off";
+      cfg.model.dtype = "fp32";
+    }
   } else {
     cfg = train::load_train_config(o.target, o.overrides);
   }

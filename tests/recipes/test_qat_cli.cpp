@@ -73,7 +73,32 @@ TEST_CASE("qat train --nproc 2 trains SmolLM2 on two Gloo ranks and qat eval rea
   const Output e = run_qat("eval " + dir + " --sequences 2");
   INFO(e.text);
   CHECK(e.rc == 0);
-  CHECK(e.text.find("eval: loss") != std::string::npos);
+  const auto loss_at = e.text.find("eval: loss");
+  REQUIRE(loss_at != std::string::npos);
+
+  // The same run as if it had been trained on a GPU (the saved config says cuda and bf16; the
+  // checkpoint's tensors are CPU safetensors either way): on a machine without CUDA, qat eval
+  // falls back to the CPU in float32 and says so, and gives the same loss as above.
+  if (!at::hasCUDA()) {
+    const std::string state_path = qat::train::resolve_checkpoint(dir) + "/trainer_state.json";
+    nlohmann::json state = nlohmann::json::parse(std::ifstream(state_path));
+    std::string config = state.at("config").get<std::string>();
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"device: cpu", "device: cuda"},
+                                   {"dtype: fp32", "dtype: bf16"}}) {
+      const auto at = config.find(from);
+      REQUIRE(at != std::string::npos);
+      config.replace(at, from.size(), to);
+    }
+    state["config"] = config;
+    std::ofstream(state_path) << state.dump(2) << "\n";
+    const Output g = run_qat("eval " + dir + " --sequences 2");
+    INFO(g.text);
+    CHECK(g.rc == 0);
+    CHECK(g.text.find("evaluating on the CPU in float32") != std::string::npos);
+    const auto g_loss = g.text.find("eval: loss");
+    REQUIRE(g_loss != std::string::npos);
+    CHECK(g.text.substr(g_loss, 40) == e.text.substr(loss_at, 40));
+  }
   qat::io::remove_tree(dir);
 }
 
