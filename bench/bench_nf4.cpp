@@ -7,6 +7,8 @@
 // defaults become a Llama-3-8B MLP projection, K=4096 -> N=14336 at M=2048 (try --m 8192 too).
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -64,7 +66,13 @@ int main(int argc, char** argv) {
   at::Tensor out = at::empty_like(w);
   const double copy_ms = time_ms(dev, iters, [&] { out.copy_(w); });
   for (const bool dq : {false, true}) {
-    const auto t = qat::nf4::NF4Tensor::quantize(w, qat::nf4::NF4Config{64, dq, 256});
+    const qat::nf4::NF4Config config{64, dq, 256};
+    const auto t = qat::nf4::NF4Tensor::quantize(w, config);
+    // Quantizing happens once per base weight (QLoRA's model load); dequantizing every step.
+    const double quantize_ms = time_ms(dev, std::max(1, iters / 4), [&] { qat::nf4::NF4Tensor::quantize(w, config); });
+    std::printf("{\"bench\":\"nf4_quantize\",\"device\":\"%s\",\"double_quant\":%s,\"shape\":[%lld,%lld],"
+                "\"ms\":%.4f,\"ratio_to_copy\":%.3f}\n",
+                device.c_str(), dq ? "true" : "false", (long long)n, (long long)k, quantize_ms, quantize_ms / copy_ms);
     const double ms = time_ms(dev, iters, [&] { t.dequantize(at::kBFloat16); });
     const double gbps = 2 * elems / (ms * 1e6);  // output bytes written per second
     std::printf("{\"bench\":\"nf4_dequantize\",\"device\":\"%s\",\"double_quant\":%s,\"shape\":[%lld,%lld],"

@@ -31,6 +31,14 @@
 #define QAT_HD inline
 #define QAT_UNROLL
 #endif
+// A lookup table inside a QAT_HD function: static on the host, so it is not rebuilt on the stack
+// at every call (a 256-entry table once cost more than the search that reads it); device code
+// keeps a plain constexpr array, which nvcc places in constant or local memory itself.
+#if defined(__CUDA_ARCH__)
+#define QAT_TABLE constexpr
+#else
+#define QAT_TABLE static constexpr
+#endif
 
 namespace qat::ops::math {
 
@@ -237,7 +245,7 @@ QAT_HD float fp8_to_float(uint8_t c) {
 
 // The 16 NF4 values (bitsandbytes' table, float32).
 QAT_HD float nf4_value(int code) {
-  constexpr float kValues[16] = {
+  QAT_TABLE float kValues[16] = {
       -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
       -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
       0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
@@ -252,12 +260,12 @@ QAT_HD float nf4_value(int code) {
 // on one of those floats codes differently there. Ties go to the lower code; NaN compares false
 // everywhere and gives code 0. The table is folded at compile time (IEEE float sum, exact halving).
 QAT_HD int nf4_code(float y) {
-  constexpr float kV[16] = {
+  QAT_TABLE float kV[16] = {
       -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
       -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
       0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
       0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
-  constexpr float kThresholds[15] = {
+  QAT_TABLE float kThresholds[15] = {
       (kV[0] + kV[1]) * 0.5f,   (kV[1] + kV[2]) * 0.5f,   (kV[2] + kV[3]) * 0.5f,
       (kV[3] + kV[4]) * 0.5f,   (kV[4] + kV[5]) * 0.5f,   (kV[5] + kV[6]) * 0.5f,
       (kV[6] + kV[7]) * 0.5f,   (kV[7] + kV[8]) * 0.5f,   (kV[8] + kV[9]) * 0.5f,

@@ -33,18 +33,22 @@ void nf4_quantize(const at::Tensor& x_in, int64_t blocksize, at::Tensor& codes, 
   float* am = absmax.data_ptr<float>();
   uint8_t* out = codes.data_ptr<uint8_t>();
   std::fill(out, out + (n + 1) / 2, uint8_t{0});
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
-    const bool partial = end - begin < blocksize;
-    const float a = block_absmax(x, begin, end);
-    am[b] = nm::nf4_stored_absmax(a, partial);
-    const nm::Nf4Block blk = nm::nf4_block(a, partial);
-    for (int64_t i = begin; i < end; ++i) {
-      // byte i/2: the even element in the high nibble
-      const int c = nm::nf4_encode(x[i], blk);
-      out[i / 2] = static_cast<uint8_t>(out[i / 2] | (i % 2 == 0 ? c << 4 : c));
+  // Blocks in parallel: a block starts on an even element (block sizes are even), so no two
+  // blocks share a byte.
+  at::parallel_for(0, blocks, std::max<int64_t>(1, (int64_t{1} << 14) / blocksize), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
+      const bool partial = end - begin < blocksize;
+      const float a = block_absmax(x, begin, end);
+      am[b] = nm::nf4_stored_absmax(a, partial);
+      const nm::Nf4Block blk = nm::nf4_block(a, partial);
+      for (int64_t i = begin; i < end; ++i) {
+        // byte i/2: the even element in the high nibble
+        const int c = nm::nf4_encode(x[i], blk);
+        out[i / 2] = static_cast<uint8_t>(out[i / 2] | (i % 2 == 0 ? c << 4 : c));
+      }
     }
-  }
+  });
   // An odd tensor's padding element is y = 0.0: code 7 in the low nibble of the last byte.
   if (n % 2 == 1) out[n / 2] = static_cast<uint8_t>(out[n / 2] | nm::nf4_code_cpu(0.0f));
 }
