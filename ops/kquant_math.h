@@ -435,22 +435,9 @@ inline void q6k_fit_8_subblocks(const float* x, uint8_t* L, float* scale_out) {
     max = larger ? xt[i] : max;
   }
   const LaneInts tiny = amax < 1e-15f;  // ggml's GROUP_MAX_EPS: all codes 0, scale 0
-  Lanes iscale = static_cast<float>(-nmax) / max;
-  Lanes code_iscale = iscale;
-  Lanes sumlx = zero, suml2 = zero;
-  for (int i = 0; i < n; ++i) {
-    LaneInts l;
-    lanes_codes<-nmax, nmax - 1>(iscale * xt[i], l);
-    const Lanes lf = __builtin_convertvector(l, Lanes);
-    const Lanes w = xt[i] * xt[i];
-    sumlx = sumlx + (w * xt[i]) * lf;
-    suml2 = suml2 + (w * lf) * lf;
-  }
-  Lanes scale = suml2 != zero ? sumlx / suml2 : zero;
-  Lanes best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
+  // sum x^3 l and sum x^2 l^2 over a sub-block, l the codes of the grid `iscale`.
+  Lanes sumlx, suml2;
+  auto grid_sums = [&](const Lanes& iscale) {
     sumlx = zero;
     suml2 = zero;
     for (int i = 0; i < n; ++i) {
@@ -461,6 +448,16 @@ inline void q6k_fit_8_subblocks(const float* x, uint8_t* L, float* scale_out) {
       sumlx = sumlx + (w * xt[i]) * lf;
       suml2 = suml2 + (w * lf) * lf;
     }
+  };
+  Lanes iscale = static_cast<float>(-nmax) / max;
+  Lanes code_iscale = iscale;
+  grid_sums(iscale);
+  Lanes scale = suml2 != zero ? sumlx / suml2 : zero;
+  Lanes best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
+    grid_sums(iscale);
     const LaneInts win = (suml2 > zero) & (sumlx * sumlx > best * suml2) & ~tiny;
     const Lanes this_scale = sumlx / suml2;
     code_iscale = win ? iscale : code_iscale;
