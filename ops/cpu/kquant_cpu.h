@@ -1,5 +1,6 @@
 // CPU reference of the k-quant super-block ops (ops/kquant.h): one super-block per iteration,
-// in parallel over super-blocks. Tensors arrive contiguous and validated.
+// in parallel over super-blocks; within a block the sub-block fits run 8 at a time in lockstep
+// (ops/kquant_math.h). Tensors arrive contiguous and validated.
 #pragma once
 
 #include <ATen/core/Tensor.h>

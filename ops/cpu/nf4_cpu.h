@@ -1,5 +1,6 @@
-// CPU reference of NF4 and the dynamic 8-bit map: plain loops over ops/nf4_math.h. Tensors are
-// contiguous, allocated and validated by the front-end (ops/nf4.cpp).
+// CPU reference of NF4 and the dynamic 8-bit map: loops over ops/nf4_math.h, in parallel over
+// blocks (dequantize through a per-block table of the 16 decoded values). Tensors are contiguous,
+// allocated and validated by the front-end (ops/nf4.cpp).
 #pragma once
 
 #include <ATen/core/Tensor.h>
