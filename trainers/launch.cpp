@@ -42,7 +42,7 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
   try {
     store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_opts);
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, "cannot serve the ranks' rendezvous store on 127.0.0.1: ",
+    TORCH_CHECK(false, "cannot start the ranks' rendezvous store (a c10d TCPStore): ",
                 std::string(e.what()).substr(0, 200));
   }
   const int port = store->getPort();

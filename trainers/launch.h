@@ -1,6 +1,7 @@
 // `--nproc N`: runs N local ranks of this program, like torchrun. The launcher itself serves the
-// ranks' rendezvous store (a c10d TCPStore on 127.0.0.1, on a port the kernel picks and the
-// launcher holds from then on, so two launches at once cannot race for a port). Each child
+// ranks' rendezvous store (a c10d TCPStore on a port the kernel picks and the launcher holds from
+// then on, so two launches at once cannot race for a port; the ranks reach it at 127.0.0.1, but
+// libtorch's server listens on every interface, as rank 0's did before). Each child
 // re-executes the same command line with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1,
 // MASTER_PORT and QAT_LAUNCHER_STORE=1 in its environment (so the code path is the one multi-node
 // launches use, except that rank 0 does not serve the store). If a
