@@ -1,19 +1,23 @@
 // `qat ptq`: the model of a config with its `quant` section applied and no training -- round to
 // nearest for dynamic scales, or observers calibrated on a seeded sample of the training
-// sequences for static ones (quant.scale_mode: static). It evaluates float vs quantized on the
-// held-out data and saves the result as a run (a step-0 checkpoint) that `qat export` and
+// sequences for static ones (quant.scale_mode: static); with --method gptq the weights are then
+// rounded by GPTQ on the same sample (qat/transforms/gptq.h). It evaluates float vs quantized on
+// the held-out data and saves the result as a run (a step-0 checkpoint) that `qat export` and
 // `qat eval` read like a trained one.
 //
 //   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/ptq-q4_0
+//   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/gptq-q4_0 --method gptq
 //   qat export runs/ptq-q4_0 --format gguf --out smollm2-ptq-q4_0.gguf
 #include "recipes/ptq_command.h"
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <iostream>
 
 #include "data/dataset/sampler.h"
 #include "qat/models/llama.h"
+#include "qat/transforms/gptq.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
 #include "trainers/checkpoint.h"
@@ -29,7 +33,26 @@ struct PtqOptions {
   std::string config;
   std::vector<std::string> overrides;
   int64_t calibration = 32;
+  std::string method = "rtn";
+  transforms::GptqConfig gptq;
 };
+
+// The calibration rows idx of `set`, in batches of `batch` (with their packing, if packed).
+std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set,
+                                                              const std::vector<int64_t>& idx, int64_t batch) {
+  std::vector<transforms::CalibrationBatch> out;
+  for (size_t b = 0; b < idx.size(); b += static_cast<size_t>(batch)) {
+    const std::vector<int64_t> rows(idx.begin() + static_cast<std::ptrdiff_t>(b),
+                                    idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + batch)));
+    const at::Tensor sel = at::tensor(rows, at::kLong);
+    transforms::CalibrationBatch c{set.tokens.index_select(0, sel), std::nullopt};
+    if (set.segments.defined()) {
+      c.packed = models::PackedInputs{set.positions.index_select(0, sel), set.segments.index_select(0, sel)};
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
 
 int run_ptq(const PtqOptions& o) {
   train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
@@ -45,24 +68,30 @@ int run_ptq(const PtqOptions& o) {
   const bool bf16 = cfg.train.device == "cuda" && cfg.train.autocast != "off";
   const at::Device device = model.parameters().front().device();
 
+  const int64_t n = std::min<int64_t>(o.calibration, data.train.size());
+  const auto idx = data::calibration_indices(data.train.size(), n, static_cast<uint64_t>(cfg.train.seed));
+  const auto batches = calibration_batches(data.train, idx, cfg.train.micro_batch);
+
   // Static scales: run the calibration sequences through the model in training mode (observers
   // update, nothing else changes: no gradients are taken).
   if (cfg.quant.scale_mode == "static") {
-    const int64_t n = std::min<int64_t>(o.calibration, data.train.size());
-    const auto idx = data::calibration_indices(data.train.size(), n, static_cast<uint64_t>(cfg.train.seed));
     c10::NoGradGuard no_grad;
     model.train();
-    for (size_t b = 0; b < idx.size(); b += static_cast<size_t>(cfg.train.micro_batch)) {
-      std::vector<int64_t> batch(idx.begin() + static_cast<std::ptrdiff_t>(b),
-                                 idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + cfg.train.micro_batch)));
-      const at::Tensor sel = at::tensor(batch, at::kLong);
-      model.forward(data.train.tokens.index_select(0, sel).to(device));
-    }
+    for (const auto& b : batches) model.forward(b.tokens.to(device), nullptr, std::nullopt, b.packed ? &*b.packed : nullptr);
     train::set_quantizer_steps(model, 0);
     std::cerr << "calibrated static scales on " << n << " sequences\n";
   }
   model.eval();
-  const train::EvalResult q = train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+  const train::EvalResult rtn = train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+  train::EvalResult q = rtn;
+  if (o.method == "gptq") {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto reports = transforms::gptq_llama(model, batches, o.gptq, [](const std::string& line) { std::cerr << line << "\n"; });
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cerr << "gptq: rounded " << reports.size() << " linears on " << n << " calibration sequences in "
+              << train::format_duration(secs) << "\n";
+    q = train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+  }
 
   // Save as a step-0 run: export and eval rebuild the model from this config and load the state.
   train::CheckpointData ckpt;
@@ -70,7 +99,7 @@ int run_ptq(const PtqOptions& o) {
   ckpt.optimizer["step"] = at::scalar_tensor(0, at::kLong);
   ckpt.rng = train::rng_state(false);
   ckpt.state = {{"step", 0}, {"config", train::to_yaml(cfg)}, {"world_size", 1},
-                {"run", {{"model", p.source}, {"data", data.description}, {"ptq", true}}}};
+                {"run", {{"model", p.source}, {"data", data.description}, {"ptq", o.method}}}};
   const std::string path = train::save_checkpoint(cfg.output_dir + "/checkpoints", 0, ckpt, 1);
 
   // The float reference on the same sequences.
@@ -86,7 +115,8 @@ int run_ptq(const PtqOptions& o) {
   t.add_column("eval loss", train::NumberFormat::fixed(4));
   t.add_column("perplexity", train::NumberFormat::fixed(3));
   t.add_row({"float", fl.loss, fl.perplexity});
-  t.add_row({"PTQ " + cfg.quant.weight, q.loss, q.perplexity});
+  t.add_row({"PTQ " + cfg.quant.weight + " round to nearest", rtn.loss, rtn.perplexity});
+  if (o.method == "gptq") t.add_row({"PTQ " + cfg.quant.weight + " GPTQ", q.loss, q.perplexity});
   std::cout << t.to_text() << "saved " << path << " (qat export " << cfg.output_dir << " --format ...)\n";
   return 0;
 }
@@ -99,8 +129,14 @@ void add_ptq_command(CLI::App& app, CommandList& commands) {
                                         "saved as a run that qat export reads");
   sub->add_option("config", o->config, "recipe YAML with method: qat")->required()->check(CLI::ExistingFile);
   sub->add_option("overrides", o->overrides, "key=value overrides, e.g. quant.weight=gguf_q4_1");
-  sub->add_option("--calibration", o->calibration, "sequences for static-scale calibration")
+  sub->add_option("--calibration", o->calibration, "calibration sequences (static scales, GPTQ)")
       ->check(CLI::Range(1, 1000000));
+  sub->add_option("--method", o->method, "rtn: round to nearest; gptq: GPTQ on the calibration sequences")
+      ->check(CLI::IsMember({"rtn", "gptq"}));
+  sub->add_option("--gptq-damp", o->gptq.damp, "GPTQ: damping, a fraction of the Hessian's mean diagonal")
+      ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--gptq-block", o->gptq.block_size, "GPTQ: columns per lazy-batch block")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   commands.push_back({sub, [o] { return run_ptq(*o); }});
 }
 

@@ -159,8 +159,8 @@ std::shared_ptr<LlamaDecoderLayer> LlamaModel::layer(int64_t i) const {
   return layers_->ptr<LlamaDecoderLayer>(static_cast<size_t>(i));
 }
 
-at::Tensor LlamaModel::forward(const at::Tensor& input_ids, KVCache* cache,
-                               const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
+ForwardContext LlamaModel::context(const at::Tensor& input_ids, KVCache* cache,
+                                   const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong,
               "LlamaModel: input_ids must be a (batch, seq) int64 tensor, got ", input_ids.sizes(),
               " ", input_ids.scalar_type());
@@ -192,8 +192,14 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, KVCache* cache,
                 pos.sizes());
     std::tie(ctx.cos, ctx.sin) = rope_cos_sin(inv_freq_, pos);
   }
+  return ctx;
+}
 
-  at::Tensor h = embed_tokens_->forward(input_ids.to(device));
+at::Tensor LlamaModel::forward(const at::Tensor& input_ids, KVCache* cache,
+                               const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
+  const ForwardContext ctx = context(input_ids, cache, positions, packed);
+  const int64_t t = input_ids.size(1);
+  at::Tensor h = embed_tokens_->forward(input_ids.to(embed_tokens_->weight.device()));
   const bool checkpoint = checkpointing_ && is_training() && at::GradMode::is_enabled() && !cache;
   for (size_t i = 0; i < layers_->size(); ++i) {
     auto layer = layers_->ptr<LlamaDecoderLayer>(i);

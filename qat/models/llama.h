@@ -92,7 +92,13 @@ class LlamaModel : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& input_ids, KVCache* cache = nullptr,
                      const std::optional<at::Tensor>& positions = std::nullopt,
                      const PackedInputs* packed = nullptr);
+  // What forward() passes each layer (rotary tables, packed mask, cache), for callers that run
+  // the layers one by one (GPTQ): h = embed_tokens()(ids), then h = layer(i)->forward(h, ctx).
+  ForwardContext context(const at::Tensor& input_ids, KVCache* cache = nullptr,
+                         const std::optional<at::Tensor>& positions = std::nullopt,
+                         const PackedInputs* packed = nullptr);
   torch::nn::Embedding& embed_tokens() { return embed_tokens_; }
+  int64_t num_layers() const { return static_cast<int64_t>(layers_->size()); }
   std::shared_ptr<LlamaDecoderLayer> layer(int64_t i) const;
   // Recompute each decoder layer in backward instead of storing its activations (training only).
   void set_activation_checkpointing(bool on) { checkpointing_ = on; }

@@ -42,6 +42,7 @@ at::Tensor FakeQuantLinear::forward(const at::Tensor& x) {
     step_.add_(1);
   }
   const at::Tensor xq = act_fq_ ? act_fq_->forward(x) : x;
+  if (input_hook_) input_hook_(xq);
   const at::Tensor w = masked_weight();
   const at::Tensor wq = weight_fq_ ? weight_fq_->forward(w) : w;
   return at::linear(xq, wq, bias_);

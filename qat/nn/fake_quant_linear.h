@@ -2,6 +2,7 @@
 // 2:4-sparsified) and the input activations each pass a FakeQuantizer; either can be off.
 #pragma once
 
+#include <functional>
 #include <optional>
 
 #include "qat/fake_quant/fake_quantizer.h"
@@ -37,6 +38,10 @@ class FakeQuantLinear : public LinearBase {
   // Enable or disable both quantizers (e.g. to evaluate the float model).
   void set_fake_quant_enabled(bool on);
 
+  // Calls `hook` with each input the forward multiplies (after the input fake quant): how GPTQ
+  // collects a layer's Hessian (qat/transforms/gptq.h). An empty function removes it.
+  void set_input_hook(std::function<void(const at::Tensor&)> hook) { input_hook_ = std::move(hook); }
+
  private:
   at::Tensor masked_weight() const;
 
@@ -45,6 +50,7 @@ class FakeQuantLinear : public LinearBase {
   at::Tensor mask_;  // buffer (bool), 2:4 sparsity
   at::Tensor step_;  // buffer: training forwards (drives mask recomputation)
   fake_quant::FakeQuantizer weight_fq_{nullptr}, act_fq_{nullptr};
+  std::function<void(const at::Tensor&)> input_hook_;
 };
 
 }  // namespace qat::nn

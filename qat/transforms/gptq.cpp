@@ -1,0 +1,365 @@
+#include "qat/transforms/gptq.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/embedding.h>
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+#include "ops/quantize.h"
+#include "qat/transforms/prepare.h"
+
+namespace qat::transforms {
+
+using fake_quant::FakeQuantizerImpl;
+using fake_quant::ScaleMode;
+using scheme::Granularity;
+using scheme::QuantSpec;
+
+void GptqConfig::validate() const {
+  TORCH_CHECK(std::isfinite(damp) && damp >= 0 && damp <= 1, "gptq: damp must be in [0, 1] (a fraction of ",
+              "the Hessian's mean diagonal; 0.01 is usual), got ", damp);
+  TORCH_CHECK(block_size >= 1, "gptq: block_size must be >= 1, got ", block_size);
+}
+
+HessianAccumulator::HessianAccumulator(int64_t in_features) : in_features_(in_features) {
+  TORCH_CHECK(in_features > 0, "HessianAccumulator: in_features must be > 0, got ", in_features);
+}
+
+void HessianAccumulator::add(const at::Tensor& x, const at::Tensor& keep) {
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, "HessianAccumulator: expected inputs (..., ",
+              in_features_, "), got ", x.sizes());
+  at::Tensor rows = x.detach().reshape({-1, in_features_});
+  if (keep.defined()) {
+    TORCH_CHECK(keep.numel() == rows.size(0), "HessianAccumulator: keep has ", keep.numel(),
+                " elements for ", rows.size(0), " rows");
+    rows = rows.index({keep.reshape({-1}).to(rows.device(), at::kBool)});
+  }
+  rows = rows.to(at::kFloat);
+  if (!sum_.defined()) sum_ = at::zeros({in_features_, in_features_}, rows.options());
+  sum_.addmm_(rows.t(), rows);
+  rows_ += rows.size(0);
+}
+
+at::Tensor HessianAccumulator::hessian() const {
+  if (rows_ == 0) return at::zeros({in_features_, in_features_}, at::kFloat);
+  return sum_ * (2.0 / static_cast<double>(rows_));
+}
+
+void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name) {
+  const fake_quant::FakeQuantizer fq = layer.weight_quantizer();
+  TORCH_CHECK(fq && fq->active(), "gptq: ", name, " has no active weight quantizer (quant.weight, and ",
+              "delay_steps 0): nothing to round");
+  const auto& c = fq->config();
+  TORCH_CHECK(!scheme::is_kquant(c.spec.format), "gptq: ", name, " is quantized as ", c.spec.to_string(),
+              ": a k-quant super-block's scales come from a search over all of its values, so GPTQ cannot ",
+              "move one element without changing them; use a block format (gguf_q4_0, gguf_q4_1, gguf_q5_0, ",
+              "gguf_q8_0, ...) or an int format");
+  TORCH_CHECK(c.scale_mode != ScaleMode::kLearnable, "gptq: ", name, " has learnable (LSQ) scales, which ",
+              "move with the weight; use quant.scale_mode dynamic or static for GPTQ");
+  TORCH_CHECK(c.scale_mode == ScaleMode::kStatic || c.range.method == fake_quant::RangeMethod::kMinMax,
+              "gptq: ", name, " sets its weight scales by a clipping search (range ",
+              fake_quant::to_string(c.range.method), ") over all of the weight's values, which GPTQ's ",
+              "updates would change; use the min-max range (quant.range: minmax)");
+  TORCH_CHECK(!layer.config().sparsity.enabled, "gptq: ", name, " has 2:4 sparsity, which GPTQ does ",
+              "not take into account; turn sparsity off for GPTQ");
+  TORCH_CHECK(c.scale_mode != ScaleMode::kStatic || (fq->observer() && fq->observer()->has_range()),
+              "gptq: ", name, " has static weight scales that were never calibrated");
+}
+
+namespace {
+
+// Rounds one column of a weight the way the layer's fake quantization will: each element with
+// its group's parameters (fixed for the whole run), and, for min-max scales, inside the bounds
+// that keep those parameters (see the top of gptq.h).
+class ColumnRounder {
+ public:
+  ColumnRounder(const FakeQuantizerImpl& fq, const at::Tensor& weight)
+      : spec_(fq.config().spec), dtype_(weight.scalar_type()), n_(weight.size(0)) {
+    const at::Tensor w = weight.detach().contiguous();
+    const ops::QParams qp = fq.qparams_for(w);
+    scale_ = qp.scale.reshape({-1}).to(at::kFloat);
+    if (qp.zero.defined()) zero_ = qp.zero.reshape({-1}).to(at::kFloat);
+
+    // Element (i, j) of the contiguous weight uses group (flat / inner) % count.
+    const scheme::GroupLayout l = spec_.layout(w.sizes());
+    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(w.device());
+    const at::Tensor flat = at::arange(w.numel(), long_opts);
+    group_ = flat.div(l.inner, "floor").remainder(l.count).view(w.sizes());
+    // Each column is rounded as a (rows, width) tensor whose rows are single groups.
+    if (spec_.granularity.kind == Granularity::Kind::kPerGroup) {
+      col_spec_ = spec_;
+      width_ = spec_.granularity.group_size;
+    } else {
+      col_spec_ = spec_.with(Granularity::per_token());
+      width_ = 1;
+    }
+
+    keep_range_ = fq.config().scale_mode == ScaleMode::kDynamic;
+    if (!keep_range_) return;
+    // The first minimum and the first maximum of each group keep their values (the anchors);
+    // every other element stays strictly inside (min, max), one step of the weight's dtype in.
+    const at::Tensor wf = w.to(at::kFloat).reshape({-1});
+    const at::Tensor g = group_.reshape({-1});
+    const auto f_opts = wf.options();
+    const at::Tensor gmin = at::full({l.count}, INFINITY, f_opts).scatter_reduce(0, g, wf, "amin");
+    const at::Tensor gmax = at::full({l.count}, -INFINITY, f_opts).scatter_reduce(0, g, wf, "amax");
+    auto first_of = [&](const at::Tensor& value) {
+      const at::Tensor none = at::scalar_tensor(w.numel(), long_opts);
+      const at::Tensor cand = at::where(wf == value.index_select(0, g), flat, none);
+      const at::Tensor first = at::full({l.count}, w.numel(), long_opts).scatter_reduce(0, g, cand, "amin");
+      return flat == first.index_select(0, g);
+    };
+    const at::Tensor lo = gmin.index_select(0, g), hi = gmax.index_select(0, g);
+    const at::Tensor lo_in = at::nextafter(lo.to(dtype_), hi.to(dtype_)).to(at::kFloat);
+    const at::Tensor hi_in = at::nextafter(hi.to(dtype_), lo.to(dtype_)).to(at::kFloat);
+    // A group whose range is at most two steps wide has no inside: it keeps all of its values.
+    const at::Tensor no_inside = lo_in.gt(hi_in) | lo.eq(hi);
+    anchor_ = (first_of(gmin) | first_of(gmax) | no_inside).view(w.sizes());
+    original_ = wf.view(w.sizes());
+    lo_ = lo_in.view(w.sizes());
+    hi_ = hi_in.view(w.sizes());
+  }
+
+  // Rounds column j whose current values are v (float32, rows). Returns what the weight stores
+  // there and what the layer then computes with (both float32).
+  std::pair<at::Tensor, at::Tensor> round(int64_t j, const at::Tensor& v) const {
+    at::Tensor target = v;
+    if (keep_range_) {
+      target = at::where(anchor_.select(1, j), original_.select(1, j),
+                         at::clamp(v, lo_.select(1, j), hi_.select(1, j)));
+    }
+    const at::Tensor stored = target.to(dtype_);
+    const at::Tensor x = stored.unsqueeze(1).expand({n_, width_}).contiguous();
+    const at::Tensor g = group_.select(1, j);
+    const auto shape = col_spec_.scale_shape(x.sizes());
+    ops::QParams qp{scale_.index_select(0, g).reshape(shape), {}};
+    if (zero_.defined()) qp.zero = zero_.index_select(0, g).reshape(shape);
+    const at::Tensor y = ops::fake_quantize(x, col_spec_, qp, false).y.select(1, 0);
+    return {stored.to(at::kFloat), y.to(at::kFloat)};
+  }
+
+ private:
+  QuantSpec spec_, col_spec_;
+  at::ScalarType dtype_;
+  int64_t n_, width_ = 1;
+  at::Tensor scale_, zero_;  // float32, one per group
+  at::Tensor group_;         // int64 (out, in): each element's group
+  bool keep_range_ = false;
+  at::Tensor anchor_, original_, lo_, hi_;  // (out, in): kept elements, their values, bounds of the rest
+};
+
+// U with H^-1 = U^T U for the damped H, in float64 (the sizes here are a few thousand at most).
+std::pair<at::Tensor, double> inverse_cholesky(at::Tensor h, double damp, const std::string& name) {
+  h = h.to(at::kDouble);
+  // Inputs that never occur (zero diagonal: the whole row and column are zero) get H_jj = 1:
+  // their columns round to nearest and pass no error on.
+  const at::Tensor dead = h.diagonal() == 0;
+  h.diagonal().masked_fill_(dead, 1.0);
+  const double mean_diag = h.diagonal().mean().item<double>();
+  const at::Tensor eye = at::eye(h.size(0), h.options());
+  for (int attempt = 0; attempt < 5; ++attempt, damp = damp > 0 ? damp * 10 : 1e-4) {
+    auto [l, info] = at::linalg_cholesky_ex(h + eye * (damp * mean_diag));
+    if (info.item<int64_t>() != 0) continue;
+    auto [u, info_u] = at::linalg_cholesky_ex(at::cholesky_inverse(l), /*upper=*/true);
+    if (info_u.item<int64_t>() == 0) return {u, damp};
+  }
+  TORCH_CHECK(false, "gptq: ", name, ": the Hessian of the calibration inputs is not positive definite ",
+              "even with damp ", damp, "; check the calibration data (empty or constant inputs?)");
+}
+
+// E(W - Q) = tr(D H D^T) / 2 with D = W - Q, in float64.
+double output_error(const at::Tensor& d, const at::Tensor& h) {
+  const at::Tensor dd = d.to(at::kDouble);
+  return 0.5 * (dd.matmul(h.to(at::kDouble)) * dd).sum().item<double>();
+}
+
+}  // namespace
+
+GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian, const GptqConfig& cfg,
+                           const std::string& name) {
+  cfg.validate();
+  check_gptq_layer(layer, name);
+  torch::NoGradGuard no_grad;
+  const at::Tensor param = layer.weight();
+  const int64_t n = param.size(0), k = param.size(1);
+  TORCH_CHECK(hessian.dim() == 2 && hessian.size(0) == k && hessian.size(1) == k, "gptq: ", name,
+              ": the Hessian must be (", k, ", ", k, ") for in_features ", k, ", got ", hessian.sizes());
+  const at::Tensor w0 = param.detach().to(at::kFloat).clone();  // a copy: param changes below
+  TORCH_CHECK(at::isfinite(w0).all().item<bool>(), "gptq: ", name, ": the weight holds NaN or Inf");
+  const at::Tensor h = hessian.to(w0.device(), at::kFloat);
+  TORCH_CHECK(at::isfinite(h).all().item<bool>(), "gptq: ", name, ": the Hessian holds NaN or Inf ",
+              "(calibration activations overflowed?)");
+
+  GptqLayerReport report;
+  report.name = name;
+  const at::Tensor rtn = layer.effective_weight().to(at::kFloat);
+  const double energy = output_error(w0, h);
+  report.rtn_error = energy > 0 ? output_error(w0 - rtn, h) / energy : 0.0;
+
+  auto [u64, damp] = inverse_cholesky(h, cfg.damp, name);
+  report.damp = damp;
+  const at::Tensor u = u64.to(at::kFloat);
+
+  const ColumnRounder rounder(*layer.weight_quantizer(), param);
+  at::Tensor w = w0.clone();
+  at::Tensor stored = at::empty_like(w0), deployed = at::empty_like(w0);
+  for (int64_t b0 = 0; b0 < k; b0 += cfg.block_size) {
+    const int64_t b1 = std::min(k, b0 + cfg.block_size);
+    at::Tensor wb = w.slice(1, b0, b1).clone();
+    at::Tensor errors = at::empty({n, b1 - b0}, w.options());
+    const at::Tensor ub = u.slice(0, b0, b1).slice(1, b0, b1);
+    for (int64_t i = 0; i < b1 - b0; ++i) {
+      const at::Tensor col = wb.select(1, i);
+      auto [s, q] = rounder.round(b0 + i, col);
+      stored.select(1, b0 + i).copy_(s);
+      deployed.select(1, b0 + i).copy_(q);
+      const at::Tensor e = (col - q) / ub[i][i];
+      wb.slice(1, i + 1).sub_(at::outer(e, ub[i].slice(0, i + 1)));
+      errors.select(1, i).copy_(e);
+    }
+    if (b1 < k) w.slice(1, b1).sub_(at::matmul(errors, u.slice(0, b0, b1).slice(1, b1)));
+  }
+  param.copy_(stored.to(param.scalar_type()));
+
+  // The contract: the layer now computes with exactly what GPTQ rounded to.
+  const at::Tensor now = layer.effective_weight().to(at::kFloat);
+  if (!at::equal(now, deployed)) {
+    param.copy_(w0.to(param.scalar_type()));
+    TORCH_CHECK(false, "gptq: internal error: ", name, "'s fake-quantized weight differs from GPTQ's ",
+                "rounding in ", now.ne(deployed).sum().item<int64_t>(), " elements; the layer was restored");
+  }
+  report.gptq_error = energy > 0 ? output_error(w0 - deployed, h) / energy : 0.0;
+  return report;
+}
+
+namespace {
+
+struct Target {
+  std::string name;
+  nn::FakeQuantLinear* layer = nullptr;
+};
+
+// Removes the input hooks it set, also when GPTQ throws.
+struct HookGuard {
+  std::vector<Target>* targets;
+  ~HookGuard() {
+    for (auto& t : *targets) t.layer->set_input_hook({});
+  }
+};
+
+// Restores the model's training mode.
+struct ModeGuard {
+  torch::nn::Module& m;
+  bool training;
+  ~ModeGuard() { m.train(training); }
+};
+
+}  // namespace
+
+std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const std::vector<CalibrationBatch>& batches,
+                                        const GptqConfig& cfg, const std::function<void(const std::string&)>& log) {
+  cfg.validate();
+  TORCH_CHECK(!batches.empty(), "gptq: no calibration batches");
+  models::LlamaModel& m = model.model();
+  const int64_t num_layers = m.num_layers();
+
+  // Every target is checked before any work, so a config GPTQ cannot take fails at once.
+  std::vector<std::vector<Target>> targets(static_cast<size_t>(num_layers));
+  size_t total = 0;
+  for (int64_t l = 0; l < num_layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    for_each_linear(*m.layer(l), [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
+                                     const std::shared_ptr<nn::LinearBase>& layer) {
+      auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
+      if (fq == nullptr || !fq->weight_quantizer()) return;
+      check_gptq_layer(*fq, prefix + full);
+      targets[static_cast<size_t>(l)].push_back({prefix + full, fq});
+      ++total;
+    });
+  }
+  TORCH_CHECK(total > 0, "gptq: the model has no fake-quantized linear layers in its decoder layers ",
+              "(prepare() it with a weight format first)");
+
+  torch::NoGradGuard no_grad;
+  ModeGuard mode{model, model.is_training()};
+  model.eval();
+  const at::Device device = m.embed_tokens()->weight.device();
+  std::vector<models::ForwardContext> ctx;
+  std::vector<at::Tensor> hidden, keep;
+  for (const auto& b : batches) {
+    const at::Tensor tokens = b.tokens.to(device);
+    ctx.push_back(m.context(tokens, nullptr, std::nullopt, b.packed ? &*b.packed : nullptr));
+    hidden.push_back(m.embed_tokens()->forward(tokens));
+    keep.push_back(b.packed ? b.packed->segments.to(device).ge(0) : at::Tensor());
+  }
+
+  std::vector<GptqLayerReport> reports;
+  for (int64_t l = 0; l < num_layers; ++l) {
+    auto layer = m.layer(l);
+    std::vector<Target>& todo = targets[static_cast<size_t>(l)];
+    HookGuard hooks{&todo};
+
+    // Probe with one batch: the order in which the linears are called, and their inputs, give
+    // the groups that share an input (compared by value: input fake quant makes new tensors).
+    std::vector<at::Tensor> probe(todo.size());
+    std::vector<size_t> order;
+    for (size_t t = 0; t < todo.size(); ++t) {
+      todo[t].layer->set_input_hook([&, t](const at::Tensor& x) {
+        if (probe[t].defined()) return;
+        probe[t] = x.detach().clone();
+        order.push_back(t);
+      });
+    }
+    if (!todo.empty()) layer->forward(hidden[0], ctx[0]);
+    for (size_t t = 0; t < todo.size(); ++t) {
+      TORCH_CHECK(probe[t].defined(), "gptq: ", todo[t].name, " was not called by its decoder layer's forward");
+    }
+    std::vector<std::vector<size_t>> groups;
+    for (size_t t : order) {
+      if (!groups.empty() && probe[groups.back().front()].sizes() == probe[t].sizes() &&
+          at::equal(probe[groups.back().front()], probe[t])) {
+        groups.back().push_back(t);
+      } else {
+        groups.push_back({t});
+      }
+    }
+    probe.clear();
+
+    // Each group: its Hessians from every batch (the groups before it already rounded), then GPTQ.
+    double rtn = 0, gptq = 0;
+    for (const auto& group : groups) {
+      std::vector<HessianAccumulator> acc;
+      for (size_t t : group) acc.emplace_back(todo[t].layer->in_features());
+      size_t current = 0;
+      for (auto& t : todo) t.layer->set_input_hook({});
+      for (size_t a = 0; a < group.size(); ++a) {
+        todo[group[a]].layer->set_input_hook([&, a](const at::Tensor& x) { acc[a].add(x, keep[current]); });
+      }
+      for (current = 0; current < batches.size(); ++current) layer->forward(hidden[current], ctx[current]);
+      for (size_t a = 0; a < group.size(); ++a) {
+        Target& t = todo[group[a]];
+        t.layer->set_input_hook({});
+        GptqLayerReport r = gptq_layer(*t.layer, acc[a].hessian(), cfg, t.name);
+        r.rows = acc[a].rows();
+        rtn += r.rtn_error;
+        gptq += r.gptq_error;
+        reports.push_back(std::move(r));
+      }
+    }
+    for (size_t b = 0; b < batches.size(); ++b) hidden[b] = layer->forward(hidden[b], ctx[b]);
+    if (log && !todo.empty()) {
+      char line[160];
+      std::snprintf(line, sizeof(line),
+                    "gptq: layer %lld/%lld: %zu linears, mean relative output error %.5f (round to nearest %.5f)",
+                    static_cast<long long>(l + 1), static_cast<long long>(num_layers), todo.size(),
+                    gptq / static_cast<double>(todo.size()), rtn / static_cast<double>(todo.size()));
+      log(line);
+    }
+  }
+  return reports;
+}
+
+}  // namespace qat::transforms
