@@ -63,6 +63,7 @@ int run_ptq(const PtqOptions& o) {
   cfg.quant.delay_steps = 0;  // nothing trains: quantize from the first forward
   train::Communicator comm;
   models::Pretrained p = build_model(cfg);  // quant applied
+  if (o.method == "gptq") transforms::check_gptq_model(*p.model);  // before any work
   const TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   auto& model = *p.model;
   const bool bf16 = cfg.train.device == "cuda" && cfg.train.autocast != "off";

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops/dispatch.h"
+#include "ops/element_fake_quant.h"
 #include "ops/quant_math.h"
 
 namespace qat::ops::cpu {
@@ -229,3 +230,47 @@ void dequantize(const at::Tensor& codes, const QuantSpec& spec, const GroupLayou
 }
 
 }  // namespace qat::ops::cpu
+
+namespace qat::ops {
+
+namespace {
+
+namespace m = qat::ops::math;
+
+// fake_quantize's element for format F, stored to T exactly as its loop stores it.
+template <scheme::Format F, typename T>
+float element_fake_quant(float x, const m::GroupQParams& g) {
+  T out;
+  cpu::store(&out, 0, m::fake_quant_value<F>(x, g));
+  return static_cast<float>(out);
+}
+
+template <typename T>
+float round_to(float x) {
+  T out;
+  cpu::store(&out, 0, x);
+  return static_cast<float>(out);
+}
+
+}  // namespace
+
+ElementFakeQuant::ElementFakeQuant(const QuantSpec& spec, const QParams& qp, at::ScalarType dtype) {
+  TORCH_CHECK(!scheme::is_kquant(spec.format), "ElementFakeQuant: ", spec.to_string(),
+              " has no per-group parameters (k-quants quantize whole super-blocks)");
+  TORCH_CHECK(qp.scale.defined(), "ElementFakeQuant: qparams.scale is undefined");
+  const at::Tensor scale = qp.scale.detach().to(at::kCPU, at::kFloat).contiguous().view({-1});
+  const at::Tensor zero = qp.zero.defined() ? qp.zero.detach().to(at::kCPU, at::kFloat).contiguous().view({-1})
+                                            : scale.new_zeros(scale.sizes());
+  TORCH_CHECK(zero.numel() == scale.numel(), "ElementFakeQuant: ", scale.numel(), " scales but ",
+              zero.numel(), " zero points");
+  params_ = cpu::group_qparams(spec, scale, zero);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "ElementFakeQuant", [&] {
+    TORCH_CHECK(dtype != at::kDouble, "ElementFakeQuant: values must be float32, float16 or bfloat16");
+    to_dtype_ = &round_to<scalar_t>;
+    dispatch_format(spec.format, [&](auto tag) {
+      fake_quant_ = &element_fake_quant<decltype(tag)::value, scalar_t>;
+    });
+  });
+}
+
+}  // namespace qat::ops

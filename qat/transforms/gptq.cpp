@@ -1,6 +1,7 @@
 #include "qat/transforms/gptq.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/modules/embedding.h>
 
 #include <cmath>
@@ -8,7 +9,7 @@
 #include <limits>
 #include <utility>
 
-#include "ops/quantize.h"
+#include "ops/element_fake_quant.h"
 #include "qat/transforms/prepare.h"
 
 namespace qat::transforms {
@@ -65,91 +66,94 @@ void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name)
               "updates would change; use the min-max range (quant.range: minmax)");
   TORCH_CHECK(!layer.config().sparsity.enabled, "gptq: ", name, " has 2:4 sparsity, which GPTQ does ",
               "not take into account; turn sparsity off for GPTQ");
-  TORCH_CHECK(c.scale_mode != ScaleMode::kStatic || (fq->observer() && fq->observer()->has_range()),
-              "gptq: ", name, " has static weight scales that were never calibrated");
+}
+
+void check_gptq_model(torch::nn::Module& model) {
+  for_each_linear(model, [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
+                             const std::shared_ptr<nn::LinearBase>& layer) {
+    auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
+    if (fq != nullptr && fq->weight_quantizer()) check_gptq_layer(*fq, full);
+  });
 }
 
 namespace {
 
-// Rounds one column of a weight the way the layer's fake quantization will: each element with
-// its group's parameters (fixed for the whole run), and, for min-max scales, inside the bounds
-// that keep those parameters (see the top of gptq.h).
-class ColumnRounder {
- public:
-  ColumnRounder(const FakeQuantizerImpl& fq, const at::Tensor& weight)
-      : spec_(fq.config().spec), dtype_(weight.scalar_type()), n_(weight.size(0)) {
-    const at::Tensor w = weight.detach().contiguous();
-    const ops::QParams qp = fq.qparams_for(w);
-    scale_ = qp.scale.reshape({-1}).to(at::kFloat);
-    if (qp.zero.defined()) zero_ = qp.zero.reshape({-1}).to(at::kFloat);
-
+// How each element of a weight is rounded: the layer's fake quantization with the parameters its
+// quantizer gives the original weight (fixed for the whole run) and, for min-max scales, the
+// bounds that keep those parameters (see the top of gptq.h). Everything on the CPU, (out, in).
+struct RoundingPlan {
+  RoundingPlan(const FakeQuantizerImpl& fq, const at::Tensor& weight)
+      : rounder(fq.config().spec, fq.qparams_for(weight.detach()), weight.scalar_type()) {
+    const at::Tensor w = weight.detach().to(at::kCPU).contiguous();
+    const QuantSpec& spec = fq.config().spec;
     // Element (i, j) of the contiguous weight uses group (flat / inner) % count.
-    const scheme::GroupLayout l = spec_.layout(w.sizes());
-    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(w.device());
-    const at::Tensor flat = at::arange(w.numel(), long_opts);
-    group_ = flat.div(l.inner, "floor").remainder(l.count).view(w.sizes());
-    // Each column is rounded as a (rows, width) tensor whose rows are single groups.
-    if (spec_.granularity.kind == Granularity::Kind::kPerGroup) {
-      col_spec_ = spec_;
-      width_ = spec_.granularity.group_size;
-    } else {
-      col_spec_ = spec_.with(Granularity::per_token());
-      width_ = 1;
-    }
-
-    keep_range_ = fq.config().scale_mode == ScaleMode::kDynamic;
-    if (!keep_range_) return;
+    const scheme::GroupLayout l = spec.layout(w.sizes());
+    const at::Tensor flat = at::arange(w.numel(), at::kLong);
+    group = flat.div(l.inner, "floor").remainder(l.count).view(w.sizes());
+    TORCH_CHECK(rounder.groups() == l.count, "gptq: internal error: ", rounder.groups(), " qparams for ",
+                l.count, " groups");
+    keep_range = fq.config().scale_mode == ScaleMode::kDynamic;
+    if (!keep_range) return;
     // The first minimum and the first maximum of each group keep their values (the anchors);
     // every other element stays strictly inside (min, max), one step of the weight's dtype in.
+    const at::ScalarType dtype = w.scalar_type();
     const at::Tensor wf = w.to(at::kFloat).reshape({-1});
-    const at::Tensor g = group_.reshape({-1});
-    const auto f_opts = wf.options();
-    const at::Tensor gmin = at::full({l.count}, INFINITY, f_opts).scatter_reduce(0, g, wf, "amin");
-    const at::Tensor gmax = at::full({l.count}, -INFINITY, f_opts).scatter_reduce(0, g, wf, "amax");
+    const at::Tensor g = group.reshape({-1});
+    const at::Tensor gmin = at::full({l.count}, INFINITY).scatter_reduce(0, g, wf, "amin");
+    const at::Tensor gmax = at::full({l.count}, -INFINITY).scatter_reduce(0, g, wf, "amax");
     auto first_of = [&](const at::Tensor& value) {
-      const at::Tensor none = at::scalar_tensor(w.numel(), long_opts);
-      const at::Tensor cand = at::where(wf == value.index_select(0, g), flat, none);
-      const at::Tensor first = at::full({l.count}, w.numel(), long_opts).scatter_reduce(0, g, cand, "amin");
+      const at::Tensor cand = at::where(wf == value.index_select(0, g), flat, at::scalar_tensor(w.numel(), at::kLong));
+      const at::Tensor first = at::full({l.count}, w.numel(), at::kLong).scatter_reduce(0, g, cand, "amin");
       return flat == first.index_select(0, g);
     };
     const at::Tensor lo = gmin.index_select(0, g), hi = gmax.index_select(0, g);
-    const at::Tensor lo_in = at::nextafter(lo.to(dtype_), hi.to(dtype_)).to(at::kFloat);
-    const at::Tensor hi_in = at::nextafter(hi.to(dtype_), lo.to(dtype_)).to(at::kFloat);
+    const at::Tensor lo_in = at::nextafter(lo.to(dtype), hi.to(dtype)).to(at::kFloat);
+    const at::Tensor hi_in = at::nextafter(hi.to(dtype), lo.to(dtype)).to(at::kFloat);
     // A group whose range is at most two steps wide has no inside: it keeps all of its values.
     const at::Tensor no_inside = lo_in.gt(hi_in) | lo.eq(hi);
-    anchor_ = (first_of(gmin) | first_of(gmax) | no_inside).view(w.sizes());
-    original_ = wf.view(w.sizes());
-    lo_ = lo_in.view(w.sizes());
-    hi_ = hi_in.view(w.sizes());
+    anchor = (first_of(gmin) | first_of(gmax) | no_inside).view(w.sizes()).contiguous();
+    original = wf.view(w.sizes());
+    low = lo_in.view(w.sizes()).contiguous();
+    high = hi_in.view(w.sizes()).contiguous();
   }
 
-  // Rounds column j whose current values are v (float32, rows). Returns what the weight stores
-  // there and what the layer then computes with (both float32).
-  std::pair<at::Tensor, at::Tensor> round(int64_t j, const at::Tensor& v) const {
-    at::Tensor target = v;
-    if (keep_range_) {
-      target = at::where(anchor_.select(1, j), original_.select(1, j),
-                         at::clamp(v, lo_.select(1, j), hi_.select(1, j)));
-    }
-    const at::Tensor stored = target.to(dtype_);
-    const at::Tensor x = stored.unsqueeze(1).expand({n_, width_}).contiguous();
-    const at::Tensor g = group_.select(1, j);
-    const auto shape = col_spec_.scale_shape(x.sizes());
-    ops::QParams qp{scale_.index_select(0, g).reshape(shape), {}};
-    if (zero_.defined()) qp.zero = zero_.index_select(0, g).reshape(shape);
-    const at::Tensor y = ops::fake_quantize(x, col_spec_, qp, false).y.select(1, 0);
-    return {stored.to(at::kFloat), y.to(at::kFloat)};
-  }
-
- private:
-  QuantSpec spec_, col_spec_;
-  at::ScalarType dtype_;
-  int64_t n_, width_ = 1;
-  at::Tensor scale_, zero_;  // float32, one per group
-  at::Tensor group_;         // int64 (out, in): each element's group
-  bool keep_range_ = false;
-  at::Tensor anchor_, original_, lo_, hi_;  // (out, in): kept elements, their values, bounds of the rest
+  ops::ElementFakeQuant rounder;
+  at::Tensor group;  // int64: each element's group
+  bool keep_range = false;
+  at::Tensor anchor, original, low, high;  // bool, float32 x 3: kept elements, their values, bounds of the rest
 };
+
+// Rounds the columns [b0, b0 + width) of the weight (row-major, `k` columns), the block `wb`
+// (rows, width, its current values, updated in place), with `ub` the block's part of U. Writes
+// what the weight stores, what the layer computes with, and each column's scaled error. Rows are
+// independent inside a block, so they run in parallel.
+void round_block(const RoundingPlan& plan, int64_t b0, int64_t k, float* wb, int64_t rows, int64_t width,
+                 const float* ub, float* stored, float* deployed, float* errors) {
+  const int64_t* group = plan.group.data_ptr<int64_t>();
+  const bool* anchor = plan.keep_range ? plan.anchor.data_ptr<bool>() : nullptr;
+  const float* original = plan.keep_range ? plan.original.data_ptr<float>() : nullptr;
+  const float* low = plan.keep_range ? plan.low.data_ptr<float>() : nullptr;
+  const float* high = plan.keep_range ? plan.high.data_ptr<float>() : nullptr;
+  at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = wb + r * width;
+      for (int64_t i = 0; i < width; ++i) {
+        const int64_t at_w = r * k + b0 + i;  // the element in the whole weight
+        const float v = row[i];
+        float target = v;
+        if (anchor != nullptr) target = anchor[at_w] ? original[at_w] : std::min(std::max(v, low[at_w]), high[at_w]);
+        const float s = plan.rounder.to_dtype(target);
+        const float q = plan.rounder(s, group[at_w]);
+        stored[at_w] = s;
+        deployed[at_w] = q;
+        const float* u = ub + i * width;
+        const float e = (v - q) / u[i];
+        for (int64_t c = i + 1; c < width; ++c) row[c] -= e * u[c];
+        errors[r * width + i] = e;
+      }
+    }
+  });
+}
 
 // U with H^-1 = U^T U for the damped H, in float64 (the sizes here are a few thousand at most).
 std::pair<at::Tensor, double> inverse_cholesky(at::Tensor h, double damp, const std::string& name) {
@@ -182,6 +186,9 @@ GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian
                            const std::string& name) {
   cfg.validate();
   check_gptq_layer(layer, name);
+  const fake_quant::FakeQuantizer fq = layer.weight_quantizer();
+  TORCH_CHECK(fq->config().scale_mode != ScaleMode::kStatic || (fq->observer() && fq->observer()->has_range()),
+              "gptq: ", name, " has static weight scales that were never calibrated");
   torch::NoGradGuard no_grad;
   const at::Tensor param = layer.weight();
   const int64_t n = param.size(0), k = param.size(1);
@@ -199,29 +206,26 @@ GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian
   const double energy = output_error(w0, h);
   report.rtn_error = energy > 0 ? output_error(w0 - rtn, h) / energy : 0.0;
 
-  auto [u64, damp] = inverse_cholesky(h, cfg.damp, name);
+  auto [u64, damp] = inverse_cholesky(h.cpu(), cfg.damp, name);
   report.damp = damp;
   const at::Tensor u = u64.to(at::kFloat);
 
-  const ColumnRounder rounder(*layer.weight_quantizer(), param);
-  at::Tensor w = w0.clone();
-  at::Tensor stored = at::empty_like(w0), deployed = at::empty_like(w0);
+  // The rounding runs on the CPU (one column after another is latency-bound work); the layer's
+  // tensors may live anywhere.
+  const RoundingPlan plan(*layer.weight_quantizer(), param);
+  at::Tensor w = w0.cpu().clone();
+  at::Tensor stored = at::empty({n, k}, at::kFloat), deployed = at::empty({n, k}, at::kFloat);
   for (int64_t b0 = 0; b0 < k; b0 += cfg.block_size) {
     const int64_t b1 = std::min(k, b0 + cfg.block_size);
-    at::Tensor wb = w.slice(1, b0, b1).clone();
-    at::Tensor errors = at::empty({n, b1 - b0}, w.options());
-    const at::Tensor ub = u.slice(0, b0, b1).slice(1, b0, b1);
-    for (int64_t i = 0; i < b1 - b0; ++i) {
-      const at::Tensor col = wb.select(1, i);
-      auto [s, q] = rounder.round(b0 + i, col);
-      stored.select(1, b0 + i).copy_(s);
-      deployed.select(1, b0 + i).copy_(q);
-      const at::Tensor e = (col - q) / ub[i][i];
-      wb.slice(1, i + 1).sub_(at::outer(e, ub[i].slice(0, i + 1)));
-      errors.select(1, i).copy_(e);
-    }
+    at::Tensor wb = w.slice(1, b0, b1).contiguous();
+    const at::Tensor ub = u.slice(0, b0, b1).slice(1, b0, b1).contiguous();
+    at::Tensor errors = at::empty({n, b1 - b0}, at::kFloat);
+    round_block(plan, b0, k, wb.data_ptr<float>(), n, b1 - b0, ub.data_ptr<float>(), stored.data_ptr<float>(),
+                deployed.data_ptr<float>(), errors.data_ptr<float>());
+    // The rest of the weight takes the block's errors at once (the lazy batch update).
     if (b1 < k) w.slice(1, b1).sub_(at::matmul(errors, u.slice(0, b0, b1).slice(1, b1)));
   }
+  deployed = deployed.to(w0.device());
   param.copy_(stored.to(param.scalar_type()));
 
   // The contract: the layer now computes with exactly what GPTQ rounded to.

@@ -76,6 +76,8 @@ struct GptqLayerReport {
 // not the k-quants (a super-block's scales come from a search over all its values, so no element
 // can move without changing them), not 2:4 sparsity.
 void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name);
+// check_gptq_layer() for every FakeQuantLinear with a weight quantizer in `model`.
+void check_gptq_model(torch::nn::Module& model);
 
 // Rounds `layer`'s weight with GPTQ against `hessian` (in, in), in place (see the top of this file).
 GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian,

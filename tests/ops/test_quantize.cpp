@@ -4,6 +4,9 @@
 
 #include <ATen/ATen.h>
 
+#include <cstring>
+
+#include "ops/element_fake_quant.h"
 #include "ops/pack.h"
 #include "ops/quant_math.h"
 #include "ops/quantize.h"
@@ -415,4 +418,49 @@ TEST_CASE("bad quantization configs give clear errors", "[quantize][errors]") {
   const QuantSpec i8 = QuantSpec::from_name("int8").with(Granularity::per_axis(0));
   REQUIRE_THROWS_WITH(qat::ops::fake_quantize(at::zeros({4, 8}), i8, QParams{at::ones({3}), {}}, false),
                       Catch::Contains("expected 4 scales"));
+}
+
+TEST_CASE("ElementFakeQuant gives fake_quantize's output one element at a time", "[quantize]") {
+  at::manual_seed(11);
+  struct Case {
+    std::string fmt;
+    Granularity g;
+  };
+  const std::vector<Case> cases = {{"int4", Granularity::per_group(32)}, {"uint3", Granularity::per_axis(0)},
+                                   {"int8", Granularity::per_tensor()},  {"uint8", Granularity::per_axis(1)},
+                                   {"fp8_e4m3", Granularity::per_axis(0)}, {"fp8_e5m2", Granularity::per_tensor()},
+                                   {"nf4", {}},       {"gguf_q8_0", {}}, {"gguf_q4_0", {}}, {"gguf_q4_1", {}},
+                                   {"gguf_q5_0", {}}, {"gguf_q5_1", {}}};
+  for (const auto& c : cases) {
+    for (const auto dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+      DYNAMIC_SECTION(c.fmt << " " << dtype) {
+        QuantSpec spec = QuantSpec::from_name(c.fmt);
+        if (spec.traits().fixed_block == 0 && spec.format != Format::kNf4) spec.granularity = c.g;
+        at::Tensor x = (at::randn({16, 128}) * 3).to(dtype);
+        x[0][0] = 0.0;
+        x[1].fill_(-0.5);
+        const QParams qp = qat::ops::choose_qparams(x, spec);
+        const at::Tensor y = qat::ops::fake_quantize(x, spec, qp, false).y.to(at::kFloat);
+        const qat::ops::ElementFakeQuant efq(spec, qp, dtype);
+        const auto l = spec.layout(x.sizes());
+        REQUIRE(efq.groups() == l.count);
+        const at::Tensor xf = x.to(at::kFloat).contiguous();
+        const float* xs = xf.data_ptr<float>();
+        const float* ys = y.data_ptr<float>();
+        int64_t differ = 0;
+        for (int64_t i = 0; i < x.numel(); ++i) {
+          const float got = efq(xs[i], (i / l.inner) % l.count);
+          if (std::memcmp(&got, &ys[i], sizeof(float)) != 0) ++differ;
+        }
+        CHECK(differ == 0);
+        // to_dtype rounds as a tensor of dtype stores.
+        const at::Tensor r = at::randn({1000});
+        const at::Tensor rr = r.to(dtype).to(at::kFloat);
+        for (int64_t i = 0; i < 1000; ++i) CHECK(efq.to_dtype(r[i].item<float>()) == rr[i].item<float>());
+      }
+    }
+  }
+  CHECK_THROWS_WITH(qat::ops::ElementFakeQuant(QuantSpec::from_name("gguf_q4_k"), qat::ops::QParams{at::ones({1}), {}},
+                                               at::kFloat),
+                    Catch::Contains("k-quants"));
 }

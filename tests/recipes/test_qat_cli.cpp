@@ -143,6 +143,41 @@ TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writ
   qat::io::remove_tree(dir);
 }
 
+TEST_CASE("qat ptq --method gptq rounds SmolLM2 by GPTQ; eval and the GGUF export deploy exactly that", "[cli][gptq]") {
+  if (!have_smollm2()) {
+    WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
+    return;
+  }
+  const std::string dir = qat::test::temp_dir();
+  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir + "/run --method gptq --calibration 4" + kSmall);
+  INFO(p.text);
+  REQUIRE(p.rc == 0);
+  CHECK(p.text.find("gptq: layer 30/30: 7 linears") != std::string::npos);
+  CHECK(p.text.find("gptq: rounded 210 linears on 4 calibration sequences") != std::string::npos);
+  // The table's GPTQ loss is what `qat eval` of the saved run gives.
+  const size_t row = p.text.find("PTQ gguf_q4_0 GPTQ");
+  REQUIRE(row != std::string::npos);
+  double loss = 0;
+  REQUIRE(std::sscanf(p.text.c_str() + row, "PTQ gguf_q4_0 GPTQ %lf", &loss) == 1);
+  const Output e = run_qat("eval " + dir + "/run");
+  INFO(e.text);
+  REQUIRE(e.rc == 0);
+  char want[32];
+  std::snprintf(want, sizeof(want), "loss %.4f", loss);
+  CHECK(e.text.find(want) != std::string::npos);
+  // The Q4_0 blocks hold GPTQ's rounding as it is (no re-quantization).
+  const Output x = run_qat("export " + dir + "/run --format gguf --out " + dir + "/gptq.gguf");
+  INFO(x.text);
+  CHECK(x.rc == 0);
+  CHECK(x.text.find("210  Q4_0 fake-quant gguf_q4_0 (exact)") != std::string::npos);
+  // What GPTQ cannot take is refused before any work, with the reason.
+  const Output k = run_qat("ptq " + kConfig + " output_dir=" + dir + "/k --method gptq quant.weight=gguf_q4_k "
+                           "quant.fallback=gguf_q5_0" + kSmall);
+  CHECK(k.rc == 1);
+  CHECK(k.text.find("k-quant super-block") != std::string::npos);
+  qat::io::remove_tree(dir);
+}
+
 TEST_CASE("qat ptq with llama.cpp's Q4_K on SmolLM2: a fallback for the 576-wide layers, exact export",
           "[cli][kquant]") {
   if (!have_smollm2()) {
