@@ -136,6 +136,8 @@ void add_ptq_command(CLI::App& app, CommandList& commands) {
       ->check(CLI::IsMember({"rtn", "gptq"}));
   sub->add_option("--gptq-damp", o->gptq.damp, "GPTQ: damping, a fraction of the Hessian's mean diagonal")
       ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--gptq-act-order", o->gptq.act_order,
+                  "GPTQ: round columns by decreasing Hessian diagonal (true, the default) or left to right (false)");
   sub->add_option("--gptq-block", o->gptq.block_size, "GPTQ: columns per lazy-batch block")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   commands.push_back({sub, [o] { return run_ptq(*o); }});

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/nn/modules/embedding.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -123,12 +124,12 @@ struct RoundingPlan {
   at::Tensor anchor, original, low, high;  // bool, float32 x 3: kept elements, their values, bounds of the rest
 };
 
-// Rounds the columns [b0, b0 + width) of the weight (row-major, `k` columns), the block `wb`
-// (rows, width, its current values, updated in place), with `ub` the block's part of U. Writes
+// Rounds the columns column[b0 .. b0 + width) of the weight (row-major, `k` columns), the block
+// `wb` (rows, width, its current values, updated in place), with `ub` the block's part of U. Writes
 // what the weight stores, what the layer computes with, and each column's scaled error. Rows are
 // independent inside a block, so they run in parallel.
-void round_block(const RoundingPlan& plan, int64_t b0, int64_t k, float* wb, int64_t rows, int64_t width,
-                 const float* ub, float* stored, float* deployed, float* errors) {
+void round_block(const RoundingPlan& plan, const int64_t* column, int64_t b0, int64_t k, float* wb, int64_t rows,
+                 int64_t width, const float* ub, float* stored, float* deployed, float* errors) {
   const int64_t* group = plan.group.data_ptr<int64_t>();
   const bool* anchor = plan.keep_range ? plan.anchor.data_ptr<bool>() : nullptr;
   const float* original = plan.keep_range ? plan.original.data_ptr<float>() : nullptr;
@@ -138,7 +139,7 @@ void round_block(const RoundingPlan& plan, int64_t b0, int64_t k, float* wb, int
     for (int64_t r = r0; r < r1; ++r) {
       float* row = wb + r * width;
       for (int64_t i = 0; i < width; ++i) {
-        const int64_t at_w = r * k + b0 + i;  // the element in the whole weight
+        const int64_t at_w = r * k + column[b0 + i];  // the element in the whole weight
         const float v = row[i];
         float target = v;
         if (anchor != nullptr) target = anchor[at_w] ? original[at_w] : std::min(std::max(v, low[at_w]), high[at_w]);
@@ -206,22 +207,28 @@ GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian
   const double energy = output_error(w0, h);
   report.rtn_error = energy > 0 ? output_error(w0 - rtn, h) / energy : 0.0;
 
-  auto [u64, damp] = inverse_cholesky(h.cpu(), cfg.damp, name);
+  // Columns in the order they are rounded: by decreasing H_jj with act_order (the inputs with
+  // most energy first, while the most columns are left to take their errors), else as stored.
+  const at::Tensor order = cfg.act_order
+                               ? std::get<1>(at::sort(h.diagonal().cpu(), /*stable=*/true, /*dim=*/0, /*descending=*/true))
+                               : at::arange(k, at::kLong);
+  const at::Tensor h_ordered = h.cpu().index_select(0, order).index_select(1, order);
+  auto [u64, damp] = inverse_cholesky(h_ordered, cfg.damp, name);
   report.damp = damp;
   const at::Tensor u = u64.to(at::kFloat);
 
   // The rounding runs on the CPU (one column after another is latency-bound work); the layer's
   // tensors may live anywhere.
   const RoundingPlan plan(*layer.weight_quantizer(), param);
-  at::Tensor w = w0.cpu().clone();
+  at::Tensor w = w0.cpu().index_select(1, order);  // columns in rounding order
   at::Tensor stored = at::empty({n, k}, at::kFloat), deployed = at::empty({n, k}, at::kFloat);
   for (int64_t b0 = 0; b0 < k; b0 += cfg.block_size) {
     const int64_t b1 = std::min(k, b0 + cfg.block_size);
     at::Tensor wb = w.slice(1, b0, b1).contiguous();
     const at::Tensor ub = u.slice(0, b0, b1).slice(1, b0, b1).contiguous();
     at::Tensor errors = at::empty({n, b1 - b0}, at::kFloat);
-    round_block(plan, b0, k, wb.data_ptr<float>(), n, b1 - b0, ub.data_ptr<float>(), stored.data_ptr<float>(),
-                deployed.data_ptr<float>(), errors.data_ptr<float>());
+    round_block(plan, order.data_ptr<int64_t>(), b0, k, wb.data_ptr<float>(), n, b1 - b0, ub.data_ptr<float>(),
+                stored.data_ptr<float>(), deployed.data_ptr<float>(), errors.data_ptr<float>());
     // The rest of the weight takes the block's errors at once (the lazy batch update).
     if (b1 < k) w.slice(1, b1).sub_(at::matmul(errors, u.slice(0, b0, b1).slice(1, b1)));
   }
@@ -240,6 +247,9 @@ GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian
 }
 
 namespace {
+
+// Thrown by an input hook when a pass has all the inputs it needs (see gptq_llama).
+struct StopForward {};
 
 struct Target {
   std::string name;
@@ -337,12 +347,29 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
     for (const auto& group : groups) {
       std::vector<HessianAccumulator> acc;
       for (size_t t : group) acc.emplace_back(todo[t].layer->in_features());
+      // Once every member has its input, the rest of the layer's forward is not needed: the hook
+      // stops it by throwing (as the reference implementations' input catchers do).
       size_t current = 0;
+      std::vector<bool> seen(group.size());
+      size_t seen_count = 0;
       for (auto& t : todo) t.layer->set_input_hook({});
       for (size_t a = 0; a < group.size(); ++a) {
-        todo[group[a]].layer->set_input_hook([&, a](const at::Tensor& x) { acc[a].add(x, keep[current]); });
+        todo[group[a]].layer->set_input_hook([&, a](const at::Tensor& x) {
+          acc[a].add(x, keep[current]);
+          if (!seen[a]) {
+            seen[a] = true;
+            if (++seen_count == group.size()) throw StopForward{};
+          }
+        });
       }
-      for (current = 0; current < batches.size(); ++current) layer->forward(hidden[current], ctx[current]);
+      for (current = 0; current < batches.size(); ++current) {
+        std::fill(seen.begin(), seen.end(), false);
+        seen_count = 0;
+        try {
+          layer->forward(hidden[current], ctx[current]);
+        } catch (const StopForward&) {
+        }
+      }
       for (size_t a = 0; a < group.size(); ++a) {
         Target& t = todo[group[a]];
         t.layer->set_input_hook({});

@@ -15,7 +15,8 @@
 //   w_k -= e * U[j, k]                     for every k > j
 //
 // Columns are taken in blocks of `block_size`; inside a block the update is applied column by
-// column, to the rest of the weight once per block (the paper's lazy batch; same result).
+// column, to the rest of the weight once per block (the paper's lazy batch; same result). With
+// `act_order` the columns are taken by decreasing H_jj instead of left to right.
 //
 // What is trained is what is deployed, here too: the result is a float weight W' whose fake
 // quantization (what `qat eval`, convert() and export compute) is GPTQ's rounding, bit for bit
@@ -42,6 +43,9 @@ namespace qat::transforms {
 struct GptqConfig {
   double damp = 0.01;        // added to H's diagonal, as a fraction of its mean (the paper's lambda)
   int64_t block_size = 128;  // columns rounded between two updates of the rest of the weight
+  // Round the columns by decreasing H_jj (the paper's "act order"). The scales stay those of the
+  // original weight and its groups, so the stored format is the same either way (no g_idx).
+  bool act_order = true;
   void validate() const;
 };
 

@@ -64,22 +64,24 @@ at::Tensor hessian_of(const at::Tensor& x) {
 }
 
 // The paper's equation (3) with the inverse Hessian updated explicitly (the OBQ form that the
-// Cholesky formulation is an exact rewrite of), in float64; each column rounded by fake quant
-// with the layer's fixed (static) parameters.
+// Cholesky formulation is an exact rewrite of), in float64, taking the columns in `order`; each
+// column rounded by fake quant with the layer's fixed (static) parameters.
 at::Tensor reference_gptq(const at::Tensor& w0, const at::Tensor& h, double damp, const QuantSpec& spec,
-                          const ops::QParams& qp) {
+                          const ops::QParams& qp, const at::Tensor& order) {
   at::Tensor w = w0.to(at::kDouble).clone();
-  at::Tensor hd = h.to(at::kDouble);
+  at::Tensor hd = h.to(at::kDouble).index_select(0, order).index_select(1, order);
   hd = hd + at::eye(h.size(0), hd.options()) * (damp * hd.diagonal().mean().item<double>());
-  at::Tensor hinv = at::linalg_inv(hd);
+  at::Tensor hinv = at::linalg_inv(hd);  // over the columns in rounding order
   at::Tensor q = at::empty_like(w);
-  for (int64_t j = 0; j < w.size(1); ++j) {
+  for (int64_t t = 0; t < w.size(1); ++t) {
+    const int64_t j = order[t].item<int64_t>();
     const at::Tensor qj = ops::fake_quantize(w.to(at::kFloat), spec, qp, false).y.select(1, j).to(at::kDouble);
     q.select(1, j).copy_(qj);
-    const double d = hinv[j][j].item<double>();
+    const double d = hinv[t][t].item<double>();
     const at::Tensor e = (w.select(1, j) - qj) / d;
-    w.slice(1, j).sub_(at::outer(e, hinv[j].slice(0, j)));
-    hinv = hinv - at::outer(hinv.select(1, j), hinv[j]) / d;
+    const at::Tensor rest = order.slice(0, t);
+    w.index_copy_(1, rest, w.index_select(1, rest) - at::outer(e, hinv[t].slice(0, t)));
+    hinv = hinv - at::outer(hinv.select(1, t), hinv[t]) / d;
   }
   return q;
 }
@@ -92,23 +94,29 @@ double direct_output_error(const at::Tensor& x, const at::Tensor& w, const at::T
 
 TEST_CASE("gptq equals a float64 reference of the paper's update (static scales)", "[gptq]") {
   torch::manual_seed(1);
-  for (const std::string fmt : {"int4", "uint3", "int8"}) {  // GGUF blocks take no static scales
-    DYNAMIC_SECTION(fmt) {
-      const at::Tensor w = at::randn({24, 96});
-      const at::Tensor h = hessian_of(correlated_inputs(512, 96));
-      auto layer = make_layer(w, weight_cfg(fmt, Granularity::per_group(32), ScaleMode::kStatic));
-      const ops::QParams qp = layer->weight_quantizer()->qparams_for(w);
-      const at::Tensor ref = reference_gptq(w, h, 0.01, layer->weight_quantizer()->config().spec, qp);
-      transforms::GptqConfig cfg;
-      cfg.block_size = 40;  // blocks that do not divide the width
-      const auto r = transforms::gptq_layer(*layer, h, cfg);
-      const at::Tensor got = layer->effective_weight().to(at::kDouble);
-      // float32 against float64: a value that lands within rounding noise of a tie may round the
-      // other way and steer its row's later columns; nearly every element must agree.
-      const double agree = got.eq(ref).to(at::kDouble).mean().item<double>();
-      INFO("agreement " << agree << ", gptq error " << r.gptq_error << ", rtn " << r.rtn_error);
-      CHECK(agree >= 0.98);
-      CHECK(r.gptq_error < r.rtn_error);
+  for (const bool act_order : {false, true}) {
+    for (const std::string fmt : {"int4", "uint3", "int8"}) {  // GGUF blocks take no static scales
+      DYNAMIC_SECTION(fmt << (act_order ? " act order" : "")) {
+        const at::Tensor w = at::randn({24, 96});
+        // Inputs of unequal energy, so that act order changes the order.
+        const at::Tensor h = hessian_of(correlated_inputs(512, 96) * at::linspace(0.2, 3, 96));
+        auto layer = make_layer(w, weight_cfg(fmt, Granularity::per_group(32), ScaleMode::kStatic));
+        const ops::QParams qp = layer->weight_quantizer()->qparams_for(w);
+        const at::Tensor order =
+            act_order ? std::get<1>(at::sort(h.diagonal(), true, 0, true)) : at::arange(96, at::kLong);
+        const at::Tensor ref = reference_gptq(w, h, 0.01, layer->weight_quantizer()->config().spec, qp, order);
+        transforms::GptqConfig cfg;
+        cfg.block_size = 40;  // blocks that do not divide the width
+        cfg.act_order = act_order;
+        const auto r = transforms::gptq_layer(*layer, h, cfg);
+        const at::Tensor got = layer->effective_weight().to(at::kDouble);
+        // float32 against float64: a value that lands within rounding noise of a tie may round the
+        // other way and steer its row's later columns; nearly every element must agree.
+        const double agree = got.eq(ref).to(at::kDouble).mean().item<double>();
+        INFO("agreement " << agree << ", gptq error " << r.gptq_error << ", rtn " << r.rtn_error);
+        CHECK(agree >= 0.98);
+        CHECK(r.gptq_error < r.rtn_error);
+      }
     }
   }
 }
