@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "qat/export/export.h"
 #include "qat/io/gguf_file.h"
@@ -13,9 +14,11 @@
 #include "qat/models/llama.h"
 #include "qat/models/loader.h"
 #include "qat/nn/fake_quant_linear.h"
+#include "qat/transforms/gptq.h"
 #include "qat/transforms/prepare.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
+#include "trainers/checkpoint.h"
 #include "trainers/metrics/format.h"
 #include "trainers/metrics/table.h"
 #include "trainers/trainer.h"
@@ -30,8 +33,19 @@ struct DefaultJobOptions {
   std::string out = "runs/demo";
   int64_t steps = 24;
   int64_t eval_sequences = 16;
+  int64_t gptq_calibration = 16;  // 0: no GPTQ row
   std::vector<std::string> overrides;
 };
+
+// Whether GPTQ can round this model's fake-quant layers (not the k-quants, LSQ, ...).
+bool gptq_applies(torch::nn::Module& model) {
+  try {
+    transforms::check_gptq_model(model);
+    return true;
+  } catch (const c10::Error&) {
+    return false;
+  }
+}
 
 void set_fake_quant(torch::nn::Module& model, bool on) {
   transforms::for_each_linear(model, [&](nn::ModuleWithLinears&, const std::string&, const std::string&,
@@ -94,10 +108,24 @@ int run_default_job(const DefaultJobOptions& o) {
   const train::EvalResult ptq_eval = train::evaluate(*base.model, data.heldout, eval_batch, comm, cfg.eval.sequences, bf16);
   std::cerr << "[" << elapsed() << "] PTQ " << cfg.quant.weight << ": eval loss " << train::format_fixed(ptq_eval.loss, 4)
             << "\n";
+  // 1b. PTQ with GPTQ on calibration sequences from the training split: the strong baseline.
+  std::optional<train::EvalResult> gptq_eval;
+  if (o.gptq_calibration > 0 && gptq_applies(*base.model)) {
+    const auto batches = calibration_batches(data.train, o.gptq_calibration, static_cast<uint64_t>(cfg.train.seed),
+                                             cfg.train.micro_batch);
+    transforms::gptq_llama(*base.model, batches, {});
+    gptq_eval = train::evaluate(*base.model, data.heldout, eval_batch, comm, cfg.eval.sequences, bf16);
+    std::cerr << "[" << elapsed() << "] PTQ " << cfg.quant.weight << " by GPTQ: eval loss "
+              << train::format_fixed(gptq_eval->loss, 4) << "\n";
+  }
   base.model.reset();
 
   // 2. QAT: the same format, fine-tuned (resumes if the output directory holds a checkpoint).
   models::Pretrained qat = build_model(cfg);
+  if (!train::latest_checkpoint(cfg.output_dir + "/checkpoints")) {  // quant.init: gptq
+    const std::string line = init_quantized_weights(*qat.model, cfg, data.train);
+    if (!line.empty()) std::cerr << "[" << elapsed() << "] " << line << "\n";
+  }
   train::Trainer trainer(qat.model, data.train, data.heldout, cfg, comm,
                          {{"model", qat.source}, {"data", data.description}});
   const train::TrainSummary summary = trainer.fit();
@@ -133,15 +161,25 @@ int run_default_job(const DefaultJobOptions& o) {
                       scheme::is_kquant(scheme::QuantSpec::from_name(cfg.quant.weight).format);
   t.add_row({kquant ? "PTQ (ggml's k-quant search)" : "PTQ round-to-nearest", ptq_eval.loss, ptq_eval.perplexity,
              ptq_eval.loss - float_eval.loss});
-  t.add_row({"QAT (" + std::to_string(summary.steps) + " steps)", qat_eval.loss, qat_eval.perplexity,
+  if (gptq_eval) {
+    t.add_row({"PTQ GPTQ (" + std::to_string(o.gptq_calibration) + " calib. seqs)", gptq_eval->loss,
+               gptq_eval->perplexity, gptq_eval->loss - float_eval.loss});
+  }
+  t.add_row({"QAT (" + std::to_string(summary.steps) + " steps" + (cfg.quant.init == "gptq" ? ", from GPTQ)" : ")"),
+             qat_eval.loss, qat_eval.perplexity,
              qat_eval.loss - float_eval.loss});
   t.add_separator();
   t.add_row({"QAT weights, fake quant off", qat_float.loss, qat_float.perplexity, qat_float.loss - float_eval.loss});
   std::ostringstream out;
   out << "\n" << t.to_text() << "\n";
-  out << "quantization cost: PTQ " << train::format_fixed(ptq_eval.loss - float_eval.loss, 4)
-      << " nats/token over its float weights, QAT " << train::format_fixed(qat_eval.loss - qat_float.loss, 4)
-      << " over its own\n";
+  out << "quantization cost: PTQ " << train::format_fixed(ptq_eval.loss - float_eval.loss, 4);
+  if (gptq_eval) out << ", GPTQ " << train::format_fixed(gptq_eval->loss - float_eval.loss, 4);
+  if (cfg.quant.init == "gptq") {  // the latent weights are GPTQ's, not a float model of their own
+    out << " nats/token over their float weights; QAT started from GPTQ's rounding\n";
+  } else {
+    out << " nats/token over their float weights, QAT " << train::format_fixed(qat_eval.loss - qat_float.loss, 4)
+        << " over its own\n";
+  }
   out << "training: " << summary.steps << " steps, " << train::format_rate(summary.tokens_per_second, "tok/s")
       << ", peak memory " << train::format_bytes(summary.peak_memory_bytes) << "; curve: " << o.out
       << "/loss.png\n";
@@ -171,6 +209,9 @@ void add_default_job_command(CLI::App& app, CommandList& commands) {
   sub->add_option("--steps", o->steps, "QAT fine-tuning steps")->check(CLI::Range(1, 100000));
   sub->add_option("--eval-sequences", o->eval_sequences, "held-out sequences per evaluation")
       ->check(CLI::Range(1, 100000));
+  sub->add_option("--gptq-calibration", o->gptq_calibration,
+                  "training sequences GPTQ calibrates on for its PTQ row (0: no GPTQ row)")
+      ->check(CLI::Range(0, 100000));
   sub->add_option("overrides", o->overrides, "key=value overrides of the recipe (e.g. train.lr=5e-5)");
   commands.push_back({sub, [o] { return run_default_job(*o); }});
 }

@@ -15,6 +15,7 @@
 #include "qat/models/pretrained.h"
 #include "qat/nn/fake_quant_linear.h"
 #include "trainers/train_config.h"
+#include "trainers/trainer.h"
 
 namespace qat::recipes {
 
@@ -27,6 +28,12 @@ nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
 std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
 std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
 std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
+
+// quant.init: gptq -- rounds a freshly prepared method-qat model by GPTQ on quant.init_calibration
+// sequences of `train_set` (the same ones on every rank), so QAT starts from GPTQ's weights.
+// Returns a line for the log; does nothing (empty line) for quant.init: rtn.
+std::string init_quantized_weights(models::LlamaForCausalLM& model, const train::TrainConfig& cfg,
+                                   const train::SequenceSet& train_set);
 
 // Loads cfg.model.path ("default": SmolLM2-135M-Instruct) on the config's device and applies
 // cfg.method. Trainable parameters are float32; with model.dtype=bf16 frozen ones are bf16.

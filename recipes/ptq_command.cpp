@@ -15,7 +15,6 @@
 #include <chrono>
 #include <iostream>
 
-#include "data/dataset/sampler.h"
 #include "qat/models/llama.h"
 #include "qat/transforms/gptq.h"
 #include "recipes/methods.h"
@@ -37,23 +36,6 @@ struct PtqOptions {
   transforms::GptqConfig gptq;
 };
 
-// The calibration rows idx of `set`, in batches of `batch` (with their packing, if packed).
-std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set,
-                                                              const std::vector<int64_t>& idx, int64_t batch) {
-  std::vector<transforms::CalibrationBatch> out;
-  for (size_t b = 0; b < idx.size(); b += static_cast<size_t>(batch)) {
-    const std::vector<int64_t> rows(idx.begin() + static_cast<std::ptrdiff_t>(b),
-                                    idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + batch)));
-    const at::Tensor sel = at::tensor(rows, at::kLong);
-    transforms::CalibrationBatch c{set.tokens.index_select(0, sel), std::nullopt};
-    if (set.segments.defined()) {
-      c.packed = models::PackedInputs{set.positions.index_select(0, sel), set.segments.index_select(0, sel)};
-    }
-    out.push_back(std::move(c));
-  }
-  return out;
-}
-
 int run_ptq(const PtqOptions& o) {
   train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
   TORCH_CHECK(cfg.method == train::Method::kQat, o.config, ": qat ptq quantizes with the `quant` section of a ",
@@ -70,8 +52,7 @@ int run_ptq(const PtqOptions& o) {
   const at::Device device = model.parameters().front().device();
 
   const int64_t n = std::min<int64_t>(o.calibration, data.train.size());
-  const auto idx = data::calibration_indices(data.train.size(), n, static_cast<uint64_t>(cfg.train.seed));
-  const auto batches = calibration_batches(data.train, idx, cfg.train.micro_batch);
+  const auto batches = calibration_batches(data.train, n, static_cast<uint64_t>(cfg.train.seed), cfg.train.micro_batch);
 
   // Static scales: run the calibration sequences through the model in training mode (observers
   // update, nothing else changes: no gradients are taken).

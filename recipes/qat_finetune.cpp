@@ -4,11 +4,15 @@
 // quantization grid they will be exported to.
 #include "recipes/methods.h"
 
+#include <chrono>
+
 #include "qat/fake_quant/fake_quantizer.h"
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
 #include "qat/io/llama_mix.h"
 #include "qat/transforms/prepare.h"
+#include "recipes/train_data.h"
+#include "trainers/metrics/format.h"
 
 namespace qat::recipes {
 
@@ -58,6 +62,18 @@ std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train:
   }
   if (cfg.quant.fallback != "none") pc.fallback = fake_quant_layer_config(cfg.quant, cfg.quant.fallback);
   return transforms::prepare(model, pc);
+}
+
+std::string init_quantized_weights(models::LlamaForCausalLM& model, const train::TrainConfig& cfg,
+                                   const train::SequenceSet& train_set) {
+  if (cfg.quant.init != "gptq") return {};
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto batches = calibration_batches(train_set, cfg.quant.init_calibration, static_cast<uint64_t>(cfg.train.seed),
+                                           cfg.train.micro_batch);
+  const auto reports = transforms::gptq_llama(model, batches, {});
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return "init: GPTQ rounded " + std::to_string(reports.size()) + " linears on " +
+         std::to_string(cfg.quant.init_calibration) + " calibration sequences in " + train::format_duration(secs);
 }
 
 }  // namespace qat::recipes

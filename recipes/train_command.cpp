@@ -73,7 +73,13 @@ int run_train(const TrainOptions& o) {
               << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
               << "  output: " << cfg.output_dir << "\n";
   }
-  nlohmann::json info = {{"model", p.source}, {"data", data.description}};
+  // quant.init: gptq rounds the fresh model by GPTQ before step 1. Every rank computes it on the
+  // same sequences; the trainer then starts all ranks from rank 0's weights.
+  if (!train::latest_checkpoint(cfg.output_dir + "/checkpoints")) {
+    const std::string line = init_quantized_weights(*p.model, cfg, data.train);
+    if (main && !line.empty()) std::cerr << "  " << line << "\n";
+  }
+  nlohmann::json info = {{"model", p.source}, {"data", data.description}, {"init", cfg.quant.init}};
   train::Trainer trainer(p.model, data.train, data.heldout, cfg, comm, info);
   train::TrainSummary s;
   try {

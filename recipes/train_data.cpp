@@ -113,4 +113,21 @@ TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& 
   return out;
 }
 
+std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set, int64_t n,
+                                                              uint64_t seed, int64_t batch) {
+  const std::vector<int64_t> idx = data::calibration_indices(set.size(), std::min(n, set.size()), seed);
+  std::vector<transforms::CalibrationBatch> out;
+  for (size_t b = 0; b < idx.size(); b += static_cast<size_t>(batch)) {
+    const std::vector<int64_t> rows(idx.begin() + static_cast<std::ptrdiff_t>(b),
+                                    idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + batch)));
+    const at::Tensor sel = at::tensor(rows, at::kLong);
+    transforms::CalibrationBatch c{set.tokens.index_select(0, sel), std::nullopt};
+    if (set.segments.defined()) {
+      c.packed = models::PackedInputs{set.positions.index_select(0, sel), set.segments.index_select(0, sel)};
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 }  // namespace qat::recipes

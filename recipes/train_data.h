@@ -6,6 +6,7 @@
 #include <string>
 
 #include "data/tokenizer/tokenizer.h"
+#include "qat/transforms/gptq.h"
 #include "trainers/train_config.h"
 #include "trainers/trainer.h"
 
@@ -19,5 +20,11 @@ struct TrainData {
 
 TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& tokenizer,
                           const std::string& chat_template);
+
+// `n` training sequences drawn by the seeded calibration sampler, in batches of `batch`, with
+// their packing (positions, segments) when the data is packed: for static-scale calibration and
+// GPTQ.
+std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set, int64_t n,
+                                                              uint64_t seed, int64_t batch);
 
 }  // namespace qat::recipes

@@ -194,6 +194,8 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
     f.get("delay_steps", c.quant.delay_steps);
     f.get("freeze_observer_after", c.quant.freeze_observer_after);
     f.get("exclude", c.quant.exclude);
+    f.get("init", c.quant.init);
+    f.get("init_calibration", c.quant.init_calibration);
     f.finish();
   }
   {
@@ -291,6 +293,7 @@ void TrainConfig::validate() const {
   one_of("quant.scale_mode", quant.scale_mode, {"dynamic", "static", "learnable"});
   one_of("quant.range", quant.range, {"minmax", "percentile", "mse"});
   one_of("quant.grad", quant.grad, {"ste", "clipped_ste"});
+  one_of("quant.init", quant.init, {"rtn", "gptq"});
   one_of("data.format", data.format, {"text", "jsonl", "alpaca", "chat"});
   one_of("train.schedule", train.schedule, {"cosine", "linear", "constant"});
   one_of("train.device", train.device, {"cpu", "cuda"});
@@ -324,6 +327,15 @@ void TrainConfig::validate() const {
   }
   TORCH_CHECK(quant.group_size >= 0, at, "quant.group_size must be >= 0, got ", quant.group_size);
   TORCH_CHECK(quant.delay_steps >= 0, at, "quant.delay_steps must be >= 0, got ", quant.delay_steps);
+  if (quant.init == "gptq") {
+    TORCH_CHECK(method == Method::kQat, at, "quant.init: gptq starts method qat from GPTQ-rounded weights; method ",
+                to_string(method), " does not train fake-quant weights (use quant.init: rtn)");
+    TORCH_CHECK(quant.scale_mode == "dynamic" && quant.delay_steps == 0, at,
+                "quant.init: gptq needs quant.scale_mode: dynamic and quant.delay_steps: 0 (GPTQ rounds with the ",
+                "scales fake quant uses from the first step)");
+    TORCH_CHECK(quant.init_calibration >= 1, at, "quant.init_calibration must be >= 1, got ",
+                quant.init_calibration);
+  }
   TORCH_CHECK(lora.r >= 1, at, "lora.r must be >= 1, got ", lora.r);
   TORCH_CHECK(lora.alpha > 0, at, "lora.alpha must be > 0, got ", lora.alpha);
   TORCH_CHECK(lora.dropout >= 0 && lora.dropout < 1, at, "lora.dropout must be in [0, 1), got ", lora.dropout);
@@ -377,6 +389,8 @@ std::string to_yaml(const TrainConfig& c) {
   e << YAML::Key << "freeze_observer_after" << YAML::Value << c.quant.freeze_observer_after;
   e << YAML::Key << "exclude" << YAML::Value;
   list(c.quant.exclude);
+  e << YAML::Key << "init" << YAML::Value << c.quant.init;
+  e << YAML::Key << "init_calibration" << YAML::Value << c.quant.init_calibration;
   e << YAML::EndMap;
   e << YAML::Key << "lora" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "r" << YAML::Value << c.lora.r << YAML::Key << "alpha" << YAML::Value << c.lora.alpha;

@@ -41,6 +41,11 @@ struct QuantSection {
   int64_t delay_steps = 0;           // optimizer steps before fake quant switches on
   int64_t freeze_observer_after = -1;  // static scales: stop updating after N steps
   std::vector<std::string> exclude = {"lm_head", "embed_tokens"};  // name patterns left dense
+  // Where the quantized weights start (method qat, fresh runs): "rtn", the pretrained weights
+  // (fake quant rounds them to nearest at the first step), or "gptq", the pretrained weights
+  // rounded by GPTQ on `init_calibration` training sequences first (qat/transforms/gptq.h).
+  std::string init = "rtn";
+  int64_t init_calibration = 32;
 };
 
 struct LoraSection {

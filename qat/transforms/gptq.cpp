@@ -113,7 +113,7 @@ struct RoundingPlan {
     // A group whose range is at most two steps wide has no inside: it keeps all of its values.
     const at::Tensor no_inside = lo_in.gt(hi_in) | lo.eq(hi);
     anchor = (first_of(gmin) | first_of(gmax) | no_inside).view(w.sizes()).contiguous();
-    original = wf.view(w.sizes());
+    original = wf.view(w.sizes()).clone();  // w may be the parameter itself, which GPTQ overwrites
     low = lo_in.view(w.sizes()).contiguous();
     high = hi_in.view(w.sizes()).contiguous();
   }
@@ -175,16 +175,43 @@ std::pair<at::Tensor, double> inverse_cholesky(at::Tensor h, double damp, const 
               "even with damp ", damp, "; check the calibration data (empty or constant inputs?)");
 }
 
-// E(W - Q) = tr(D H D^T) / 2 with D = W - Q, in float64.
-double output_error(const at::Tensor& d, const at::Tensor& h) {
-  const at::Tensor dd = d.to(at::kDouble);
-  return 0.5 * (dd.matmul(h.to(at::kDouble)) * dd).sum().item<double>();
+// E(D) = tr(D H D^T) / 2 for each of the weight-shaped differences `d` (one matmul).
+std::vector<double> output_errors(const std::vector<at::Tensor>& d, const at::Tensor& h) {
+  const at::Tensor all = at::cat(d);
+  const at::Tensor e = (all.matmul(h) * all).view({static_cast<int64_t>(d.size()), -1}).sum(1).to(at::kDouble) * 0.5;
+  std::vector<double> out(d.size());
+  for (size_t i = 0; i < d.size(); ++i) out[i] = e[static_cast<int64_t>(i)].item<double>();
+  return out;
 }
 
-}  // namespace
+// What GPTQ needs from a Hessian, computed once for all the layers that share it (q/k/v see the
+// same inputs): H itself (float32, checked), the rounding order, U for that order, the damping.
+struct PreparedHessian {
+  at::Tensor h, order, u;
+  double damp = 0;
+};
 
-GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian, const GptqConfig& cfg,
-                           const std::string& name) {
+PreparedHessian prepare_hessian(const at::Tensor& hessian, const GptqConfig& cfg, const std::string& name) {
+  PreparedHessian p;
+  p.h = hessian.to(at::kFloat);
+  TORCH_CHECK(p.h.dim() == 2 && p.h.size(0) == p.h.size(1), "gptq: ", name, ": the Hessian must be square, got ",
+              p.h.sizes());
+  TORCH_CHECK(at::isfinite(p.h).all().item<bool>(), "gptq: ", name, ": the Hessian holds NaN or Inf ",
+              "(calibration activations overflowed?)");
+  const int64_t k = p.h.size(0);
+  // Columns in the order they are rounded: by decreasing H_jj with act_order (the inputs with
+  // most energy first, while the most columns are left to take their errors), else as stored.
+  const at::Tensor h_cpu = p.h.cpu();
+  p.order = cfg.act_order ? std::get<1>(at::sort(h_cpu.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true))
+                          : at::arange(k, at::kLong);
+  auto [u64, damp] = inverse_cholesky(h_cpu.index_select(0, p.order).index_select(1, p.order), cfg.damp, name);
+  p.u = u64.to(at::kFloat);
+  p.damp = damp;
+  return p;
+}
+
+GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& ph, const GptqConfig& cfg,
+                            const std::string& name) {
   cfg.validate();
   check_gptq_layer(layer, name);
   const fake_quant::FakeQuantizer fq = layer.weight_quantizer();
@@ -193,33 +220,17 @@ GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian
   torch::NoGradGuard no_grad;
   const at::Tensor param = layer.weight();
   const int64_t n = param.size(0), k = param.size(1);
-  TORCH_CHECK(hessian.dim() == 2 && hessian.size(0) == k && hessian.size(1) == k, "gptq: ", name,
-              ": the Hessian must be (", k, ", ", k, ") for in_features ", k, ", got ", hessian.sizes());
+  TORCH_CHECK(ph.h.size(0) == k, "gptq: ", name, ": the Hessian must be (", k, ", ", k, ") for in_features ", k,
+              ", got ", ph.h.sizes());
   const at::Tensor w0 = param.detach().to(at::kFloat).clone();  // a copy: param changes below
   TORCH_CHECK(at::isfinite(w0).all().item<bool>(), "gptq: ", name, ": the weight holds NaN or Inf");
-  const at::Tensor h = hessian.to(w0.device(), at::kFloat);
-  TORCH_CHECK(at::isfinite(h).all().item<bool>(), "gptq: ", name, ": the Hessian holds NaN or Inf ",
-              "(calibration activations overflowed?)");
-
-  GptqLayerReport report;
-  report.name = name;
   const at::Tensor rtn = layer.effective_weight().to(at::kFloat);
-  const double energy = output_error(w0, h);
-  report.rtn_error = energy > 0 ? output_error(w0 - rtn, h) / energy : 0.0;
-
-  // Columns in the order they are rounded: by decreasing H_jj with act_order (the inputs with
-  // most energy first, while the most columns are left to take their errors), else as stored.
-  const at::Tensor order = cfg.act_order
-                               ? std::get<1>(at::sort(h.diagonal().cpu(), /*stable=*/true, /*dim=*/0, /*descending=*/true))
-                               : at::arange(k, at::kLong);
-  const at::Tensor h_ordered = h.cpu().index_select(0, order).index_select(1, order);
-  auto [u64, damp] = inverse_cholesky(h_ordered, cfg.damp, name);
-  report.damp = damp;
-  const at::Tensor u = u64.to(at::kFloat);
 
   // The rounding runs on the CPU (one column after another is latency-bound work); the layer's
   // tensors may live anywhere.
-  const RoundingPlan plan(*layer.weight_quantizer(), param);
+  const RoundingPlan plan(*fq, param);
+  const at::Tensor& order = ph.order;
+  const at::Tensor& u = ph.u;
   at::Tensor w = w0.cpu().index_select(1, order);  // columns in rounding order
   at::Tensor stored = at::empty({n, k}, at::kFloat), deployed = at::empty({n, k}, at::kFloat);
   for (int64_t b0 = 0; b0 < k; b0 += cfg.block_size) {
@@ -242,8 +253,25 @@ GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian
     TORCH_CHECK(false, "gptq: internal error: ", name, "'s fake-quantized weight differs from GPTQ's ",
                 "rounding in ", now.ne(deployed).sum().item<int64_t>(), " elements; the layer was restored");
   }
-  report.gptq_error = energy > 0 ? output_error(w0 - deployed, h) / energy : 0.0;
+  GptqLayerReport report;
+  report.name = name;
+  report.damp = ph.damp;
+  const auto e = output_errors({w0, w0 - rtn, w0 - deployed}, ph.h.to(w0.device()));
+  report.rtn_error = e[0] > 0 ? e[1] / e[0] : 0.0;
+  report.gptq_error = e[0] > 0 ? e[2] / e[0] : 0.0;
   return report;
+}
+
+}  // namespace
+
+GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian, const GptqConfig& cfg,
+                           const std::string& name) {
+  cfg.validate();
+  check_gptq_layer(layer, name);
+  const int64_t k = layer.in_features();
+  TORCH_CHECK(hessian.dim() == 2 && hessian.size(0) == k && hessian.size(1) == k, "gptq: ", name,
+              ": the Hessian must be (", k, ", ", k, ") for in_features ", k, ", got ", hessian.sizes());
+  return round_layer(layer, prepare_hessian(hessian, cfg, name), cfg, name);
 }
 
 namespace {
@@ -345,8 +373,8 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
     // Each group: its Hessians from every batch (the groups before it already rounded), then GPTQ.
     double rtn = 0, gptq = 0;
     for (const auto& group : groups) {
-      std::vector<HessianAccumulator> acc;
-      for (size_t t : group) acc.emplace_back(todo[t].layer->in_features());
+      // The members of a group see the same inputs: one Hessian (taken from the first member).
+      HessianAccumulator acc(todo[group.front()].layer->in_features());
       // Once every member has its input, the rest of the layer's forward is not needed: the hook
       // stops it by throwing (as the reference implementations' input catchers do).
       size_t current = 0;
@@ -355,7 +383,7 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
       for (auto& t : todo) t.layer->set_input_hook({});
       for (size_t a = 0; a < group.size(); ++a) {
         todo[group[a]].layer->set_input_hook([&, a](const at::Tensor& x) {
-          acc[a].add(x, keep[current]);
+          if (a == 0) acc.add(x, keep[current]);
           if (!seen[a]) {
             seen[a] = true;
             if (++seen_count == group.size()) throw StopForward{};
@@ -370,11 +398,11 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
         } catch (const StopForward&) {
         }
       }
-      for (size_t a = 0; a < group.size(); ++a) {
-        Target& t = todo[group[a]];
-        t.layer->set_input_hook({});
-        GptqLayerReport r = gptq_layer(*t.layer, acc[a].hessian(), cfg, t.name);
-        r.rows = acc[a].rows();
+      for (size_t t : group) todo[t].layer->set_input_hook({});
+      const PreparedHessian ph = prepare_hessian(acc.hessian(), cfg, todo[group.front()].name);
+      for (size_t t : group) {
+        GptqLayerReport r = round_layer(*todo[t].layer, ph, cfg, todo[t].name);
+        r.rows = acc.rows();
         rtn += r.rtn_error;
         gptq += r.gptq_error;
         reports.push_back(std::move(r));

@@ -143,7 +143,8 @@ TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writ
   qat::io::remove_tree(dir);
 }
 
-TEST_CASE("qat ptq --method gptq rounds SmolLM2 by GPTQ; eval and the GGUF export deploy exactly that", "[cli][gptq]") {
+TEST_CASE("qat ptq --method gptq rounds SmolLM2 by GPTQ: eval, the GGUF export and quant.init=gptq deploy exactly that",
+          "[cli][gptq]") {
   if (!have_smollm2()) {
     WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
     return;
@@ -170,6 +171,15 @@ TEST_CASE("qat ptq --method gptq rounds SmolLM2 by GPTQ; eval and the GGUF expor
   INFO(x.text);
   CHECK(x.rc == 0);
   CHECK(x.text.find("210  Q4_0 fake-quant gguf_q4_0 (exact)") != std::string::npos);
+  // quant.init=gptq: QAT starts from the same rounding (same calibration sequences), so its step-0
+  // held-out loss is the PTQ table's GPTQ loss.
+  const Output t = run_qat("train " + kConfig + " output_dir=" + dir + "/qat quant.init=gptq quant.init_calibration=4" +
+                           kSmall);
+  INFO(t.text);
+  REQUIRE(t.rc == 0);
+  CHECK(t.text.find("init: GPTQ rounded 210 linears on 4 calibration sequences") != std::string::npos);
+  std::snprintf(want, sizeof(want), "step 0  loss %.4f", loss);
+  CHECK(t.text.find(want) != std::string::npos);
   // What GPTQ cannot take is refused before any work, with the reason.
   const Output k = run_qat("ptq " + kConfig + " output_dir=" + dir + "/k --method gptq quant.weight=gguf_q4_k "
                            "quant.fallback=gguf_q5_0" + kSmall);

@@ -20,6 +20,8 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 import torch  # noqa: E402
 import bitsandbytes.functional as F  # noqa: E402
+from bitsandbytes.backends.default.ops import _dequantize_4bit_compute  # noqa: E402
+from bitsandbytes.backends.utils import _get_4bit_code  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 
@@ -75,6 +77,21 @@ def inputs():
     return out
 
 
+def dequantize(packed, st, absmax):
+    """bitsandbytes' dequantize_4bit. Where its native CPU kernel disagrees with bitsandbytes' own
+    generic implementation (the one it falls back to for odd shapes and large blocks), the generic
+    one, with a note on stderr: seen on AVX512 machines for 2-d inputs whose blocks span rows
+    (64 x 128 in blocks of 256), where the native kernel scales elements by the wrong block's absmax."""
+    native = F.dequantize_4bit(packed, st, quant_type="nf4").contiguous()
+    generic = _dequantize_4bit_compute(packed.reshape(-1).view(torch.uint8), absmax.float(),
+                                       _get_4bit_code("nf4", packed.device), st.blocksize, st.shape, st.dtype)
+    if torch.equal(native.reshape(-1), generic.reshape(-1)):
+        return native
+    print(f"bnb_nf4_ref.py: bitsandbytes' native CPU dequantize_4bit differs from its generic one for shape "
+          f"{tuple(st.shape)}, blocksize {st.blocksize}, {st.dtype}; using the generic one", file=sys.stderr)
+    return generic.reshape(native.shape).contiguous()
+
+
 def write_cases(path):
     tensors = {"dynamic_map": dynamic_map()}
     for k, (x, bs) in enumerate(inputs()):
@@ -84,15 +101,15 @@ def write_cases(path):
         packed, st = F.quantize_4bit(x, blocksize=bs, quant_type="nf4", compress_statistics=False)
         tensors[p + ".packed"] = packed.contiguous()
         tensors[p + ".absmax"] = st.absmax.contiguous()
-        tensors[p + ".deq"] = F.dequantize_4bit(packed, st, quant_type="nf4").contiguous()
+        tensors[p + ".deq"] = dequantize(packed, st, st.absmax)
         st.dtype = torch.float32
-        tensors[p + ".deq_f32"] = F.dequantize_4bit(packed, st, quant_type="nf4").contiguous()
+        tensors[p + ".deq_f32"] = dequantize(packed, st, st.absmax)
         packed2, st2 = F.quantize_4bit(x, blocksize=bs, quant_type="nf4", compress_statistics=True)
         assert torch.equal(packed, packed2)
         tensors[p + ".dq.absmax"] = st2.absmax.contiguous()
         tensors[p + ".dq.nested_absmax"] = st2.state2.absmax.contiguous()
         tensors[p + ".dq.offset"] = st2.offset.reshape(()).to(torch.float32).contiguous()
-        tensors[p + ".dq.deq"] = F.dequantize_4bit(packed2, st2, quant_type="nf4").contiguous()
+        tensors[p + ".dq.deq"] = dequantize(packed2, st2, F.dequantize_blockwise(st2.absmax, st2.state2) + st2.offset)
         assert st2.state2.blocksize == 256
         assert torch.equal(st2.state2.code, dynamic_map())
     save_file(tensors, path)

@@ -52,6 +52,15 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
   CHECK_THROWS_WITH(train::parse_train_config("train: {lr: 1.0}", "x.yaml", {"train.lr.x=3"}), Contains("'lr' is not a section"));
   CHECK_THROWS_WITH(train::parse_train_config("", "x.yaml", {"train.lr.x=3"}), Contains("train.lr: expected a number, found a mapping"));
   CHECK_THROWS_WITH(train::load_train_config("/nonexistent/cfg.yaml"), Contains("cannot open config /nonexistent/cfg.yaml"));
+  CHECK_THROWS_WITH(train::parse_train_config("method: qat\nquant: {init: gptqq}\n", "x.yaml"),
+                    Contains("quant.init: expected one of rtn, gptq, found 'gptqq'"));
+  CHECK_THROWS_WITH(train::parse_train_config("method: qat_lora\nquant: {init: gptq}\n", "x.yaml"),
+                    Contains("quant.init: gptq starts method qat"));
+  CHECK_THROWS_WITH(train::parse_train_config("method: qat\nquant: {init: gptq, scale_mode: learnable}\n", "x.yaml"),
+                    Contains("quant.scale_mode: dynamic and quant.delay_steps: 0"));
+  CHECK_THROWS_WITH(train::parse_train_config("method: qat\nquant: {init: gptq, init_calibration: 0}\n", "x.yaml"),
+                    Contains("quant.init_calibration must be >= 1"));
+  CHECK_NOTHROW(train::parse_train_config("method: qat\nquant: {init: gptq, init_calibration: 8}\n", "x.yaml"));
 }
 
 TEST_CASE("the shipped recipe configs parse", "[config]") {
