@@ -38,7 +38,7 @@ struct DefaultJobOptions {
 };
 
 // Whether GPTQ can round this model's fake-quant layers (not the k-quants, LSQ, ...).
-bool gptq_applies(torch::nn::Module& model) {
+bool gptq_applies(models::LlamaForCausalLM& model) {
   try {
     transforms::check_gptq_model(model);
     return true;
@@ -162,7 +162,8 @@ int run_default_job(const DefaultJobOptions& o) {
   t.add_row({kquant ? "PTQ (ggml's k-quant search)" : "PTQ round-to-nearest", ptq_eval.loss, ptq_eval.perplexity,
              ptq_eval.loss - float_eval.loss});
   if (gptq_eval) {
-    t.add_row({"PTQ GPTQ (" + std::to_string(o.gptq_calibration) + " calib. seqs)", gptq_eval->loss,
+    t.add_row({"PTQ GPTQ (" + std::to_string(std::min(o.gptq_calibration, data.train.size())) + " calib. seqs)",
+               gptq_eval->loss,
                gptq_eval->perplexity, gptq_eval->loss - float_eval.loss});
   }
   t.add_row({"QAT (" + std::to_string(summary.steps) + " steps" + (cfg.quant.init == "gptq" ? ", from GPTQ)" : ")"),

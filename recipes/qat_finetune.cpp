@@ -73,7 +73,8 @@ std::string init_quantized_weights(models::LlamaForCausalLM& model, const train:
   const auto reports = transforms::gptq_llama(model, batches, {});
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return "init: GPTQ rounded " + std::to_string(reports.size()) + " linears on " +
-         std::to_string(cfg.quant.init_calibration) + " calibration sequences in " + train::format_duration(secs);
+         std::to_string(std::min(cfg.quant.init_calibration, train_set.size())) + " calibration sequences in " +
+         train::format_duration(secs);
 }
 
 }  // namespace qat::recipes

@@ -69,14 +69,6 @@ void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name)
               "not take into account; turn sparsity off for GPTQ");
 }
 
-void check_gptq_model(torch::nn::Module& model) {
-  for_each_linear(model, [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
-                             const std::shared_ptr<nn::LinearBase>& layer) {
-    auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
-    if (fq != nullptr && fq->weight_quantizer()) check_gptq_layer(*fq, full);
-  });
-}
-
 namespace {
 
 // How each element of a weight is rounded: the layer's fake quantization with the parameters its
@@ -95,24 +87,46 @@ struct RoundingPlan {
                 l.count, " groups");
     keep_range = fq.config().scale_mode == ScaleMode::kDynamic;
     if (!keep_range) return;
-    // The first minimum and the first maximum of each group keep their values (the anchors);
-    // every other element stays strictly inside (min, max), one step of the weight's dtype in.
+    // What a group's parameters depend on, and so which elements keep their values (the anchors)
+    // and the open interval every other element is clamped into (one step of the weight's dtype
+    // in from its ends):
+    //   int, fp8, nf4, Q8_0, Q4_0, Q5_0: max|x| (ggml: the first element of largest |x|, sign kept)
+    //       -> that first element; (-max|x|, max|x|)
+    //   uint: [min(x, 0), max(x, 0)] -> the first min (if < 0) and the first max (if > 0); that range
+    //   Q4_1, Q5_1: [min, max] -> the first min and the first max; (min, max)
     const at::ScalarType dtype = w.scalar_type();
     const at::Tensor wf = w.to(at::kFloat).reshape({-1});
     const at::Tensor g = group.reshape({-1});
-    const at::Tensor gmin = at::full({l.count}, INFINITY).scatter_reduce(0, g, wf, "amin");
-    const at::Tensor gmax = at::full({l.count}, -INFINITY).scatter_reduce(0, g, wf, "amax");
-    auto first_of = [&](const at::Tensor& value) {
-      const at::Tensor cand = at::where(wf == value.index_select(0, g), flat, at::scalar_tensor(w.numel(), at::kLong));
-      const at::Tensor first = at::full({l.count}, w.numel(), at::kLong).scatter_reduce(0, g, cand, "amin");
-      return flat == first.index_select(0, g);
+    auto per_group = [&](const at::Tensor& v, const char* how, float init) {
+      return at::full({l.count}, init).scatter_reduce(0, g, v, how).index_select(0, g);
     };
-    const at::Tensor lo = gmin.index_select(0, g), hi = gmax.index_select(0, g);
+    auto first_where = [&](const at::Tensor& mask) {  // the first element of its group where mask holds
+      const at::Tensor cand = at::where(mask, flat, at::scalar_tensor(w.numel(), at::kLong));
+      const at::Tensor first = at::full({l.count}, w.numel(), at::kLong).scatter_reduce(0, g, cand, "amin");
+      return mask & flat.eq(first.index_select(0, g));
+    };
+    const at::Tensor mn = per_group(wf, "amin", INFINITY), mx = per_group(wf, "amax", -INFINITY);
+    at::Tensor lo, hi, kept;
+    const scheme::Format f = spec.format;
+    if (f == scheme::Format::kQ4_1 || f == scheme::Format::kQ5_1) {
+      lo = mn;
+      hi = mx;
+      kept = first_where(wf.eq(mn)) | first_where(wf.eq(mx));
+    } else if (f == scheme::Format::kUInt) {
+      lo = at::clamp_max(mn, 0.0);
+      hi = at::clamp_min(mx, 0.0);
+      kept = first_where(wf.eq(mn) & mn.lt(0)) | first_where(wf.eq(mx) & mx.gt(0));
+    } else {
+      const at::Tensor amax = per_group(wf.abs(), "amax", 0.0f);
+      lo = -amax;
+      hi = amax;
+      kept = first_where(wf.abs().eq(amax));
+    }
     const at::Tensor lo_in = at::nextafter(lo.to(dtype), hi.to(dtype)).to(at::kFloat);
     const at::Tensor hi_in = at::nextafter(hi.to(dtype), lo.to(dtype)).to(at::kFloat);
-    // A group whose range is at most two steps wide has no inside: it keeps all of its values.
+    // A group whose range is at most one step wide has no inside: it keeps all of its values.
     const at::Tensor no_inside = lo_in.gt(hi_in) | lo.eq(hi);
-    anchor = (first_of(gmin) | first_of(gmax) | no_inside).view(w.sizes()).contiguous();
+    anchor = (kept | no_inside).view(w.sizes()).contiguous();
     original = wf.view(w.sizes()).clone();  // w may be the parameter itself, which GPTQ overwrites
     low = lo_in.view(w.sizes()).contiguous();
     high = hi_in.view(w.sizes()).contiguous();
@@ -156,7 +170,7 @@ void round_block(const RoundingPlan& plan, const int64_t* column, int64_t b0, in
   });
 }
 
-// U with H^-1 = U^T U for the damped H, in float64 (the sizes here are a few thousand at most).
+// U with H^-1 = U^T U for the damped H, in float64 on the CPU (k^3 work: seconds for k = 14336).
 std::pair<at::Tensor, double> inverse_cholesky(at::Tensor h, double damp, const std::string& name) {
   h = h.to(at::kDouble);
   // Inputs that never occur (zero diagonal: the whole row and column are zero) get H_jj = 1:
@@ -165,14 +179,16 @@ std::pair<at::Tensor, double> inverse_cholesky(at::Tensor h, double damp, const 
   h.diagonal().masked_fill_(dead, 1.0);
   const double mean_diag = h.diagonal().mean().item<double>();
   const at::Tensor eye = at::eye(h.size(0), h.options());
+  double tried = damp;
   for (int attempt = 0; attempt < 5; ++attempt, damp = damp > 0 ? damp * 10 : 1e-4) {
+    tried = damp;
     auto [l, info] = at::linalg_cholesky_ex(h + eye * (damp * mean_diag));
     if (info.item<int64_t>() != 0) continue;
     auto [u, info_u] = at::linalg_cholesky_ex(at::cholesky_inverse(l), /*upper=*/true);
     if (info_u.item<int64_t>() == 0) return {u, damp};
   }
   TORCH_CHECK(false, "gptq: ", name, ": the Hessian of the calibration inputs is not positive definite ",
-              "even with damp ", damp, "; check the calibration data (empty or constant inputs?)");
+              "even with damp ", tried, "; check the calibration data (empty or constant inputs?)");
 }
 
 // E(D) = tr(D H D^T) / 2 for each of the weight-shaped differences `d` (one matmul).
@@ -240,6 +256,8 @@ GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& p
     at::Tensor errors = at::empty({n, b1 - b0}, at::kFloat);
     round_block(plan, order.data_ptr<int64_t>(), b0, k, wb.data_ptr<float>(), n, b1 - b0, ub.data_ptr<float>(),
                 stored.data_ptr<float>(), deployed.data_ptr<float>(), errors.data_ptr<float>());
+    TORCH_CHECK(at::isfinite(errors).all().item<bool>(), "gptq: ", name, ": the error updates overflowed ",
+                "(an ill-conditioned Hessian; damp ", ph.damp, "): try a larger damp (--gptq-damp)");
     // The rest of the weight takes the block's errors at once (the lazy batch update).
     if (b1 < k) w.slice(1, b1).sub_(at::matmul(errors, u.slice(0, b0, b1).slice(1, b1)));
   }
@@ -251,7 +269,8 @@ GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& p
   if (!at::equal(now, deployed)) {
     param.copy_(w0.to(param.scalar_type()));
     TORCH_CHECK(false, "gptq: internal error: ", name, "'s fake-quantized weight differs from GPTQ's ",
-                "rounding in ", now.ne(deployed).sum().item<int64_t>(), " elements; the layer was restored");
+                "rounding in ", now.ne(deployed).sum().item<int64_t>(), " elements; this layer was restored (layers ",
+                "rounded before it stay rounded)");
   }
   GptqLayerReport report;
   report.name = name;
@@ -299,19 +318,13 @@ struct ModeGuard {
   ~ModeGuard() { m.train(training); }
 };
 
-}  // namespace
-
-std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const std::vector<CalibrationBatch>& batches,
-                                        const GptqConfig& cfg, const std::function<void(const std::string&)>& log) {
-  cfg.validate();
-  TORCH_CHECK(!batches.empty(), "gptq: no calibration batches");
+// The linears GPTQ rounds: the FakeQuantLinears with a weight quantizer in each decoder layer,
+// checked (the rest -- lm_head, embeddings, dense layers -- is left alone).
+std::vector<std::vector<Target>> gptq_targets(models::LlamaForCausalLM& model) {
   models::LlamaModel& m = model.model();
-  const int64_t num_layers = m.num_layers();
-
-  // Every target is checked before any work, so a config GPTQ cannot take fails at once.
-  std::vector<std::vector<Target>> targets(static_cast<size_t>(num_layers));
+  std::vector<std::vector<Target>> targets(static_cast<size_t>(m.num_layers()));
   size_t total = 0;
-  for (int64_t l = 0; l < num_layers; ++l) {
+  for (int64_t l = 0; l < m.num_layers(); ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
     for_each_linear(*m.layer(l), [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
                                      const std::shared_ptr<nn::LinearBase>& layer) {
@@ -324,6 +337,22 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
   }
   TORCH_CHECK(total > 0, "gptq: the model has no fake-quantized linear layers in its decoder layers ",
               "(prepare() it with a weight format first)");
+  return targets;
+}
+
+}  // namespace
+
+void check_gptq_model(models::LlamaForCausalLM& model) { (void)gptq_targets(model); }
+
+std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const std::vector<CalibrationBatch>& batches,
+                                        const GptqConfig& cfg, const std::function<void(const std::string&)>& log) {
+  cfg.validate();
+  TORCH_CHECK(!batches.empty(), "gptq: no calibration batches");
+  models::LlamaModel& m = model.model();
+  const int64_t num_layers = m.num_layers();
+
+  // Every target is checked before any work, so a config GPTQ cannot take fails at once.
+  std::vector<std::vector<Target>> targets = gptq_targets(model);
 
   torch::NoGradGuard no_grad;
   ModeGuard mode{model, model.is_training()};
@@ -399,6 +428,7 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
         }
       }
       for (size_t t : group) todo[t].layer->set_input_hook({});
+      TORCH_CHECK(acc.rows() > 0, "gptq: ", todo[group.front()].name, " saw no calibration tokens (all padding?)");
       const PreparedHessian ph = prepare_hessian(acc.hessian(), cfg, todo[group.front()].name);
       for (size_t t : group) {
         GptqLayerReport r = round_layer(*todo[t].layer, ph, cfg, todo[t].name);
@@ -408,7 +438,9 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
         reports.push_back(std::move(r));
       }
     }
-    for (size_t b = 0; b < batches.size(); ++b) hidden[b] = layer->forward(hidden[b], ctx[b]);
+    if (l + 1 < num_layers) {  // the next layer's inputs, through this one rounded
+      for (size_t b = 0; b < batches.size(); ++b) hidden[b] = layer->forward(hidden[b], ctx[b]);
+    }
     if (log && !todo.empty()) {
       char line[160];
       std::snprintf(line, sizeof(line),

@@ -21,10 +21,11 @@
 // What is trained is what is deployed, here too: the result is a float weight W' whose fake
 // quantization (what `qat eval`, convert() and export compute) is GPTQ's rounding, bit for bit
 // (checked after each layer). With min-max scales recomputed from the weight (scale_mode
-// dynamic) that takes a constraint: each scale group keeps its minimum and maximum element (the
-// first of each) at its original value, and the other elements are clamped strictly inside that
-// range, so the group's scale, zero point or GGUF block d are those of the original weight. The
-// extremes are therefore rounded to nearest; a group's other elements follow GPTQ. With static
+// dynamic) that takes a constraint: the elements that set a group's parameters keep their values
+// (the first element of largest |x| for int, fp8, nf4, Q8_0, Q4_0, Q5_0; the first min and max
+// for uint and Q4_1/Q5_1), and the other elements are clamped strictly inside the range those
+// define, so the group's scale, zero point or GGUF block d are those of the original weight. The
+// kept elements are rounded to nearest; a group's other elements follow GPTQ. With static
 // scales (calibrated observers) the scales are fixed state and nothing is clamped.
 #pragma once
 
@@ -80,8 +81,6 @@ struct GptqLayerReport {
 // not the k-quants (a super-block's scales come from a search over all its values, so no element
 // can move without changing them), not 2:4 sparsity.
 void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name);
-// check_gptq_layer() for every FakeQuantLinear with a weight quantizer in `model`.
-void check_gptq_model(torch::nn::Module& model);
 
 // Rounds `layer`'s weight with GPTQ against `hessian` (in, in), in place (see the top of this file).
 GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian,
@@ -95,9 +94,12 @@ struct CalibrationBatch {
 // The paper's sequential procedure over a Llama model: decoder layers in order, the calibration
 // batches passing through the layers already rounded; inside a layer, the linears that share an
 // input (q/k/v, then o, then gate/up, then down) are rounded in turn, each on inputs computed with
-// the ones before it rounded. Rounds every FakeQuantLinear in the decoder layers whose weight
-// quantizer is on; the rest (lm_head, dense layers) is left alone. Runs without gradients in eval
+// the ones before it rounded. Rounds every FakeQuantLinear with a weight quantizer in the decoder
+// layers (each must pass check_gptq_layer); the rest (lm_head, dense layers) is left alone. Runs without gradients in eval
 // mode (restored after). `log`, when set, gets a line per decoder layer.
+// check_gptq_layer() for every linear gptq_llama() would round (before any work).
+void check_gptq_model(models::LlamaForCausalLM& model);
+
 std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model,
                                         const std::vector<CalibrationBatch>& batches,
                                         const GptqConfig& cfg,
