@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <utility>
 
 #include "ops/element_fake_quant.h"
@@ -226,10 +225,10 @@ PreparedHessian prepare_hessian(const at::Tensor& hessian, const GptqConfig& cfg
   return p;
 }
 
+// Rounds one layer that its callers validated (cfg.validate(), check_gptq_layer(): gptq_layer()
+// for one layer, gptq_targets() for a whole model before any work).
 GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& ph, const GptqConfig& cfg,
                             const std::string& name) {
-  cfg.validate();
-  check_gptq_layer(layer, name);
   const fake_quant::FakeQuantizer fq = layer.weight_quantizer();
   TORCH_CHECK(fq->config().scale_mode != ScaleMode::kStatic || (fq->observer() && fq->observer()->has_range()),
               "gptq: ", name, " has static weight scales that were never calibrated");
