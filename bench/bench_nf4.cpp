@@ -8,7 +8,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -69,17 +68,21 @@ int main(int argc, char** argv) {
     const qat::nf4::NF4Config config{64, dq, 256};
     const auto t = qat::nf4::NF4Tensor::quantize(w, config);
     // Quantizing happens once per base weight (QLoRA's model load); dequantizing every step.
-    const double quantize_ms = time_ms(dev, std::max(1, iters / 4), [&] { qat::nf4::NF4Tensor::quantize(w, config); });
-    std::printf("{\"bench\":\"nf4_quantize\",\"device\":\"%s\",\"double_quant\":%s,\"shape\":[%lld,%lld],"
-                "\"ms\":%.4f,\"ratio_to_copy\":%.3f}\n",
-                device.c_str(), dq ? "true" : "false", (long long)n, (long long)k, quantize_ms, quantize_ms / copy_ms);
+    const double quantize_ms =
+        time_ms(dev, std::max(1, iters / 4), [&] { qat::nf4::NF4Tensor::quantize(w, config); });
+    std::printf(
+        "{\"bench\":\"nf4_quantize\",\"device\":\"%s\",\"double_quant\":%s,\"shape\":[%lld,%lld],"
+        "\"ms\":%.4f,\"ratio_to_copy\":%.3f}\n",
+        device.c_str(), dq ? "true" : "false", (long long)n, (long long)k, quantize_ms,
+        quantize_ms / copy_ms);
     const double ms = time_ms(dev, iters, [&] { t.dequantize(at::kBFloat16); });
     const double gbps = 2 * elems / (ms * 1e6);  // output bytes written per second
-    std::printf("{\"bench\":\"nf4_dequantize\",\"device\":\"%s\",\"double_quant\":%s,\"shape\":[%lld,%lld],"
-                "\"bits_per_param\":%.4f,\"ms\":%.4f,\"out_gbps\":%.2f,\"copy_ms\":%.4f,"
-                "\"ratio_to_copy\":%.3f}\n",
-                device.c_str(), dq ? "true" : "false", (long long)n, (long long)k, t.bits_per_param(), ms,
-                gbps, copy_ms, ms / copy_ms);
+    std::printf(
+        "{\"bench\":\"nf4_dequantize\",\"device\":\"%s\",\"double_quant\":%s,\"shape\":[%lld,%lld],"
+        "\"bits_per_param\":%.4f,\"ms\":%.4f,\"out_gbps\":%.2f,\"copy_ms\":%.4f,"
+        "\"ratio_to_copy\":%.3f}\n",
+        device.c_str(), dq ? "true" : "false", (long long)n, (long long)k, t.bits_per_param(), ms,
+        gbps, copy_ms, ms / copy_ms);
   }
 
   // ---- NF4Linear vs dense linear, forward + backward to the input ------------------------------
@@ -94,10 +97,11 @@ int main(int argc, char** argv) {
   };
   const double dense_ms = time_ms(dev, iters, [&] { step(dense); });
   const double nf4_ms = time_ms(dev, iters, [&] { step(*nf4); });
-  std::printf("{\"bench\":\"nf4_linear_fwd_bwd\",\"device\":\"%s\",\"m\":%lld,\"k\":%lld,\"n\":%lld,"
-              "\"ms\":%.4f,\"dense_ms\":%.4f,\"ratio_to_dense\":%.3f,\"weight_bytes\":%lld,"
-              "\"dense_weight_bytes\":%lld}\n",
-              device.c_str(), (long long)m, (long long)k, (long long)n, nf4_ms, dense_ms, nf4_ms / dense_ms,
-              (long long)nf4->weight().nbytes(), (long long)(n * k * 2));
+  std::printf(
+      "{\"bench\":\"nf4_linear_fwd_bwd\",\"device\":\"%s\",\"m\":%lld,\"k\":%lld,\"n\":%lld,"
+      "\"ms\":%.4f,\"dense_ms\":%.4f,\"ratio_to_dense\":%.3f,\"weight_bytes\":%lld,"
+      "\"dense_weight_bytes\":%lld}\n",
+      device.c_str(), (long long)m, (long long)k, (long long)n, nf4_ms, dense_ms, nf4_ms / dense_ms,
+      (long long)nf4->weight().nbytes(), (long long)(n * k * 2));
   return 0;
 }

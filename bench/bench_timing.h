@@ -21,13 +21,15 @@ inline void sync(const at::Device& d) {
 }
 
 // Milliseconds per call: `warmup` untimed calls, then the mean over `iters` timed ones.
-inline double time_ms(const at::Device& d, int iters, const std::function<void()>& fn, int warmup = 3) {
+inline double time_ms(const at::Device& d, int iters, const std::function<void()>& fn,
+                      int warmup = 3) {
   for (int i = 0; i < warmup; ++i) fn();
   sync(d);
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < iters; ++i) fn();
   sync(d);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters;
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+         iters;
 }
 
 }  // namespace qat::bench

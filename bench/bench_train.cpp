@@ -50,16 +50,25 @@ double step_ms(const Args& a, const std::string& method) {
   const at::Device dev(a.device);
   train::TrainConfig cfg = train::parse_train_config("method: " + method + "\n", "bench");
   at::manual_seed(0);
-  auto model = std::make_shared<models::LlamaForCausalLM>(config(a), at::TensorOptions().device(dev));
+  auto model =
+      std::make_shared<models::LlamaForCausalLM>(config(a), at::TensorOptions().device(dev));
   switch (cfg.method) {
-    case train::Method::kFull: break;
-    case train::Method::kQat: recipes::apply_qat(*model, cfg); break;
-    case train::Method::kQlora: recipes::apply_qlora(*model, cfg); break;
-    case train::Method::kQatLora: recipes::apply_qat_lora(*model, cfg); break;
+    case train::Method::kFull:
+      break;
+    case train::Method::kQat:
+      recipes::apply_qat(*model, cfg);
+      break;
+    case train::Method::kQlora:
+      recipes::apply_qlora(*model, cfg);
+      break;
+    case train::Method::kQatLora:
+      recipes::apply_qat_lora(*model, cfg);
+      break;
   }
   model->train();
   train::AdamW opt(train::trainable_parameters(*model), {});
-  const at::Tensor ids = at::randint(a.vocab, {a.batch, a.seq}, at::TensorOptions().dtype(at::kLong).device(dev));
+  const at::Tensor ids =
+      at::randint(a.vocab, {a.batch, a.seq}, at::TensorOptions().dtype(at::kLong).device(dev));
   const bool bf16 = dev.is_cuda();
   auto step = [&] {
     opt.zero_grad();
@@ -68,8 +77,9 @@ double step_ms(const Args& a, const std::string& method) {
       at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
     }
     const at::Tensor logits = model->forward(ids);
-    const at::Tensor loss = at::cross_entropy_loss(
-        logits.narrow(1, 0, a.seq - 1).reshape({-1, a.vocab}).to(at::kFloat), ids.narrow(1, 1, a.seq - 1).reshape({-1}));
+    const at::Tensor loss =
+        at::cross_entropy_loss(logits.narrow(1, 0, a.seq - 1).reshape({-1, a.vocab}).to(at::kFloat),
+                               ids.narrow(1, 1, a.seq - 1).reshape({-1}));
     if (bf16) at::autocast::set_autocast_enabled(at::kCUDA, false);
     loss.backward();
     opt.step(1e-5);
@@ -83,12 +93,18 @@ int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--device") a.device = v;
-    else if (k == "--hidden") a.hidden = std::stoll(v);
-    else if (k == "--layers") a.layers = std::stoll(v);
-    else if (k == "--batch") a.batch = std::stoll(v);
-    else if (k == "--seq") a.seq = std::stoll(v);
-    else if (k == "--iters") a.iters = std::stoi(v);
+    if (k == "--device")
+      a.device = v;
+    else if (k == "--hidden")
+      a.hidden = std::stoll(v);
+    else if (k == "--layers")
+      a.layers = std::stoll(v);
+    else if (k == "--batch")
+      a.batch = std::stoll(v);
+    else if (k == "--seq")
+      a.seq = std::stoll(v);
+    else if (k == "--iters")
+      a.iters = std::stoi(v);
     else {
       std::cerr << "bench_train: unknown option " << k << "\n";
       return 2;
@@ -98,10 +114,12 @@ int main(int argc, char** argv) {
   const double tokens = static_cast<double>(a.batch * a.seq);
   for (const char* method : {"qat", "qlora", "qat_lora"}) {
     const double ms = step_ms(a, method);
-    std::cout << "{\"bench\":\"train_step\",\"method\":\"" << method << "\",\"device\":\"" << a.device
-              << "\",\"hidden\":" << a.hidden << ",\"layers\":" << a.layers << ",\"tokens\":" << tokens
-              << ",\"ms\":" << ms << ",\"tokens_per_s\":" << tokens / ms * 1e3
-              << ",\"baseline\":\"full\",\"baseline_ms\":" << full << ",\"baseline_tokens_per_s\":" << tokens / full * 1e3
+    std::cout << "{\"bench\":\"train_step\",\"method\":\"" << method << "\",\"device\":\""
+              << a.device << "\",\"hidden\":" << a.hidden << ",\"layers\":" << a.layers
+              << ",\"tokens\":" << tokens << ",\"ms\":" << ms
+              << ",\"tokens_per_s\":" << tokens / ms * 1e3
+              << ",\"baseline\":\"full\",\"baseline_ms\":" << full
+              << ",\"baseline_tokens_per_s\":" << tokens / full * 1e3
               << ",\"ratio_to_full\":" << full / ms << "}\n";
   }
   return 0;

@@ -20,7 +20,9 @@ class ElementFakeQuant {
 
   int64_t groups() const { return static_cast<int64_t>(params_.size()); }
   // What fake_quantize outputs for the value x (a value of dtype) in group g.
-  float operator()(float x, int64_t g) const { return fake_quant_(x, params_[static_cast<size_t>(g)]); }
+  float operator()(float x, int64_t g) const {
+    return fake_quant_(x, params_[static_cast<size_t>(g)]);
+  }
   // x rounded to dtype (to nearest even), as a tensor of dtype stores it.
   float to_dtype(float x) const { return to_dtype_(x); }
 

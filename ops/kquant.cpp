@@ -15,10 +15,11 @@ namespace {
 void check_spec(const scheme::QuantSpec& spec, at::IntArrayRef shape, const char* what) {
   TORCH_CHECK(scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
               "' is not a k-quant (gguf_q4_k, gguf_q5_k, gguf_q6_k)");
-  TORCH_CHECK(spec.groups_divide(shape), what, ": ", spec.traits().name,
-              " quantizes super-blocks of 256 along the last dimension; a tensor of shape ", shape,
-              " does not split into them (llama.cpp falls back for such tensors: gguf_q5_0 in place of ",
-              "Q4_K, gguf_q5_1 in place of Q5_K, gguf_q8_0 in place of Q6_K; or exclude the layer)");
+  TORCH_CHECK(
+      spec.groups_divide(shape), what, ": ", spec.traits().name,
+      " quantizes super-blocks of 256 along the last dimension; a tensor of shape ", shape,
+      " does not split into them (llama.cpp falls back for such tensors: gguf_q5_0 in place of ",
+      "Q4_K, gguf_q5_1 in place of Q5_K, gguf_q8_0 in place of Q6_K; or exclude the layer)");
 }
 
 std::vector<int64_t> with_last(at::IntArrayRef shape, int64_t last) {
@@ -51,16 +52,17 @@ at::Tensor quantize_kquant(const at::Tensor& x_in, const scheme::QuantSpec& spec
 
 at::Tensor dequantize_kquant(const at::Tensor& blocks_in, const scheme::QuantSpec& spec,
                              at::ScalarType dtype) {
-  TORCH_CHECK(blocks_in.scalar_type() == at::kByte, "dequantize_kquant: expected uint8 blocks, got ",
-              blocks_in.scalar_type());
+  TORCH_CHECK(blocks_in.scalar_type() == at::kByte,
+              "dequantize_kquant: expected uint8 blocks, got ", blocks_in.scalar_type());
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
               "dequantize_kquant: output dtype must be float32, float16 or bfloat16, got ", dtype);
   const int64_t bytes = spec.traits().block_bytes;
   TORCH_CHECK(scheme::is_kquant(spec.format), "dequantize_kquant: format '", spec.traits().name,
               "' is not a k-quant");
-  TORCH_CHECK(blocks_in.dim() > 0 && blocks_in.size(-1) % bytes == 0, "dequantize_kquant: the last ",
-              "dimension (", blocks_in.dim() ? blocks_in.size(-1) : 0, " bytes) is not a whole number of ",
-              bytes, "-byte ", spec.traits().name, " blocks");
+  TORCH_CHECK(blocks_in.dim() > 0 && blocks_in.size(-1) % bytes == 0,
+              "dequantize_kquant: the last ", "dimension (",
+              blocks_in.dim() ? blocks_in.size(-1) : 0, " bytes) is not a whole number of ", bytes,
+              "-byte ", spec.traits().name, " blocks");
   const at::Tensor blocks = blocks_in.contiguous();
   at::Tensor y = at::empty(with_last(blocks.sizes(), blocks.size(-1) / bytes * 256),
                            blocks.options().dtype(dtype));

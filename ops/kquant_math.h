@@ -1,5 +1,5 @@
-// ggml's k-quant super-blocks Q4_K, Q5_K and Q6_K, one 256-element block at a time, shared by the CPU
-// reference (ops/cpu/kquant_cpu.cpp) and the CUDA kernels (ops/cuda/kquant_cuda.cu).
+// ggml's k-quant super-blocks Q4_K, Q5_K and Q6_K, one 256-element block at a time, shared by the
+// CPU reference (ops/cpu/kquant_cpu.cpp) and the CUDA kernels (ops/cuda/kquant_cuda.cu).
 //
 // Written from the algorithm of ggml-quants.c (quantize_row_q4_K_ref and q5_K_ref with
 // make_qkx2_quants, quantize_row_q6_K_ref with make_qx_quants, dequantize_row_q4_K/q5_K/q6_K,
@@ -132,16 +132,18 @@ QAT_HD float affine_fit_subblock(const float* x, const float* w, float rmin, int
     }
     const float det = m::add_rn(m::mul_rn(sum_w, sum_l2), -m::mul_rn(sum_l, sum_l));
     if (det > 0.0f) {
-      float this_scale = m::div_rn(m::add_rn(m::mul_rn(sum_w, sum_xl), -m::mul_rn(sum_x, sum_l)), det);
-      float this_min = m::div_rn(m::add_rn(m::mul_rn(sum_l2, sum_x), -m::mul_rn(sum_l, sum_xl)), det);
+      float this_scale =
+          m::div_rn(m::add_rn(m::mul_rn(sum_w, sum_xl), -m::mul_rn(sum_x, sum_l)), det);
+      float this_min =
+          m::div_rn(m::add_rn(m::mul_rn(sum_l2, sum_x), -m::mul_rn(sum_l, sum_xl)), det);
       if (this_min > 0.0f) {
         this_min = 0.0f;
         this_scale = m::div_rn(sum_xl, sum_l2);
       }
       float cur_error = 0.0f;
       for (int i = 0; i < n; ++i) {
-        const float diff =
-            m::add_rn(m::add_rn(m::mul_rn(this_scale, static_cast<float>(aux[i])), this_min), -x[i]);
+        const float diff = m::add_rn(
+            m::add_rn(m::mul_rn(this_scale, static_cast<float>(aux[i])), this_min), -x[i]);
         cur_error = m::add_rn(cur_error, m::mul_rn(w[i], m::mul_rn(diff, diff)));
       }
       if (cur_error < best_error) {
@@ -188,8 +190,8 @@ inline void lanes_abs(const Lanes& v, Lanes& a) {
 // 32 sequential sums per sub-block). Branches become per-lane selects; a flat sub-block (hi == lo)
 // takes no grid and ends as the scalar version's early return.
 template <int kNmax>
-inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, int nstep, uint8_t* L,
-                                   float* scale_out, float* neg_min_out) {
+inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, int nstep,
+                                   uint8_t* L, float* scale_out, float* neg_min_out) {
   constexpr int n = 32;
   constexpr float nmax = static_cast<float>(kNmax);
   const Lanes zero = {};
@@ -256,7 +258,8 @@ inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, i
   for (int j = 0; j < 8; ++j) {
     scale_out[j] = flat[j] ? 0.0f : scale[j];
     neg_min_out[j] = -lo[j];
-    for (int i = 0; i < n; ++i) L[n * j + i] = flat[j] ? uint8_t{0} : static_cast<uint8_t>(codes[i][j]);
+    for (int i = 0; i < n; ++i)
+      L[n * j + i] = flat[j] ? uint8_t{0} : static_cast<uint8_t>(codes[i][j]);
   }
 }
 #endif
@@ -335,7 +338,8 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
   }
   for (int c = 0; c < 4; ++c) {
     for (int l = 0; l < 32; ++l) {
-      qs[32 * c + l] = static_cast<uint8_t>((L[64 * c + l] & 0x0f) | ((L[64 * c + 32 + l] & 0x0f) << 4));
+      qs[32 * c + l] =
+          static_cast<uint8_t>((L[64 * c + l] & 0x0f) | ((L[64 * c + 32 + l] & 0x0f) << 4));
     }
   }
 }
@@ -397,14 +401,16 @@ QAT_HD float q6k_fit_subblock(const float* x, uint8_t* L) {
   float best = m::mul_rn(scale, sumlx);
   for (int is = -9; is <= 9; ++is) {
     if (is == 0) continue;
-    iscale = m::div_rn(-m::add_rn(static_cast<float>(nmax), m::mul_rn(0.1f, static_cast<float>(is))), max);
+    iscale = m::div_rn(
+        -m::add_rn(static_cast<float>(nmax), m::mul_rn(0.1f, static_cast<float>(is))), max);
     sumlx = 0.0f;
     suml2 = 0.0f;
     for (int i = 0; i < n; ++i) {
       const int l = code(m::mul_rn(iscale, x[i]));
       const float w = m::mul_rn(x[i], x[i]);
       sumlx = m::add_rn(sumlx, m::mul_rn(m::mul_rn(w, x[i]), static_cast<float>(l)));
-      suml2 = m::add_rn(suml2, m::mul_rn(m::mul_rn(w, static_cast<float>(l)), static_cast<float>(l)));
+      suml2 =
+          m::add_rn(suml2, m::mul_rn(m::mul_rn(w, static_cast<float>(l)), static_cast<float>(l)));
     }
     if (suml2 > 0.0f && m::mul_rn(sumlx, sumlx) > m::mul_rn(best, suml2)) {
       for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(code(m::mul_rn(iscale, x[i])) + nmax);
@@ -467,7 +473,8 @@ inline void q6k_fit_8_subblocks(const float* x, uint8_t* L, float* scale_out) {
   for (int i = 0; i < n; ++i) {
     LaneInts l;
     lanes_codes<-nmax, nmax - 1>(code_iscale * xt[i], l);
-    for (int j = 0; j < 8; ++j) L[n * j + i] = tiny[j] ? uint8_t{0} : static_cast<uint8_t>(l[j] + nmax);
+    for (int j = 0; j < 8; ++j)
+      L[n * j + i] = tiny[j] ? uint8_t{0} : static_cast<uint8_t>(l[j] + nmax);
   }
   for (int j = 0; j < 8; ++j) scale_out[j] = tiny[j] ? 0.0f : scale[j];
 }
@@ -550,21 +557,35 @@ QAT_HD void dequantize_block_q6k(const uint8_t* blk, float* y) {
 // ---- dispatch on the format -----------------------------------------------------------------
 
 QAT_HD int block_bytes(scheme::Format f) {
-  return f == scheme::Format::kQ4_K ? kQ4KBytes : f == scheme::Format::kQ5_K ? kQ5KBytes : kQ6KBytes;
+  return f == scheme::Format::kQ4_K   ? kQ4KBytes
+         : f == scheme::Format::kQ5_K ? kQ5KBytes
+                                      : kQ6KBytes;
 }
 
 QAT_HD void quantize_block(scheme::Format f, const float* x, uint8_t* out) {
   switch (f) {
-    case scheme::Format::kQ4_K: quantize_block_affine_k<15>(x, out); break;
-    case scheme::Format::kQ5_K: quantize_block_affine_k<31>(x, out); break;
-    default: quantize_block_q6k(x, out); break;
+    case scheme::Format::kQ4_K:
+      quantize_block_affine_k<15>(x, out);
+      break;
+    case scheme::Format::kQ5_K:
+      quantize_block_affine_k<31>(x, out);
+      break;
+    default:
+      quantize_block_q6k(x, out);
+      break;
   }
 }
 QAT_HD void dequantize_block(scheme::Format f, const uint8_t* blk, float* y) {
   switch (f) {
-    case scheme::Format::kQ4_K: dequantize_block_affine_k<15>(blk, y); break;
-    case scheme::Format::kQ5_K: dequantize_block_affine_k<31>(blk, y); break;
-    default: dequantize_block_q6k(blk, y); break;
+    case scheme::Format::kQ4_K:
+      dequantize_block_affine_k<15>(blk, y);
+      break;
+    case scheme::Format::kQ5_K:
+      dequantize_block_affine_k<31>(blk, y);
+      break;
+    default:
+      dequantize_block_q6k(blk, y);
+      break;
   }
 }
 // In place: x (256 floats) -> dequantize(quantize(x)); all NaN when x holds a non-finite value.

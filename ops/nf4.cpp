@@ -12,11 +12,13 @@ namespace qat::ops {
 
 namespace {
 
-int64_t blocks_of(int64_t n, int64_t blocksize) { return (n + blocksize - 1) / blocksize; }
+int64_t blocks_of(int64_t n, int64_t blocksize) {
+  return (n + blocksize - 1) / blocksize;
+}
 
 void check_device(const at::Tensor& t, const char* what) {
-  TORCH_CHECK(t.is_cpu() || t.is_cuda(), what, ": tensors must be on the CPU or a CUDA device, got ",
-              t.device());
+  TORCH_CHECK(t.is_cpu() || t.is_cuda(), what,
+              ": tensors must be on the CPU or a CUDA device, got ", t.device());
 #if !defined(QAT_WITH_CUDA)
   TORCH_CHECK(t.is_cpu(), what, ": this build has no CUDA support; move the tensor to the CPU");
 #endif
@@ -30,9 +32,10 @@ void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* wha
 }  // namespace
 
 void check_nf4_blocksize(int64_t blocksize, const char* what) {
-  TORCH_CHECK(blocksize >= 32 && blocksize <= 4096 && (blocksize & (blocksize - 1)) == 0, what,
-              ": blocksize must be a power of two in [32, 4096] (bitsandbytes accepts 32 ... 4096), got ",
-              blocksize);
+  TORCH_CHECK(
+      blocksize >= 32 && blocksize <= 4096 && (blocksize & (blocksize - 1)) == 0, what,
+      ": blocksize must be a power of two in [32, 4096] (bitsandbytes accepts 32 ... 4096), got ",
+      blocksize);
 }
 
 Nf4Quantized nf4_quantize(const at::Tensor& x_in, int64_t blocksize) {
@@ -46,8 +49,9 @@ Nf4Quantized nf4_quantize(const at::Tensor& x_in, int64_t blocksize) {
   check_nf4_blocksize(blocksize, "nf4_quantize");
   check_device(x_in, "nf4_quantize");
   const at::Tensor x = x_in.detach().contiguous();
-  TORCH_CHECK(at::isfinite(x).all().item<bool>(),
-              "nf4_quantize: the tensor holds NaN or Inf values; only finite values have NF4 codes");
+  TORCH_CHECK(
+      at::isfinite(x).all().item<bool>(),
+      "nf4_quantize: the tensor holds NaN or Inf values; only finite values have NF4 codes");
   const int64_t n = x.numel();
   Nf4Quantized r;
   r.codes = at::empty({(n + 1) / 2, 1}, x.options().dtype(at::kByte));
@@ -62,9 +66,10 @@ Nf4Quantized nf4_quantize(const at::Tensor& x_in, int64_t blocksize) {
   return r;
 }
 
-at::Tensor nf4_dequantize(const at::Tensor& codes_in, const at::Tensor& absmax_in, at::IntArrayRef shape,
-                          int64_t blocksize, at::ScalarType dtype) {
-  TORCH_CHECK(codes_in.defined() && absmax_in.defined(), "nf4_dequantize: codes or absmax is undefined");
+at::Tensor nf4_dequantize(const at::Tensor& codes_in, const at::Tensor& absmax_in,
+                          at::IntArrayRef shape, int64_t blocksize, at::ScalarType dtype) {
+  TORCH_CHECK(codes_in.defined() && absmax_in.defined(),
+              "nf4_dequantize: codes or absmax is undefined");
   TORCH_CHECK(codes_in.scalar_type() == at::kByte, "nf4_dequantize: expected uint8 codes, got ",
               codes_in.scalar_type());
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
@@ -74,11 +79,11 @@ at::Tensor nf4_dequantize(const at::Tensor& codes_in, const at::Tensor& absmax_i
   check_same_device(codes_in, absmax_in, "nf4_dequantize");
   const int64_t n = c10::multiply_integers(shape);
   TORCH_CHECK(n > 0, "nf4_dequantize: shape ", shape, " has no elements");
-  TORCH_CHECK(codes_in.numel() == (n + 1) / 2, "nf4_dequantize: shape ", shape, " needs ", (n + 1) / 2,
-              " packed bytes, got ", codes_in.numel());
+  TORCH_CHECK(codes_in.numel() == (n + 1) / 2, "nf4_dequantize: shape ", shape, " needs ",
+              (n + 1) / 2, " packed bytes, got ", codes_in.numel());
   TORCH_CHECK(absmax_in.numel() == blocks_of(n, blocksize), "nf4_dequantize: shape ", shape,
-              " with blocksize ", blocksize, " needs ", blocks_of(n, blocksize), " absmax values, got ",
-              absmax_in.numel());
+              " with blocksize ", blocksize, " needs ", blocks_of(n, blocksize),
+              " absmax values, got ", absmax_in.numel());
   const at::Tensor codes = codes_in.contiguous();
   const at::Tensor absmax = absmax_in.to(at::kFloat).contiguous();
   at::Tensor y = at::empty(shape, codes.options().dtype(dtype));
@@ -122,7 +127,8 @@ at::Tensor dynamic_dequantize_blockwise(const at::Tensor& codes_in, const at::Te
   check_same_device(codes_in, absmax_in, "dynamic_dequantize_blockwise");
   TORCH_CHECK(absmax_in.numel() == blocks_of(codes_in.numel(), blocksize),
               "dynamic_dequantize_blockwise: ", codes_in.numel(), " codes in blocks of ", blocksize,
-              " need ", blocks_of(codes_in.numel(), blocksize), " absmax values, got ", absmax_in.numel());
+              " need ", blocks_of(codes_in.numel(), blocksize), " absmax values, got ",
+              absmax_in.numel());
   const at::Tensor codes = codes_in.contiguous().view({-1});
   const at::Tensor absmax = absmax_in.to(at::kFloat).contiguous();
   at::Tensor y = at::empty({codes.numel()}, codes.options().dtype(at::kFloat));
@@ -144,7 +150,8 @@ Nf4DoubleQuantized nf4_double_quantize(const at::Tensor& absmax, int64_t nested_
   Nf4DoubleQuantized r;
   r.offset = offset.to(absmax.device());
   // absmax - offset in float32 (one rounding), then the 8-bit blockwise map.
-  const DynamicQuantized q = dynamic_quantize_blockwise(absmax.view({-1}) - r.offset, nested_blocksize);
+  const DynamicQuantized q =
+      dynamic_quantize_blockwise(absmax.view({-1}) - r.offset, nested_blocksize);
   r.codes = q.codes;
   r.nested_absmax = q.absmax;
   return r;

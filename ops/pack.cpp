@@ -8,7 +8,9 @@ namespace {
 
 using scheme::Format;
 
-int codes_per_byte(const QuantSpec& spec) { return 8 / scheme::storage_bits(spec.bits); }
+int codes_per_byte(const QuantSpec& spec) {
+  return 8 / scheme::storage_bits(spec.bits);
+}
 
 void check_codes(const at::Tensor& codes, const char* what) {
   TORCH_CHECK(codes.scalar_type() == at::kByte, what, ": expected uint8 codes, got ",
@@ -77,7 +79,12 @@ at::Tensor pack_gguf_blocks(const at::Tensor& codes, const QuantSpec& spec, cons
   const int64_t nb = c.size(0);
   // fp16 d (and m) as their two little-endian bytes; .to(kHalf) rounds to nearest even.
   auto half_bytes = [&](const at::Tensor& v) {
-    return v.reshape({nb, 1}).to(at::kFloat).to(at::kHalf).contiguous().view(at::kByte).view({nb, 2});
+    return v.reshape({nb, 1})
+        .to(at::kFloat)
+        .to(at::kHalf)
+        .contiguous()
+        .view(at::kByte)
+        .view({nb, 2});
   };
   std::vector<at::Tensor> parts{half_bytes(qp.scale)};
   if (spec.has_zero_point()) parts.push_back(half_bytes(qp.zero));  // q4_1, q5_1: fp16 m
@@ -117,7 +124,8 @@ UnpackedBlocks unpack_gguf_blocks(const at::Tensor& blocks, const QuantSpec& spe
                          : at::cat({qs.bitwise_and(0x0f), qs.bitwise_right_shift(4)}, 1);
   if (t.max_bits == 5) {
     const at::Tensor qh = b.slice(1, qh_off, qh_off + 4).unsqueeze(2);  // [nb, 4, 1]
-    const at::Tensor hi = qh.bitwise_right_shift(at::arange(8, qh.options())).bitwise_and(1).reshape({nb, 32});
+    const at::Tensor hi =
+        qh.bitwise_right_shift(at::arange(8, qh.options())).bitwise_and(1).reshape({nb, 32});
     codes = codes.bitwise_or(hi.bitwise_left_shift(4));
   }
   const auto shape = with_last(blocks.sizes(), kb / t.block_bytes * 32);
@@ -125,7 +133,7 @@ UnpackedBlocks unpack_gguf_blocks(const at::Tensor& blocks, const QuantSpec& spe
   const auto sshape = spec.scale_shape(shape);
   r.qparams.scale = half_at(0).view(sshape);
   r.qparams.zero = spec.has_zero_point() ? half_at(2).view(sshape)
-                                                 : at::zeros({nb}, r.qparams.scale.options()).view(sshape);
+                                         : at::zeros({nb}, r.qparams.scale.options()).view(sshape);
   return r;
 }
 

@@ -18,10 +18,10 @@ at::Tensor pack_codes(const at::Tensor& codes, const QuantSpec& spec);
 at::Tensor unpack_codes(const at::Tensor& packed, const QuantSpec& spec);
 
 // GGUF: codes [..., K] + qparams -> [..., K/32 * block_bytes] uint8 in ggml's block layout
-// (block_q8_0 {f16 d; i8 qs[32]}, block_q4_0 {f16 d; u8 qs[16]}, block_q4_1 {f16 d; f16 m; u8 qs[16]},
-// block_q5_0 {f16 d; u8 qh[4]; u8 qs[16]}, block_q5_1 {f16 d; f16 m; u8 qh[4]; u8 qs[16]}; in the
-// 4- and 5-bit formats byte j of qs holds element j in its low nibble and element j+16 in its
-// high one, and bit j of the 5-bit formats' little-endian qh holds the fifth bit of element j).
+// (block_q8_0 {f16 d; i8 qs[32]}, block_q4_0 {f16 d; u8 qs[16]}, block_q4_1 {f16 d; f16 m; u8
+// qs[16]}, block_q5_0 {f16 d; u8 qh[4]; u8 qs[16]}, block_q5_1 {f16 d; f16 m; u8 qh[4]; u8 qs[16]};
+// in the 4- and 5-bit formats byte j of qs holds element j in its low nibble and element j+16 in
+// its high one, and bit j of the 5-bit formats' little-endian qh holds the fifth bit of element j).
 at::Tensor pack_gguf_blocks(const at::Tensor& codes, const QuantSpec& spec, const QParams& qp);
 struct UnpackedBlocks {
   at::Tensor codes;  // [..., K]

@@ -80,7 +80,7 @@ QAT_HD float div_rn(float a, float b) {
 //   the conversion never sees NaN or a huge value and can run on every lane.
 // - copysign keeps the sign of a zero result (-0.3 rounds to -0, as in libm).
 #if !defined(__CUDA_ARCH__)
-constexpr float kTwo23 = 8388608.0f;  // 2^23: from here on every float is an integer
+constexpr float kTwo23 = 8388608.0f;     // 2^23: from here on every float is an integer
 QAT_HD float trunc_abs_small(float a) {  // trunc(a) for 0 <= a < 2^23, else 0 (never converts NaN)
   return static_cast<float>(static_cast<int32_t>(a < kTwo23 ? a : 0.0f));
 }
@@ -113,9 +113,15 @@ QAT_HD float trunc_f(float v) {
   return a < kTwo23 ? r : v;
 #endif
 }
-QAT_HD float fmin_f(float a, float b) { return a < b ? a : b; }
-QAT_HD float fmax_f(float a, float b) { return a > b ? a : b; }
-QAT_HD bool is_nan(float v) { return v != v; }
+QAT_HD float fmin_f(float a, float b) {
+  return a < b ? a : b;
+}
+QAT_HD float fmax_f(float a, float b) {
+  return a > b ? a : b;
+}
+QAT_HD bool is_nan(float v) {
+  return v != v;
+}
 
 QAT_HD uint32_t float_bits(float f) {
   uint32_t u;
@@ -135,7 +141,8 @@ QAT_HD uint16_t float_to_half_bits(float f) {
   const uint32_t x = float_bits(f);
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t ax = x & 0x7fffffffu;
-  if (ax >= 0x7f800000u) return static_cast<uint16_t>(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));
+  if (ax >= 0x7f800000u)
+    return static_cast<uint16_t>(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));
   if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504
   if (ax < 0x38800000u) {
     // Subnormal (or zero) in binary16: value = m * 2^-24. Adding 0.5f shifts the mantissa so the
@@ -162,10 +169,13 @@ QAT_HD float half_bits_to_float(uint16_t h) {
 }
 QAT_HD uint16_t float_to_bf16_bits(float f) {
   const uint32_t x = float_bits(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
   return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
-QAT_HD float bf16_bits_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+QAT_HD float bf16_bits_to_float(uint16_t b) {
+  return bits_float(static_cast<uint32_t>(b) << 16);
+}
 
 // A scale as its storage dtype holds it: rounded to nearest even; +-inf becomes the largest
 // finite value of the dtype.
@@ -180,7 +190,8 @@ QAT_HD float round_scale(float s, ScaleDtype dt) {
       const float kMax = 3.3895313892515355e+38f;
       return r > kMax ? kMax : (r < -kMax ? -kMax : r);
     }
-    case ScaleDtype::kFloat32: break;
+    case ScaleDtype::kFloat32:
+      break;
   }
   return s;
 }
@@ -220,8 +231,8 @@ QAT_HD uint8_t float_to_fp8(float f) {
   constexpr int kDrop = 23 - kManBits;
   const uint32_t odd = (ax >> kDrop) & 1u;
   uint32_t r = (ax + ((1u << (kDrop - 1)) - 1u) + odd) >> kDrop;  // RNE on the dropped bits
-  r -= static_cast<uint32_t>(127 - S::kBias) << kManBits;          // rebias the exponent
-  if (r > S::kMaxCode) r = S::kMaxCode;                            // rounded past the max
+  r -= static_cast<uint32_t>(127 - S::kBias) << kManBits;         // rebias the exponent
+  if (r > S::kMaxCode) r = S::kMaxCode;                           // rounded past the max
   return static_cast<uint8_t>(sign | r);
 }
 
@@ -245,11 +256,22 @@ QAT_HD float fp8_to_float(uint8_t c) {
 
 // The 16 NF4 values (bitsandbytes' table, float32).
 QAT_HD float nf4_value(int code) {
-  QAT_TABLE float kValues[16] = {
-      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-      -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-      0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-      0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+  QAT_TABLE float kValues[16] = {-1.0f,
+                                 -0.6961928009986877f,
+                                 -0.5250730514526367f,
+                                 -0.39491748809814453f,
+                                 -0.28444138169288635f,
+                                 -0.18477343022823334f,
+                                 -0.09105003625154495f,
+                                 0.0f,
+                                 0.07958029955625534f,
+                                 0.16093020141124725f,
+                                 0.24611230194568634f,
+                                 0.33791524171829224f,
+                                 0.44070982933044434f,
+                                 0.5626170039176941f,
+                                 0.7229568362236023f,
+                                 1.0f};
   return kValues[code];
 }
 // Code of y = x/absmax: the number of the 15 decision thresholds that y is strictly greater
@@ -260,11 +282,22 @@ QAT_HD float nf4_value(int code) {
 // on one of those floats codes differently there. Ties go to the lower code; NaN compares false
 // everywhere and gives code 0. The table is folded at compile time (IEEE float sum, exact halving).
 QAT_HD int nf4_code(float y) {
-  QAT_TABLE float kV[16] = {
-      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-      -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-      0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-      0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+  QAT_TABLE float kV[16] = {-1.0f,
+                            -0.6961928009986877f,
+                            -0.5250730514526367f,
+                            -0.39491748809814453f,
+                            -0.28444138169288635f,
+                            -0.18477343022823334f,
+                            -0.09105003625154495f,
+                            0.0f,
+                            0.07958029955625534f,
+                            0.16093020141124725f,
+                            0.24611230194568634f,
+                            0.33791524171829224f,
+                            0.44070982933044434f,
+                            0.5626170039176941f,
+                            0.7229568362236023f,
+                            1.0f};
   QAT_TABLE float kThresholds[15] = {
       (kV[0] + kV[1]) * 0.5f,   (kV[1] + kV[2]) * 0.5f,   (kV[2] + kV[3]) * 0.5f,
       (kV[3] + kV[4]) * 0.5f,   (kV[4] + kV[5]) * 0.5f,   (kV[5] + kV[6]) * 0.5f,
@@ -272,7 +305,7 @@ QAT_HD int nf4_code(float y) {
       (kV[9] + kV[10]) * 0.5f,  (kV[10] + kV[11]) * 0.5f, (kV[11] + kV[12]) * 0.5f,
       (kV[12] + kV[13]) * 0.5f, (kV[13] + kV[14]) * 0.5f, (kV[14] + kV[15]) * 0.5f};
   int code = 0;
-QAT_UNROLL
+  QAT_UNROLL
   for (int k = 0; k < 15; ++k) code += y > kThresholds[k] ? 1 : 0;
   return code;
 }
@@ -301,7 +334,9 @@ struct GroupStats {
 QAT_HD bool less_total(float a, float b) {
   return a < b || (a == b && (float_bits(a) >> 31) > (float_bits(b) >> 31));
 }
-QAT_HD GroupStats stats_init() { return {INFINITY, -INFINITY, 0.0f, 0.0f}; }
+QAT_HD GroupStats stats_init() {
+  return {INFINITY, -INFINITY, 0.0f, 0.0f};
+}
 // NaN elements are skipped (every comparison with NaN is false), so statistics never hold NaN
 // and merging them is commutative; the NaN elements themselves fake-quantize to NaN.
 QAT_HD void stats_add(GroupStats& s, float x) {
@@ -409,7 +444,8 @@ template <Format F>
 QAT_HD int quantize_value(float x, const GroupQParams& g) {
   if constexpr (F == Format::kInt || F == Format::kUInt) {
     const float v = add_rn(round_even(mul_rn(x, g.inv_scale)), g.zero);
-    return static_cast<int>(fmin_f(fmax_f(v, static_cast<float>(g.qmin)), static_cast<float>(g.qmax)));
+    return static_cast<int>(
+        fmin_f(fmax_f(v, static_cast<float>(g.qmin)), static_cast<float>(g.qmax)));
   } else if constexpr (F == Format::kFp8E4M3) {
     return float_to_fp8<E4M3>(mul_rn(x, g.inv_scale));
   } else if constexpr (F == Format::kFp8E5M2) {

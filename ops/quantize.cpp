@@ -18,9 +18,10 @@ using scheme::GroupLayout;
 
 // k-quants have no qparams: only fake_quantize_dynamic (and ops/kquant.h) take them.
 void reject_kquant(const QuantSpec& spec, const char* what) {
-  TORCH_CHECK(!scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
-              "' chooses its scales per 256-element super-block while it quantizes, so it has no ",
-              "qparams; use fake_quantize_dynamic, or quantize_kquant/dequantize_kquant (ops/kquant.h)");
+  TORCH_CHECK(
+      !scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
+      "' chooses its scales per 256-element super-block while it quantizes, so it has no ",
+      "qparams; use fake_quantize_dynamic, or quantize_kquant/dequantize_kquant (ops/kquant.h)");
 }
 
 // The qparams as the kernels want them: contiguous float32 on x's device with `count` elements.

@@ -17,11 +17,12 @@ models::Pretrained build_model(const train::TrainConfig& cfg, int device_index) 
   at::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   torch::TensorOptions options = torch::TensorOptions().dtype(at::kFloat);
   if (cfg.train.device == "cuda") {
-    TORCH_CHECK(at::hasCUDA(), cfg.source, ": train.device=cuda but this build or machine has no CUDA device");
+    TORCH_CHECK(at::hasCUDA(), cfg.source,
+                ": train.device=cuda but this build or machine has no CUDA device");
 #if defined(QAT_WITH_CUDA)
     const int count = static_cast<int>(c10::cuda::device_count());
-    TORCH_CHECK(device_index >= 0 && device_index < count, "rank needs CUDA device ", device_index, " (LOCAL_RANK) but ",
-                count, " are visible: use --nproc <= ", count);
+    TORCH_CHECK(device_index >= 0 && device_index < count, "rank needs CUDA device ", device_index,
+                " (LOCAL_RANK) but ", count, " are visible: use --nproc <= ", count);
     c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));
 #endif
     options = options.device(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
@@ -29,14 +30,22 @@ models::Pretrained build_model(const train::TrainConfig& cfg, int device_index) 
   models::Pretrained p = models::load_pretrained(resolve_model_path(cfg.model.path), options);
   auto& model = *p.model;
   switch (cfg.method) {
-    case train::Method::kFull: break;
-    case train::Method::kQat: apply_qat(model, cfg); break;
-    case train::Method::kQlora: apply_qlora(model, cfg); break;
-    case train::Method::kQatLora: apply_qat_lora(model, cfg); break;
+    case train::Method::kFull:
+      break;
+    case train::Method::kQat:
+      apply_qat(model, cfg);
+      break;
+    case train::Method::kQlora:
+      apply_qlora(model, cfg);
+      break;
+    case train::Method::kQatLora:
+      apply_qat_lora(model, cfg);
+      break;
   }
   if (cfg.model.dtype == "bf16") {
     // Frozen weights in bf16 halve their memory; trainable ones stay float32 master weights.
-    TORCH_CHECK(cfg.train.device == "cuda", cfg.source, ": model.dtype=bf16 needs train.device=cuda "
+    TORCH_CHECK(cfg.train.device == "cuda", cfg.source,
+                ": model.dtype=bf16 needs train.device=cuda "
                 "(CPU training runs in float32)");
     c10::NoGradGuard no_grad;
     for (auto& param : model.parameters()) {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <string>
 #include <vector>
@@ -12,8 +11,8 @@
 namespace qat::recipes {
 
 struct Command {
-  CLI::App* app = nullptr;    // the subcommand
-  std::function<int()> run;   // runs it after parsing; exceptions become "qat: error: ..."
+  CLI::App* app = nullptr;   // the subcommand
+  std::function<int()> run;  // runs it after parsing; exceptions become "qat: error: ..."
 };
 
 using CommandList = std::vector<Command>;

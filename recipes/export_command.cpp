@@ -2,12 +2,12 @@
 // checkpoint, rebuilt with the run's own config) -- writes it with qat/export, then prints the
 // size report.
 //
-//   qat export runs/smollm2-135m-qat --format gguf --out smollm2-qat.gguf   (Q4_0 blocks as trained)
-//   qat export runs/smollm2-135m-qlora --format peft --out adapter/
-//   qat export model.gguf --format gguf --gguf-type q4_0 --out model-q4_0.gguf
-//   qat export hf_dir --format hf --out merged/             (bf16 safetensors + config + tokenizer)
-//   qat export hf_dir --format bnb-nf4 --out nf4/           (bitsandbytes 4-bit, double quant)
-//   qat export hf_dir --format ct --group-size 128 --out int4/   (vLLM int4 compressed-tensors)
+//   qat export runs/smollm2-135m-qat --format gguf --out smollm2-qat.gguf   (Q4_0 blocks as
+//   trained) qat export runs/smollm2-135m-qlora --format peft --out adapter/ qat export model.gguf
+//   --format gguf --gguf-type q4_0 --out model-q4_0.gguf qat export hf_dir --format hf --out
+//   merged/             (bf16 safetensors + config + tokenizer) qat export hf_dir --format bnb-nf4
+//   --out nf4/           (bitsandbytes 4-bit, double quant) qat export hf_dir --format ct
+//   --group-size 128 --out int4/   (vLLM int4 compressed-tensors)
 #include "recipes/export_command.h"
 
 #include <filesystem>
@@ -50,8 +50,8 @@ at::ScalarType dtype_from_name(const std::string& n) {
 
 bool is_run(const std::string& path) {
   namespace fs = std::filesystem;
-  return fs::is_directory(path) &&
-         (fs::exists(fs::path(path) / "trainer_state.json") || fs::is_directory(fs::path(path) / "checkpoints"));
+  return fs::is_directory(path) && (fs::exists(fs::path(path) / "trainer_state.json") ||
+                                    fs::is_directory(fs::path(path) / "checkpoints"));
 }
 
 // A training run: the model its config builds, with the checkpoint's trained state; the
@@ -59,8 +59,8 @@ bool is_run(const std::string& path) {
 exporting::ExportSource load_run(const std::string& path, exporting::ExportOptions& opt) {
   const std::string ckpt_path = train::resolve_checkpoint(path);
   const train::CheckpointData ckpt = train::load_checkpoint(ckpt_path);
-  const train::TrainConfig cfg =
-      train::parse_train_config(ckpt.state.at("config").get<std::string>(), ckpt_path + " (saved config)");
+  const train::TrainConfig cfg = train::parse_train_config(
+      ckpt.state.at("config").get<std::string>(), ckpt_path + " (saved config)");
   train::TrainConfig cpu_cfg = cfg;
   cpu_cfg.train.device = "cpu";
   cpu_cfg.train.autocast = "off";
@@ -104,7 +104,8 @@ int run_export(const ExportArgs& a) {
 
   const std::string path = a.model.empty() ? models::default_model_path() : a.model;
   std::cerr << "loading " << path << "\n";
-  const exporting::ExportSource source = is_run(path) ? load_run(path, opt) : exporting::load_export_source(path);
+  const exporting::ExportSource source =
+      is_run(path) ? load_run(path, opt) : exporting::load_export_source(path);
   const exporting::ExportReport report = exporting::export_model(source, opt);
   std::cout << report.summary();
   return 0;
@@ -114,29 +115,39 @@ int run_export(const ExportArgs& a) {
 
 void add_export_command(CLI::App& app, CommandList& commands) {
   auto args = std::make_shared<ExportArgs>();
-  auto* sub = app.add_subcommand("export", "Write a model as GGUF (llama.cpp), HF safetensors, a PEFT adapter, "
-                                           "bitsandbytes NF4 or int4 compressed-tensors (vLLM)");
-  sub->add_option("model", args->model,
-                  "a training run directory (its latest checkpoint), a .gguf file or a Hugging Face directory "
-                  "(default: SmolLM2-135M-Instruct)");
+  auto* sub =
+      app.add_subcommand("export",
+                         "Write a model as GGUF (llama.cpp), HF safetensors, a PEFT adapter, "
+                         "bitsandbytes NF4 or int4 compressed-tensors (vLLM)");
+  sub->add_option(
+      "model", args->model,
+      "a training run directory (its latest checkpoint), a .gguf file or a Hugging Face directory "
+      "(default: SmolLM2-135M-Instruct)");
   sub->add_option("--format,-f", args->format, "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)")
       ->capture_default_str();
-  sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")->required();
+  sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")
+      ->required();
   sub->add_option("--gguf-type", args->gguf_type,
-                  "GGUF type of dense/LoRA linears: " + exporting::known_gguf_types() + ", or a mixture: " +
-                      io::known_llama_mixes() + " (llama-quantize's per-tensor types, embeddings included)")
+                  "GGUF type of dense/LoRA linears: " + exporting::known_gguf_types() +
+                      ", or a mixture: " + io::known_llama_mixes() +
+                      " (llama-quantize's per-tensor types, embeddings included)")
       ->capture_default_str();
   sub->add_option("--gguf-embed-type", args->gguf_embed_type, "GGUF type of token_embd and output")
       ->capture_default_str();
-  sub->add_option("--dtype", args->dtype, "HF formats: dtype of dense tensors and scales (bf16, fp16, fp32)")
+  sub->add_option("--dtype", args->dtype,
+                  "HF formats: dtype of dense tensors and scales (bf16, fp16, fp32)")
       ->capture_default_str();
-  sub->add_option("--group-size", args->group_size, "ct: int4 group size for layers not trained in int4")
+  sub->add_option("--group-size", args->group_size,
+                  "ct: int4 group size for layers not trained in int4")
       ->capture_default_str();
-  sub->add_option("--nf4-blocksize", args->nf4_blocksize, "bnb-nf4: blocksize for layers not NF4 already")
+  sub->add_option("--nf4-blocksize", args->nf4_blocksize,
+                  "bnb-nf4: blocksize for layers not NF4 already")
       ->capture_default_str();
-  sub->add_flag("--no-double-quant", args->no_double_quant, "bnb-nf4: store float32 absmax (no double quant)");
-  sub->add_flag("--requantize", args->requantize,
-                "quantize layers whose fake-quant scheme the format cannot store exactly (error reported)");
+  sub->add_flag("--no-double-quant", args->no_double_quant,
+                "bnb-nf4: store float32 absmax (no double quant)");
+  sub->add_flag(
+      "--requantize", args->requantize,
+      "quantize layers whose fake-quant scheme the format cannot store exactly (error reported)");
   sub->add_flag("--force", args->force, "replace an existing output");
   sub->add_option("--base-model", args->base_model, "peft: base_model_name_or_path to write");
   commands.push_back({sub, [args]() { return run_export(*args); }});

@@ -26,8 +26,10 @@ nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
 
 // Each returns the names of the layers it changed.
 std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
-std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
-std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
+std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model,
+                                     const train::TrainConfig& cfg);
+std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model,
+                                        const train::TrainConfig& cfg);
 
 // quant.init: gptq -- rounds a freshly prepared method-qat model by GPTQ on quant.init_calibration
 // sequences of `train_set` (the same ones on every rank), so QAT starts from GPTQ's weights.

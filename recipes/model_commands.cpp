@@ -1,12 +1,10 @@
 #include "recipes/model_commands.h"
 
-#include "qat/scheme/quant_spec.h"
-
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <map>
@@ -19,6 +17,7 @@
 #include "qat/models/generate.h"
 #include "qat/models/loader.h"
 #include "qat/models/pretrained.h"
+#include "qat/scheme/quant_spec.h"
 
 namespace qat::recipes {
 namespace {
@@ -69,15 +68,24 @@ std::string element_str(const io::GgufValue& v, uint64_t i) {
   };
   using T = io::GgufValueType;
   switch (v.element_type()) {
-    case T::kUint8: return std::to_string(get(uint8_t{}));
-    case T::kInt8: return std::to_string(get(int8_t{}));
-    case T::kUint16: return std::to_string(get(uint16_t{}));
-    case T::kInt16: return std::to_string(get(int16_t{}));
-    case T::kUint32: return std::to_string(get(uint32_t{}));
-    case T::kInt32: return std::to_string(get(int32_t{}));
-    case T::kUint64: return std::to_string(get(uint64_t{}));
-    case T::kInt64: return std::to_string(get(int64_t{}));
-    case T::kBool: return p[i] ? "true" : "false";
+    case T::kUint8:
+      return std::to_string(get(uint8_t{}));
+    case T::kInt8:
+      return std::to_string(get(int8_t{}));
+    case T::kUint16:
+      return std::to_string(get(uint16_t{}));
+    case T::kInt16:
+      return std::to_string(get(int16_t{}));
+    case T::kUint32:
+      return std::to_string(get(uint32_t{}));
+    case T::kInt32:
+      return std::to_string(get(int32_t{}));
+    case T::kUint64:
+      return std::to_string(get(uint64_t{}));
+    case T::kInt64:
+      return std::to_string(get(int64_t{}));
+    case T::kBool:
+      return p[i] ? "true" : "false";
     case T::kFloat32: {
       std::ostringstream s;
       s << get(float{});
@@ -88,24 +96,28 @@ std::string element_str(const io::GgufValue& v, uint64_t i) {
       s << get(double{});
       return s.str();
     }
-    default: return "?";
+    default:
+      return "?";
   }
 }
 
 std::string value_str(const io::GgufValue& v, size_t max_chars) {
   const bool strings = v.element_type() == io::GgufValueType::kString;
-  if (!v.is_array()) return strings ? "\"" + truncate(v.strings().at(0), max_chars) + "\"" : element_str(v, 0);
+  if (!v.is_array())
+    return strings ? "\"" + truncate(v.strings().at(0), max_chars) + "\"" : element_str(v, 0);
   std::string s = v.type_string() + " x" + std::to_string(v.count()) + ": [";
   for (uint64_t i = 0; i < v.count() && s.size() < max_chars; ++i) {
-    s += (i ? ", " : "") + (strings ? "\"" + truncate(v.strings()[i], 24) + "\"" : element_str(v, i));
+    s += (i ? ", " : "") +
+         (strings ? "\"" + truncate(v.strings()[i], 24) + "\"" : element_str(v, i));
   }
   return truncate(s, max_chars) + (s.size() <= max_chars ? "]" : "");
 }
 
 void print_config(const models::LlamaConfig& c, std::ostream& out) {
-  out << "model: " << c.model_type << ", " << c.num_hidden_layers << " layers, hidden " << c.hidden_size
-      << ", heads " << c.num_attention_heads << " (kv " << c.num_key_value_heads << ", head_dim "
-      << c.head_dim << "), ffn " << c.intermediate_size << ", vocab " << c.vocab_size << "\n"
+  out << "model: " << c.model_type << ", " << c.num_hidden_layers << " layers, hidden "
+      << c.hidden_size << ", heads " << c.num_attention_heads << " (kv " << c.num_key_value_heads
+      << ", head_dim " << c.head_dim << "), ffn " << c.intermediate_size << ", vocab "
+      << c.vocab_size << "\n"
       << "       rope theta " << c.rope_theta << " (" << c.rope_scaling.type << "), rms eps "
       << c.rms_norm_eps << ", context " << c.max_position_embeddings << ", "
       << (c.tie_word_embeddings ? "tied" : "untied") << " embeddings"
@@ -124,18 +136,22 @@ struct Row {
 void print_rows(const std::vector<std::pair<std::string, Row>>& rows, std::ostream& out) {
   size_t w = 4;
   for (const auto& [name, r] : rows) w = std::max(w, name.size());
-  out << std::left << std::setw(static_cast<int>(w)) << "name" << "  " << std::setw(5) << "count"
-      << "  " << std::setw(16) << "shape" << "  " << std::setw(6) << "type" << "  bytes\n";
+  out << std::left << std::setw(static_cast<int>(w)) << "name"
+      << "  " << std::setw(5) << "count"
+      << "  " << std::setw(16) << "shape"
+      << "  " << std::setw(6) << "type"
+      << "  bytes\n";
   for (const auto& [name, r] : rows) {
     out << std::setw(static_cast<int>(w)) << name << "  " << std::setw(5) << r.count << "  "
-        << std::setw(16) << r.shape << "  " << std::setw(6) << r.type << "  " << human_bytes(double(r.bytes))
-        << "\n";
+        << std::setw(16) << r.shape << "  " << std::setw(6) << r.type << "  "
+        << human_bytes(double(r.bytes)) << "\n";
   }
   out << std::right;
 }
 
 template <class Add>
-std::vector<std::pair<std::string, Row>> fold(const std::vector<std::string>& names, bool all, Add add) {
+std::vector<std::pair<std::string, Row>> fold(const std::vector<std::string>& names, bool all,
+                                              Add add) {
   std::vector<std::pair<std::string, Row>> rows;
   std::map<std::string, size_t> where;
   for (const auto& n : names) {
@@ -162,9 +178,9 @@ int inspect_gguf(const InspectOptions& opts, std::ostream& out) {
     types[io::ggml_type_name(t.type)]++;
   }
   out << opts.path << ": GGUF v" << f.version() << ", " << f.metadata().size() << " metadata keys, "
-      << f.tensors().size() << " tensors, " << human_bytes(double(fs::file_size(opts.path))) << " on disk, "
-      << std::fixed << std::setprecision(3) << 8.0 * double(data_bytes) / double(numel)
-      << " bits/weight\n";
+      << f.tensors().size() << " tensors, " << human_bytes(double(fs::file_size(opts.path)))
+      << " on disk, " << std::fixed << std::setprecision(3)
+      << 8.0 * double(data_bytes) / double(numel) << " bits/weight\n";
   out.unsetf(std::ios::fixed);
   out << "tensor types:";
   for (const auto& [t, n] : types) out << " " << t << " x" << n;
@@ -213,7 +229,8 @@ int inspect_safetensors(const InspectOptions& opts, std::ostream& out) {
   for (const auto& [k, v] : ckpt.metadata()) out << "  " << k << " = " << v << "\n";
   if (fs::is_directory(opts.path) && fs::exists(fs::path(opts.path) / "config.json")) {
     try {
-      print_config(models::LlamaConfig::from_hf_file((fs::path(opts.path) / "config.json").string()), out);
+      print_config(
+          models::LlamaConfig::from_hf_file((fs::path(opts.path) / "config.json").string()), out);
     } catch (const std::exception& e) {
       out << "config.json: not a model this framework runs: " << e.what() << "\n";
     }
@@ -252,7 +269,8 @@ int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& l
   const auto options = at::TensorOptions().dtype(parse_dtype(opts.dtype)).device(opts.device);
   const auto t0 = std::chrono::steady_clock::now();
   models::Pretrained p = models::load_pretrained(path, options);
-  TORCH_CHECK(p.tokenizer, "generate: '", path, "' carries no tokenizer (tokenizer.json, "
+  TORCH_CHECK(p.tokenizer, "generate: '", path,
+              "' carries no tokenizer (tokenizer.json, "
               "tokenizer.model or GGUF tokenizer.ggml.* metadata)");
   const auto t1 = std::chrono::steady_clock::now();
 
@@ -303,13 +321,15 @@ int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& l
 }
 
 void print_formats(std::ostream& out) {
-  out << std::left << std::setw(12) << "format" << std::setw(8) << "bits" << std::setw(14) << "mapping"
-      << std::setw(8) << "block" << std::setw(10) << "scales" << "learnable\n";
+  out << std::left << std::setw(12) << "format" << std::setw(8) << "bits" << std::setw(14)
+      << "mapping" << std::setw(8) << "block" << std::setw(10) << "scales"
+      << "learnable\n";
   const char* mappings[] = {"symmetric", "asymmetric", "absmax", "ggml block", "ggml k-quant"};
   for (int f = 0; f < scheme::kNumFormats; ++f) {
     const auto& t = scheme::kFormatTraits[f];
-    const std::string bits = t.min_bits == t.max_bits ? std::to_string(t.min_bits)
-                                                      : std::to_string(t.min_bits) + ".." + std::to_string(t.max_bits);
+    const std::string bits = t.min_bits == t.max_bits
+                                 ? std::to_string(t.min_bits)
+                                 : std::to_string(t.min_bits) + ".." + std::to_string(t.max_bits);
     out << std::setw(12) << std::string(t.name) << std::setw(8) << bits << std::setw(14)
         << mappings[static_cast<int>(t.mapping)] << std::setw(8)
         << (t.fixed_block ? std::to_string(t.fixed_block) : std::string("any")) << std::setw(10)

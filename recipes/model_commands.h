@@ -16,7 +16,7 @@ int run_inspect(const InspectOptions& opts, std::ostream& out);
 struct GenerateOptions {
   std::string model;  // empty: models::default_model_path()
   std::string prompt = "What is quantization of neural networks?";
-  bool chat = true;   // wrap the prompt in the model's chat template when it has one
+  bool chat = true;    // wrap the prompt in the model's chat template when it has one
   std::string system;  // optional system message for chat
   int64_t max_new_tokens = 96;
   double temperature = 0.0;

@@ -38,13 +38,14 @@ struct PtqOptions {
 
 int run_ptq(const PtqOptions& o) {
   train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
-  TORCH_CHECK(cfg.method == train::Method::kQat, o.config, ": qat ptq quantizes with the `quant` section of a ",
+  TORCH_CHECK(cfg.method == train::Method::kQat, o.config,
+              ": qat ptq quantizes with the `quant` section of a ",
               "method: qat config, found method ", train::to_string(cfg.method));
   TORCH_CHECK(!train::latest_checkpoint(cfg.output_dir + "/checkpoints"), cfg.output_dir,
               " already holds a run: choose a new output_dir");
   cfg.quant.delay_steps = 0;  // nothing trains: quantize from the first forward
   train::Communicator comm;
-  models::Pretrained p = build_model(cfg);  // quant applied
+  models::Pretrained p = build_model(cfg);                         // quant applied
   if (o.method == "gptq") transforms::check_gptq_model(*p.model);  // before any work
   const TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   auto& model = *p.model;
@@ -52,26 +53,31 @@ int run_ptq(const PtqOptions& o) {
   const at::Device device = model.parameters().front().device();
 
   const int64_t n = std::min<int64_t>(o.calibration, data.train.size());
-  const auto batches = calibration_batches(data.train, n, static_cast<uint64_t>(cfg.train.seed), cfg.train.micro_batch);
+  const auto batches = calibration_batches(data.train, n, static_cast<uint64_t>(cfg.train.seed),
+                                           cfg.train.micro_batch);
 
   // Static scales: run the calibration sequences through the model in training mode (observers
   // update, nothing else changes: no gradients are taken).
   if (cfg.quant.scale_mode == "static") {
     c10::NoGradGuard no_grad;
     model.train();
-    for (const auto& b : batches) model.forward(b.tokens.to(device), nullptr, std::nullopt, b.packed ? &*b.packed : nullptr);
+    for (const auto& b : batches)
+      model.forward(b.tokens.to(device), nullptr, std::nullopt, b.packed ? &*b.packed : nullptr);
     train::set_quantizer_steps(model, 0);
     std::cerr << "calibrated static scales on " << n << " sequences\n";
   }
   model.eval();
-  const train::EvalResult rtn = train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+  const train::EvalResult rtn =
+      train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
   train::EvalResult q = rtn;
   if (o.method == "gptq") {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto reports = transforms::gptq_llama(model, batches, o.gptq, [](const std::string& line) { std::cerr << line << "\n"; });
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cerr << "gptq: rounded " << reports.size() << " linears on " << n << " calibration sequences in "
-              << train::format_duration(secs) << "\n";
+    const auto reports = transforms::gptq_llama(
+        model, batches, o.gptq, [](const std::string& line) { std::cerr << line << "\n"; });
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cerr << "gptq: rounded " << reports.size() << " linears on " << n
+              << " calibration sequences in " << train::format_duration(secs) << "\n";
     q = train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
   }
 
@@ -80,7 +86,9 @@ int run_ptq(const PtqOptions& o) {
   ckpt.model = train::training_state(model);
   ckpt.optimizer["step"] = at::scalar_tensor(0, at::kLong);
   ckpt.rng = train::rng_state(false);
-  ckpt.state = {{"step", 0}, {"config", train::to_yaml(cfg)}, {"world_size", 1},
+  ckpt.state = {{"step", 0},
+                {"config", train::to_yaml(cfg)},
+                {"world_size", 1},
                 {"run", {{"model", p.source}, {"data", data.description}, {"ptq", o.method}}}};
   const std::string path = train::save_checkpoint(cfg.output_dir + "/checkpoints", 0, ckpt, 1);
 
@@ -89,7 +97,8 @@ int run_ptq(const PtqOptions& o) {
   float_cfg.method = train::Method::kFull;
   p.model.reset();
   models::Pretrained f = build_model(float_cfg);
-  const train::EvalResult fl = train::evaluate(*f.model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+  const train::EvalResult fl = train::evaluate(*f.model, data.heldout, cfg.train.micro_batch, comm,
+                                               cfg.eval.sequences, bf16);
 
   train::Table t("PTQ " + cfg.quant.weight + " (" + cfg.quant.scale_mode + " scales), held-out " +
                  std::to_string(q.tokens) + " tokens");
@@ -99,7 +108,8 @@ int run_ptq(const PtqOptions& o) {
   t.add_row({"float", fl.loss, fl.perplexity});
   t.add_row({"PTQ " + cfg.quant.weight + " round to nearest", rtn.loss, rtn.perplexity});
   if (o.method == "gptq") t.add_row({"PTQ " + cfg.quant.weight + " GPTQ", q.loss, q.perplexity});
-  std::cout << t.to_text() << "saved " << path << " (qat export " << cfg.output_dir << " --format ...)\n";
+  std::cout << t.to_text() << "saved " << path << " (qat export " << cfg.output_dir
+            << " --format ...)\n";
   return 0;
 }
 
@@ -107,18 +117,25 @@ int run_ptq(const PtqOptions& o) {
 
 void add_ptq_command(CLI::App& app, CommandList& commands) {
   auto o = std::make_shared<PtqOptions>();
-  auto* sub = app.add_subcommand("ptq", "Post-training quantization with a config's quant section (no training), "
-                                        "saved as a run that qat export reads");
-  sub->add_option("config", o->config, "recipe YAML with method: qat")->required()->check(CLI::ExistingFile);
+  auto* sub =
+      app.add_subcommand("ptq",
+                         "Post-training quantization with a config's quant section (no training), "
+                         "saved as a run that qat export reads");
+  sub->add_option("config", o->config, "recipe YAML with method: qat")
+      ->required()
+      ->check(CLI::ExistingFile);
   sub->add_option("overrides", o->overrides, "key=value overrides, e.g. quant.weight=gguf_q4_1");
   sub->add_option("--calibration", o->calibration, "calibration sequences (static scales, GPTQ)")
       ->check(CLI::Range(1, 1000000));
-  sub->add_option("--method", o->method, "rtn: round to nearest; gptq: GPTQ on the calibration sequences")
+  sub->add_option("--method", o->method,
+                  "rtn: round to nearest; gptq: GPTQ on the calibration sequences")
       ->check(CLI::IsMember({"rtn", "gptq"}));
-  sub->add_option("--gptq-damp", o->gptq.damp, "GPTQ: damping, a fraction of the Hessian's mean diagonal")
+  sub->add_option("--gptq-damp", o->gptq.damp,
+                  "GPTQ: damping, a fraction of the Hessian's mean diagonal")
       ->check(CLI::Range(0.0, 1.0));
   sub->add_option("--gptq-act-order", o->gptq.act_order,
-                  "GPTQ: round columns by decreasing Hessian diagonal (true, the default) or left to right (false)");
+                  "GPTQ: round columns by decreasing Hessian diagonal (true, the default) or left "
+                  "to right (false)");
   sub->add_option("--gptq-block", o->gptq.block_size, "GPTQ: columns per lazy-batch block")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   commands.push_back({sub, [o] { return run_ptq(*o); }});

@@ -2,8 +2,6 @@
 // fake quantizer on its weight (and optionally on its input activations); all weights keep
 // training in float32 through the straight-through estimator, so they learn to sit well on the
 // quantization grid they will be exported to.
-#include "recipes/methods.h"
-
 #include <chrono>
 
 #include "qat/fake_quant/fake_quantizer.h"
@@ -11,6 +9,7 @@
 #include "qat/io/gguf_llama.h"
 #include "qat/io/llama_mix.h"
 #include "qat/transforms/prepare.h"
+#include "recipes/methods.h"
 #include "recipes/train_data.h"
 #include "trainers/metrics/format.h"
 
@@ -24,7 +23,8 @@ nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
   w.spec = QuantSpec::from_name(weight_format);
   if (w.spec.traits().fixed_block == 0 && w.spec.format != scheme::Format::kNf4) {
     // Formats without a block of their own: per group when asked, else per output channel.
-    w.spec.granularity = q.group_size > 0 ? Granularity::per_group(q.group_size) : Granularity::per_axis(0);
+    w.spec.granularity =
+        q.group_size > 0 ? Granularity::per_group(q.group_size) : Granularity::per_axis(0);
   }
   w.scale_mode = fake_quant::scale_mode_from_name(q.scale_mode);
   w.range.method = fake_quant::range_method_from_name(q.range);
@@ -47,20 +47,25 @@ std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train:
   pc.exclude = cfg.quant.exclude;
   const std::optional<std::string> mix = io::llama_mix_from_name(cfg.quant.weight);
   if (mix) {
-    // llama.cpp's mixture: every layer in the type llama-quantize would give it, fallbacks included.
+    // llama.cpp's mixture: every layer in the type llama-quantize would give it, fallbacks
+    // included.
     const models::LlamaConfig& mc = model.config();
-    pc.layer = fake_quant_layer_config(cfg.quant, io::gguf_block_spec(io::llama_mix_base_type(*mix)).to_string());
-    pc.choose = [&](const std::string& name, const nn::LinearBase& layer) -> std::optional<nn::FakeQuantLinearConfig> {
+    pc.layer = fake_quant_layer_config(
+        cfg.quant, io::gguf_block_spec(io::llama_mix_base_type(*mix)).to_string());
+    pc.choose = [&](const std::string& name,
+                    const nn::LinearBase& layer) -> std::optional<nn::FakeQuantLinearConfig> {
       const auto gguf = io::hf_to_gguf_name(name + ".weight");
-      TORCH_CHECK(gguf, "quant.weight=", cfg.quant.weight, ": linear '", name, "' has no GGUF name");
-      const io::GgmlType t =
-          io::llama_mix_type(*mix, *gguf, mc.num_hidden_layers, layer.in_features(), mc.tie_word_embeddings);
+      TORCH_CHECK(gguf, "quant.weight=", cfg.quant.weight, ": linear '", name,
+                  "' has no GGUF name");
+      const io::GgmlType t = io::llama_mix_type(*mix, *gguf, mc.num_hidden_layers,
+                                                layer.in_features(), mc.tie_word_embeddings);
       return fake_quant_layer_config(cfg.quant, io::gguf_block_spec(t).to_string());
     };
   } else {
     pc.layer = fake_quant_layer_config(cfg.quant, cfg.quant.weight);
   }
-  if (cfg.quant.fallback != "none") pc.fallback = fake_quant_layer_config(cfg.quant, cfg.quant.fallback);
+  if (cfg.quant.fallback != "none")
+    pc.fallback = fake_quant_layer_config(cfg.quant, cfg.quant.fallback);
   return transforms::prepare(model, pc);
 }
 
@@ -68,13 +73,14 @@ std::string init_quantized_weights(models::LlamaForCausalLM& model, const train:
                                    const train::SequenceSet& train_set) {
   if (cfg.quant.init != "gptq") return {};
   const auto t0 = std::chrono::steady_clock::now();
-  const auto batches = calibration_batches(train_set, cfg.quant.init_calibration, static_cast<uint64_t>(cfg.train.seed),
-                                           cfg.train.micro_batch);
+  const auto batches =
+      calibration_batches(train_set, cfg.quant.init_calibration,
+                          static_cast<uint64_t>(cfg.train.seed), cfg.train.micro_batch);
   const auto reports = transforms::gptq_llama(model, batches, {});
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return "init: GPTQ rounded " + std::to_string(reports.size()) + " linears on " +
-         std::to_string(std::min(cfg.quant.init_calibration, train_set.size())) + " calibration sequences in " +
-         train::format_duration(secs);
+         std::to_string(std::min(cfg.quant.init_calibration, train_set.size())) +
+         " calibration sequences in " + train::format_duration(secs);
 }
 
 }  // namespace qat::recipes

@@ -1,11 +1,10 @@
 // method: qlora -- QLoRA (Dettmers et al. 2023). The targeted linears become frozen NF4 weights
 // with double quantization (bitsandbytes' format, byte for byte); LoRA adapters on them are the
 // only trainable parameters, so gradients and optimizer state exist for a few million numbers.
-#include "recipes/methods.h"
-
 #include "qat/lora/lora.h"
 #include "qat/nf4/nf4_linear.h"
 #include "qat/transforms/prepare.h"
+#include "recipes/methods.h"
 
 namespace qat::recipes {
 
@@ -20,15 +19,18 @@ lora::LoraConfig lora_config(const train::TrainConfig& cfg) {
   return lc;
 }
 
-std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const train::TrainConfig& cfg) {
+std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model,
+                                     const train::TrainConfig& cfg) {
   const lora::LoraConfig lc = lora_config(cfg);
   nf4::NF4Config nc;
   nc.double_quant = cfg.nf4.double_quant;
   nc.blocksize = cfg.nf4.block_size;
   std::vector<std::string> swapped;
   transforms::for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                                         const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
-    if (!transforms::any_match(lc.target_modules, full) || transforms::any_match(lc.exclude, full)) return;
+                                         const std::string& full,
+                                         const std::shared_ptr<nn::LinearBase>& layer) {
+    if (!transforms::any_match(lc.target_modules, full) || transforms::any_match(lc.exclude, full))
+      return;
     parent.replace_linear(slot, nf4::NF4Linear::from_linear(*layer, nc));
     swapped.push_back(full);
   });

@@ -3,9 +3,9 @@
 // `qat eval`: the held-out loss and perplexity of a model or of a run's latest checkpoint.
 #include "recipes/train_command.h"
 
-#include <algorithm>
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -39,7 +39,8 @@ struct EvalOptions {
 };
 
 at::Device device_of(const train::TrainConfig& cfg, const train::DistEnv& env) {
-  if (cfg.train.device == "cuda") return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  if (cfg.train.device == "cuda")
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
   return at::Device(at::kCPU);
 }
 
@@ -62,12 +63,13 @@ int run_train(const TrainOptions& o) {
   const train::DistEnv env = train::DistEnv::from_env();
   const bool main = env.rank == 0;
   models::Pretrained p = build_model(cfg, env.local_rank);
-  train::Communicator comm(env, device_of(cfg, env), std::chrono::seconds(cfg.train.dist_timeout_s));
+  train::Communicator comm(env, device_of(cfg, env),
+                           std::chrono::seconds(cfg.train.dist_timeout_s));
   TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   if (main) {
     std::cerr << "qat train: " << train::to_string(cfg.method) << " on " << p.source << "\n"
-              << "  parameters: " << count_params(*p.model, false) << " total, " << count_params(*p.model, true)
-              << " trainable\n"
+              << "  parameters: " << count_params(*p.model, false) << " total, "
+              << count_params(*p.model, true) << " trainable\n"
               << "  data: " << data.description << "\n"
               << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
               << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
@@ -112,17 +114,18 @@ int run_eval(const EvalOptions& o) {
   std::optional<train::CheckpointData> ckpt;
   if (fs::is_directory(o.target)) {
     ckpt = train::load_checkpoint(o.target);
-    cfg = train::parse_train_config(ckpt->state.at("config").get<std::string>(), o.target + " (saved config)",
-                                    o.overrides);
-    const bool device_given = std::any_of(o.overrides.begin(), o.overrides.end(), [](const std::string& kv) {
-      return kv.rfind("train.device=", 0) == 0;
-    });
+    cfg = train::parse_train_config(ckpt->state.at("config").get<std::string>(),
+                                    o.target + " (saved config)", o.overrides);
+    const bool device_given =
+        std::any_of(o.overrides.begin(), o.overrides.end(),
+                    [](const std::string& kv) { return kv.rfind("train.device=", 0) == 0; });
     if (cfg.train.device == "cuda" && !at::hasCUDA() && !device_given) {
       // A run trained on a GPU, read where there is none: its checkpoint holds CPU tensors, so
       // evaluate here in float32 rather than fail on the saved device.
-      std::cerr << "note: " << o.target << " was trained with train.device=cuda and this machine has no "
-                << "CUDA device: evaluating on the CPU in float32 (bf16 autocast off), so the loss can "
-                << "differ from the run's own eval in the last digits\n";
+      std::cerr
+          << "note: " << o.target << " was trained with train.device=cuda and this machine has no "
+          << "CUDA device: evaluating on the CPU in float32 (bf16 autocast off), so the loss can "
+          << "differ from the run's own eval in the last digits\n";
       cfg.train.device = "cpu";
       cfg.train.autocast = "off";
       cfg.model.dtype = "fp32";
@@ -135,10 +138,12 @@ int run_eval(const EvalOptions& o) {
   if (ckpt) train::load_training_state(*p.model, ckpt->model);
   TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   const int64_t n = o.sequences >= 0 ? o.sequences : cfg.eval.sequences;
-  const train::EvalResult r = train::evaluate(*p.model, data.heldout, cfg.train.micro_batch, comm, n,
-                                              cfg.train.device == "cuda" && cfg.train.autocast != "off");
-  std::cout << "eval: loss " << train::format_fixed(r.loss, 4) << "  perplexity " << train::format_fixed(r.perplexity, 3)
-            << "  (" << r.tokens << " tokens, " << data.description << ")\n";
+  const train::EvalResult r =
+      train::evaluate(*p.model, data.heldout, cfg.train.micro_batch, comm, n,
+                      cfg.train.device == "cuda" && cfg.train.autocast != "off");
+  std::cout << "eval: loss " << train::format_fixed(r.loss, 4) << "  perplexity "
+            << train::format_fixed(r.perplexity, 3) << "  (" << r.tokens << " tokens, "
+            << data.description << ")\n";
   return 0;
 }
 
@@ -146,18 +151,27 @@ int run_eval(const EvalOptions& o) {
 
 void add_train_commands(CLI::App& app, CommandList& commands) {
   auto o = std::make_shared<TrainOptions>();
-  auto* train = app.add_subcommand("train", "Fine-tune a model with a recipe config (QAT, QLoRA, QAT+LoRA, full)");
-  train->add_option("config", o->config, "recipe YAML (see recipes/configs/)")->required()->check(CLI::ExistingFile);
-  train->add_option("overrides", o->overrides, "key=value overrides, e.g. train.lr=1e-4 train.steps=50");
-  train->add_option("--nproc", o->nproc, "local ranks to spawn (data parallel; Gloo on CPU, NCCL on GPU)")
+  auto* train = app.add_subcommand(
+      "train", "Fine-tune a model with a recipe config (QAT, QLoRA, QAT+LoRA, full)");
+  train->add_option("config", o->config, "recipe YAML (see recipes/configs/)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  train->add_option("overrides", o->overrides,
+                    "key=value overrides, e.g. train.lr=1e-4 train.steps=50");
+  train
+      ->add_option("--nproc", o->nproc,
+                   "local ranks to spawn (data parallel; Gloo on CPU, NCCL on GPU)")
       ->check(CLI::Range(1, 1024));
   commands.push_back({train, [o] { return run_train(*o); }});
 
   auto e = std::make_shared<EvalOptions>();
-  auto* eval = app.add_subcommand("eval", "Held-out loss and perplexity of a run's latest checkpoint or of a config's model");
-  eval->add_option("target", e->target, "run directory, checkpoint directory or recipe YAML")->required();
+  auto* eval = app.add_subcommand(
+      "eval", "Held-out loss and perplexity of a run's latest checkpoint or of a config's model");
+  eval->add_option("target", e->target, "run directory, checkpoint directory or recipe YAML")
+      ->required();
   eval->add_option("overrides", e->overrides, "key=value overrides of the config");
-  eval->add_option("--sequences", e->sequences, "held-out sequences to evaluate (default: eval.sequences, 0 = all)");
+  eval->add_option("--sequences", e->sequences,
+                   "held-out sequences to evaluate (default: eval.sequences, 0 = all)");
   commands.push_back({eval, [e] { return run_eval(*e); }});
 }
 

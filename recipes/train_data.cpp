@@ -57,7 +57,8 @@ TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& 
   TrainData out;
   std::vector<data::Example> train_ex, heldout_ex;
   auto cap = [&](auto& v) {
-    if (d.max_documents > 0 && static_cast<int64_t>(v.size()) > d.max_documents) v.resize(static_cast<size_t>(d.max_documents));
+    if (d.max_documents > 0 && static_cast<int64_t>(v.size()) > d.max_documents)
+      v.resize(static_cast<size_t>(d.max_documents));
   };
   if (d.format == "text" || d.format == "jsonl") {
     std::vector<data::Document> docs;
@@ -82,7 +83,8 @@ TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& 
       train_ex = data::alpaca_examples(tr, tokenizer);
       heldout_ex = data::alpaca_examples(ho, tokenizer);
     } else {
-      TORCH_CHECK(!chat_template.empty(), cfg.source, ": data.format=chat but the model has no chat template");
+      TORCH_CHECK(!chat_template.empty(), cfg.source,
+                  ": data.format=chat but the model has no chat template");
       data::ChatTemplate tmpl(chat_template);
       train_ex = data::chat_examples(tr, tokenizer, tmpl);
       heldout_ex = data::chat_examples(ho, tokenizer, tmpl);
@@ -107,23 +109,27 @@ TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& 
   out.train = to_tensors(train_seq, d.seq_len);
   out.heldout = to_tensors(heldout_seq, d.seq_len);
   std::ostringstream desc;
-  desc << d.format << " " << path << " (" << out.documents << " documents): " << out.train.size() << " train / "
-       << out.heldout.size() << " held-out sequences of " << d.seq_len << " tokens";
+  desc << d.format << " " << path << " (" << out.documents << " documents): " << out.train.size()
+       << " train / " << out.heldout.size() << " held-out sequences of " << d.seq_len << " tokens";
   out.description = desc.str();
   return out;
 }
 
-std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set, int64_t n,
-                                                              uint64_t seed, int64_t batch) {
-  const std::vector<int64_t> idx = data::calibration_indices(set.size(), std::min(n, set.size()), seed);
+std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set,
+                                                              int64_t n, uint64_t seed,
+                                                              int64_t batch) {
+  const std::vector<int64_t> idx =
+      data::calibration_indices(set.size(), std::min(n, set.size()), seed);
   std::vector<transforms::CalibrationBatch> out;
   for (size_t b = 0; b < idx.size(); b += static_cast<size_t>(batch)) {
-    const std::vector<int64_t> rows(idx.begin() + static_cast<std::ptrdiff_t>(b),
-                                    idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + batch)));
+    const std::vector<int64_t> rows(
+        idx.begin() + static_cast<std::ptrdiff_t>(b),
+        idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + batch)));
     const at::Tensor sel = at::tensor(rows, at::kLong);
     transforms::CalibrationBatch c{set.tokens.index_select(0, sel), std::nullopt};
     if (set.segments.defined()) {
-      c.packed = models::PackedInputs{set.positions.index_select(0, sel), set.segments.index_select(0, sel)};
+      c.packed = models::PackedInputs{set.positions.index_select(0, sel),
+                                      set.segments.index_select(0, sel)};
     }
     out.push_back(std::move(c));
   }

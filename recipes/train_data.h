@@ -14,7 +14,8 @@ namespace qat::recipes {
 
 struct TrainData {
   train::SequenceSet train, heldout;
-  std::string description;  // e.g. "text corpus .../kjv (4635 documents): 1234 train / 61 held-out sequences of 256"
+  std::string description;  // e.g. "text corpus .../kjv (4635 documents): 1234 train / 61 held-out
+                            // sequences of 256"
   int64_t documents = 0;
 };
 
@@ -24,7 +25,8 @@ TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& 
 // `n` training sequences drawn by the seeded calibration sampler, in batches of `batch`, with
 // their packing (positions, segments) when the data is packed: for static-scale calibration and
 // GPTQ.
-std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set, int64_t n,
-                                                              uint64_t seed, int64_t batch);
+std::vector<transforms::CalibrationBatch> calibration_batches(const train::SequenceSet& set,
+                                                              int64_t n, uint64_t seed,
+                                                              int64_t batch);
 
 }  // namespace qat::recipes

@@ -1,9 +1,9 @@
 #include "trainers/checkpoint.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <ATen/core/Generator.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -65,7 +65,8 @@ void fsync_path(const fs::path& p, bool directory) {
   TORCH_CHECK(rc == 0 || directory, "cannot flush ", p.string(), " to disk: ", std::strerror(err));
 }
 
-std::vector<std::pair<std::string, at::Tensor>> as_list(const std::map<std::string, at::Tensor>& m) {
+std::vector<std::pair<std::string, at::Tensor>> as_list(
+    const std::map<std::string, at::Tensor>& m) {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& [k, v] : m) out.emplace_back(k, v.detach().to(at::kCPU).contiguous());
   return out;
@@ -73,8 +74,8 @@ std::vector<std::pair<std::string, at::Tensor>> as_list(const std::map<std::stri
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step, const CheckpointData& data,
-                            int keep_last) {
+std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step,
+                            const CheckpointData& data, int keep_last) {
   TORCH_CHECK(data.state.contains("step"), "checkpoint state must hold the step");
   const fs::path dir(checkpoints_dir);
   fs::create_directories(dir);
@@ -109,13 +110,15 @@ std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step, co
     TORCH_CHECK(!ec, "cannot move the previous ", final_path.string(), " aside: ", ec.message());
   }
   fs::rename(tmp, final_path, ec);
-  TORCH_CHECK(!ec, "cannot move checkpoint into place at ", final_path.string(), ": ", ec.message());
+  TORCH_CHECK(!ec, "cannot move checkpoint into place at ", final_path.string(), ": ",
+              ec.message());
   fsync_path(dir, true);
   io::remove_tree(trash.string());
 
   if (keep_last > 0) {
     auto all = list_checkpoints(dir);
-    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) io::remove_tree(all[i].second.string());
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i)
+      io::remove_tree(all[i].second.string());
   }
   return final_path.string();
 }
@@ -133,7 +136,8 @@ std::string resolve_checkpoint(const std::string& path) {
   for (const fs::path& dir : {p / "checkpoints", p}) {
     if (auto latest = latest_checkpoint(dir.string())) return *latest;
   }
-  TORCH_CHECK(false, path, " holds no complete checkpoint (expected a run directory with "
+  TORCH_CHECK(false, path,
+              " holds no complete checkpoint (expected a run directory with "
               "checkpoints/step-N/trainer_state.json, or such a step directory)");
   return {};
 }
@@ -149,7 +153,8 @@ nlohmann::json read_state(const fs::path& dir) {
   } catch (const std::exception& e) {
     TORCH_CHECK(false, (dir / "trainer_state.json").string(), " is not valid JSON: ", e.what());
   }
-  TORCH_CHECK(state.is_object() && state.contains("step"), (dir / "trainer_state.json").string(), " has no step");
+  TORCH_CHECK(state.is_object() && state.contains("step"), (dir / "trainer_state.json").string(),
+              " has no step");
   return state;
 }
 

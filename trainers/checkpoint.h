@@ -11,9 +11,9 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -28,8 +28,8 @@ struct CheckpointData {
 
 // Writes `data` as step-<step> in `checkpoints_dir` (created if needed) and prunes old ones
 // (keep_last <= 0 keeps all). Returns the checkpoint's path.
-std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step, const CheckpointData& data,
-                            int keep_last);
+std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step,
+                            const CheckpointData& data, int keep_last);
 
 // "step-0000123": the directory name of the checkpoint of `step`.
 std::string checkpoint_name(int64_t step);

@@ -1,11 +1,10 @@
 #include "trainers/dist.h"
 
+#include <cstdlib>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
-
-#include <cstdlib>
 
 namespace qat::train {
 namespace {
@@ -41,8 +40,8 @@ DistEnv DistEnv::from_env() {
   e.master_port = env_int("MASTER_PORT", 29500);
   e.launcher_store = env_int("QAT_LAUNCHER_STORE", 0) == 1;
   TORCH_CHECK(e.world_size >= 1, "WORLD_SIZE must be >= 1, got ", e.world_size);
-  TORCH_CHECK(e.rank >= 0 && e.rank < e.world_size, "RANK=", e.rank, " is outside [0, WORLD_SIZE=",
-              e.world_size, ")");
+  TORCH_CHECK(e.rank >= 0 && e.rank < e.world_size, "RANK=", e.rank,
+              " is outside [0, WORLD_SIZE=", e.world_size, ")");
   TORCH_CHECK(e.local_rank >= 0, "LOCAL_RANK must be >= 0, got ", e.local_rank);
   TORCH_CHECK(e.master_port > 0 && e.master_port < 65536, "MASTER_PORT=", e.master_port,
               " is not a TCP port");
@@ -77,8 +76,8 @@ Communicator::Communicator(const DistEnv& env, at::Device device, std::chrono::m
   try {
     store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, "rank ", env.rank, " could not reach the rendezvous at ", env.master_addr, ":",
-                env.master_port, " (", std::string(e.what()).substr(0, 200),
+    TORCH_CHECK(false, "rank ", env.rank, " could not reach the rendezvous at ", env.master_addr,
+                ":", env.master_port, " (", std::string(e.what()).substr(0, 200),
                 "): check MASTER_ADDR/MASTER_PORT and that every rank started");
   }
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("qat", store_);
@@ -109,7 +108,9 @@ PendingWork Communicator::all_reduce_sum_async(at::Tensor& t) {
   }
 }
 
-void Communicator::all_reduce_sum(at::Tensor& t) { all_reduce_sum_async(t).wait(); }
+void Communicator::all_reduce_sum(at::Tensor& t) {
+  all_reduce_sum_async(t).wait();
+}
 
 void Communicator::broadcast(at::Tensor& t, int root) {
   if (!backend_) return;

@@ -1,8 +1,7 @@
 // The only translation unit that includes Gloo headers (see dist.h).
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-
 #include <cstdlib>
 #include <string>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
 #include "trainers/dist.h"
 
@@ -16,7 +15,8 @@ c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10
   // others: GLOO_SOCKET_IFNAME names it (as in PyTorch), else the host name's address.
   const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
   const char* master = std::getenv("MASTER_ADDR");
-  const bool local = master == nullptr || std::string(master) == "127.0.0.1" || std::string(master) == "localhost";
+  const bool local =
+      master == nullptr || std::string(master) == "127.0.0.1" || std::string(master) == "localhost";
   if (ifname != nullptr && *ifname != '\0') {
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
   } else if (local) {

@@ -39,7 +39,8 @@ GradSync::GradSync(const std::vector<NamedParam>& params, Communicator& comm, in
     buckets_.push_back(std::move(bucket));
   }
   for (size_t k = 0; k < params_.size(); ++k) {
-    hooks_.push_back(params_[k].param.register_hook([this, k](const at::Tensor& grad) { on_grad(k, grad); }));
+    hooks_.push_back(
+        params_[k].param.register_hook([this, k](const at::Tensor& grad) { on_grad(k, grad); }));
   }
 }
 
@@ -113,7 +114,8 @@ void GradSync::finish() {
     --b.pending;
   }
   launch_ready();
-  if (!buckets_.empty() && buckets_.front().flat.is_cuda()) had = had.to(buckets_.front().flat.device());
+  if (!buckets_.empty() && buckets_.front().flat.is_cuda())
+    had = had.to(buckets_.front().flat.device());
   PendingWork flags = comm_.all_reduce_sum_async(had);
   for (auto& b : buckets_) b.work.wait();
   flags.wait();

@@ -25,7 +25,8 @@ namespace qat::train {
 
 class GradSync {
  public:
-  GradSync(const std::vector<NamedParam>& params, Communicator& comm, int64_t bucket_bytes = 25 << 20);
+  GradSync(const std::vector<NamedParam>& params, Communicator& comm,
+           int64_t bucket_bytes = 25 << 20);
   ~GradSync();
   GradSync(const GradSync&) = delete;
   GradSync& operator=(const GradSync&) = delete;
@@ -39,9 +40,9 @@ class GradSync {
 
  private:
   struct Bucket {
-    at::Tensor flat;               // all its gradients, back to back
-    std::vector<size_t> members;   // indices into params_
-    size_t pending = 0;            // members whose gradient has not arrived this step
+    at::Tensor flat;              // all its gradients, back to back
+    std::vector<size_t> members;  // indices into params_
+    size_t pending = 0;           // members whose gradient has not arrived this step
     PendingWork work;
     bool launched = false;
   };

@@ -1,7 +1,6 @@
 #include "trainers/launch.h"
 
 #include <c10/util/Exception.h>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -12,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 extern char** environ;
 
@@ -19,18 +19,22 @@ namespace qat::train {
 namespace {
 
 volatile sig_atomic_t g_forward_signal = 0;
-void on_signal(int sig) { g_forward_signal = sig; }
+void on_signal(int sig) {
+  g_forward_signal = sig;
+}
 
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
+  if (WIFSIGNALED(status))
+    return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
   return "ended with status " + std::to_string(status);
 }
 
 }  // namespace
 
 LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
-                          const std::map<std::string, std::string>& extra_env, double grace_seconds) {
+                          const std::map<std::string, std::string>& extra_env,
+                          double grace_seconds) {
   TORCH_CHECK(nproc >= 1, "--nproc must be >= 1, got ", nproc);
   TORCH_CHECK(!args.empty(), "launch_local: no program");
   // The store lives as long as this function: every rank connects to it, none serves it.
@@ -47,7 +51,8 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
   }
   const int port = store->getPort();
   std::vector<pid_t> pids;
-  struct sigaction sa {}, old_int{}, old_term{};
+  struct sigaction sa {
+  }, old_int{}, old_term{};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
@@ -130,11 +135,13 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
           result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
           failed_at = std::chrono::steady_clock::now();
         }
-        result.message += (result.message.empty() ? "" : "; ") + ("rank " + std::to_string(r) + " " + describe(status));
+        result.message += (result.message.empty() ? "" : "; ") +
+                          ("rank " + std::to_string(r) + " " + describe(status));
       }
     }
     if (failed_at && !terminated && remaining > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - *failed_at).count() > grace_seconds) {
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - *failed_at).count() >
+            grace_seconds) {
       for (size_t r = 0; r < pids.size(); ++r)
         if (!done[r]) ::kill(pids[r], SIGTERM);
       terminated = true;
@@ -143,7 +150,8 @@ LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
     }
     // A rank that ignores SIGTERM (stuck in a collective) is killed after another grace period.
     if (terminated && !killed && remaining > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - *terminated_at).count() > grace_seconds) {
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - *terminated_at).count() >
+            grace_seconds) {
       for (size_t r = 0; r < pids.size(); ++r)
         if (!done[r]) ::kill(pids[r], SIGKILL);
       killed = true;

@@ -17,8 +17,8 @@
 namespace qat::train {
 
 struct LaunchResult {
-  int exit_code = 0;          // 0 when every rank succeeded, else the first failure's code
-  std::string message;        // which ranks failed and how, in the order seen; empty on success
+  int exit_code = 0;    // 0 when every rank succeeded, else the first failure's code
+  std::string message;  // which ranks failed and how, in the order seen; empty on success
 };
 
 // `args[0]` must be the program (use "/proc/self/exe" for this one). `extra_env` is added to every
@@ -26,6 +26,5 @@ struct LaunchResult {
 LaunchResult launch_local(int nproc, const std::vector<std::string>& args,
                           const std::map<std::string, std::string>& extra_env = {},
                           double grace_seconds = 10.0);
-
 
 }  // namespace qat::train

@@ -12,10 +12,10 @@ Schedule schedule_from_name(const std::string& name);  // "cosine", "linear", "c
 std::string to_string(Schedule s);
 
 struct LrSchedule {
-  double lr = 1e-4;             // peak
+  double lr = 1e-4;  // peak
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
-  double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * lr (cosine and linear)
+  double min_lr_ratio = 0.1;  // final lr = min_lr_ratio * lr (cosine and linear)
   Schedule kind = Schedule::kCosine;
 
   // The rate for optimizer step `step` (0-based): warmup gives lr*(step+1)/warmup_steps.

@@ -66,14 +66,18 @@ void load_training_state(torch::nn::Module& model, const std::map<std::string, a
   std::set<std::string> loaded;
   for (const auto& [key, value] : state) {
     const std::string suffix = ".observer.lo";
-    if (key.size() > suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    if (key.size() > suffix.size() &&
+        key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0) {
       const std::string q = key.substr(0, key.size() - suffix.size());
       auto it = quantizers.find(q);
-      TORCH_CHECK(it != quantizers.end() && it->second->observer() != nullptr, "checkpoint has an observer range for '",
-                  q, "' but the model has no static-range quantizer there: the quantization config differs");
+      TORCH_CHECK(
+          it != quantizers.end() && it->second->observer() != nullptr,
+          "checkpoint has an observer range for '", q,
+          "' but the model has no static-range quantizer there: the quantization config differs");
       auto hi = state.find(q + ".observer.hi");
       auto shape = state.find(q + ".observer.shape");
-      TORCH_CHECK(hi != state.end() && shape != state.end(), "checkpoint observer state of '", q, "' is incomplete");
+      TORCH_CHECK(hi != state.end() && shape != state.end(), "checkpoint observer state of '", q,
+                  "' is incomplete");
       const at::Tensor s = shape->second.to(at::kLong).contiguous();
       std::vector<int64_t> dims(s.data_ptr<int64_t>(), s.data_ptr<int64_t>() + s.numel());
       it->second->observer()->set_state(value.clone(), hi->second.clone(), dims);

@@ -1,8 +1,8 @@
 // The only translation unit that includes NCCL headers (see dist.h). Built without CUDA, asking
 // for NCCL is an error.
-#include "trainers/dist.h"
-
 #include <c10/util/Exception.h>
+
+#include "trainers/dist.h"
 
 #if defined(QAT_WITH_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -19,7 +19,8 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, opts);
 #else
   (void)store, (void)rank, (void)world_size, (void)timeout;
-  TORCH_CHECK(false, "this build has no NCCL (configure with CUDA and the nvidia-nccl headers) -- "
+  TORCH_CHECK(false,
+              "this build has no NCCL (configure with CUDA and the nvidia-nccl headers) -- "
               "train on CPU with Gloo instead (device: cpu)");
 #endif
 }

@@ -15,7 +15,8 @@ void AdamWConfig::validate() const {
 }
 
 static bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool decays(const std::string& name, const at::Tensor& param) {
@@ -23,11 +24,12 @@ bool decays(const std::string& name, const at::Tensor& param) {
   return !(ends_with(name, ".scale") || ends_with(name, ".zero_point"));
 }
 
-AdamW::AdamW(std::vector<NamedParam> params, AdamWConfig cfg) : params_(std::move(params)), cfg_(cfg) {
+AdamW::AdamW(std::vector<NamedParam> params, AdamWConfig cfg)
+    : params_(std::move(params)), cfg_(cfg) {
   cfg_.validate();
   for (const auto& p : params_) {
-    TORCH_CHECK(p.param.scalar_type() == at::kFloat, "AdamW keeps float32 master weights, but ", p.name,
-                " is ", p.param.scalar_type(), ": build trainable parameters in float32");
+    TORCH_CHECK(p.param.scalar_type() == at::kFloat, "AdamW keeps float32 master weights, but ",
+                p.name, " is ", p.param.scalar_type(), ": build trainable parameters in float32");
     decay_.push_back(decays(p.name, p.param));
     exp_avg_.push_back(at::zeros_like(p.param, at::MemoryFormat::Contiguous));
     exp_avg_sq_.push_back(at::zeros_like(p.param, at::MemoryFormat::Contiguous));

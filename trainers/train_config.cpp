@@ -23,10 +23,14 @@ Method method_from_name(const std::string& name) {
 
 std::string to_string(Method m) {
   switch (m) {
-    case Method::kFull: return "full";
-    case Method::kQat: return "qat";
-    case Method::kQlora: return "qlora";
-    case Method::kQatLora: return "qat_lora";
+    case Method::kFull:
+      return "full";
+    case Method::kQat:
+      return "qat";
+    case Method::kQlora:
+      return "qlora";
+    case Method::kQatLora:
+      return "qat_lora";
   }
   return "?";
 }
@@ -64,7 +68,8 @@ class Fields {
       if (std::find(known_.begin(), known_.end(), key) != known_.end()) continue;
       std::ostringstream keys;
       for (size_t i = 0; i < known_.size(); ++i) keys << (i ? ", " : "") << known_[i];
-      TORCH_CHECK(false, where(kv.first), full(key), ": unknown key (expected one of: ", keys.str(), ")");
+      TORCH_CHECK(false, where(kv.first), full(key), ": unknown key (expected one of: ", keys.str(),
+                  ")");
     }
   }
 
@@ -142,9 +147,10 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   std::vector<YAML::Node> chain{root};
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     YAML::Node next = chain.back()[parts[i]];
-    TORCH_CHECK(!next.IsDefined() || next.IsNull() || next.IsMap(), "override ", key, ": '", parts[i],
-                "' is not a section");
-    if (!next.IsDefined() || next.IsNull()) chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+    TORCH_CHECK(!next.IsDefined() || next.IsNull() || next.IsMap(), "override ", key, ": '",
+                parts[i], "' is not a section");
+    if (!next.IsDefined() || next.IsNull())
+      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
     chain.push_back(chain.back()[parts[i]]);
   }
   chain.back()[parts.back()] = parsed;
@@ -173,8 +179,8 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
   try {
     c.method = method_from_name(method);
   } catch (const c10::Error&) {
-    TORCH_CHECK(false, top.where(root["method"]), "method: expected full, qat, qlora or qat_lora, found '",
-                method, "'");
+    TORCH_CHECK(false, top.where(root["method"]),
+                "method: expected full, qat, qlora or qat_lora, found '", method, "'");
   }
   {
     Fields f(top.child("model"), "model", source);
@@ -281,7 +287,8 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
 
 void TrainConfig::validate() const {
   const std::string at = source + ": ";
-  auto one_of = [&](const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
+  auto one_of = [&](const std::string& key, const std::string& v,
+                    std::initializer_list<const char*> ok) {
     std::string list;
     for (const char* o : ok) {
       if (v == o) return;
@@ -326,22 +333,26 @@ void TrainConfig::validate() const {
     }
   }
   TORCH_CHECK(quant.group_size >= 0, at, "quant.group_size must be >= 0, got ", quant.group_size);
-  TORCH_CHECK(quant.delay_steps >= 0, at, "quant.delay_steps must be >= 0, got ", quant.delay_steps);
+  TORCH_CHECK(quant.delay_steps >= 0, at, "quant.delay_steps must be >= 0, got ",
+              quant.delay_steps);
   if (quant.init == "gptq") {
-    TORCH_CHECK(method == Method::kQat, at, "quant.init: gptq starts method qat from GPTQ-rounded weights; method ",
+    TORCH_CHECK(method == Method::kQat, at,
+                "quant.init: gptq starts method qat from GPTQ-rounded weights; method ",
                 to_string(method), " does not train fake-quant weights (use quant.init: rtn)");
     TORCH_CHECK(quant.scale_mode == "dynamic" && quant.delay_steps == 0, at,
-                "quant.init: gptq needs quant.scale_mode: dynamic and quant.delay_steps: 0 (GPTQ rounds with the ",
+                "quant.init: gptq needs quant.scale_mode: dynamic and quant.delay_steps: 0 (GPTQ "
+                "rounds with the ",
                 "scales fake quant uses from the first step)");
     TORCH_CHECK(quant.init_calibration >= 1, at, "quant.init_calibration must be >= 1, got ",
                 quant.init_calibration);
   }
   TORCH_CHECK(lora.r >= 1, at, "lora.r must be >= 1, got ", lora.r);
   TORCH_CHECK(lora.alpha > 0, at, "lora.alpha must be > 0, got ", lora.alpha);
-  TORCH_CHECK(lora.dropout >= 0 && lora.dropout < 1, at, "lora.dropout must be in [0, 1), got ", lora.dropout);
+  TORCH_CHECK(lora.dropout >= 0 && lora.dropout < 1, at, "lora.dropout must be in [0, 1), got ",
+              lora.dropout);
   TORCH_CHECK(!lora.targets.empty(), at, "lora.targets is empty: name the projections to adapt");
-  TORCH_CHECK(nf4.block_size >= 2 && nf4.block_size % 2 == 0, at, "nf4.block_size must be even and >= 2, got ",
-              nf4.block_size);
+  TORCH_CHECK(nf4.block_size >= 2 && nf4.block_size % 2 == 0, at,
+              "nf4.block_size must be even and >= 2, got ", nf4.block_size);
   TORCH_CHECK(data.seq_len >= 2, at, "data.seq_len must be >= 2, got ", data.seq_len);
   TORCH_CHECK(data.eval_fraction >= 0 && data.eval_fraction < 1, at,
               "data.eval_fraction must be in [0, 1), got ", data.eval_fraction);
@@ -349,15 +360,18 @@ void TrainConfig::validate() const {
   TORCH_CHECK(!(data.pack && (data.format == "alpaca" || data.format == "chat")), at,
               "data.pack: instruction data (", data.format, ") is not packed; set data.pack=false");
   TORCH_CHECK(train.steps >= 1, at, "train.steps must be >= 1, got ", train.steps);
-  TORCH_CHECK(train.micro_batch >= 1, at, "train.micro_batch must be >= 1, got ", train.micro_batch);
+  TORCH_CHECK(train.micro_batch >= 1, at, "train.micro_batch must be >= 1, got ",
+              train.micro_batch);
   TORCH_CHECK(train.grad_accum >= 1, at, "train.grad_accum must be >= 1, got ", train.grad_accum);
   TORCH_CHECK(train.warmup_steps >= 0 && train.warmup_steps <= train.steps, at,
               "train.warmup_steps must be in [0, train.steps]");
-  TORCH_CHECK(train.max_grad_norm >= 0, at, "train.max_grad_norm must be >= 0 (0 turns clipping off)");
+  TORCH_CHECK(train.max_grad_norm >= 0, at,
+              "train.max_grad_norm must be >= 0 (0 turns clipping off)");
   TORCH_CHECK(train.dist_timeout_s >= 1, at, "train.dist_timeout_s must be >= 1");
   TORCH_CHECK(!(train.device == "cpu" && train.autocast == "bf16"), at,
               "train.autocast=bf16 needs train.device=cuda (CPU training runs in float32)");
-  TORCH_CHECK(eval.every >= 0 && eval.sequences >= 0, at, "eval.every and eval.sequences must be >= 0");
+  TORCH_CHECK(eval.every >= 0 && eval.sequences >= 0, at,
+              "eval.every and eval.sequences must be >= 0");
   TORCH_CHECK(checkpoint.every >= 0, at, "checkpoint.every must be >= 0");
   TORCH_CHECK(log.every >= 1, at, "log.every must be >= 1");
   TORCH_CHECK(!output_dir.empty(), at, "output_dir is empty");
@@ -375,7 +389,8 @@ std::string to_yaml(const TrainConfig& c) {
   e << YAML::Key << "resume" << YAML::Value << c.resume;
   e << YAML::Key << "method" << YAML::Value << to_string(c.method);
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "path" << YAML::Value << c.model.path << YAML::Key << "dtype" << YAML::Value << c.model.dtype;
+  e << YAML::Key << "path" << YAML::Value << c.model.path << YAML::Key << "dtype" << YAML::Value
+    << c.model.dtype;
   e << YAML::EndMap;
   e << YAML::Key << "quant" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "weight" << YAML::Value << c.quant.weight;
@@ -393,8 +408,10 @@ std::string to_yaml(const TrainConfig& c) {
   e << YAML::Key << "init_calibration" << YAML::Value << c.quant.init_calibration;
   e << YAML::EndMap;
   e << YAML::Key << "lora" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "r" << YAML::Value << c.lora.r << YAML::Key << "alpha" << YAML::Value << c.lora.alpha;
-  e << YAML::Key << "dropout" << YAML::Value << c.lora.dropout << YAML::Key << "rslora" << YAML::Value << c.lora.rslora;
+  e << YAML::Key << "r" << YAML::Value << c.lora.r << YAML::Key << "alpha" << YAML::Value
+    << c.lora.alpha;
+  e << YAML::Key << "dropout" << YAML::Value << c.lora.dropout << YAML::Key << "rslora"
+    << YAML::Value << c.lora.rslora;
   e << YAML::Key << "targets" << YAML::Value;
   list(c.lora.targets);
   e << YAML::EndMap;
@@ -402,32 +419,42 @@ std::string to_yaml(const TrainConfig& c) {
   e << YAML::Key << "double_quant" << YAML::Value << c.nf4.double_quant;
   e << YAML::Key << "block_size" << YAML::Value << c.nf4.block_size << YAML::EndMap;
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "format" << YAML::Value << c.data.format << YAML::Key << "path" << YAML::Value << c.data.path;
-  e << YAML::Key << "field" << YAML::Value << c.data.field << YAML::Key << "seq_len" << YAML::Value << c.data.seq_len;
+  e << YAML::Key << "format" << YAML::Value << c.data.format << YAML::Key << "path" << YAML::Value
+    << c.data.path;
+  e << YAML::Key << "field" << YAML::Value << c.data.field << YAML::Key << "seq_len" << YAML::Value
+    << c.data.seq_len;
   e << YAML::Key << "pack" << YAML::Value << c.data.pack;
   e << YAML::Key << "eval_fraction" << YAML::Value << c.data.eval_fraction;
   e << YAML::Key << "max_documents" << YAML::Value << c.data.max_documents << YAML::EndMap;
   const auto& t = c.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "steps" << YAML::Value << t.steps << YAML::Key << "micro_batch" << YAML::Value << t.micro_batch;
-  e << YAML::Key << "grad_accum" << YAML::Value << t.grad_accum << YAML::Key << "lr" << YAML::Value << t.lr;
-  e << YAML::Key << "schedule" << YAML::Value << t.schedule << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps;
+  e << YAML::Key << "steps" << YAML::Value << t.steps << YAML::Key << "micro_batch" << YAML::Value
+    << t.micro_batch;
+  e << YAML::Key << "grad_accum" << YAML::Value << t.grad_accum << YAML::Key << "lr" << YAML::Value
+    << t.lr;
+  e << YAML::Key << "schedule" << YAML::Value << t.schedule << YAML::Key << "warmup_steps"
+    << YAML::Value << t.warmup_steps;
   e << YAML::Key << "min_lr_ratio" << YAML::Value << t.min_lr_ratio;
   e << YAML::Key << "weight_decay" << YAML::Value << t.weight_decay;
-  e << YAML::Key << "beta1" << YAML::Value << t.beta1 << YAML::Key << "beta2" << YAML::Value << t.beta2;
-  e << YAML::Key << "eps" << YAML::Value << t.eps << YAML::Key << "max_grad_norm" << YAML::Value << t.max_grad_norm;
+  e << YAML::Key << "beta1" << YAML::Value << t.beta1 << YAML::Key << "beta2" << YAML::Value
+    << t.beta2;
+  e << YAML::Key << "eps" << YAML::Value << t.eps << YAML::Key << "max_grad_norm" << YAML::Value
+    << t.max_grad_norm;
   e << YAML::Key << "seed" << YAML::Value << t.seed;
   e << YAML::Key << "activation_checkpointing" << YAML::Value << t.activation_checkpointing;
-  e << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "autocast" << YAML::Value << t.autocast;
+  e << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "autocast" << YAML::Value
+    << t.autocast;
   e << YAML::Key << "dist_timeout_s" << YAML::Value << t.dist_timeout_s << YAML::EndMap;
   e << YAML::Key << "eval" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "every" << YAML::Value << c.eval.every << YAML::Key << "sequences" << YAML::Value << c.eval.sequences;
+  e << YAML::Key << "every" << YAML::Value << c.eval.every << YAML::Key << "sequences"
+    << YAML::Value << c.eval.sequences;
   e << YAML::Key << "at_start" << YAML::Value << c.eval.at_start << YAML::EndMap;
   e << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "every" << YAML::Value << c.checkpoint.every;
   e << YAML::Key << "keep_last" << YAML::Value << c.checkpoint.keep_last << YAML::EndMap;
   e << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "every" << YAML::Value << c.log.every << YAML::Key << "progress" << YAML::Value << c.log.progress;
+  e << YAML::Key << "every" << YAML::Value << c.log.every << YAML::Key << "progress" << YAML::Value
+    << c.log.progress;
   e << YAML::Key << "plot" << YAML::Value << c.log.plot << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";

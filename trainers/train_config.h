@@ -33,12 +33,12 @@ struct QuantSection {
   // Format for layers `weight` cannot block (k-quants need in_features % 256 == 0), or "none"
   // (such a layer is then an error). llama.cpp falls back the same way when it quantizes.
   std::string fallback = "none";
-  int64_t group_size = 0;            // per-group size for int/uint/fp8 formats (0: format default)
-  std::string activation = "none";   // "none" or a format (per-token dynamic), e.g. int8
+  int64_t group_size = 0;           // per-group size for int/uint/fp8 formats (0: format default)
+  std::string activation = "none";  // "none" or a format (per-token dynamic), e.g. int8
   std::string scale_mode = "dynamic";  // dynamic | static | learnable
-  std::string range = "minmax";      // minmax | percentile | mse
-  std::string grad = "ste";          // ste | clipped_ste
-  int64_t delay_steps = 0;           // optimizer steps before fake quant switches on
+  std::string range = "minmax";        // minmax | percentile | mse
+  std::string grad = "ste";            // ste | clipped_ste
+  int64_t delay_steps = 0;             // optimizer steps before fake quant switches on
   int64_t freeze_observer_after = -1;  // static scales: stop updating after N steps
   std::vector<std::string> exclude = {"lm_head", "embed_tokens"};  // name patterns left dense
   // Where the quantized weights start (method qat, fresh runs): "rtn", the pretrained weights
@@ -53,7 +53,7 @@ struct LoraSection {
   double alpha = 32.0;
   double dropout = 0.0;
   bool rslora = false;
-  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj",
+  std::vector<std::string> targets = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                       "gate_proj", "up_proj", "down_proj"};
 };
 
@@ -67,50 +67,50 @@ struct DataSection {
   std::string path = "default";  // a file or directory; "default": the bundled corpus
   std::string field = "text";    // jsonl: the text field
   int64_t seq_len = 256;
-  bool pack = true;              // pack documents into full sequences (text/jsonl)
-  double eval_fraction = 0.05;   // documents held out for evaluation
-  int64_t max_documents = 0;     // 0: all
+  bool pack = true;             // pack documents into full sequences (text/jsonl)
+  double eval_fraction = 0.05;  // documents held out for evaluation
+  int64_t max_documents = 0;    // 0: all
 };
 
 struct TrainSection {
   int64_t steps = 100;
-  int64_t micro_batch = 4;       // sequences per rank per micro-step
-  int64_t grad_accum = 1;        // micro-steps per optimizer step
+  int64_t micro_batch = 4;  // sequences per rank per micro-step
+  int64_t grad_accum = 1;   // micro-steps per optimizer step
   double lr = 2e-5;
   std::string schedule = "cosine";
   int64_t warmup_steps = 0;
   double min_lr_ratio = 0.1;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double max_grad_norm = 1.0;    // 0: no clipping
+  double max_grad_norm = 1.0;  // 0: no clipping
   int64_t seed = 0;
   bool activation_checkpointing = false;
-  std::string device = "cpu";    // cpu | cuda
-  std::string autocast = "auto"; // auto (bf16 on cuda, off on cpu) | bf16 | off
-  int64_t dist_timeout_s = 300;  // a collective waiting longer means a lost rank
+  std::string device = "cpu";     // cpu | cuda
+  std::string autocast = "auto";  // auto (bf16 on cuda, off on cpu) | bf16 | off
+  int64_t dist_timeout_s = 300;   // a collective waiting longer means a lost rank
 };
 
 struct EvalSection {
-  int64_t every = 0;         // optimizer steps between evaluations (0: only at start and end)
-  int64_t sequences = 32;    // held-out sequences per evaluation (0: all)
+  int64_t every = 0;       // optimizer steps between evaluations (0: only at start and end)
+  int64_t sequences = 32;  // held-out sequences per evaluation (0: all)
   bool at_start = true;
 };
 
 struct CheckpointSection {
-  int64_t every = 0;         // optimizer steps between saves (0: only at the end)
+  int64_t every = 0;  // optimizer steps between saves (0: only at the end)
   int64_t keep_last = 2;
 };
 
 struct LogSection {
-  int64_t every = 1;         // steps between metrics lines
+  int64_t every = 1;              // steps between metrics lines
   std::string progress = "auto";  // auto (a bar on a TTY) | bar | lines | off
-  bool plot = true;          // training-curve PNG beside metrics.jsonl
+  bool plot = true;               // training-curve PNG beside metrics.jsonl
 };
 
 struct TrainConfig {
-  std::string source;        // the file it came from (for messages)
+  std::string source;  // the file it came from (for messages)
   std::string output_dir = "runs/run";
-  bool resume = true;        // continue from output_dir's latest checkpoint when there is one
+  bool resume = true;  // continue from output_dir's latest checkpoint when there is one
   Method method = Method::kQat;
   ModelSection model;
   QuantSection quant;
@@ -122,12 +122,15 @@ struct TrainConfig {
   CheckpointSection checkpoint;
   LogSection log;
 
-  int64_t global_batch(int world_size) const { return train.micro_batch * train.grad_accum * world_size; }
+  int64_t global_batch(int world_size) const {
+    return train.micro_batch * train.grad_accum * world_size;
+  }
   void validate() const;  // impossible combinations
 };
 
 // Parses `path` with `overrides` ("a.b=value") applied on top.
-TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides = {});
+TrainConfig load_train_config(const std::string& path,
+                              const std::vector<std::string>& overrides = {});
 // Parses YAML text (what load_train_config and tests use); `source` names it in errors.
 TrainConfig parse_train_config(const std::string& yaml, const std::string& source,
                                const std::vector<std::string>& overrides = {});

@@ -14,10 +14,10 @@
 #pragma once
 
 #include <torch/nn/module.h>
-#include <nlohmann/json.hpp>
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -54,12 +54,12 @@ EvalResult evaluate(models::LlamaForCausalLM& model, const SequenceSet& data, in
                     Communicator& comm, int64_t max_sequences = 0, bool autocast_bf16 = false);
 
 struct TrainSummary {
-  int64_t steps = 0;            // optimizer steps completed
-  int64_t resumed_from = -1;    // step of the checkpoint resumed from, -1 if none
+  int64_t steps = 0;          // optimizer steps completed
+  int64_t resumed_from = -1;  // step of the checkpoint resumed from, -1 if none
   std::optional<EvalResult> first_eval, last_eval;
   double train_seconds = 0;
-  double tokens_per_second = 0; // target+context tokens processed per second (all ranks)
-  double peak_memory_bytes = 0; // CUDA allocator peak, or the process's peak RSS on CPU
+  double tokens_per_second = 0;  // target+context tokens processed per second (all ranks)
+  double peak_memory_bytes = 0;  // CUDA allocator peak, or the process's peak RSS on CPU
   std::string last_checkpoint;
 };
 
@@ -73,8 +73,9 @@ class Trainer {
   // `model` is prepared for the method (fake quant / LoRA / NF4 applied) and on the config's
   // device; its trainable parameters must be float32. `run_info` goes into every checkpoint's
   // trainer_state.json (source model, data description).
-  Trainer(std::shared_ptr<models::LlamaForCausalLM> model, SequenceSet train_data, SequenceSet eval_data,
-          TrainConfig cfg, Communicator& comm, nlohmann::json run_info = nlohmann::json::object());
+  Trainer(std::shared_ptr<models::LlamaForCausalLM> model, SequenceSet train_data,
+          SequenceSet eval_data, TrainConfig cfg, Communicator& comm,
+          nlohmann::json run_info = nlohmann::json::object());
   ~Trainer();
 
   // Runs (or resumes, when the output directory holds a checkpoint and cfg.resume) to

@@ -25,7 +25,8 @@ float block_absmax(const float* x, int64_t begin, int64_t end) {
 
 }  // namespace
 
-void nf4_quantize(const at::Tensor& x_in, int64_t blocksize, at::Tensor& codes, at::Tensor& absmax) {
+void nf4_quantize(const at::Tensor& x_in, int64_t blocksize, at::Tensor& codes,
+                  at::Tensor& absmax) {
   const at::Tensor x32 = x_in.to(at::kFloat).contiguous();  // exact for float16/bfloat16
   const float* x = x32.data_ptr<float>();
   const int64_t n = x32.numel();
@@ -35,20 +36,21 @@ void nf4_quantize(const at::Tensor& x_in, int64_t blocksize, at::Tensor& codes, 
   std::fill(out, out + (n + 1) / 2, uint8_t{0});
   // Blocks in parallel: a block starts on an even element (block sizes are even), so no two
   // blocks share a byte.
-  at::parallel_for(0, blocks, std::max<int64_t>(1, (int64_t{1} << 14) / blocksize), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
-      const bool partial = end - begin < blocksize;
-      const float a = block_absmax(x, begin, end);
-      am[b] = nm::nf4_stored_absmax(a, partial);
-      const nm::Nf4Block blk = nm::nf4_block(a, partial);
-      for (int64_t i = begin; i < end; ++i) {
-        // byte i/2: the even element in the high nibble
-        const int c = nm::nf4_encode(x[i], blk);
-        out[i / 2] = static_cast<uint8_t>(out[i / 2] | (i % 2 == 0 ? c << 4 : c));
-      }
-    }
-  });
+  at::parallel_for(0, blocks, std::max<int64_t>(1, (int64_t{1} << 14) / blocksize),
+                   [&](int64_t b0, int64_t b1) {
+                     for (int64_t b = b0; b < b1; ++b) {
+                       const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
+                       const bool partial = end - begin < blocksize;
+                       const float a = block_absmax(x, begin, end);
+                       am[b] = nm::nf4_stored_absmax(a, partial);
+                       const nm::Nf4Block blk = nm::nf4_block(a, partial);
+                       for (int64_t i = begin; i < end; ++i) {
+                         // byte i/2: the even element in the high nibble
+                         const int c = nm::nf4_encode(x[i], blk);
+                         out[i / 2] = static_cast<uint8_t>(out[i / 2] | (i % 2 == 0 ? c << 4 : c));
+                       }
+                     }
+                   });
   // An odd tensor's padding element is y = 0.0: code 7 in the low nibble of the last byte.
   if (n % 2 == 1) out[n / 2] = static_cast<uint8_t>(out[n / 2] | nm::nf4_code_cpu(0.0f));
 }
@@ -73,12 +75,14 @@ void nf4_dequantize_into(const uint8_t* in, const float* am, int64_t n, int64_t 
         y[2 * k] = table[bytes[k] >> 4];
         y[2 * k + 1] = table[bytes[k] & 0x0f];
       }
-      if ((end - begin) % 2) y[2 * pairs] = table[bytes[pairs] >> 4];  // an odd tensor's last element
+      if ((end - begin) % 2)
+        y[2 * pairs] = table[bytes[pairs] >> 4];  // an odd tensor's last element
     }
   });
 }
 
-void nf4_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize, at::Tensor& y) {
+void nf4_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize,
+                    at::Tensor& y) {
   const uint8_t* in = codes.data_ptr<uint8_t>();
   const float* am = absmax.data_ptr<float>();
   const int64_t n = y.numel();
@@ -94,11 +98,13 @@ void nf4_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t b
       nf4_dequantize_into(in, am, n, blocksize, reinterpret_cast<uint16_t*>(y.data_ptr()),
                           [](float v) { return m::float_to_half_bits(v); });
       return;
-    default: TORCH_INTERNAL_ASSERT(false, "nf4 cpu: unexpected output dtype");
+    default:
+      TORCH_INTERNAL_ASSERT(false, "nf4 cpu: unexpected output dtype");
   }
 }
 
-void dynamic_quantize(const at::Tensor& v_in, int64_t blocksize, at::Tensor& codes, at::Tensor& absmax) {
+void dynamic_quantize(const at::Tensor& v_in, int64_t blocksize, at::Tensor& codes,
+                      at::Tensor& absmax) {
   const float* v = v_in.data_ptr<float>();
   const int64_t n = v_in.numel();
   float* am = absmax.data_ptr<float>();
@@ -106,11 +112,13 @@ void dynamic_quantize(const at::Tensor& v_in, int64_t blocksize, at::Tensor& cod
   for (int64_t b = 0; b * blocksize < n; ++b) {
     const int64_t begin = b * blocksize, end = std::min(begin + blocksize, n);
     am[b] = block_absmax(v, begin, end);
-    for (int64_t i = begin; i < end; ++i) out[i] = static_cast<uint8_t>(nm::dynamic_encode(v[i], am[b]));
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = static_cast<uint8_t>(nm::dynamic_encode(v[i], am[b]));
   }
 }
 
-void dynamic_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize, at::Tensor& y) {
+void dynamic_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize,
+                        at::Tensor& y) {
   const uint8_t* in = codes.data_ptr<uint8_t>();
   const float* am = absmax.data_ptr<float>();
   float* out = y.data_ptr<float>();

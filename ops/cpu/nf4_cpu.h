@@ -10,10 +10,13 @@ namespace qat::ops::cpu {
 // x: float32/float16/bfloat16; codes: uint8 [(n+1)/2]; absmax: float32 [blocks].
 void nf4_quantize(const at::Tensor& x, int64_t blocksize, at::Tensor& codes, at::Tensor& absmax);
 // y: float32/float16/bfloat16 with n elements.
-void nf4_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize, at::Tensor& y);
+void nf4_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize,
+                    at::Tensor& y);
 // v: float32; codes: uint8 [n]; absmax: float32 [blocks].
-void dynamic_quantize(const at::Tensor& v, int64_t blocksize, at::Tensor& codes, at::Tensor& absmax);
+void dynamic_quantize(const at::Tensor& v, int64_t blocksize, at::Tensor& codes,
+                      at::Tensor& absmax);
 // y: float32 [n].
-void dynamic_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize, at::Tensor& y);
+void dynamic_dequantize(const at::Tensor& codes, const at::Tensor& absmax, int64_t blocksize,
+                        at::Tensor& y);
 
 }  // namespace qat::ops::cpu

@@ -51,7 +51,8 @@ void for_each_group_run(const GroupLayout& l, Fn&& fn, const std::vector<m::Grou
   const int64_t runs = l.numel / inner;  // run r covers [r*inner, (r+1)*inner), group r % count
   const int64_t grain = std::max<int64_t>(1, (1 << 14) / inner);
   at::parallel_for(0, runs, grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) fn(r * inner, (r + 1) * inner, m::GroupQParams(gq[r % l.count]));
+    for (int64_t r = r0; r < r1; ++r)
+      fn(r * inner, (r + 1) * inner, m::GroupQParams(gq[r % l.count]));
   });
 }
 
@@ -132,7 +133,8 @@ void group_stats(const at::Tensor& x, const GroupLayout& l, at::Tensor& stats) {
     if (l.contiguous()) {
       const int64_t grain = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(l.inner, 1));
       at::parallel_for(0, l.count, grain, [&](int64_t g0, int64_t g1) {
-        for (int64_t g = g0; g < g1; ++g) write(g, contiguous_group_stats(in + g * l.inner, l.inner));
+        for (int64_t g = g0; g < g1; ++g)
+          write(g, contiguous_group_stats(in + g * l.inner, l.inner));
       });
     } else {  // strided groups (per-axis): one sequential pass in element order
       std::vector<m::GroupStats> acc(l.count, m::stats_init());
@@ -169,27 +171,33 @@ void scales_from_range(const at::Tensor& lo, const at::Tensor& hi, const QuantSp
 }
 
 void fake_quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
-                   const at::Tensor& scale, const at::Tensor& zero, at::Tensor& y, at::Tensor* mask) {
+                   const at::Tensor& scale, const at::Tensor& zero, at::Tensor& y,
+                   at::Tensor* mask) {
   const std::vector<m::GroupQParams> gq = group_qparams(spec, scale, zero);
   bool* mk = mask ? mask->data_ptr<bool>() : nullptr;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fake_quantize_cpu", [&] {
-    const scalar_t* in = x.data_ptr<scalar_t>();
-    scalar_t* out = y.data_ptr<scalar_t>();
-    dispatch_format(spec.format, [&](auto tag) {
-      constexpr Format F = decltype(tag)::value;
-      for_each_group_run(l, [&](int64_t begin, int64_t end, m::GroupQParams g) {
-        if (mk) {  // one loop for both outputs: x is read once
-          for (int64_t i = begin; i < end; ++i) {
-            const float v = load(in, i);
-            store(out, i, m::fake_quant_value<F>(v, g));
-            mk[i] = m::in_range<F>(v, g);
-          }
-        } else {
-          for (int64_t i = begin; i < end; ++i) store(out, i, m::fake_quant_value<F>(load(in, i), g));
-        }
-      }, gq);
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, x.scalar_type(), "fake_quantize_cpu", [&] {
+        const scalar_t* in = x.data_ptr<scalar_t>();
+        scalar_t* out = y.data_ptr<scalar_t>();
+        dispatch_format(spec.format, [&](auto tag) {
+          constexpr Format F = decltype(tag)::value;
+          for_each_group_run(
+              l,
+              [&](int64_t begin, int64_t end, m::GroupQParams g) {
+                if (mk) {  // one loop for both outputs: x is read once
+                  for (int64_t i = begin; i < end; ++i) {
+                    const float v = load(in, i);
+                    store(out, i, m::fake_quant_value<F>(v, g));
+                    mk[i] = m::in_range<F>(v, g);
+                  }
+                } else {
+                  for (int64_t i = begin; i < end; ++i)
+                    store(out, i, m::fake_quant_value<F>(load(in, i), g));
+                }
+              },
+              gq);
+        });
+      });
 }
 
 void quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
@@ -200,12 +208,15 @@ void quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
     const scalar_t* in = x.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_group_run(l, [&](int64_t begin, int64_t end, m::GroupQParams g) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int q = m::quantize_value<F>(load(in, i), g);
-          out[i] = static_cast<uint8_t>(q);  // two's complement bits for negative codes
-        }
-      }, gq);
+      for_each_group_run(
+          l,
+          [&](int64_t begin, int64_t end, m::GroupQParams g) {
+            for (int64_t i = begin; i < end; ++i) {
+              const int q = m::quantize_value<F>(load(in, i), g);
+              out[i] = static_cast<uint8_t>(q);  // two's complement bits for negative codes
+            }
+          },
+          gq);
     });
   });
 }
@@ -219,12 +230,16 @@ void dequantize(const at::Tensor& codes, const QuantSpec& spec, const GroupLayou
     scalar_t* out = y.data_ptr<scalar_t>();
     dispatch_format(spec.format, [&](auto tag) {
       constexpr Format F = decltype(tag)::value;
-      for_each_group_run(l, [&](int64_t begin, int64_t end, m::GroupQParams g) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int q = is_signed ? static_cast<int>(static_cast<int8_t>(in[i])) : static_cast<int>(in[i]);
-          store(out, i, m::dequantize_value<F>(q, g));
-        }
-      }, gq);
+      for_each_group_run(
+          l,
+          [&](int64_t begin, int64_t end, m::GroupQParams g) {
+            for (int64_t i = begin; i < end; ++i) {
+              const int q = is_signed ? static_cast<int>(static_cast<int8_t>(in[i]))
+                                      : static_cast<int>(in[i]);
+              store(out, i, m::dequantize_value<F>(q, g));
+            }
+          },
+          gq);
     });
   });
 }
@@ -259,13 +274,15 @@ ElementFakeQuant::ElementFakeQuant(const QuantSpec& spec, const QParams& qp, at:
               " has no per-group parameters (k-quants quantize whole super-blocks)");
   TORCH_CHECK(qp.scale.defined(), "ElementFakeQuant: qparams.scale is undefined");
   const at::Tensor scale = qp.scale.detach().to(at::kCPU, at::kFloat).contiguous().view({-1});
-  const at::Tensor zero = qp.zero.defined() ? qp.zero.detach().to(at::kCPU, at::kFloat).contiguous().view({-1})
-                                            : scale.new_zeros(scale.sizes());
+  const at::Tensor zero = qp.zero.defined()
+                              ? qp.zero.detach().to(at::kCPU, at::kFloat).contiguous().view({-1})
+                              : scale.new_zeros(scale.sizes());
   TORCH_CHECK(zero.numel() == scale.numel(), "ElementFakeQuant: ", scale.numel(), " scales but ",
               zero.numel(), " zero points");
   params_ = cpu::group_qparams(spec, scale, zero);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "ElementFakeQuant", [&] {
-    TORCH_CHECK(dtype != at::kDouble, "ElementFakeQuant: values must be float32, float16 or bfloat16");
+    TORCH_CHECK(dtype != at::kDouble,
+                "ElementFakeQuant: values must be float32, float16 or bfloat16");
     to_dtype_ = &round_to<scalar_t>;
     dispatch_format(spec.format, [&](auto tag) {
       fake_quant_ = &element_fake_quant<decltype(tag)::value, scalar_t>;

@@ -19,7 +19,8 @@ void scales_from_stats(const at::Tensor& stats, const QuantSpec& spec, at::Tenso
 void scales_from_range(const at::Tensor& lo, const at::Tensor& hi, const QuantSpec& spec,
                        at::Tensor& scale, at::Tensor& zero);
 void fake_quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
-                   const at::Tensor& scale, const at::Tensor& zero, at::Tensor& y, at::Tensor* mask);
+                   const at::Tensor& scale, const at::Tensor& zero, at::Tensor& y,
+                   at::Tensor* mask);
 void quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
               const at::Tensor& scale, const at::Tensor& zero, at::Tensor& codes);
 void dequantize(const at::Tensor& codes, const QuantSpec& spec, const GroupLayout& l,

@@ -10,13 +10,19 @@ namespace qat::ops::cuda_glue {
 
 inline cuda::DType dtype_of(const at::Tensor& t) {
   switch (t.scalar_type()) {
-    case at::kFloat: return cuda::DType::kFloat32;
-    case at::kHalf: return cuda::DType::kFloat16;
-    case at::kBFloat16: return cuda::DType::kBFloat16;
-    default: TORCH_CHECK(false, "CUDA quant kernels: unsupported dtype ", t.scalar_type());
+    case at::kFloat:
+      return cuda::DType::kFloat32;
+    case at::kHalf:
+      return cuda::DType::kFloat16;
+    case at::kBFloat16:
+      return cuda::DType::kBFloat16;
+    default:
+      TORCH_CHECK(false, "CUDA quant kernels: unsupported dtype ", t.scalar_type());
   }
 }
 
-inline cudaStream_t stream() { return at::cuda::getCurrentCUDAStream(); }
+inline cudaStream_t stream() {
+  return at::cuda::getCurrentCUDAStream();
+}
 
 }  // namespace qat::ops::cuda_glue

@@ -3,9 +3,8 @@
 // bit. The scale search is sequential within a super-block; a 4096 x 14336 weight has 229k
 // super-blocks, enough threads to fill the GPU. Weights are quantized once per step, so this
 // simple mapping is not the bottleneck of a training step.
-#include "ops/cuda/kquant_cuda.cuh"
-
 #include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/kquant_cuda.cuh"
 #include "ops/kquant_math.h"
 
 namespace qat::ops::cuda {

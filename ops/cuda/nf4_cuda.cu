@@ -1,8 +1,7 @@
 // CUDA kernels for NF4 and the dynamic 8-bit map. Codes and values equal the CPU reference bit for
 // bit: the per-element math is ops/nf4_math.h, and a block's absmax is a max (exact in any order).
-#include "ops/cuda/nf4_cuda.cuh"
-
 #include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/nf4_cuda.cuh"
 #include "ops/nf4_math.h"
 
 namespace qat::ops::cuda {
@@ -11,12 +10,24 @@ namespace {
 
 namespace nm = qat::ops::nf4_math;
 
-__device__ __forceinline__ float load(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float load(const __half* p, int64_t i) { return __half2float(p[i]); }
-__device__ __forceinline__ float load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+__device__ __forceinline__ float load(const float* p, int64_t i) {
+  return p[i];
+}
+__device__ __forceinline__ float load(const __half* p, int64_t i) {
+  return __half2float(p[i]);
+}
+__device__ __forceinline__ float load(const __nv_bfloat16* p, int64_t i) {
+  return __bfloat162float(p[i]);
+}
+__device__ __forceinline__ void store(float* p, int64_t i, float v) {
+  p[i] = v;
+}
+__device__ __forceinline__ void store(__half* p, int64_t i, float v) {
+  p[i] = __float2half_rn(v);
+}
+__device__ __forceinline__ void store(__nv_bfloat16* p, int64_t i, float v) {
+  p[i] = __float2bfloat16_rn(v);
+}
 
 constexpr int kThreads = 256;  // 8 warps per CTA
 // One warp per block of elements: blocksize >= 32, so every lane has work.
@@ -60,8 +71,9 @@ __global__ void nf4_store_absmax_kernel(int64_t n, int64_t blocksize, float* abs
 }
 
 template <typename T>
-__global__ void nf4_decode_kernel(const uint8_t* __restrict__ codes, const float* __restrict__ absmax,
-                                  int64_t n, int64_t blocksize, T* __restrict__ y) {
+__global__ void nf4_decode_kernel(const uint8_t* __restrict__ codes,
+                                  const float* __restrict__ absmax, int64_t n, int64_t blocksize,
+                                  T* __restrict__ y) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= (n + 1) / 2) return;
   const int64_t i = 2 * j;
@@ -72,13 +84,15 @@ __global__ void nf4_decode_kernel(const uint8_t* __restrict__ codes, const float
 }
 
 __global__ void dynamic_encode_kernel(const float* __restrict__ v, int64_t n, int64_t blocksize,
-                                      const float* __restrict__ absmax, uint8_t* __restrict__ codes) {
+                                      const float* __restrict__ absmax,
+                                      uint8_t* __restrict__ codes) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) codes[i] = static_cast<uint8_t>(nm::dynamic_encode(v[i], absmax[i / blocksize]));
 }
 
-__global__ void dynamic_decode_kernel(const uint8_t* __restrict__ codes, const float* __restrict__ absmax,
-                                      int64_t n, int64_t blocksize, float* __restrict__ y) {
+__global__ void dynamic_decode_kernel(const uint8_t* __restrict__ codes,
+                                      const float* __restrict__ absmax, int64_t n,
+                                      int64_t blocksize, float* __restrict__ y) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) y[i] = nm::dynamic_decode(codes[i], absmax[i / blocksize]);
 }
@@ -91,11 +105,11 @@ void launch_nf4_quantize(const void* x, DType dt, int64_t n, int64_t blocksize, 
   dispatch_dtype(dt, [&](auto t) {
     using T = decltype(t);
     const T* xp = static_cast<const T*>(x);
-    block_absmax_kernel<T><<<grid_for(blocks, kWarpsPerCta), kThreads, 0, stream>>>(xp, n, blocksize,
-                                                                                    blocks, absmax);
+    block_absmax_kernel<T>
+        <<<grid_for(blocks, kWarpsPerCta), kThreads, 0, stream>>>(xp, n, blocksize, blocks, absmax);
     check_launch("nf4 block absmax");
-    nf4_encode_kernel<T><<<grid_for((n + 1) / 2, kThreads), kThreads, 0, stream>>>(xp, n, blocksize,
-                                                                                   absmax, codes);
+    nf4_encode_kernel<T>
+        <<<grid_for((n + 1) / 2, kThreads), kThreads, 0, stream>>>(xp, n, blocksize, absmax, codes);
     check_launch("nf4 encode");
   });
   nf4_store_absmax_kernel<<<1, 1, 0, stream>>>(n, blocksize, absmax);
@@ -115,16 +129,18 @@ void launch_nf4_dequantize(const uint8_t* codes, const float* absmax, int64_t n,
 void launch_dynamic_quantize(const float* v, int64_t n, int64_t blocksize, uint8_t* codes,
                              float* absmax, cudaStream_t stream) {
   const int64_t blocks = (n + blocksize - 1) / blocksize;
-  block_absmax_kernel<float><<<grid_for(blocks, kWarpsPerCta), kThreads, 0, stream>>>(v, n, blocksize,
-                                                                                     blocks, absmax);
+  block_absmax_kernel<float>
+      <<<grid_for(blocks, kWarpsPerCta), kThreads, 0, stream>>>(v, n, blocksize, blocks, absmax);
   check_launch("dynamic block absmax");
-  dynamic_encode_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(v, n, blocksize, absmax, codes);
+  dynamic_encode_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(v, n, blocksize, absmax,
+                                                                        codes);
   check_launch("dynamic encode");
 }
 
 void launch_dynamic_dequantize(const uint8_t* codes, const float* absmax, int64_t n,
                                int64_t blocksize, float* y, cudaStream_t stream) {
-  dynamic_decode_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(codes, absmax, n, blocksize, y);
+  dynamic_decode_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(codes, absmax, n, blocksize,
+                                                                        y);
   check_launch("dynamic decode");
 }
 

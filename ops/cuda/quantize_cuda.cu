@@ -1,8 +1,7 @@
 // CUDA kernels for quantize / dequantize / fake quant. The per-element math is
 // ops/quant_math.h, shared with the CPU reference, so codes and values match it bit for bit.
-#include "ops/cuda/quantize_cuda.cuh"
-
 #include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/quantize_cuda.cuh"
 #include "ops/dispatch.h"
 #include "ops/quant_math.h"
 
@@ -104,10 +103,12 @@ inline int blocks_for(int64_t n) {
 
 template <typename T, Format F>
 __global__ void fake_quantize_kernel(const T* __restrict__ x, SpecArgs spec, Layout l,
-                                     const float* __restrict__ scale, const float* __restrict__ zero,
-                                     T* __restrict__ y, bool* __restrict__ mask) {
+                                     const float* __restrict__ scale,
+                                     const float* __restrict__ zero, T* __restrict__ y,
+                                     bool* __restrict__ mask) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < l.numel; i += stride) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < l.numel;
+       i += stride) {
     const int64_t g = (i / l.inner) % l.count;
     const m::GroupQParams q = m::make_group_qparams(F, spec.bits, scale[g], zero[g]);
     const float v = to_float(x[i]);
@@ -121,7 +122,8 @@ __global__ void quantize_kernel(const T* __restrict__ x, SpecArgs spec, Layout l
                                 const float* __restrict__ scale, const float* __restrict__ zero,
                                 uint8_t* __restrict__ codes) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < l.numel; i += stride) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < l.numel;
+       i += stride) {
     const int64_t g = (i / l.inner) % l.count;
     const m::GroupQParams q = m::make_group_qparams(F, spec.bits, scale[g], zero[g]);
     codes[i] = static_cast<uint8_t>(m::quantize_value<F>(to_float(x[i]), q));
@@ -134,10 +136,12 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ codes, SpecArgs sp
                                   T* __restrict__ y) {
   constexpr bool kSigned = F == Format::kInt || F == Format::kQ8_0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < l.numel; i += stride) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < l.numel;
+       i += stride) {
     const int64_t g = (i / l.inner) % l.count;
     const m::GroupQParams q = m::make_group_qparams(F, spec.bits, scale[g], zero[g]);
-    const int c = kSigned ? static_cast<int>(static_cast<int8_t>(codes[i])) : static_cast<int>(codes[i]);
+    const int c =
+        kSigned ? static_cast<int>(static_cast<int8_t>(codes[i])) : static_cast<int>(codes[i]);
     y[i] = from_float<T>(m::dequantize_value<F>(c, q));
   }
 }
@@ -154,9 +158,9 @@ struct alignas(16) Vec {
 
 template <typename T, Format F, int kLanes>
 __global__ void __launch_bounds__(kThreads)
-fake_quantize_dynamic_kernel(const Vec<T>* __restrict__ x, SpecArgs spec, int64_t nvec,
-                             Vec<T>* __restrict__ y, bool* __restrict__ mask,
-                             float* __restrict__ scale, float* __restrict__ zero) {
+    fake_quantize_dynamic_kernel(const Vec<T>* __restrict__ x, SpecArgs spec, int64_t nvec,
+                                 Vec<T>* __restrict__ y, bool* __restrict__ mask,
+                                 float* __restrict__ scale, float* __restrict__ zero) {
   static_assert(kLanes >= 1 && kLanes <= 32 && (kLanes & (kLanes - 1)) == 0,
                 "a group must map to a power-of-two sub-warp");
   constexpr int kVec = Vec<T>::kVec;
@@ -165,7 +169,8 @@ fake_quantize_dynamic_kernel(const Vec<T>* __restrict__ x, SpecArgs spec, int64_
   // Whole warps iterate together (the shuffles need every lane); groups never straddle warps
   // because kLanes divides 32, and lanes past the end form whole idle groups.
   const int64_t nvec_padded = (nvec + 31) / 32 * 32;
-  for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v < nvec_padded; v += stride) {
+  for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v < nvec_padded;
+       v += stride) {
     const bool active = v < nvec;
     Vec<T> in;  // (kVec,)
     IndexedStats acc = indexed_init();
@@ -206,9 +211,11 @@ void launch_group_stats(const void* x, DType dt, Layout l, float* stats, cudaStr
   dispatch_dtype(dt, [&](auto t) {
     using T = decltype(t);
     const int64_t group_numel = l.numel / l.count;
-    const int threads = group_numel >= kStatsThreads ? kStatsThreads : static_cast<int>((group_numel + 31) / 32 * 32);
-    group_stats_kernel<T><<<static_cast<unsigned>(l.count), threads > 0 ? threads : 32, 0, stream>>>(
-        static_cast<const T*>(x), l, stats);
+    const int threads = group_numel >= kStatsThreads
+                            ? kStatsThreads
+                            : static_cast<int>((group_numel + 31) / 32 * 32);
+    group_stats_kernel<T> < < <static_cast<unsigned>(l.count), threads> 0 ? threads : 32, 0,
+        stream >>> (static_cast<const T*>(x), l, stats);
   });
   check_launch("group_stats");
 }
@@ -216,8 +223,8 @@ void launch_group_stats(const void* x, DType dt, Layout l, float* stats, cudaStr
 void launch_scales_from_stats(const float* stats, SpecArgs spec, int64_t count, float* scale,
                               float* zero, cudaStream_t stream) {
   if (count == 0) return;
-  scales_from_stats_kernel<<<static_cast<unsigned>((count + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      stats, spec, count, scale, zero);
+  scales_from_stats_kernel<<<static_cast<unsigned>((count + kThreads - 1) / kThreads), kThreads, 0,
+                             stream>>>(stats, spec, count, scale, zero);
   check_launch("scales_from_stats");
 }
 
@@ -256,7 +263,8 @@ void launch_dequantize(const uint8_t* codes, DType dt, SpecArgs spec, Layout l, 
 
 bool fused_dynamic_supported(DType dt, Layout l, const void* x, const void* y) {
   const int64_t vec = dt == DType::kFloat32 ? 4 : 8;
-  if (l.numel == 0 || l.count == 0 || l.count * l.inner != l.numel || l.inner % vec != 0) return false;
+  if (l.numel == 0 || l.count == 0 || l.count * l.inner != l.numel || l.inner % vec != 0)
+    return false;
   const int64_t lanes = l.inner / vec;
   if (lanes > 32 || (lanes & (lanes - 1)) != 0) return false;
   return reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
@@ -281,12 +289,24 @@ void launch_fake_quantize_dynamic(const void* x, DType dt, SpecArgs spec, Layout
             static_cast<const Vec<T>*>(x), spec, nvec, static_cast<Vec<T>*>(y), mask, scale, zero);
       };
       switch (lanes) {
-        case 1: run(std::integral_constant<int, 1>{}); break;
-        case 2: run(std::integral_constant<int, 2>{}); break;
-        case 4: run(std::integral_constant<int, 4>{}); break;
-        case 8: run(std::integral_constant<int, 8>{}); break;
-        case 16: run(std::integral_constant<int, 16>{}); break;
-        default: run(std::integral_constant<int, 32>{}); break;
+        case 1:
+          run(std::integral_constant<int, 1>{});
+          break;
+        case 2:
+          run(std::integral_constant<int, 2>{});
+          break;
+        case 4:
+          run(std::integral_constant<int, 4>{});
+          break;
+        case 8:
+          run(std::integral_constant<int, 8>{});
+          break;
+        case 16:
+          run(std::integral_constant<int, 16>{});
+          break;
+        default:
+          run(std::integral_constant<int, 32>{});
+          break;
       }
     });
   });

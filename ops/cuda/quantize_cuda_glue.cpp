@@ -10,14 +10,19 @@ namespace qat::ops::cuda_glue {
 
 namespace {
 
-cuda::Layout layout_of(const GroupLayout& l) { return {l.inner, l.count, l.numel}; }
-cuda::SpecArgs spec_of(const QuantSpec& s) { return {s.format, s.bits, s.scale_dtype}; }
+cuda::Layout layout_of(const GroupLayout& l) {
+  return {l.inner, l.count, l.numel};
+}
+cuda::SpecArgs spec_of(const QuantSpec& s) {
+  return {s.format, s.bits, s.scale_dtype};
+}
 
 }  // namespace
 
 void group_stats(const at::Tensor& x, const GroupLayout& l, at::Tensor& stats) {
   const c10::cuda::CUDAGuard guard(x.device());
-  cuda::launch_group_stats(x.data_ptr(), dtype_of(x), layout_of(l), stats.data_ptr<float>(), stream());
+  cuda::launch_group_stats(x.data_ptr(), dtype_of(x), layout_of(l), stats.data_ptr<float>(),
+                           stream());
 }
 
 void scales_from_stats(const at::Tensor& stats, const QuantSpec& spec, at::Tensor& scale,
@@ -28,7 +33,8 @@ void scales_from_stats(const at::Tensor& stats, const QuantSpec& spec, at::Tenso
 }
 
 void fake_quantize(const at::Tensor& x, const QuantSpec& spec, const GroupLayout& l,
-                   const at::Tensor& scale, const at::Tensor& zero, at::Tensor& y, at::Tensor* mask) {
+                   const at::Tensor& scale, const at::Tensor& zero, at::Tensor& y,
+                   at::Tensor* mask) {
   const c10::cuda::CUDAGuard guard(x.device());
   cuda::launch_fake_quantize(x.data_ptr(), dtype_of(x), spec_of(spec), layout_of(l),
                              scale.data_ptr<float>(), zero.data_ptr<float>(), y.data_ptr(),

@@ -1,11 +1,12 @@
 // bitsandbytes NF4 checkpoint (transformers' load_in_4bit format, as Linear4bit._save_to_state_dict
 // writes it with QuantState.as_dict(packed=True)). For module p:
-//   p.weight                                uint8 [(n+1)/2, 1]  packed codes, first element high nibble
-//   p.weight.absmax                         uint8 [blocks] with double quant, else float32
+//   p.weight                                uint8 [(n+1)/2, 1]  packed codes, first element high
+//   nibble p.weight.absmax                         uint8 [blocks] with double quant, else float32
 //   p.weight.quant_map                      float32 [16]        the NF4 table
 //   p.weight.nested_absmax                  float32             (double quant)
-//   p.weight.nested_quant_map               float32 [256]       the signed dynamic map (double quant)
-//   p.weight.quant_state.bitsandbytes__nf4  uint8               json.dumps of quant_type, blocksize,
+//   p.weight.nested_quant_map               float32 [256]       the signed dynamic map (double
+//   quant) p.weight.quant_state.bitsandbytes__nf4  uint8               json.dumps of quant_type,
+//   blocksize,
 //       dtype, shape (+ nested_blocksize, nested_dtype, nested_offset)
 // config.json carries quantization_config (quant_method "bitsandbytes"). lm_head and embeddings
 // stay dense. NF4Linear layers are written as they are (bit for bit); an nf4 fake-quant layer is
@@ -61,7 +62,8 @@ std::string python_float_repr(double v) {
   if (exp >= -4 && exp < 16) {
     if (exp < 0) return sign + "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
     const auto whole = static_cast<size_t>(exp + 1);
-    if (digits.size() <= whole) return sign + digits + std::string(whole - digits.size(), '0') + ".0";
+    if (digits.size() <= whole)
+      return sign + digits + std::string(whole - digits.size(), '0') + ".0";
     return sign + digits.substr(0, whole) + "." + digits.substr(whole);
   }
   std::string m = digits.substr(0, 1);
@@ -97,20 +99,24 @@ std::optional<nf4::NF4Tensor> exact_nf4(const FakeQuantWeight& fw, std::string* 
   const int64_t g = grouped ? s.granularity.group_size : 0;
   if (!grouped || in % g != 0 || (g & (g - 1)) != 0 || g < 32 || g > 4096 ||
       s.scale_dtype != scheme::ScaleDtype::kFloat32) {
-    *why = "bitsandbytes blocks are a power of two in [32, 4096] over the flattened weight with float32 absmax";
+    *why =
+        "bitsandbytes blocks are a power of two in [32, 4096] over the flattened weight with "
+        "float32 absmax";
     return std::nullopt;
   }
   const at::Tensor flat = fw.codes.reshape({-1});
   const at::Tensor packed =
-      at::bitwise_or(at::bitwise_left_shift(flat.slice(0, 0, c10::nullopt, 2), 4), flat.slice(0, 1, c10::nullopt, 2))
+      at::bitwise_or(at::bitwise_left_shift(flat.slice(0, 0, c10::nullopt, 2), 4),
+                     flat.slice(0, 1, c10::nullopt, 2))
           .to(at::kByte)
           .reshape({-1, 1})
           .contiguous();
   nf4::NF4Config cfg;
   cfg.blocksize = g;
   cfg.double_quant = false;
-  return nf4::NF4Tensor::from_parts(packed, fw.qparams.scale.to(at::kFloat).reshape({-1}).contiguous(), {}, {},
-                                    fw.weight.sizes().vec(), fw.weight.scalar_type(), cfg);
+  return nf4::NF4Tensor::from_parts(packed,
+                                    fw.qparams.scale.to(at::kFloat).reshape({-1}).contiguous(), {},
+                                    {}, fw.weight.sizes().vec(), fw.weight.scalar_type(), cfg);
 }
 
 }  // namespace
@@ -142,19 +148,22 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
       const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
       std::string why;
       std::optional<nf4::NF4Tensor> exact;
-      if (!opt.nf4_double_quant) exact = exact_nf4(fw, &why);
-      else why = "double quantization re-rounds the absmax (export with double quant off)";
+      if (!opt.nf4_double_quant)
+        exact = exact_nf4(fw, &why);
+      else
+        why = "double quantization re-rounds the absmax (export with double quant off)";
       if (exact) {
-        TORCH_CHECK(at::equal(exact->dequantize(at::kFloat),
-                              fw.values()),
-                    "export bnb-nf4: internal error: '", l.name, "' NF4 pieces do not dequantize to the trained values");
+        TORCH_CHECK(at::equal(exact->dequantize(at::kFloat), fw.values()),
+                    "export bnb-nf4: internal error: '", l.name,
+                    "' NF4 pieces do not dequantize to the trained values");
         t = *exact;
         origin = "fake-quant " + fw.spec.to_string() + " (exact)";
       } else {
-        TORCH_CHECK(opt.requantize, "export bnb-nf4: linear '", l.name, "' was trained with ",
-                    fw.spec.to_string(), " fake quant, which this checkpoint cannot store exactly: ", why,
-                    ". Pass --requantize to quantize its trained weight to NF4 (the error is reported), ",
-                    "or export a format that matches its scheme");
+        TORCH_CHECK(
+            opt.requantize, "export bnb-nf4: linear '", l.name, "' was trained with ",
+            fw.spec.to_string(), " fake quant, which this checkpoint cannot store exactly: ", why,
+            ". Pass --requantize to quantize its trained weight to NF4 (the error is reported), ",
+            "or export a format that matches its scheme");
         reference = l.merged_weight();
         origin = "requantized from " + fw.spec.to_string();
       }
@@ -173,7 +182,8 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
     tensors.emplace_back(p, t.codes().contiguous());
     tensors.emplace_back(p + ".absmax", t.absmax().contiguous());
     tensors.emplace_back(p + ".quant_map", table);
-    int64_t bytes = t.codes().numel() + t.absmax().numel() * static_cast<int64_t>(t.absmax().element_size());
+    int64_t bytes =
+        t.codes().numel() + t.absmax().numel() * static_cast<int64_t>(t.absmax().element_size());
     double bits = 4.0;
     const double bs = static_cast<double>(t.blocksize());
     if (t.double_quant()) {
@@ -189,11 +199,13 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
     // The state records the dtype the weight dequantizes to (the checkpoint's compute dtype).
     const std::string state = quant_state_json(t, dt);
     tensors.emplace_back(p + ".quant_state.bitsandbytes__nf4",
-                         at::from_blob(const_cast<char*>(state.data()), {static_cast<int64_t>(state.size())},
-                                       at::kByte).clone());
+                         at::from_blob(const_cast<char*>(state.data()),
+                                       {static_cast<int64_t>(state.size())}, at::kByte)
+                             .clone());
     TensorRecord r;
     r.name = p;
-    r.type = std::string("NF4") + (t.double_quant() ? "+DQ" : "") + "/b" + std::to_string(t.blocksize());
+    r.type =
+        std::string("NF4") + (t.double_quant() ? "+DQ" : "") + "/b" + std::to_string(t.blocksize());
     r.origin = origin;
     r.numel = t.numel();
     r.bytes = bytes;
@@ -205,10 +217,12 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
     }
     job.report.tensors.push_back(std::move(r));
   }
-  TORCH_CHECK(dq_layers + plain_layers > 0, "export bnb-nf4: the model has no linear layer to quantize");
+  TORCH_CHECK(dq_layers + plain_layers > 0,
+              "export bnb-nf4: the model has no linear layer to quantize");
   if (dq_layers && plain_layers) {
-    job.report.notes.push_back("layers mix NF4 with and without double quant; bitsandbytes reads each "
-                               "layer's own quant_state, the config states the majority");
+    job.report.notes.push_back(
+        "layers mix NF4 with and without double quant; bitsandbytes reads each "
+        "layer's own quant_state, the config states the majority");
   }
   const nlohmann::json qc = {{"quant_method", "bitsandbytes"},
                              {"load_in_4bit", true},
@@ -224,8 +238,10 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
   io::save_safetensors_sharded(dir, tensors, opt.max_shard_bytes);
   write_hf_config(dir, job.model.config(), dt, qc);
   const TokenizerSource& tok = job.source.tokenizer;
-  if (tok.gguf || !tok.hf_dir.empty()) write_hf_tokenizer(dir, tok, job.model.config());
-  else job.report.notes.push_back("no tokenizer written: the source gave none");
+  if (tok.gguf || !tok.hf_dir.empty())
+    write_hf_tokenizer(dir, tok, job.model.config());
+  else
+    job.report.notes.push_back("no tokenizer written: the source gave none");
 }
 
 }  // namespace qat::exporting::detail

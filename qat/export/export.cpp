@@ -3,30 +3,28 @@
 // failed export never leaves a half-written checkpoint at `out`.
 #include "qat/export/export.h"
 
-#include "qat/io/gguf_blocks.h"
-#include "qat/io/remove_tree.h"
-
 #include <ATen/ATen.h>
-
 #include <ftw.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <cmath>
-#include <numeric>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <map>
+#include <numeric>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include "qat/export/writers.h"
+#include "qat/io/gguf_blocks.h"
 #include "qat/io/gguf_file.h"
+#include "qat/io/remove_tree.h"
 #include "qat/models/pretrained.h"
 
 namespace qat::exporting {
@@ -37,9 +35,12 @@ namespace {
 
 const std::vector<std::pair<std::string, ExportFormat>>& format_names() {
   static const std::vector<std::pair<std::string, ExportFormat>> kNames = {
-      {"gguf", ExportFormat::kGguf},       {"hf", ExportFormat::kHfMerged},
-      {"peft", ExportFormat::kPeft},       {"bnb-nf4", ExportFormat::kBnbNf4},
-      {"ct", ExportFormat::kCompressedTensors}, {"compressed-tensors", ExportFormat::kCompressedTensors},
+      {"gguf", ExportFormat::kGguf},
+      {"hf", ExportFormat::kHfMerged},
+      {"peft", ExportFormat::kPeft},
+      {"bnb-nf4", ExportFormat::kBnbNf4},
+      {"ct", ExportFormat::kCompressedTensors},
+      {"compressed-tensors", ExportFormat::kCompressedTensors},
   };
   return kNames;
 }
@@ -47,10 +48,14 @@ const std::vector<std::pair<std::string, ExportFormat>>& format_names() {
 std::string human_bytes(double b) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(2);
-  if (b >= 1 << 30) s << b / (1 << 30) << " GiB";
-  else if (b >= 1 << 20) s << b / (1 << 20) << " MiB";
-  else if (b >= 1 << 10) s << b / (1 << 10) << " KiB";
-  else s << b << " B";
+  if (b >= 1 << 30)
+    s << b / (1 << 30) << " GiB";
+  else if (b >= 1 << 20)
+    s << b / (1 << 20) << " MiB";
+  else if (b >= 1 << 10)
+    s << b / (1 << 10) << " KiB";
+  else
+    s << b << " B";
   return s.str();
 }
 
@@ -60,7 +65,8 @@ std::string tensor_kind(const std::string& name) {
   return std::regex_replace(name, kLayer, ".*.");
 }
 
-nlohmann::json build_manifest(const ExportSource& src, const ExportOptions& opt, const ExportReport& r) {
+nlohmann::json build_manifest(const ExportSource& src, const ExportOptions& opt,
+                              const ExportReport& r) {
   nlohmann::json kinds = nlohmann::json::object();
   std::map<std::string, std::set<std::string>> seen;
   for (const auto& t : r.tensors) {
@@ -70,8 +76,9 @@ nlohmann::json build_manifest(const ExportSource& src, const ExportOptions& opt,
   }
   nlohmann::json tensors = nlohmann::json::array();
   for (const auto& t : r.tensors) {
-    nlohmann::json j = {{"name", t.name}, {"type", t.type}, {"origin", t.origin}, {"numel", t.numel},
-                        {"bytes", t.bytes}, {"theoretical_bits", t.theoretical_bits}};
+    nlohmann::json j = {{"name", t.name},     {"type", t.type},
+                        {"origin", t.origin}, {"numel", t.numel},
+                        {"bytes", t.bytes},   {"theoretical_bits", t.theoretical_bits}};
     if (t.max_abs_err) j["max_abs_err"] = *t.max_abs_err;
     if (t.rel_fro_err) j["rel_fro_err"] = *t.rel_fro_err;
     tensors.push_back(std::move(j));
@@ -97,23 +104,26 @@ nlohmann::json build_manifest(const ExportSource& src, const ExportOptions& opt,
             {"theoretical_bytes", r.theoretical_bytes},
             {"metadata_bytes", r.metadata_bytes},
             {"on_disk_over_theoretical",
-             static_cast<double>(r.file_bytes) / static_cast<double>(std::max<int64_t>(1, r.theoretical_bytes))}}},
+             static_cast<double>(r.file_bytes) /
+                 static_cast<double>(std::max<int64_t>(1, r.theoretical_bytes))}}},
           {"files", files},
           {"notes", r.notes},
           {"tensors", tensors}};
 }
 
-
 }  // namespace
 
-std::string tool_version() { return "qat 0.1.0"; }
+std::string tool_version() {
+  return "qat 0.1.0";
+}
 
 ExportFormat export_format_from_name(const std::string& name) {
   for (const auto& [n, f] : format_names()) {
     if (n == name) return f;
   }
-  TORCH_CHECK(name != "gptq", "export: GPTQ checkpoints are not written; use --format ct (int4 ",
-              "compressed-tensors pack-quantized), which vLLM loads as well (docs/export.md says why)");
+  TORCH_CHECK(
+      name != "gptq", "export: GPTQ checkpoints are not written; use --format ct (int4 ",
+      "compressed-tensors pack-quantized), which vLLM loads as well (docs/export.md says why)");
   TORCH_CHECK(false, "export: unknown format '", name, "' (known: ", known_export_formats(), ")");
 }
 
@@ -124,7 +134,9 @@ std::string to_string(ExportFormat f) {
   return "?";
 }
 
-std::string known_export_formats() { return "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)"; }
+std::string known_export_formats() {
+  return "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)";
+}
 
 std::vector<io::GgmlType> gguf_export_types() {
   std::vector<io::GgmlType> types;
@@ -142,7 +154,8 @@ std::string lower(std::string n) {
 
 std::string known_gguf_types() {
   std::string known;
-  for (io::GgmlType t : gguf_export_types()) known += (known.empty() ? "" : ", ") + lower(io::ggml_type_name(t));
+  for (io::GgmlType t : gguf_export_types())
+    known += (known.empty() ? "" : ", ") + lower(io::ggml_type_name(t));
   return known;
 }
 
@@ -157,7 +170,8 @@ TokenizerSource tokenizer_source(const std::string& path, const std::string& cha
   TokenizerSource t;
   t.chat_template = chat_template;
   if (fs::is_directory(path)) {
-    if (fs::exists(fs::path(path) / "tokenizer.json") || fs::exists(fs::path(path) / "tokenizer.model"))
+    if (fs::exists(fs::path(path) / "tokenizer.json") ||
+        fs::exists(fs::path(path) / "tokenizer.model"))
       t.hf_dir = path;
   } else {
     const io::GgufFile f = io::GgufFile::open(path);
@@ -171,7 +185,8 @@ TokenizerSource tokenizer_source(const std::string& path, const std::string& cha
 }
 
 ExportSource load_export_source(const std::string& path) {
-  TORCH_CHECK(fs::exists(path), "export: '", path, "' does not exist (pass a .gguf file, an HF directory or a run directory)");
+  TORCH_CHECK(fs::exists(path), "export: '", path,
+              "' does not exist (pass a .gguf file, an HF directory or a run directory)");
   models::Pretrained p = models::load_pretrained(path);
   ExportSource s;
   s.model = p.model;
@@ -187,8 +202,8 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
   TORCH_CHECK(opt.force || !fs::exists(out), "export: output '", opt.out,
               "' already exists; pass --force to replace it");
   if (opt.format == ExportFormat::kGguf) {
-    TORCH_CHECK(!fs::is_directory(out), "export: --out '", opt.out, "' is a directory; GGUF export ",
-                "writes one file (e.g. model.gguf)");
+    TORCH_CHECK(!fs::is_directory(out), "export: --out '", opt.out,
+                "' is a directory; GGUF export ", "writes one file (e.g. model.gguf)");
   }
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
 
@@ -202,15 +217,26 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
   io::remove_tree(tmp);
   try {
     switch (opt.format) {
-      case ExportFormat::kGguf: detail::write_gguf(job, tmp.string()); break;
+      case ExportFormat::kGguf:
+        detail::write_gguf(job, tmp.string());
+        break;
       default: {
         fs::create_directories(tmp);
         switch (opt.format) {
-          case ExportFormat::kHfMerged: detail::write_hf_merged(job, tmp.string()); break;
-          case ExportFormat::kPeft: detail::write_peft(job, tmp.string()); break;
-          case ExportFormat::kBnbNf4: detail::write_bnb_nf4(job, tmp.string()); break;
-          case ExportFormat::kCompressedTensors: detail::write_compressed_tensors(job, tmp.string()); break;
-          default: TORCH_INTERNAL_ASSERT(false, "unhandled export format");
+          case ExportFormat::kHfMerged:
+            detail::write_hf_merged(job, tmp.string());
+            break;
+          case ExportFormat::kPeft:
+            detail::write_peft(job, tmp.string());
+            break;
+          case ExportFormat::kBnbNf4:
+            detail::write_bnb_nf4(job, tmp.string());
+            break;
+          case ExportFormat::kCompressedTensors:
+            detail::write_compressed_tensors(job, tmp.string());
+            break;
+          default:
+            TORCH_INTERNAL_ASSERT(false, "unhandled export format");
         }
       }
     }
@@ -256,18 +282,20 @@ std::string ExportReport::summary() const {
   const int64_t n = std::accumulate(tensors.begin(), tensors.end(), int64_t{0},
                                     [](int64_t a, const TensorRecord& t) { return a + t.numel; });
   auto row = [&](const char* what, double bytes, const std::string& extra) {
-    s << "  " << std::left << std::setw(22) << what << std::right << std::setw(12) << human_bytes(bytes)
-      << "  " << extra << "\n";
+    s << "  " << std::left << std::setw(22) << what << std::right << std::setw(12)
+      << human_bytes(bytes) << "  " << extra << "\n";
   };
   std::ostringstream bits;
-  bits << std::fixed << std::setprecision(3) << (n ? 8.0 * static_cast<double>(theoretical_bytes) / n : 0)
-       << " bits/param over " << n << " params";
+  bits << std::fixed << std::setprecision(3)
+       << (n ? 8.0 * static_cast<double>(theoretical_bytes) / n : 0) << " bits/param over " << n
+       << " params";
   row("theoretical (tensors)", static_cast<double>(theoretical_bytes), bits.str());
   row("tensor payload", static_cast<double>(tensor_bytes), "");
   row("metadata + padding", static_cast<double>(metadata_bytes), "headers, config, tokenizer");
   std::ostringstream ratio;
   ratio << std::fixed << std::setprecision(4)
-        << static_cast<double>(file_bytes) / static_cast<double>(std::max<int64_t>(1, theoretical_bytes))
+        << static_cast<double>(file_bytes) /
+               static_cast<double>(std::max<int64_t>(1, theoretical_bytes))
         << "x theoretical";
   row("on disk", static_cast<double>(file_bytes), ratio.str());
   std::map<std::string, int> kinds;

@@ -9,10 +9,9 @@
 // weight bit for bit (docs/export.md lists which scheme maps onto which format).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,9 +38,9 @@ std::string known_export_formats();
 // The source checkpoint's tokenizer, as the writers need it. One of the two is set (or neither,
 // for a model without a tokenizer: GGUF and HF exports then refuse, PEFT does not need one).
 struct TokenizerSource {
-  std::string hf_dir;                      // an HF directory holding tokenizer.json (+ configs)
-  std::optional<io::GgufMetadata> gguf;    // the tokenizer.* keys of a source GGUF
-  std::string chat_template;               // Jinja source; empty when there is none
+  std::string hf_dir;                    // an HF directory holding tokenizer.json (+ configs)
+  std::optional<io::GgufMetadata> gguf;  // the tokenizer.* keys of a source GGUF
+  std::string chat_template;             // Jinja source; empty when there is none
 };
 
 struct ExportSource {
@@ -99,22 +98,22 @@ struct TensorRecord {
   std::string type;    // "Q4_0", "BF16", "NF4", "int4/g32", ...
   std::string origin;  // "fake-quant (exact)", "quantized from dense", "requantized", "dense", ...
   int64_t numel = 0;
-  int64_t bytes = 0;                // bytes in the file (packed data, scales, ...)
-  double theoretical_bits = 0;      // bits per element the format costs in theory
+  int64_t bytes = 0;                               // bytes in the file (packed data, scales, ...)
+  double theoretical_bits = 0;                     // bits per element the format costs in theory
   std::optional<double> max_abs_err, rel_fro_err;  // vs the model's weight, where we rounded
 };
 
 struct ExportReport {
   ExportFormat format = ExportFormat::kGguf;
   std::string out;
-  std::vector<std::string> files;    // written, relative to out (or out itself for GGUF)
-  int64_t file_bytes = 0;            // on disk, every file written
-  int64_t tensor_bytes = 0;          // tensor payload (sum of TensorRecord::bytes)
-  int64_t theoretical_bytes = 0;     // sum of numel * theoretical_bits / 8
-  int64_t metadata_bytes = 0;        // file_bytes - tensor_bytes: headers, configs, tokenizer, padding
+  std::vector<std::string> files;  // written, relative to out (or out itself for GGUF)
+  int64_t file_bytes = 0;          // on disk, every file written
+  int64_t tensor_bytes = 0;        // tensor payload (sum of TensorRecord::bytes)
+  int64_t theoretical_bytes = 0;   // sum of numel * theoretical_bits / 8
+  int64_t metadata_bytes = 0;  // file_bytes - tensor_bytes: headers, configs, tokenizer, padding
   std::vector<TensorRecord> tensors;
-  std::vector<std::string> notes;    // things the user should know (e.g. activation quant dropped)
-  nlohmann::json manifest;           // what manifest.json holds
+  std::vector<std::string> notes;  // things the user should know (e.g. activation quant dropped)
+  nlohmann::json manifest;         // what manifest.json holds
 
   // A short table: size on disk vs theoretical, per-kind counts, the largest requantization errors.
   std::string summary() const;

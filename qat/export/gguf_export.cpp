@@ -41,25 +41,38 @@ double type_bits(GgmlType t) {
 // The ggml file type (llama_ftype) named after the type most linears have.
 uint32_t file_type(GgmlType t) {
   switch (t) {
-    case GgmlType::kF32: return 0;
-    case GgmlType::kF16: return 1;
-    case GgmlType::kQ4_0: return 2;
-    case GgmlType::kQ4_1: return 3;
-    case GgmlType::kQ8_0: return 7;
-    case GgmlType::kQ5_0: return 8;
-    case GgmlType::kQ5_1: return 9;
-    case GgmlType::kQ4_K: return 14;  // MOSTLY_Q4_K_S: Q4_K throughout (Q4_K_M mixes in Q6_K)
-    case GgmlType::kQ5_K: return 16;  // MOSTLY_Q5_K_S
-    case GgmlType::kQ6_K: return 18;
-    case GgmlType::kBF16: return 32;
-    default: return 0;
+    case GgmlType::kF32:
+      return 0;
+    case GgmlType::kF16:
+      return 1;
+    case GgmlType::kQ4_0:
+      return 2;
+    case GgmlType::kQ4_1:
+      return 3;
+    case GgmlType::kQ8_0:
+      return 7;
+    case GgmlType::kQ5_0:
+      return 8;
+    case GgmlType::kQ5_1:
+      return 9;
+    case GgmlType::kQ4_K:
+      return 14;  // MOSTLY_Q4_K_S: Q4_K throughout (Q4_K_M mixes in Q6_K)
+    case GgmlType::kQ5_K:
+      return 16;  // MOSTLY_Q5_K_S
+    case GgmlType::kQ6_K:
+      return 18;
+    case GgmlType::kBF16:
+      return 32;
+    default:
+      return 0;
   }
 }
 
 struct Packed {
   GgmlType type;
-  at::Tensor bytes;    // uint8 [out, in/block * block_bytes]
-  at::Tensor dequant;  // float32 [out, in]: what a reader gets back (unset for exact k-quant blocks)
+  at::Tensor bytes;  // uint8 [out, in/block * block_bytes]
+  at::Tensor
+      dequant;  // float32 [out, in]: what a reader gets back (unset for exact k-quant blocks)
 };
 
 // ggml's reference quantizer (ops/quant_math.h and ops/kquant_math.h reproduce
@@ -76,7 +89,8 @@ Packed quantize_blocks(const at::Tensor& w, GgmlType type, const std::string& na
               " block size 32; choose f16/bf16/f32 for it (--gguf-type / --gguf-embed-type)");
   const ops::QParams qp = ops::choose_qparams(x, spec);
   const at::Tensor codes = ops::quantize(x, spec, qp);
-  return {type, ops::pack_gguf_blocks(codes, spec, qp), ops::dequantize(codes, spec, qp, at::kFloat)};
+  return {type, ops::pack_gguf_blocks(codes, spec, qp),
+          ops::dequantize(codes, spec, qp, at::kFloat)};
 }
 
 // The GGUF block type that holds a fake-quant weight exactly, with its blocks; nullopt (and
@@ -92,7 +106,8 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
   }
   if (const auto t = io::block_type(s.format)) {
     type = *t;
-  } else if (s.format == Format::kInt && s.granularity.kind == scheme::Granularity::Kind::kPerGroup &&
+  } else if (s.format == Format::kInt &&
+             s.granularity.kind == scheme::Granularity::Kind::kPerGroup &&
              s.granularity.group_size == 32) {
     // y = q * s with q in [-2^(b-1), 2^(b-1)-1]: Q4_0 computes (c - 8) * d, Q8_0 q * d, both in
     // fp32 with an fp16 d. Exact when every scale is an fp16 value.
@@ -110,7 +125,9 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
     }
     qp.zero = at::zeros_like(scale);
   } else {
-    *why = "GGUF blocks hold the gguf_* formats, or int2..int8 symmetric with groups of 32 and fp16 scales";
+    *why =
+        "GGUF blocks hold the gguf_* formats, or int2..int8 symmetric with groups of 32 and fp16 "
+        "scales";
     return std::nullopt;
   }
   const QuantSpec gs = io::gguf_block_spec(type);
@@ -132,13 +149,15 @@ void write_gguf(Job& job, const std::string& path) {
   const models::LlamaConfig& cfg = job.model.config();
   const ExportOptions& opt = job.opt;
   TORCH_CHECK(cfg.model_type == "llama" || cfg.model_type == "qwen2" || cfg.model_type == "mistral",
-              "export gguf: model_type '", cfg.model_type, "' has no GGUF mapping (llama, mistral, qwen2)");
+              "export gguf: model_type '", cfg.model_type,
+              "' has no GGUF mapping (llama, mistral, qwen2)");
   bool windowed = false;
   for (int64_t w : cfg.sliding_window) windowed = windowed || w > 0;
   TORCH_CHECK(!windowed, "export gguf: the model uses sliding-window attention, which llama.cpp's ",
               "llama architecture does not apply; export it with --format hf instead");
   TORCH_CHECK(cfg.rope_scaling.type == "default" || cfg.rope_scaling.type == "linear",
-              "export gguf: rope scaling '", cfg.rope_scaling.type, "' needs a rope_freqs tensor that ",
+              "export gguf: rope scaling '", cfg.rope_scaling.type,
+              "' needs a rope_freqs tensor that ",
               "this exporter does not write yet; export with --format hf");
   TORCH_CHECK(!cfg.o_bias && !cfg.mlp_bias, "export gguf: attention output / MLP biases have no ",
               "tensors in llama.cpp's llama architecture; export with --format hf");
@@ -148,7 +167,8 @@ void write_gguf(Job& job, const std::string& path) {
   io::GgufWriter w;
   w.set_string("general.architecture", arch);
   w.set_string("general.type", "model");
-  w.set_string("general.name", job.source.name.empty() ? std::string("qat export") : job.source.name);
+  w.set_string("general.name",
+               job.source.name.empty() ? std::string("qat export") : job.source.name);
   w.set_u32("general.alignment", 32);
   const std::string p = arch + ".";
   w.set_u32(p + "context_length", static_cast<uint32_t>(cfg.max_position_embeddings));
@@ -182,7 +202,8 @@ void write_gguf(Job& job, const std::string& path) {
               "; llama.cpp requires them to be equal");
 
   auto record = [&](const std::string& name, GgmlType type, int64_t bytes, int64_t numel,
-                    const std::string& origin, const at::Tensor& reference, const at::Tensor& written) {
+                    const std::string& origin, const at::Tensor& reference,
+                    const at::Tensor& written) {
     TensorRecord r;
     r.name = name;
     r.type = io::ggml_type_name(type);
@@ -207,7 +228,8 @@ void write_gguf(Job& job, const std::string& path) {
       const GgmlType fb = io::kquant_fallback(type);
       job.report.notes.push_back("'" + gguf_name + "': rows of " + std::to_string(x.size(-1)) +
                                  " are not whole 256-element super-blocks; written as " +
-                                 io::ggml_type_name(fb) + " instead of " + io::ggml_type_name(type));
+                                 io::ggml_type_name(fb) + " instead of " +
+                                 io::ggml_type_name(type));
       type = fb;
     }
     if (io::block_format(type).has_value()) {
@@ -238,22 +260,26 @@ void write_gguf(Job& job, const std::string& path) {
   const auto emb = job.others.find("model.embed_tokens.weight");
   TORCH_CHECK(emb != job.others.end(), "export gguf: the model has no model.embed_tokens.weight");
   auto mix_type = [&](const std::string& name, int64_t row_elems) {
-    return io::llama_mix_type(opt.gguf_mix, name, cfg.num_hidden_layers, row_elems, cfg.tie_word_embeddings);
+    return io::llama_mix_type(opt.gguf_mix, name, cfg.num_hidden_layers, row_elems,
+                              cfg.tie_word_embeddings);
   };
   add_weight("token_embd.weight", emb->second,
-             opt.gguf_mix.empty() ? opt.gguf_embed_type : mix_type("token_embd.weight", emb->second.size(-1)),
+             opt.gguf_mix.empty() ? opt.gguf_embed_type
+                                  : mix_type("token_embd.weight", emb->second.size(-1)),
              0, "embedding");
 
   std::map<GgmlType, int> linear_types;
   for (const LinearView& l : job.linears) {
     const std::string name = gguf_name(l.name + ".weight");
     int64_t heads = 0;
-    if (permute && l.name.find(".self_attn.q_proj") != std::string::npos) heads = cfg.num_attention_heads;
-    if (permute && l.name.find(".self_attn.k_proj") != std::string::npos) heads = cfg.num_key_value_heads;
+    if (permute && l.name.find(".self_attn.q_proj") != std::string::npos)
+      heads = cfg.num_attention_heads;
+    if (permute && l.name.find(".self_attn.k_proj") != std::string::npos)
+      heads = cfg.num_key_value_heads;
     const bool is_head = l.name == "lm_head";
     const GgmlType chosen = !opt.gguf_mix.empty() ? mix_type(name, l.layer->in_features())
-                            : is_head            ? opt.gguf_embed_type
-                                                 : opt.gguf_type;
+                            : is_head             ? opt.gguf_embed_type
+                                                  : opt.gguf_type;
 
     if (l.fake_quant && !l.lora) {
       const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
@@ -261,29 +287,32 @@ void write_gguf(Job& job, const std::string& path) {
       if (auto pk = exact_blocks(fw, &why)) {
         at::Tensor rows = pk->bytes;
         if (heads > 0) rows = io::permute_qk(rows, heads).contiguous();
-        w.add_raw_tensor(name, pk->type, {l.layer->out_features(), l.layer->in_features()}, rows.reshape({-1}));
-        record(name, pk->type, rows.numel(), fw.weight.numel(), "fake-quant " + fw.spec.to_string() + " (exact)",
-               {}, {});
+        w.add_raw_tensor(name, pk->type, {l.layer->out_features(), l.layer->in_features()},
+                         rows.reshape({-1}));
+        record(name, pk->type, rows.numel(), fw.weight.numel(),
+               "fake-quant " + fw.spec.to_string() + " (exact)", {}, {});
         ++linear_types[pk->type];
       } else {
-        TORCH_CHECK(opt.requantize, "export gguf: linear '", l.name, "' was trained with ",
-                    fw.spec.to_string(), " fake quant, which GGUF cannot store exactly: ", why,
-                    ". Export it with a format that holds it (int4 symmetric groups: --format ct), ",
-                    "or pass --requantize to quantize its trained weight to ", io::ggml_type_name(chosen),
-                    " (the error is reported per tensor)");
+        TORCH_CHECK(
+            opt.requantize, "export gguf: linear '", l.name, "' was trained with ",
+            fw.spec.to_string(), " fake quant, which GGUF cannot store exactly: ", why,
+            ". Export it with a format that holds it (int4 symmetric groups: --format ct), ",
+            "or pass --requantize to quantize its trained weight to ", io::ggml_type_name(chosen),
+            " (the error is reported per tensor)");
         const GgmlType written = add_weight(name, l.merged_weight(), chosen, heads,
                                             "requantized from " + fw.spec.to_string());
         ++linear_types[written];
-        job.report.notes.push_back("'" + l.name + "' (" + fw.spec.to_string() + ") requantized to " +
-                                   io::ggml_type_name(written));
+        job.report.notes.push_back("'" + l.name + "' (" + fw.spec.to_string() +
+                                   ") requantized to " + io::ggml_type_name(written));
       }
       if (l.fake_quant->activation_quantizer())
-        job.report.notes.push_back("'" + l.name + "': activation fake quant is not stored in GGUF "
+        job.report.notes.push_back("'" + l.name +
+                                   "': activation fake quant is not stored in GGUF "
                                    "(llama.cpp quantizes activations itself, to Q8)");
     } else {
-      const GgmlType written =
-          add_weight(name, l.merged_weight(), chosen, heads,
-                     l.describe() == "dense" ? "quantized from dense" : "quantized from " + l.describe());
+      const GgmlType written = add_weight(
+          name, l.merged_weight(), chosen, heads,
+          l.describe() == "dense" ? "quantized from dense" : "quantized from " + l.describe());
       if (!is_head) ++linear_types[written];
     }
     const at::Tensor b = l.bias();
@@ -298,7 +327,8 @@ void write_gguf(Job& job, const std::string& path) {
   for (const auto& [hf, t] : job.others) {
     if (hf == "model.embed_tokens.weight") continue;
     TORCH_CHECK(hf.size() > 12 && hf.compare(hf.size() - 11, 11, "norm.weight") == 0,
-                "export gguf: tensor '", hf, "' is not an embedding, norm or linear; no GGUF mapping");
+                "export gguf: tensor '", hf,
+                "' is not an embedding, norm or linear; no GGUF mapping");
     const std::string name = gguf_name(hf);
     const at::Tensor f = t.to(at::kFloat).contiguous();
     w.add_tensor(name, f, GgmlType::kF32);
@@ -310,7 +340,8 @@ void write_gguf(Job& job, const std::string& path) {
   for (const auto& [t, n] : linear_types) {
     if (n > best) best = n, main_type = t;
   }
-  w.set_u32("general.file_type", opt.gguf_mix.empty() ? file_type(main_type) : io::llama_mix_file_type(opt.gguf_mix));
+  w.set_u32("general.file_type",
+            opt.gguf_mix.empty() ? file_type(main_type) : io::llama_mix_file_type(opt.gguf_mix));
   bool quantized = false;
   for (const auto& r : job.report.tensors) quantized = quantized || r.type.rfind('Q', 0) == 0;
   if (quantized) w.set_u32("general.quantization_version", 2);

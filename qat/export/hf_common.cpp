@@ -19,14 +19,20 @@ void write_text(const std::string& path, const std::string& text) {
   TORCH_CHECK(f, "export: writing ", path, " failed (disk full?)");
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) { write_text(path, j.dump(2) + "\n"); }
+void write_json(const std::string& path, const nlohmann::json& j) {
+  write_text(path, j.dump(2) + "\n");
+}
 
 std::string hf_dtype_name(at::ScalarType t) {
   switch (t) {
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    case at::kFloat: return "float32";
-    default: TORCH_CHECK(false, "export: dtype ", t, " is not a checkpoint dtype (bf16, fp16, fp32)");
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kHalf:
+      return "float16";
+    case at::kFloat:
+      return "float32";
+    default:
+      TORCH_CHECK(false, "export: dtype ", t, " is not a checkpoint dtype (bf16, fp16, fp32)");
   }
 }
 
@@ -39,13 +45,15 @@ void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at:
   write_json((fs::path(dir) / "config.json").string(), j);
 }
 
-void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok, const models::LlamaConfig& cfg) {
+void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok,
+                        const models::LlamaConfig& cfg) {
   const fs::path out(dir);
   if (!tok.hf_dir.empty()) {
     // An HF source: its files are the truth; copy them unchanged.
-    const char* const names[] = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                                 "special_tokens_map.json", "chat_template.jinja", "generation_config.json",
-                                 "added_tokens.json", "vocab.json", "merges.txt"};
+    const char* const names[] = {
+        "tokenizer.json",          "tokenizer.model",     "tokenizer_config.json",
+        "special_tokens_map.json", "chat_template.jinja", "generation_config.json",
+        "added_tokens.json",       "vocab.json",          "merges.txt"};
     bool any = false;
     for (const char* n : names) {
       const fs::path src = fs::path(tok.hf_dir) / n;
@@ -56,15 +64,16 @@ void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok, cons
     TORCH_CHECK(any, "export: ", tok.hf_dir, " holds no tokenizer files to copy");
     return;
   }
-  TORCH_CHECK(tok.gguf, "export: the model has no tokenizer to write (pass the source's tokenizer: ",
+  TORCH_CHECK(tok.gguf,
+              "export: the model has no tokenizer to write (pass the source's tokenizer: ",
               "a GGUF file's tokenizer.* keys or an HF directory)");
   write_json((out / "tokenizer.json").string(), tokenizer_json_from_gguf(*tok.gguf));
   write_json((out / "tokenizer_config.json").string(),
              tokenizer_config_from_gguf(*tok.gguf, tok.chat_template, cfg.max_position_embeddings));
 }
 
-void add_dense(Job& job, TensorList& out, const std::string& name, const at::Tensor& t, at::ScalarType dtype,
-               const std::string& origin) {
+void add_dense(Job& job, TensorList& out, const std::string& name, const at::Tensor& t,
+               at::ScalarType dtype, const std::string& origin) {
   const at::Tensor c = t.to(dtype).contiguous();
   job.report.tensors.push_back(dense_record(name, c, origin));
   out.emplace_back(name, c);

@@ -25,7 +25,8 @@ void write_hf_merged(Job& job, const std::string& dir) {
   for (const LinearView& l : job.linears) {
     const at::Tensor merged = l.merged_weight();
     const at::Tensor c = merged.to(dt).contiguous();
-    TensorRecord r = dense_record(l.name + ".weight", c, l.describe() == "dense" ? "dense" : "merged " + l.describe());
+    TensorRecord r = dense_record(l.name + ".weight", c,
+                                  l.describe() == "dense" ? "dense" : "merged " + l.describe());
     if (l.describe() != "dense" || dt != merged.scalar_type()) {
       const ErrorStats e = error_stats(merged, c);
       r.max_abs_err = e.max_abs;
@@ -34,7 +35,8 @@ void write_hf_merged(Job& job, const std::string& dir) {
     job.report.tensors.push_back(std::move(r));
     tensors.emplace_back(l.name + ".weight", c);
     if (l.fake_quant && l.fake_quant->activation_quantizer()) {
-      job.report.notes.push_back("'" + l.name + "': activation fake quant is not part of a dense checkpoint");
+      job.report.notes.push_back("'" + l.name +
+                                 "': activation fake quant is not part of a dense checkpoint");
     }
     if (l.bias().defined()) add_dense(job, tensors, l.name + ".bias", l.bias(), dt, "bias");
   }
@@ -70,11 +72,13 @@ void write_peft(Job& job, const std::string& dir) {
     rank_of[l.name] = a.size(0);
     scaling_of[l.name] = l.lora->scaling();
     if (l.fake_quant || l.nf4) {
-      job.report.notes.push_back("'" + l.name + "': the adapter was trained over a " + l.base->name() +
-                                 " base; load it over that base (e.g. the bnb-nf4 export), not a dense one");
+      job.report.notes.push_back(
+          "'" + l.name + "': the adapter was trained over a " + l.base->name() +
+          " base; load it over that base (e.g. the bnb-nf4 export), not a dense one");
     }
   }
-  TORCH_CHECK(!tensors.empty(), "export peft: the model has no LoRA adapters (apply_lora() adds them); ",
+  TORCH_CHECK(!tensors.empty(),
+              "export peft: the model has no LoRA adapters (apply_lora() adds them); ",
               "export the whole model with --format hf or gguf instead");
 
   // r and lora_alpha: the most common rank; PEFT's scaling is alpha/r (alpha/sqrt(r) with rsLoRA).
@@ -97,26 +101,27 @@ void write_peft(Job& job, const std::string& dir) {
     const double a = alpha_for(s, rk);
     if (std::abs(a - alpha) > 1e-9 * std::abs(alpha)) alpha_pattern[name] = a;
   }
-  const std::string base = !job.opt.base_model_name_or_path.empty() ? job.opt.base_model_name_or_path
-                                                                    : job.source.name;
-  nlohmann::json cfg = {{"peft_type", "LORA"},
-                        {"task_type", "CAUSAL_LM"},
-                        {"base_model_name_or_path", base},
-                        {"r", r},
-                        {"lora_alpha", alpha},
-                        {"lora_dropout", given ? given->dropout : 0.0},
-                        {"use_rslora", rslora},
-                        {"use_dora", false},
-                        {"target_modules", std::vector<std::string>(targets.begin(), targets.end())},
-                        {"bias", "none"},
-                        {"fan_in_fan_out", false},
-                        {"inference_mode", true},
-                        {"init_lora_weights", true},
-                        {"modules_to_save", nullptr},
-                        {"layers_to_transform", nullptr},
-                        {"rank_pattern", rank_pattern},
-                        {"alpha_pattern", alpha_pattern},
-                        {"revision", nullptr}};
+  const std::string base =
+      !job.opt.base_model_name_or_path.empty() ? job.opt.base_model_name_or_path : job.source.name;
+  nlohmann::json cfg = {
+      {"peft_type", "LORA"},
+      {"task_type", "CAUSAL_LM"},
+      {"base_model_name_or_path", base},
+      {"r", r},
+      {"lora_alpha", alpha},
+      {"lora_dropout", given ? given->dropout : 0.0},
+      {"use_rslora", rslora},
+      {"use_dora", false},
+      {"target_modules", std::vector<std::string>(targets.begin(), targets.end())},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"inference_mode", true},
+      {"init_lora_weights", true},
+      {"modules_to_save", nullptr},
+      {"layers_to_transform", nullptr},
+      {"rank_pattern", rank_pattern},
+      {"alpha_pattern", alpha_pattern},
+      {"revision", nullptr}};
   io::save_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors);
   write_json((fs::path(dir) / "adapter_config.json").string(), cfg);
 }

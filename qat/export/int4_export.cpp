@@ -28,9 +28,12 @@ namespace {
 
 scheme::ScaleDtype scale_dtype_of(at::ScalarType t) {
   switch (t) {
-    case at::kHalf: return scheme::ScaleDtype::kFloat16;
-    case at::kBFloat16: return scheme::ScaleDtype::kBFloat16;
-    default: return scheme::ScaleDtype::kFloat32;
+    case at::kHalf:
+      return scheme::ScaleDtype::kFloat16;
+    case at::kBFloat16:
+      return scheme::ScaleDtype::kBFloat16;
+    default:
+      return scheme::ScaleDtype::kFloat32;
   }
 }
 
@@ -42,12 +45,14 @@ at::Tensor pack_int4(const at::Tensor& codes) {
   at::Tensor word = at::zeros({n, k / 8}, at::kLong);
   for (int64_t j = 0; j < 8; ++j) word.bitwise_or_(at::bitwise_left_shift(u.select(2, j), 4 * j));
   // Values up to 2^32 - 1: wrap into int32 two's complement.
-  return at::where(word >= (int64_t{1} << 31), word - (int64_t{1} << 32), word).to(at::kInt).contiguous();
+  return at::where(word >= (int64_t{1} << 31), word - (int64_t{1} << 32), word)
+      .to(at::kInt)
+      .contiguous();
 }
 
 struct Int4Weight {
-  at::Tensor codes;    // uint8 two's complement [N, K]
-  at::Tensor scale;    // float32 [N, K/G]
+  at::Tensor codes;  // uint8 two's complement [N, K]
+  at::Tensor scale;  // float32 [N, K/G]
   int64_t group = 0;
 };
 
@@ -82,21 +87,26 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
       } else {
         const at::Tensor sc = fw.qparams.scale.to(at::kFloat);
         if (!at::equal(sc.to(dt).to(at::kFloat), sc)) {
-          why = "its " + scheme::to_string(s.scale_dtype) + " scales are not all " + hf_dtype_name(dt) +
-                " values (export with --dtype matching the scale dtype)";
+          why = "its " + scheme::to_string(s.scale_dtype) + " scales are not all " +
+                hf_dtype_name(dt) + " values (export with --dtype matching the scale dtype)";
         } else {
           w.codes = fw.codes;
           w.scale = sc.reshape({fw.weight.size(0), -1});
           w.group = s.granularity.group_size;
           origin = "fake-quant " + s.to_string() + " (exact)";
-          TORCH_CHECK(at::equal(at::mul(w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}),
-                                        w.scale.unsqueeze(-1)).reshape(w.codes.sizes()),
+          TORCH_CHECK(at::equal(at::mul(w.codes.view(at::kChar)
+                                            .to(at::kFloat)
+                                            .reshape({w.scale.size(0), w.scale.size(1), -1}),
+                                        w.scale.unsqueeze(-1))
+                                    .reshape(w.codes.sizes()),
                                 fw.values()),
-                      "export ct: internal error: '", l.name, "' codes * scales differ from the trained weight");
+                      "export ct: internal error: '", l.name,
+                      "' codes * scales differ from the trained weight");
         }
       }
       if (!w.codes.defined()) {
-        TORCH_CHECK(opt.requantize, "export ct: linear '", l.name, "' was trained with ", s.to_string(),
+        TORCH_CHECK(opt.requantize, "export ct: linear '", l.name, "' was trained with ",
+                    s.to_string(),
                     " fake quant, which int4 pack-quantized cannot store exactly: ", why,
                     ". Pass --requantize to quantize its trained weight to int4 groups of ",
                     opt.int4_group_size, " (the error is reported)");
@@ -109,9 +119,11 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
     }
     if (reference.defined()) {
       const int64_t g = opt.int4_group_size;
-      TORCH_CHECK(reference.size(1) % g == 0, "export ct: linear '", l.name, "' has ", reference.size(1),
-                  " inputs, not a multiple of the group size ", g, " (--group-size)");
-      scheme::QuantSpec spec = scheme::QuantSpec::from_name("int4").with(scheme::Granularity::per_group(g));
+      TORCH_CHECK(reference.size(1) % g == 0, "export ct: linear '", l.name, "' has ",
+                  reference.size(1), " inputs, not a multiple of the group size ", g,
+                  " (--group-size)");
+      scheme::QuantSpec spec =
+          scheme::QuantSpec::from_name("int4").with(scheme::Granularity::per_group(g));
       spec.scale_dtype = scale_dtype_of(dt);
       const ops::QParams qp = ops::choose_qparams(reference, spec);
       w.codes = ops::quantize(reference, spec, qp);
@@ -123,7 +135,8 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
     const at::Tensor scale = w.scale.to(dt).contiguous();
     tensors.emplace_back(p + ".weight_packed", packed);
     tensors.emplace_back(p + ".weight_scale", scale);
-    tensors.emplace_back(p + ".weight_shape", at::tensor({w.codes.size(0), w.codes.size(1)}, at::kLong));
+    tensors.emplace_back(p + ".weight_shape",
+                         at::tensor({w.codes.size(0), w.codes.size(1)}, at::kLong));
     by_group[w.group].push_back(p);
     TensorRecord r;
     r.name = p + ".weight_packed";
@@ -131,10 +144,13 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
     r.origin = origin;
     r.numel = w.codes.numel();
     r.bytes = packed.numel() * 4 + scale.numel() * static_cast<int64_t>(scale.element_size());
-    r.theoretical_bits = 4.0 + 8.0 * static_cast<double>(scale.element_size()) / static_cast<double>(w.group);
+    r.theoretical_bits =
+        4.0 + 8.0 * static_cast<double>(scale.element_size()) / static_cast<double>(w.group);
     if (reference.defined()) {
-      const at::Tensor deq = (w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}) *
-                              scale.to(at::kFloat).unsqueeze(-1)).reshape(w.codes.sizes());
+      const at::Tensor deq =
+          (w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}) *
+           scale.to(at::kFloat).unsqueeze(-1))
+              .reshape(w.codes.sizes());
       const ErrorStats e = error_stats(reference, deq);
       r.max_abs_err = e.max_abs;
       r.rel_fro_err = e.rel_fro;
@@ -146,31 +162,42 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
   nlohmann::json groups = nlohmann::json::object();
   int i = 0;
   for (const auto& [g, names] : by_group) {
-    nlohmann::json targets = by_group.size() == 1 ? nlohmann::json::array({"Linear"}) : nlohmann::json(names);
-    groups["group_" + std::to_string(i++)] = {
-        {"targets", targets},
-        {"weights", {{"num_bits", 4}, {"type", "int"}, {"symmetric", true}, {"strategy", "group"},
-                     {"group_size", g}, {"dynamic", false}, {"actorder", nullptr}, {"observer", "minmax"},
-                     {"observer_kwargs", nlohmann::json::object()}, {"block_structure", nullptr}}},
-        {"input_activations", nullptr},
-        {"output_activations", nullptr},
-        {"format", "pack-quantized"}};
+    nlohmann::json targets =
+        by_group.size() == 1 ? nlohmann::json::array({"Linear"}) : nlohmann::json(names);
+    groups["group_" + std::to_string(i++)] = {{"targets", targets},
+                                              {"weights",
+                                               {{"num_bits", 4},
+                                                {"type", "int"},
+                                                {"symmetric", true},
+                                                {"strategy", "group"},
+                                                {"group_size", g},
+                                                {"dynamic", false},
+                                                {"actorder", nullptr},
+                                                {"observer", "minmax"},
+                                                {"observer_kwargs", nlohmann::json::object()},
+                                                {"block_structure", nullptr}}},
+                                              {"input_activations", nullptr},
+                                              {"output_activations", nullptr},
+                                              {"format", "pack-quantized"}};
   }
   const bool has_head = std::any_of(job.linears.begin(), job.linears.end(),
                                     [](const LinearView& l) { return l.name == "lm_head"; });
-  const nlohmann::json qc = {{"quant_method", "compressed-tensors"},
-                             {"format", "pack-quantized"},
-                             {"quantization_status", "compressed"},
-                             {"config_groups", groups},
-                             {"ignore", has_head ? nlohmann::json::array({"lm_head"}) : nlohmann::json::array()},
-                             {"kv_cache_scheme", nullptr},
-                             {"global_compression_ratio", nullptr},
-                             {"sparsity_config", nlohmann::json::object()}};
+  const nlohmann::json qc = {
+      {"quant_method", "compressed-tensors"},
+      {"format", "pack-quantized"},
+      {"quantization_status", "compressed"},
+      {"config_groups", groups},
+      {"ignore", has_head ? nlohmann::json::array({"lm_head"}) : nlohmann::json::array()},
+      {"kv_cache_scheme", nullptr},
+      {"global_compression_ratio", nullptr},
+      {"sparsity_config", nlohmann::json::object()}};
   io::save_safetensors_sharded(dir, tensors, opt.max_shard_bytes);
   write_hf_config(dir, job.model.config(), dt, qc);
   const TokenizerSource& tok = job.source.tokenizer;
-  if (tok.gguf || !tok.hf_dir.empty()) write_hf_tokenizer(dir, tok, job.model.config());
-  else job.report.notes.push_back("no tokenizer written: the source gave none");
+  if (tok.gguf || !tok.hf_dir.empty())
+    write_hf_tokenizer(dir, tok, job.model.config());
+  else
+    job.report.notes.push_back("no tokenizer written: the source gave none");
 }
 
 }  // namespace qat::exporting::detail

@@ -33,7 +33,8 @@ FakeQuantWeight fake_quant_weight(const nn::FakeQuantLinear& layer) {
   TORCH_CHECK(fq && fq->active(), "fake_quant_weight: the layer's weight quantizer is not active");
   FakeQuantWeight r;
   // The forward quantizes weight * mask (2:4 sparsity) when a mask is set.
-  r.weight = layer.sparsity_mask().defined() ? layer.weight() * layer.sparsity_mask() : layer.weight();
+  r.weight =
+      layer.sparsity_mask().defined() ? layer.weight() * layer.sparsity_mask() : layer.weight();
   r.spec = fq->config().spec;
   if (scheme::is_kquant(r.spec.format)) {
     r.codes = ops::quantize_kquant(r.weight, r.spec);
@@ -51,29 +52,30 @@ at::Tensor FakeQuantWeight::values() const {
 
 std::vector<LinearView> collect_linears(models::LlamaForCausalLM& model) {
   std::vector<LinearView> out;
-  transforms::for_each_linear(model, [&](nn::ModuleWithLinears&, const std::string&,
-                                         const std::string& full,
-                                         const std::shared_ptr<nn::LinearBase>& layer) {
-    LinearView v;
-    v.name = full;
-    v.layer = layer;
-    v.base = layer;
-    if (const auto* l = dynamic_cast<const lora::LoraLinear*>(layer.get())) {
-      v.lora = l;
-      v.base = l->base();
-    }
-    if (const auto* f = dynamic_cast<const nn::FakeQuantLinear*>(v.base.get())) {
-      if (f->weight_quantizer() && f->weight_quantizer()->active()) v.fake_quant = f;
-    } else if (const auto* n = dynamic_cast<const nf4::NF4Linear*>(v.base.get())) {
-      v.nf4 = n;
-    } else {
-      TORCH_CHECK(dynamic_cast<const nn::Linear*>(v.base.get()) != nullptr, "export: linear '", full,
-                  "' is a ", v.base->name(), ", which export does not know (supported: Linear, ",
-                  "FakeQuantLinear, NF4Linear, each optionally under a LoraLinear); convert() output ",
-                  "(QuantizedLinear) is exported from the model before convert()");
-    }
-    out.push_back(std::move(v));
-  });
+  transforms::for_each_linear(
+      model, [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
+                 const std::shared_ptr<nn::LinearBase>& layer) {
+        LinearView v;
+        v.name = full;
+        v.layer = layer;
+        v.base = layer;
+        if (const auto* l = dynamic_cast<const lora::LoraLinear*>(layer.get())) {
+          v.lora = l;
+          v.base = l->base();
+        }
+        if (const auto* f = dynamic_cast<const nn::FakeQuantLinear*>(v.base.get())) {
+          if (f->weight_quantizer() && f->weight_quantizer()->active()) v.fake_quant = f;
+        } else if (const auto* n = dynamic_cast<const nf4::NF4Linear*>(v.base.get())) {
+          v.nf4 = n;
+        } else {
+          TORCH_CHECK(
+              dynamic_cast<const nn::Linear*>(v.base.get()) != nullptr, "export: linear '", full,
+              "' is a ", v.base->name(), ", which export does not know (supported: Linear, ",
+              "FakeQuantLinear, NF4Linear, each optionally under a LoraLinear); convert() output ",
+              "(QuantizedLinear) is exported from the model before convert()");
+        }
+        out.push_back(std::move(v));
+      });
   return out;
 }
 

@@ -43,7 +43,7 @@ struct FakeQuantWeight {
   at::Tensor weight;  // the masked float weight the quantizer sees, [out, in]
   scheme::QuantSpec spec;
   ops::QParams qparams;  // undefined for the k-quants, which have none
-  at::Tensor codes;  // uint8 [out, in]; k-quants: the ggml blocks [out, in/256 * block bytes]
+  at::Tensor codes;      // uint8 [out, in]; k-quants: the ggml blocks [out, in/256 * block bytes]
   // The dequantized weight, float32 [out, in].
   at::Tensor values() const;
 };

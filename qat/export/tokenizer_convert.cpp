@@ -23,8 +23,8 @@ constexpr int32_t kNormal = 1, kControl = 3, kUserDefined = 4, kUnused = 5;
 const char* const kPreNames[] = {"gpt2", "llama-bpe", "qwen2", "smollm"};
 
 json added_token(int32_t id, const std::string& content, bool special) {
-  return {{"id", id},          {"content", content}, {"single_word", false}, {"lstrip", false},
-          {"rstrip", false},   {"normalized", false}, {"special", special}};
+  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", false}, {"special", special}};
 }
 
 std::optional<int32_t> optional_id(const io::GgufMetadata& m, const std::string& key) {
@@ -65,7 +65,8 @@ void collect_regexes(const json& node, std::vector<std::string>& out, const std:
   } else if (type == "Split") {
     TORCH_CHECK(node.contains("pattern") && node["pattern"].contains("Regex") &&
                     node.value("behavior", "") == "Isolated" && !node.value("invert", false),
-                src, ": only Split with a Regex pattern, behavior Isolated and invert false maps to ",
+                src,
+                ": only Split with a Regex pattern, behavior Isolated and invert false maps to ",
                 "a GGUF pre-tokenizer; found ", node.dump());
     out.push_back(node["pattern"]["Regex"].get<std::string>());
   } else {
@@ -90,7 +91,8 @@ json tokenizer_json_from_gguf(const io::GgufMetadata& meta) {
               "tokenizer.json yet (only byte-level BPE, tokenizer.ggml.model = gpt2); copy the ",
               "original model's tokenizer files next to the export instead");
   const auto pre = meta.get_string_optional("tokenizer.ggml.pre");
-  TORCH_CHECK(pre, "export: the GGUF tokenizer has no tokenizer.ggml.pre; its pre-tokenizer is unknown");
+  TORCH_CHECK(pre,
+              "export: the GGUF tokenizer has no tokenizer.ggml.pre; its pre-tokenizer is unknown");
   const auto& tokens = meta.get_string_array("tokenizer.ggml.tokens");
   const std::vector<int32_t> types = meta.has("tokenizer.ggml.token_type")
                                          ? meta.get_i32_array("tokenizer.ggml.token_type")
@@ -118,13 +120,19 @@ json tokenizer_json_from_gguf(const io::GgufMetadata& meta) {
 
   json pretok = json::array();
   for (const std::string& re : data::gguf_pre_regexes(*pre)) {
-    pretok.push_back({{"type", "Split"}, {"pattern", {{"Regex", re}}}, {"behavior", "Isolated"},
+    pretok.push_back({{"type", "Split"},
+                      {"pattern", {{"Regex", re}}},
+                      {"behavior", "Isolated"},
                       {"invert", false}});
   }
-  pretok.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+  pretok.push_back({{"type", "ByteLevel"},
+                    {"add_prefix_space", false},
+                    {"trim_offsets", true},
                     {"use_regex", false}});
 
-  json post = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false},
+  json post = {{"type", "ByteLevel"},
+               {"add_prefix_space", true},
+               {"trim_offsets", false},
                {"use_regex", true}};
   const bool add_bos = meta.get_optional<bool>("tokenizer.ggml.add_bos_token").value_or(false);
   const bool add_eos = meta.get_optional<bool>("tokenizer.ggml.add_eos_token").value_or(false);
@@ -145,7 +153,10 @@ json tokenizer_json_from_gguf(const io::GgufMetadata& meta) {
     if (add_bos) pair.push_back(special("tokenizer.ggml.bos_token_id"));
     pair.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
     if (add_eos) pair.push_back(special("tokenizer.ggml.eos_token_id"));
-    post = {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}};
+    post = {{"type", "TemplateProcessing"},
+            {"single", single},
+            {"pair", pair},
+            {"special_tokens", specials}};
   }
 
   return {{"version", "1.0"},
@@ -155,32 +166,46 @@ json tokenizer_json_from_gguf(const io::GgufMetadata& meta) {
           {"normalizer", nullptr},
           {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pretok}}},
           {"post_processor", post},
-          {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
-                       {"use_regex", true}}},
-          {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                     {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-                     {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                     {"vocab", vocab}, {"merges", merge_list}}}};
+          {"decoder",
+           {{"type", "ByteLevel"},
+            {"add_prefix_space", true},
+            {"trim_offsets", true},
+            {"use_regex", true}}},
+          {"model",
+           {{"type", "BPE"},
+            {"dropout", nullptr},
+            {"unk_token", nullptr},
+            {"continuing_subword_prefix", nullptr},
+            {"end_of_word_suffix", nullptr},
+            {"fuse_unk", false},
+            {"byte_fallback", false},
+            {"ignore_merges", false},
+            {"vocab", vocab},
+            {"merges", merge_list}}}};
 }
 
 json tokenizer_config_from_gguf(const io::GgufMetadata& meta, const std::string& chat_template,
                                 int64_t model_max_length) {
   const auto& tokens = meta.get_string_array("tokenizer.ggml.tokens");
-  json cfg = {{"tokenizer_class", "PreTrainedTokenizerFast"},
-              {"clean_up_tokenization_spaces", false},
-              {"model_max_length", model_max_length},
-              {"add_bos_token", meta.get_optional<bool>("tokenizer.ggml.add_bos_token").value_or(false)},
-              {"add_eos_token", meta.get_optional<bool>("tokenizer.ggml.add_eos_token").value_or(false)}};
-  const std::pair<const char*, const char*> ids[] = {{"bos_token", "tokenizer.ggml.bos_token_id"},
-                                                     {"eos_token", "tokenizer.ggml.eos_token_id"},
-                                                     {"unk_token", "tokenizer.ggml.unknown_token_id"},
-                                                     {"pad_token", "tokenizer.ggml.padding_token_id"}};
+  json cfg = {
+      {"tokenizer_class", "PreTrainedTokenizerFast"},
+      {"clean_up_tokenization_spaces", false},
+      {"model_max_length", model_max_length},
+      {"add_bos_token", meta.get_optional<bool>("tokenizer.ggml.add_bos_token").value_or(false)},
+      {"add_eos_token", meta.get_optional<bool>("tokenizer.ggml.add_eos_token").value_or(false)}};
+  const std::pair<const char*, const char*> ids[] = {
+      {"bos_token", "tokenizer.ggml.bos_token_id"},
+      {"eos_token", "tokenizer.ggml.eos_token_id"},
+      {"unk_token", "tokenizer.ggml.unknown_token_id"},
+      {"pad_token", "tokenizer.ggml.padding_token_id"}};
   for (const auto& [name, key] : ids) {
     const auto id = optional_id(meta, key);
-    if (id && *id >= 0 && static_cast<size_t>(*id) < tokens.size()) cfg[name] = tokens[static_cast<size_t>(*id)];
+    if (id && *id >= 0 && static_cast<size_t>(*id) < tokens.size())
+      cfg[name] = tokens[static_cast<size_t>(*id)];
   }
-  const std::string tmpl = !chat_template.empty() ? chat_template
-                           : meta.get_string_optional("tokenizer.chat_template").value_or("");
+  const std::string tmpl = !chat_template.empty()
+                               ? chat_template
+                               : meta.get_string_optional("tokenizer.chat_template").value_or("");
   if (!tmpl.empty()) cfg["chat_template"] = tmpl;
   return cfg;
 }
@@ -195,11 +220,12 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
   const json& model = tj.at("model");
   TORCH_CHECK(model.value("type", "") == "BPE" && !model.value("byte_fallback", false), src,
               ": only byte-level BPE tokenizers convert to GGUF (found model type '",
-              model.value("type", ""), "'", model.value("byte_fallback", false) ? " with byte_fallback" : "",
-              ")");
+              model.value("type", ""), "'",
+              model.value("byte_fallback", false) ? " with byte_fallback" : "", ")");
   TORCH_CHECK(!tj.contains("normalizer") || tj["normalizer"].is_null(), src,
               ": a normalizer has no GGUF equivalent for byte-level BPE");
-  TORCH_CHECK(tj.contains("pre_tokenizer") && !tj["pre_tokenizer"].is_null(), src, ": no pre_tokenizer");
+  TORCH_CHECK(tj.contains("pre_tokenizer") && !tj["pre_tokenizer"].is_null(), src,
+              ": no pre_tokenizer");
 
   std::vector<std::string> regexes;
   collect_regexes(tj["pre_tokenizer"], regexes, src);
@@ -212,7 +238,8 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
     }
     tried += tried.empty() ? name : std::string(", ") + name;
   }
-  TORCH_CHECK(!pre.empty(), src, ": its pre-tokenizer regexes match none of the GGUF pre-tokenizers ",
+  TORCH_CHECK(!pre.empty(), src,
+              ": its pre-tokenizer regexes match none of the GGUF pre-tokenizers ",
               "this exporter knows (", tried, "); llama.cpp would split text differently");
 
   // Tokens by id: the BPE vocab, then added tokens (which may extend it).
@@ -221,17 +248,19 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
   if (tj.contains("added_tokens")) {
     for (const auto& t : tj["added_tokens"]) {
       by_id[t.at("id").get<int64_t>()] = {t.at("content").get<std::string>(),
-                                           t.value("special", false) ? kControl : kUserDefined};
+                                          t.value("special", false) ? kControl : kUserDefined};
     }
   }
-  TORCH_CHECK(!by_id.empty() && by_id.begin()->first >= 0, src, ": empty vocabulary or negative ids");
+  TORCH_CHECK(!by_id.empty() && by_id.begin()->first >= 0, src,
+              ": empty vocabulary or negative ids");
   const int64_t n = std::max<int64_t>(by_id.rbegin()->first + 1, vocab_size);
   std::vector<std::string> tokens(static_cast<size_t>(n));
   std::vector<int32_t> types(static_cast<size_t>(n), kUnused);
   for (int64_t i = 0; i < n; ++i) {
     auto it = by_id.find(i);
     if (it == by_id.end()) {
-      tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";  // as convert_hf_to_gguf.py
+      tokens[static_cast<size_t>(i)] =
+          "[PAD" + std::to_string(i) + "]";  // as convert_hf_to_gguf.py
     } else {
       tokens[static_cast<size_t>(i)] = it->second.first;
       types[static_cast<size_t>(i)] = it->second.second;
@@ -242,7 +271,8 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
     if (m.is_string()) {
       merges.push_back(m.get<std::string>());
     } else {
-      TORCH_CHECK(m.is_array() && m.size() == 2, src, ": a merge must be \"a b\" or [a, b], found ", m.dump());
+      TORCH_CHECK(m.is_array() && m.size() == 2, src, ": a merge must be \"a b\" or [a, b], found ",
+                  m.dump());
       merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
     }
   }
@@ -255,9 +285,11 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
   out.set("tokenizer.ggml.merges", io::GgufValue::string_array(merges));
 
   const json cfg = fs::exists(fs::path(dir) / "tokenizer_config.json")
-                       ? read_json(fs::path(dir) / "tokenizer_config.json") : json::object();
-  const json mcfg = fs::exists(fs::path(dir) / "config.json") ? read_json(fs::path(dir) / "config.json")
-                                                               : json::object();
+                       ? read_json(fs::path(dir) / "tokenizer_config.json")
+                       : json::object();
+  const json mcfg = fs::exists(fs::path(dir) / "config.json")
+                        ? read_json(fs::path(dir) / "config.json")
+                        : json::object();
   auto id_of = [&](const std::string& t) -> std::optional<uint32_t> {
     for (int64_t i = 0; i < n; ++i) {
       if (tokens[static_cast<size_t>(i)] == t) return static_cast<uint32_t>(i);
@@ -287,7 +319,8 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
   }
   out.set("tokenizer.ggml.add_bos_token", io::GgufValue::scalar<bool>(add_bos));
   out.set("tokenizer.ggml.add_eos_token", io::GgufValue::scalar<bool>(add_eos));
-  if (!chat_template.empty()) out.set("tokenizer.chat_template", io::GgufValue::string(chat_template));
+  if (!chat_template.empty())
+    out.set("tokenizer.chat_template", io::GgufValue::string(chat_template));
   return out;
 }
 
@@ -297,7 +330,8 @@ io::GgufMetadata gguf_tokenizer_metadata(const TokenizerSource& tok, int64_t voc
     for (const auto& [k, v] : tok.gguf->entries()) {
       if (k.rfind("tokenizer.", 0) == 0) out.set(k, v);
     }
-    TORCH_CHECK(out.has("tokenizer.ggml.tokens"), "export gguf: the source GGUF has no tokenizer.ggml.tokens");
+    TORCH_CHECK(out.has("tokenizer.ggml.tokens"),
+                "export gguf: the source GGUF has no tokenizer.ggml.tokens");
     return out;
   }
   TORCH_CHECK(!tok.hf_dir.empty(), "export gguf: the model has no tokenizer (pass the source's ",

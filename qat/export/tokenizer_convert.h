@@ -5,7 +5,6 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 
 #include "qat/export/export.h"
@@ -23,7 +22,8 @@ io::GgufMetadata gguf_tokenizer_metadata(const TokenizerSource& tok, int64_t voc
 // ByteLevel decoder, and a TemplateProcessing post-processor when add_bos/add_eos_token is set.
 nlohmann::json tokenizer_json_from_gguf(const io::GgufMetadata& meta);
 // tokenizer_config.json: bos/eos/unk/pad as strings, add_bos/eos_token, chat_template.
-nlohmann::json tokenizer_config_from_gguf(const io::GgufMetadata& meta, const std::string& chat_template,
+nlohmann::json tokenizer_config_from_gguf(const io::GgufMetadata& meta,
+                                          const std::string& chat_template,
                                           int64_t model_max_length);
 
 // The GGUF keys of an HF tokenizer.json (+ tokenizer_config.json) in `dir`; see above.

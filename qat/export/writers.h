@@ -2,9 +2,8 @@
 // files, tensor records). Internal to qat_export: users call export_model().
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -42,15 +41,16 @@ void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at:
                      const nlohmann::json& quantization_config = nullptr);
 // tokenizer.json, tokenizer_config.json (and chat template) for an HF directory: copied from an
 // HF source, converted from GGUF tokenizer metadata otherwise. Throws when the source has none.
-void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok, const models::LlamaConfig& cfg);
+void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok,
+                        const models::LlamaConfig& cfg);
 // A dense tensor record (bits = element size).
 TensorRecord dense_record(const std::string& name, const at::Tensor& t, const std::string& origin);
 
 // Tensors an HF writer saves, in order.
 using TensorList = std::vector<std::pair<std::string, at::Tensor>>;
 // `t` converted to `dtype` (contiguous), appended to `out` and recorded in the report as dense.
-void add_dense(Job& job, TensorList& out, const std::string& name, const at::Tensor& t, at::ScalarType dtype,
-               const std::string& origin);
+void add_dense(Job& job, TensorList& out, const std::string& name, const at::Tensor& t,
+               at::ScalarType dtype, const std::string& origin);
 // The model's other tensors (embeddings, norms) in `dtype`, each recorded as dense.
 void add_others(Job& job, TensorList& out, at::ScalarType dtype);
 

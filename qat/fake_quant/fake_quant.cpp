@@ -50,7 +50,8 @@ struct FakeQuantFunction : torch::autograd::Function<FakeQuantFunction> {
 
 struct LsqFunction : torch::autograd::Function<LsqFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
-                            const at::Tensor& zero_point, const QuantSpec& spec, double grad_factor) {
+                            const at::Tensor& zero_point, const QuantSpec& spec,
+                            double grad_factor) {
     const scheme::CodeRange r = spec.code_range();
     const at::Tensor s = scale.detach().to(at::kFloat);
     TORCH_CHECK((s > 0).all().item<bool>(), "fake_quant_lsq: every scale must be > 0");
@@ -86,9 +87,9 @@ struct LsqFunction : torch::autograd::Function<LsqFunction> {
     const at::Tensor se = expand_params(s, l, x.sizes());
     const at::Tensor ze = expand_params(z, l, x.sizes());
     const at::Tensor v = xf * se.reciprocal();  // x * (1/s), as the forward
-    const at::Tensor rv = v.round();             // half to even
+    const at::Tensor rv = v.round();            // half to even
     const at::Tensor c = rv + ze;
-    const at::Tensor below = c < qmin, above = c > qmax;
+    const at::Tensor below = c<qmin, above = c> qmax;
     const at::Tensor inside = below.logical_or(above).logical_not();
     const at::Tensor g = grads[0].to(at::kFloat);
 
@@ -107,7 +108,8 @@ struct LsqFunction : torch::autograd::Function<LsqFunction> {
 
 }  // namespace
 
-at::Tensor fake_quant(const at::Tensor& x, const QuantSpec& spec, const QParams& qp, GradMode mode) {
+at::Tensor fake_quant(const at::Tensor& x, const QuantSpec& spec, const QParams& qp,
+                      GradMode mode) {
   return FakeQuantFunction::apply(x, spec, qp, false, mode, nullptr);
 }
 
@@ -116,8 +118,8 @@ at::Tensor fake_quant_dynamic(const at::Tensor& x, const QuantSpec& spec, GradMo
   return FakeQuantFunction::apply(x, spec, QParams{}, true, mode, qparams_out);
 }
 
-at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
-                          const QuantSpec& spec, double grad_factor) {
+at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale,
+                          const at::Tensor& zero_point, const QuantSpec& spec, double grad_factor) {
   TORCH_CHECK(spec.traits().learnable_ok, "LSQ needs an integer grid (int or uint); got format '",
               spec.traits().name, "'");
   TORCH_CHECK(spec.format != scheme::Format::kUInt || zero_point.defined(),
@@ -125,13 +127,17 @@ at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale, const at
   TORCH_CHECK(spec.format != scheme::Format::kInt || !zero_point.defined(),
               "a symmetric (int) format has no zero point; pass an undefined zero_point");
   TORCH_CHECK(spec.scale_dtype == scheme::ScaleDtype::kFloat32,
-              "LSQ learns float32 scales; set scale_dtype float32 (got ", scheme::to_string(spec.scale_dtype), ")");
+              "LSQ learns float32 scales; set scale_dtype float32 (got ",
+              scheme::to_string(spec.scale_dtype), ")");
   spec.validate_for(x.sizes());
   const int64_t count = spec.layout(x.sizes()).count;
-  TORCH_CHECK(scale.numel() == count, "fake_quant_lsq: expected ", count, " scales, got ", scale.numel());
-  TORCH_CHECK(!zero_point.defined() || zero_point.numel() == count, "fake_quant_lsq: expected ", count,
-              " zero points, got ", zero_point.numel());
-  const at::Tensor zp = zero_point.defined() ? zero_point : at::zeros_like(scale, scale.options().requires_grad(false));
+  TORCH_CHECK(scale.numel() == count, "fake_quant_lsq: expected ", count, " scales, got ",
+              scale.numel());
+  TORCH_CHECK(!zero_point.defined() || zero_point.numel() == count, "fake_quant_lsq: expected ",
+              count, " zero points, got ", zero_point.numel());
+  const at::Tensor zp = zero_point.defined()
+                            ? zero_point
+                            : at::zeros_like(scale, scale.options().requires_grad(false));
   return LsqFunction::apply(x, scale, zp, spec, grad_factor);
 }
 

@@ -40,8 +40,8 @@ at::Tensor fake_quant_dynamic(const at::Tensor& x, const QuantSpec& spec, GradMo
 // and the scale and zero-point gradients are summed over each group and multiplied by
 // grad_factor (the paper's g = 1/sqrt(N * qmax), N = elements per scale; lsq_grad_factor()).
 // scale and zero_point are float32 with spec.scale_shape(x) elements; scale must be > 0.
-at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
-                          const QuantSpec& spec, double grad_factor);
+at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale,
+                          const at::Tensor& zero_point, const QuantSpec& spec, double grad_factor);
 
 // The paper's gradient scale for a tensor of this shape under this spec.
 double lsq_grad_factor(const QuantSpec& spec, at::IntArrayRef shape);

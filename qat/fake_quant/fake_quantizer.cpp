@@ -19,9 +19,12 @@ ScaleMode scale_mode_from_name(const std::string& name) {
 
 std::string to_string(ScaleMode m) {
   switch (m) {
-    case ScaleMode::kDynamic: return "dynamic";
-    case ScaleMode::kStatic: return "static";
-    case ScaleMode::kLearnable: return "lsq";
+    case ScaleMode::kDynamic:
+      return "dynamic";
+    case ScaleMode::kStatic:
+      return "static";
+    case ScaleMode::kLearnable:
+      return "lsq";
   }
   return "?";
 }
@@ -38,8 +41,9 @@ void FakeQuantizerConfig::validate() const {
                 "'dynamic', not '", to_string(scale_mode), "'");
   }
   if (scale_mode == ScaleMode::kLearnable) {
-    TORCH_CHECK(spec.traits().learnable_ok, "learnable (LSQ) scales need an int or uint format, got '",
-                spec.traits().name, "'");
+    TORCH_CHECK(spec.traits().learnable_ok,
+                "learnable (LSQ) scales need an int or uint format, got '", spec.traits().name,
+                "'");
     TORCH_CHECK(spec.scale_dtype == scheme::ScaleDtype::kFloat32, "LSQ learns float32 scales");
   }
 }
@@ -113,7 +117,8 @@ at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
 
   switch (cfg_.scale_mode) {
     case ScaleMode::kDynamic:
-      if (cfg_.range.method == RangeMethod::kMinMax) return fake_quant_dynamic(x, cfg_.spec, cfg_.grad);
+      if (cfg_.range.method == RangeMethod::kMinMax)
+        return fake_quant_dynamic(x, cfg_.spec, cfg_.grad);
       return fake_quant(x, cfg_.spec, range_qparams(x, cfg_.spec, cfg_.range), cfg_.grad);
     case ScaleMode::kStatic: {
       const bool frozen = cfg_.freeze_observer_after >= 0 && step >= cfg_.freeze_observer_after;

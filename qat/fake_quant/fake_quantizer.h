@@ -10,8 +10,8 @@
 namespace qat::fake_quant {
 
 enum class ScaleMode {
-  kDynamic,    // qparams from the tensor itself every call (weights per step, activations per token)
-  kStatic,     // qparams from an observer: updated in training until frozen, fixed in eval
+  kDynamic,  // qparams from the tensor itself every call (weights per step, activations per token)
+  kStatic,   // qparams from an observer: updated in training until frozen, fixed in eval
   kLearnable,  // LSQ (int) / LSQ+ (uint): scale (and zero point) are trainable parameters
 };
 ScaleMode scale_mode_from_name(const std::string& name);
@@ -21,12 +21,12 @@ struct FakeQuantizerConfig {
   scheme::QuantSpec spec;
   bool enabled = true;
   ScaleMode scale_mode = ScaleMode::kDynamic;
-  RangeConfig range;                 // how ranges are set (dynamic, static, and LSQ's init)
-  GradMode grad = GradMode::kSte;    // kDynamic/kStatic only; LSQ has its own gradients
+  RangeConfig range;               // how ranges are set (dynamic, static, and LSQ's init)
+  GradMode grad = GradMode::kSte;  // kDynamic/kStatic only; LSQ has its own gradients
   Observer::Mode observer_mode = Observer::Mode::kMovingAverage;
   double observer_momentum = 0.01;
-  int64_t delay_steps = 0;              // training steps before fake quant starts (identity before)
-  int64_t freeze_observer_after = -1;   // kStatic: stop updating after N steps (-1: never)
+  int64_t delay_steps = 0;             // training steps before fake quant starts (identity before)
+  int64_t freeze_observer_after = -1;  // kStatic: stop updating after N steps (-1: never)
   void validate() const;
 };
 

@@ -25,7 +25,9 @@ at::Tensor row_quantile(const at::Tensor& rows, double q) {
   return std::get<0>(at::kthvalue(rows, k, 1));
 }
 
-bool symmetric(const scheme::QuantSpec& spec) { return spec.format != Format::kUInt; }
+bool symmetric(const scheme::QuantSpec& spec) {
+  return spec.format != Format::kUInt;
+}
 
 }  // namespace
 
@@ -38,9 +40,12 @@ RangeMethod range_method_from_name(const std::string& name) {
 
 std::string to_string(RangeMethod m) {
   switch (m) {
-    case RangeMethod::kMinMax: return "minmax";
-    case RangeMethod::kPercentile: return "percentile";
-    case RangeMethod::kMse: return "mse";
+    case RangeMethod::kMinMax:
+      return "minmax";
+    case RangeMethod::kPercentile:
+      return "percentile";
+    case RangeMethod::kMse:
+      return "mse";
   }
   return "?";
 }
@@ -48,7 +53,8 @@ std::string to_string(RangeMethod m) {
 void RangeConfig::validate() const {
   TORCH_CHECK(percentile > 50.0 && percentile <= 100.0, "percentile must be in (50, 100], got ",
               percentile);
-  TORCH_CHECK(mse_steps >= 1 && mse_steps <= 1000, "mse_steps must be in [1, 1000], got ", mse_steps);
+  TORCH_CHECK(mse_steps >= 1 && mse_steps <= 1000, "mse_steps must be in [1, 1000], got ",
+              mse_steps);
   TORCH_CHECK(mse_min_ratio > 0.0 && mse_min_ratio <= 1.0, "mse_min_ratio must be in (0, 1], got ",
               mse_min_ratio);
 }
@@ -66,13 +72,13 @@ std::pair<at::Tensor, at::Tensor> compute_range(const at::Tensor& x, const schem
     at::Tensor best_err, best_lo = lo.clone(), best_hi = hi.clone();
     const scheme::GroupLayout l = spec.layout(xd.sizes());
     for (int i = 0; i < cfg.mse_steps; ++i) {
-      const double a = cfg.mse_steps == 1
-                           ? 1.0
-                           : 1.0 - (1.0 - cfg.mse_min_ratio) * i / (cfg.mse_steps - 1);
+      const double a =
+          cfg.mse_steps == 1 ? 1.0 : 1.0 - (1.0 - cfg.mse_min_ratio) * i / (cfg.mse_steps - 1);
       const at::Tensor clo = lo * a, chi = hi * a;
       const ops::QParams qp = ops::qparams_from_range(clo, chi, spec, xd.sizes());
       const at::Tensor y = ops::fake_quantize(xd, spec, qp, false).y;
-      const at::Tensor err = rows_of_groups((y.to(at::kFloat) - xd.to(at::kFloat)).square(), l).sum(1);
+      const at::Tensor err =
+          rows_of_groups((y.to(at::kFloat) - xd.to(at::kFloat)).square(), l).sum(1);
       if (!best_err.defined()) {
         best_err = err;
         continue;
@@ -115,7 +121,8 @@ Observer::Observer(scheme::QuantSpec spec, RangeConfig cfg, Mode mode, double mo
   TORCH_CHECK(spec_.traits().fixed_block == 0 && spec_.format != Format::kNf4,
               "a static observer needs a format with free scales (int, uint, fp8); '",
               spec_.traits().name, "' derives every block's scale from the block");
-  TORCH_CHECK(momentum > 0.0 && momentum <= 1.0, "observer momentum must be in (0, 1], got ", momentum);
+  TORCH_CHECK(momentum > 0.0 && momentum <= 1.0, "observer momentum must be in (0, 1], got ",
+              momentum);
 }
 
 void Observer::update(const at::Tensor& x) {

@@ -25,9 +25,9 @@ std::string to_string(RangeMethod m);
 
 struct RangeConfig {
   RangeMethod method = RangeMethod::kMinMax;
-  double percentile = 99.99;    // kPercentile, in (50, 100]
-  int mse_steps = 20;           // kMse: grid size
-  double mse_min_ratio = 0.5;   // kMse: smallest shrink factor tried
+  double percentile = 99.99;   // kPercentile, in (50, 100]
+  int mse_steps = 20;          // kMse: grid size
+  double mse_min_ratio = 0.5;  // kMse: smallest shrink factor tried
   void validate() const;
 };
 
@@ -37,7 +37,8 @@ std::pair<at::Tensor, at::Tensor> compute_range(const at::Tensor& x, const schem
 
 // Quantization parameters for x from its range under cfg (dynamic range setting). GGUF formats
 // always use their own per-block rule; NF4 uses absmax blocks (min-max only).
-ops::QParams range_qparams(const at::Tensor& x, const scheme::QuantSpec& spec, const RangeConfig& cfg);
+ops::QParams range_qparams(const at::Tensor& x, const scheme::QuantSpec& spec,
+                           const RangeConfig& cfg);
 
 class Observer {
  public:

@@ -28,7 +28,9 @@ constexpr GgmlTypeTraits kGgmlTypes[kNumGgmlIds] = {
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 constexpr char kAlignmentKey[] = "general.alignment";
 
-std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
+std::string in_quotes(const std::string& s) {
+  return "'" + s + "'";
+}
 
 std::string fmt_ne(const std::vector<int64_t>& ne) {
   std::string s = "[";
@@ -44,8 +46,9 @@ constexpr uint64_t kMinTensorInfoBytes = 24;
 std::string read_string(ByteCursor& cur, const std::string& what) {
   const uint64_t n = cur.read<uint64_t>(what + " length");
   if (n > cur.remaining()) {
-    cur.fail("GGUF: " + what + ": string length " + std::to_string(n) + " runs past the end of the file (" +
-             std::to_string(cur.remaining()) + " bytes remain at offset " + std::to_string(cur.pos()) + ")");
+    cur.fail("GGUF: " + what + ": string length " + std::to_string(n) +
+             " runs past the end of the file (" + std::to_string(cur.remaining()) +
+             " bytes remain at offset " + std::to_string(cur.pos()) + ")");
   }
   return std::string(cur.read_bytes(n, what));
 }
@@ -65,28 +68,32 @@ GgufValue read_value(ByteCursor& cur, const std::string& key) {
   uint64_t count = 1;
   if (is_array) {
     type = read_value_type(cur, what + " array element");
-    if (type == GgufValueType::kArray) cur.fail("GGUF: " + what + ": nested arrays are not allowed");
+    if (type == GgufValueType::kArray)
+      cur.fail("GGUF: " + what + ": nested arrays are not allowed");
     count = cur.read<uint64_t>(what + " array length");
   }
   if (type == GgufValueType::kString) {
     // Every string takes at least its 8-byte length: a count the file cannot hold is a lie,
     // caught before anything is reserved.
     if (count > cur.remaining() / 8) {
-      cur.fail("GGUF: " + what + ": array of " + std::to_string(count) + " strings needs at least " +
-               std::to_string(count) + " x 8 bytes but only " + std::to_string(cur.remaining()) + " remain");
+      cur.fail("GGUF: " + what + ": array of " + std::to_string(count) +
+               " strings needs at least " + std::to_string(count) + " x 8 bytes but only " +
+               std::to_string(cur.remaining()) + " remain");
     }
     std::vector<std::string> strings;
     strings.reserve(static_cast<size_t>(count));
     for (uint64_t i = 0; i < count; ++i) {
       strings.push_back(read_string(cur, is_array ? what + "[" + std::to_string(i) + "]" : what));
     }
-    return is_array ? GgufValue::string_array(std::move(strings)) : GgufValue::string(std::move(strings[0]));
+    return is_array ? GgufValue::string_array(std::move(strings))
+                    : GgufValue::string(std::move(strings[0]));
   }
   const uint64_t size = gguf_type_size(type);
   uint64_t nbytes = 0;
   if (!checked_mul(count, size, &nbytes) || nbytes > cur.remaining()) {
     cur.fail("GGUF: " + what + ": " + std::to_string(count) + " x " + gguf_type_name(type) +
-             " runs past the end of the file (" + std::to_string(cur.remaining()) + " bytes remain)");
+             " runs past the end of the file (" + std::to_string(cur.remaining()) +
+             " bytes remain)");
   }
   return GgufValue::from_raw(is_array, type, count, cur.read_bytes(nbytes, what));
 }
@@ -109,7 +116,9 @@ int64_t GgufTensorInfo::numel() const {
   return n;
 }
 
-std::vector<int64_t> GgufTensorInfo::torch_shape() const { return {ne.rbegin(), ne.rend()}; }
+std::vector<int64_t> GgufTensorInfo::torch_shape() const {
+  return {ne.rbegin(), ne.rend()};
+}
 
 uint64_t GgufTensorInfo::row_bytes() const {
   const GgmlTypeTraits* t = ggml_type_traits(static_cast<uint32_t>(type));
@@ -131,12 +140,14 @@ uint64_t ggml_nbytes(GgmlType type, const std::vector<int64_t>& ne, const std::s
   const GgmlTypeTraits* t = ggml_type_traits(static_cast<uint32_t>(type));
   if (t == nullptr) throw std::runtime_error(what + ": invalid ggml type " + ggml_type_name(type));
   if (ne.size() > static_cast<size_t>(kGgufMaxDims)) {
-    throw std::runtime_error(what + ": " + std::to_string(ne.size()) + " dimensions, at most 4 allowed");
+    throw std::runtime_error(what + ": " + std::to_string(ne.size()) +
+                             " dimensions, at most 4 allowed");
   }
   uint64_t n = 1;
   for (size_t i = 0; i < ne.size(); ++i) {
     if (ne[i] < 0) {
-      throw std::runtime_error(what + ": ne[" + std::to_string(i) + "] = " + std::to_string(ne[i]) + " is negative");
+      throw std::runtime_error(what + ": ne[" + std::to_string(i) + "] = " + std::to_string(ne[i]) +
+                               " is negative");
     }
     if (!checked_mul(n, static_cast<uint64_t>(ne[i]), &n) || n > static_cast<uint64_t>(INT64_MAX)) {
       throw std::runtime_error(what + ": ne " + fmt_ne(ne) + " has more than INT64_MAX elements");
@@ -144,11 +155,13 @@ uint64_t ggml_nbytes(GgmlType type, const std::vector<int64_t>& ne, const std::s
   }
   const int64_t ne0 = ne.empty() ? 1 : ne[0];
   if (ne0 % t->block_size != 0) {
-    throw std::runtime_error(what + ": ne[0] = " + std::to_string(ne0) + " is not a multiple of the " +
-                             std::string(t->name) + " block size " + std::to_string(t->block_size));
+    throw std::runtime_error(what + ": ne[0] = " + std::to_string(ne0) +
+                             " is not a multiple of the " + std::string(t->name) + " block size " +
+                             std::to_string(t->block_size));
   }
   uint64_t bytes = 0;
-  if (!checked_mul(n / static_cast<uint64_t>(t->block_size), static_cast<uint64_t>(t->type_size), &bytes)) {
+  if (!checked_mul(n / static_cast<uint64_t>(t->block_size), static_cast<uint64_t>(t->type_size),
+                   &bytes)) {
     throw std::runtime_error(what + ": size in bytes of ne " + fmt_ne(ne) + " overflows");
   }
   return bytes;
@@ -179,8 +192,8 @@ GgufContents parse_gguf(const uint8_t* data, size_t size, const std::string& ori
   const uint64_t n_tensors = cur.read<uint64_t>("tensor count");
   const uint64_t n_kv = cur.read<uint64_t>("KV count");
   if (n_kv > cur.remaining() / kMinKvBytes) {
-    fail("KV count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(cur.remaining()) +
-         " bytes that remain");
+    fail("KV count " + std::to_string(n_kv) + " cannot fit in the " +
+         std::to_string(cur.remaining()) + " bytes that remain");
   }
   for (uint64_t i = 0; i < n_kv; ++i) {
     const std::string key = read_string(cur, "key #" + std::to_string(i));
@@ -211,7 +224,8 @@ GgufContents parse_gguf(const uint8_t* data, size_t size, const std::string& ori
     }
     for (uint32_t d = 0; d < n_dims; ++d) t.ne.push_back(cur.read<int64_t>(what + " ne"));
     const uint32_t type = cur.read<uint32_t>(what + " type");
-    if (ggml_type_traits(type) == nullptr) fail(what + ": invalid ggml type " + std::to_string(type));
+    if (ggml_type_traits(type) == nullptr)
+      fail(what + ": invalid ggml type " + std::to_string(type));
     t.type = static_cast<GgmlType>(type);
     t.nbytes = ggml_nbytes(t.type, t.ne, origin + ": GGUF: " + what);
     t.offset = cur.read<uint64_t>(what + " offset");
@@ -231,18 +245,20 @@ GgufContents parse_gguf(const uint8_t* data, size_t size, const std::string& ori
   c.reindex();
 
   uint64_t data_offset = cur.pos();
-  if (n_tensors > 0 && !checked_pad(data_offset, c.alignment, &data_offset)) fail("data offset overflows");
+  if (n_tensors > 0 && !checked_pad(data_offset, c.alignment, &data_offset))
+    fail("data offset overflows");
   if (data_offset > size) {
-    fail("the data section would start at " + std::to_string(data_offset) + ", past the end of the file (" +
-         std::to_string(size) + " bytes)");
+    fail("the data section would start at " + std::to_string(data_offset) +
+         ", past the end of the file (" + std::to_string(size) + " bytes)");
   }
   c.data_offset = data_offset;
   // llama.cpp's rule: each tensor's bytes lie within the file (the last one's padding may not).
   for (const GgufTensorInfo& t : c.tensors) {
     const uint64_t avail = size - data_offset;
     if (t.offset > avail || t.nbytes > avail - t.offset) {
-      fail("tensor " + in_quotes(t.name) + ": data [" + std::to_string(data_offset + t.offset) + ", +" +
-           std::to_string(t.nbytes) + ") runs past the end of the file (" + std::to_string(size) + " bytes)");
+      fail("tensor " + in_quotes(t.name) + ": data [" + std::to_string(data_offset + t.offset) +
+           ", +" + std::to_string(t.nbytes) + ") runs past the end of the file (" +
+           std::to_string(size) + " bytes)");
     }
   }
   return c;
@@ -283,7 +299,8 @@ uint64_t layout_gguf_tensors(std::vector<GgufTensorInfo>& tensors, uint64_t alig
     t.offset = offset;
     uint64_t padded = 0;
     if (!checked_pad(t.nbytes, alignment, &padded) || !checked_add(offset, padded, &offset)) {
-      throw std::runtime_error("GGUF writer: tensor " + in_quotes(t.name) + ": data section size overflows");
+      throw std::runtime_error("GGUF writer: tensor " + in_quotes(t.name) +
+                               ": data section size overflows");
     }
   }
   return offset;

@@ -21,11 +21,40 @@ namespace qat::io {
 
 // ggml tensor types (ggml.h enum ggml_type; the gaps are removed types).
 enum class GgmlType : uint32_t {
-  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9,
-  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15, kIQ2_XXS = 16,
-  kIQ2_XS = 17, kIQ3_XXS = 18, kIQ1_S = 19, kIQ4_NL = 20, kIQ3_S = 21, kIQ2_S = 22, kIQ4_XS = 23,
-  kI8 = 24, kI16 = 25, kI32 = 26, kI64 = 27, kF64 = 28, kIQ1_M = 29, kBF16 = 30, kTQ1_0 = 34,
-  kTQ2_0 = 35, kMXFP4 = 39, kNVFP4 = 40, kQ1_0 = 41,
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
+  kQ8_0 = 8,
+  kQ8_1 = 9,
+  kQ2_K = 10,
+  kQ3_K = 11,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kQ8_K = 15,
+  kIQ2_XXS = 16,
+  kIQ2_XS = 17,
+  kIQ3_XXS = 18,
+  kIQ1_S = 19,
+  kIQ4_NL = 20,
+  kIQ3_S = 21,
+  kIQ2_S = 22,
+  kIQ4_XS = 23,
+  kI8 = 24,
+  kI16 = 25,
+  kI32 = 26,
+  kI64 = 27,
+  kF64 = 28,
+  kIQ1_M = 29,
+  kBF16 = 30,
+  kTQ1_0 = 34,
+  kTQ2_0 = 35,
+  kMXFP4 = 39,
+  kNVFP4 = 40,
+  kQ1_0 = 41,
 };
 
 struct GgmlTypeTraits {
@@ -40,15 +69,16 @@ std::string ggml_type_name(GgmlType type);  // "Q4_K", or "type 77"
 // Default and largest alignment of the data section (the largest is ggml's sanity bound).
 inline constexpr uint64_t kGgufDefaultAlignment = 32;
 inline constexpr uint64_t kGgufMaxAlignment = uint64_t{1} << 20;
-inline constexpr size_t kGgufMaxNameBytes = 63;  // GGML_MAX_NAME - 1 (names are NUL-terminated there)
+inline constexpr size_t kGgufMaxNameBytes =
+    63;  // GGML_MAX_NAME - 1 (names are NUL-terminated there)
 inline constexpr int kGgufMaxDims = 4;
 
 struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // n_dims entries, ne[0] the fastest (GGUF order)
   GgmlType type = GgmlType::kF32;
-  uint64_t offset = 0;      // relative to the data section
-  uint64_t nbytes = 0;      // unpadded size of the data
+  uint64_t offset = 0;  // relative to the data section
+  uint64_t nbytes = 0;  // unpadded size of the data
   int64_t numel() const;
   // torch order: ne reversed (a GGUF [in, out] weight is a torch [out, in] one).
   std::vector<int64_t> torch_shape() const;

@@ -23,7 +23,8 @@ std::vector<int64_t> row_shape(const at::Tensor& raw, int64_t row_elems) {
 
 scheme::QuantSpec gguf_block_spec(GgmlType t) {
   const auto f = block_format(t);
-  TORCH_CHECK(f.has_value(), ggml_type_name(t), " is not a GGUF block type with a fake-quant format");
+  TORCH_CHECK(f.has_value(), ggml_type_name(t),
+              " is not a GGUF block type with a fake-quant format");
   return scheme::QuantSpec::from_name(std::string(scheme::traits(*f).name));
 }
 
@@ -35,12 +36,15 @@ bool gguf_can_dequantize(GgmlType type) {
 at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type, const std::string& what) {
   TORCH_CHECK(raw.scalar_type() == at::kByte && raw.dim() >= 1, what,
               ": expected uint8 rows [..., row_bytes], got ", raw.scalar_type(), " ", raw.sizes());
-  TORCH_CHECK(gguf_can_dequantize(type), what, ": cannot dequantize ggml type ", ggml_type_name(type),
-              " (supported: F32, F16, BF16", [] {
-                std::string names;
-                for (const auto& b : kBlockFormats) names += ", " + ggml_type_name(b.type);
-                return names;
-              }(), ")");
+  TORCH_CHECK(
+      gguf_can_dequantize(type), what, ": cannot dequantize ggml type ", ggml_type_name(type),
+      " (supported: F32, F16, BF16",
+      [] {
+        std::string names;
+        for (const auto& b : kBlockFormats) names += ", " + ggml_type_name(b.type);
+        return names;
+      }(),
+      ")");
   const GgmlTypeTraits& t = *ggml_type_traits(static_cast<uint32_t>(type));
   const int64_t row_bytes = raw.size(-1);
   TORCH_CHECK(row_bytes % t.type_size == 0, what, ": rows of ", row_bytes, " bytes are not whole ",
@@ -50,7 +54,8 @@ at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type, const std:
   // A private contiguous copy: the mapping may be unaligned for the element type.
   const at::Tensor bytes = raw.contiguous().clone();
   switch (type) {
-    case GgmlType::kF32: return bytes.view(at::kFloat).view(row_shape(raw, row_elems));
+    case GgmlType::kF32:
+      return bytes.view(at::kFloat).view(row_shape(raw, row_elems));
     case GgmlType::kF16:
     case GgmlType::kBF16: {
       // Bit-level widening rather than at::to: libtorch turns every NaN into one canonical NaN,
@@ -70,7 +75,8 @@ at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type, const std:
       }
       return out;
     }
-    default: break;
+    default:
+      break;
   }
   // Block types: the same unpack + dequantize as the project's fake quant, so an exported
   // model's weights equal its fake-quantized ones bit for bit.
@@ -104,7 +110,8 @@ at::Tensor GgufFile::raw(const std::string& name) const {
   shape.back() = static_cast<int64_t>(t.row_bytes());
   uint8_t* ptr = file_->mutable_data(contents_.data_offset + t.offset);
   std::shared_ptr<MappedFile> keep = file_;
-  return at::from_blob(ptr, shape, [keep](void*) {}, at::TensorOptions().dtype(at::kByte));
+  return at::from_blob(
+      ptr, shape, [keep](void*) {}, at::TensorOptions().dtype(at::kByte));
 }
 
 at::Tensor GgufFile::dequantize(const std::string& name) const {

@@ -24,7 +24,8 @@ scheme::QuantSpec gguf_block_spec(GgmlType t);
 
 // raw: uint8 [..., row_bytes] rows of `type` blocks -> float32 [..., row_bytes / type_size *
 // block_size]. Throws (c10::Error) for a type not listed above, naming `what`.
-at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type, const std::string& what = "GGUF");
+at::Tensor dequantize_gguf_rows(const at::Tensor& raw, GgmlType type,
+                                const std::string& what = "GGUF");
 
 class GgufFile {
  public:

@@ -5,8 +5,8 @@ namespace qat::io {
 namespace {
 
 constexpr std::string_view kTypeNames[kGgufNumValueTypes] = {
-    "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32",
-    "BOOL", "STRING", "ARRAY", "UINT64", "INT64", "FLOAT64"};
+    "UINT8", "INT8",   "UINT16", "INT16",  "UINT32", "INT32",  "FLOAT32",
+    "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64"};
 constexpr size_t kTypeSizes[kGgufNumValueTypes] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 }  // namespace
@@ -46,7 +46,8 @@ std::string GgufValue::type_string() const {
 
 void GgufValue::require(bool array, GgufValueType elem, const std::string& what) const {
   if (is_array() != array || elem_ != elem) {
-    const std::string expected = array ? "ARRAY[" + gguf_type_name(elem) + "]" : gguf_type_name(elem);
+    const std::string expected =
+        array ? "ARRAY[" + gguf_type_name(elem) + "]" : gguf_type_name(elem);
     throw std::runtime_error(what + ": expected " + expected + ", found " + type_string());
   }
 }

@@ -19,8 +19,19 @@
 namespace qat::io {
 
 enum class GgufValueType : uint32_t {
-  kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
-  kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
+  kUint8 = 0,
+  kInt8 = 1,
+  kUint16 = 2,
+  kInt16 = 3,
+  kUint32 = 4,
+  kInt32 = 5,
+  kFloat32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kUint64 = 10,
+  kInt64 = 11,
+  kFloat64 = 12,
 };
 inline constexpr uint32_t kGgufNumValueTypes = 13;
 
@@ -30,18 +41,52 @@ std::string gguf_type_name(GgufValueType t);
 size_t gguf_type_size(GgufValueType t);
 
 // The GGUF type of a C++ scalar (bool is stored as one byte).
-template <class T> struct GgufTypeOf;
-template <> struct GgufTypeOf<uint8_t> { static constexpr GgufValueType kValue = GgufValueType::kUint8; };
-template <> struct GgufTypeOf<int8_t> { static constexpr GgufValueType kValue = GgufValueType::kInt8; };
-template <> struct GgufTypeOf<uint16_t> { static constexpr GgufValueType kValue = GgufValueType::kUint16; };
-template <> struct GgufTypeOf<int16_t> { static constexpr GgufValueType kValue = GgufValueType::kInt16; };
-template <> struct GgufTypeOf<uint32_t> { static constexpr GgufValueType kValue = GgufValueType::kUint32; };
-template <> struct GgufTypeOf<int32_t> { static constexpr GgufValueType kValue = GgufValueType::kInt32; };
-template <> struct GgufTypeOf<float> { static constexpr GgufValueType kValue = GgufValueType::kFloat32; };
-template <> struct GgufTypeOf<bool> { static constexpr GgufValueType kValue = GgufValueType::kBool; };
-template <> struct GgufTypeOf<uint64_t> { static constexpr GgufValueType kValue = GgufValueType::kUint64; };
-template <> struct GgufTypeOf<int64_t> { static constexpr GgufValueType kValue = GgufValueType::kInt64; };
-template <> struct GgufTypeOf<double> { static constexpr GgufValueType kValue = GgufValueType::kFloat64; };
+template <class T>
+struct GgufTypeOf;
+template <>
+struct GgufTypeOf<uint8_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kUint8;
+};
+template <>
+struct GgufTypeOf<int8_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kInt8;
+};
+template <>
+struct GgufTypeOf<uint16_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kUint16;
+};
+template <>
+struct GgufTypeOf<int16_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kInt16;
+};
+template <>
+struct GgufTypeOf<uint32_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kUint32;
+};
+template <>
+struct GgufTypeOf<int32_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kInt32;
+};
+template <>
+struct GgufTypeOf<float> {
+  static constexpr GgufValueType kValue = GgufValueType::kFloat32;
+};
+template <>
+struct GgufTypeOf<bool> {
+  static constexpr GgufValueType kValue = GgufValueType::kBool;
+};
+template <>
+struct GgufTypeOf<uint64_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kUint64;
+};
+template <>
+struct GgufTypeOf<int64_t> {
+  static constexpr GgufValueType kValue = GgufValueType::kInt64;
+};
+template <>
+struct GgufTypeOf<double> {
+  static constexpr GgufValueType kValue = GgufValueType::kFloat64;
+};
 
 class GgufValue {
  public:
@@ -62,12 +107,13 @@ class GgufValue {
   static GgufValue string(std::string s);
   static GgufValue string_array(std::vector<std::string> v);
   // From raw little-endian element bytes of a fixed-size type (used by the parser).
-  static GgufValue from_raw(bool is_array, GgufValueType elem, uint64_t count, std::string_view bytes);
+  static GgufValue from_raw(bool is_array, GgufValueType elem, uint64_t count,
+                            std::string_view bytes);
 
   GgufValueType type() const { return type_; }          // kArray for arrays
   GgufValueType element_type() const { return elem_; }  // == type() for scalars
   bool is_array() const { return type_ == GgufValueType::kArray; }
-  uint64_t count() const { return count_; }             // 1 for a scalar
+  uint64_t count() const { return count_; }  // 1 for a scalar
   // Little-endian bytes of the elements (fixed-size types; empty for strings).
   const std::string& raw() const { return bytes_; }
   const std::vector<std::string>& strings() const { return strings_; }  // string types
@@ -142,7 +188,9 @@ class GgufMetadata {
   size_t size() const { return entries_.size(); }
 
   template <class T>
-  T get(const std::string& key) const { return at(key).as<T>(label(key)); }
+  T get(const std::string& key) const {
+    return at(key).as<T>(label(key));
+  }
   template <class T>
   std::optional<T> get_optional(const std::string& key) const {
     const GgufValue* v = find(key);
@@ -150,7 +198,9 @@ class GgufMetadata {
     return v->as<T>(label(key));
   }
   template <class T>
-  std::vector<T> get_array(const std::string& key) const { return at(key).as_array<T>(label(key)); }
+  std::vector<T> get_array(const std::string& key) const {
+    return at(key).as_array<T>(label(key));
+  }
 
   uint8_t get_u8(const std::string& k) const { return get<uint8_t>(k); }
   int8_t get_i8(const std::string& k) const { return get<int8_t>(k); }

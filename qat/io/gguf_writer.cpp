@@ -38,12 +38,19 @@ void GgufWriter::check_new_name(const std::string& name) const {
 void GgufWriter::add_tensor(const std::string& name, const at::Tensor& t, GgmlType type) {
   at::ScalarType st = at::kFloat;
   switch (type) {
-    case GgmlType::kF32: st = at::kFloat; break;
-    case GgmlType::kF16: st = at::kHalf; break;
-    case GgmlType::kBF16: st = at::kBFloat16; break;
+    case GgmlType::kF32:
+      st = at::kFloat;
+      break;
+    case GgmlType::kF16:
+      st = at::kHalf;
+      break;
+    case GgmlType::kBF16:
+      st = at::kBFloat16;
+      break;
     default:
-      TORCH_CHECK(false, "GGUF writer: tensor '", name, "': add_tensor writes F32, F16 or BF16, not ",
-                  ggml_type_name(type), "; pass block bytes to add_raw_tensor");
+      TORCH_CHECK(false, "GGUF writer: tensor '", name,
+                  "': add_tensor writes F32, F16 or BF16, not ", ggml_type_name(type),
+                  "; pass block bytes to add_raw_tensor");
   }
   TORCH_CHECK(at::isFloatingType(t.scalar_type()), "GGUF writer: tensor '", name,
               "': expected a floating-point tensor, got ", t.scalar_type());
@@ -86,7 +93,8 @@ void GgufWriter::write(const std::string& path) const {
     for (size_t i = 0; i < infos.size(); ++i) {
       const uint64_t n = infos[i].nbytes;
       out.write(static_cast<const char*>(data_[i].data_ptr()), static_cast<std::streamsize>(n));
-      out.write(zeros.data(), static_cast<std::streamsize>((alignment - n % alignment) % alignment));
+      out.write(zeros.data(),
+                static_cast<std::streamsize>((alignment - n % alignment) % alignment));
     }
     out.flush();
     TORCH_CHECK(out.good(), tmp, ": write failed");

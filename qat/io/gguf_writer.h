@@ -19,7 +19,9 @@ class GgufWriter {
   // Sets or replaces a key (the original position is kept).
   GgufWriter& set(const std::string& key, GgufValue value);
   template <class T>
-  GgufWriter& set_scalar(const std::string& key, T v) { return set(key, GgufValue::scalar<T>(v)); }
+  GgufWriter& set_scalar(const std::string& key, T v) {
+    return set(key, GgufValue::scalar<T>(v));
+  }
   template <class T>
   GgufWriter& set_array(const std::string& key, const std::vector<T>& v) {
     return set(key, GgufValue::array<T>(v));

@@ -28,17 +28,21 @@ const Mix* find_mix(const std::string& name) {
 
 const Mix& mix_or_throw(const std::string& name) {
   const Mix* m = find_mix(name);
-  TORCH_CHECK(m != nullptr, "unknown llama.cpp quantization mixture '", name, "' (known: ", known_llama_mixes(), ")");
+  TORCH_CHECK(m != nullptr, "unknown llama.cpp quantization mixture '", name,
+              "' (known: ", known_llama_mixes(), ")");
   return *m;
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // llama-quant.cpp's use_more_bits: the first and last eighth of the layers, and every third
 // layer in between.
-bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+bool use_more_bits(int64_t i, int64_t n) {
+  return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
 
 }  // namespace
 
@@ -79,8 +83,12 @@ GgmlType llama_mix_type(const std::string& mix, const std::string& gguf_name, in
   return row_elems % 256 != 0 ? kquant_fallback(type) : type;
 }
 
-uint32_t llama_mix_file_type(const std::string& mix) { return mix_or_throw(mix).file_type; }
+uint32_t llama_mix_file_type(const std::string& mix) {
+  return mix_or_throw(mix).file_type;
+}
 
-GgmlType llama_mix_base_type(const std::string& mix) { return mix_or_throw(mix).base; }
+GgmlType llama_mix_base_type(const std::string& mix) {
+  return mix_or_throw(mix).base;
+}
 
 }  // namespace qat::io

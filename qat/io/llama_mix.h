@@ -33,7 +33,7 @@ std::string known_llama_mixes();
 // `row_elems` elements, in a model of `n_layers` blocks. `tied`: the model has no output tensor
 // (token_embd serves as the output).
 GgmlType llama_mix_type(const std::string& mix, const std::string& gguf_name, int64_t n_layers,
-                            int64_t row_elems, bool tied);
+                        int64_t row_elems, bool tied);
 
 // llama_ftype of a mixture (general.file_type): Q4_K_M = 15, Q5_K_M = 17.
 uint32_t llama_mix_file_type(const std::string& mix);

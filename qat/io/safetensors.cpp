@@ -1,10 +1,9 @@
 #include "qat/io/safetensors.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
-
-#include <nlohmann/json.hpp>
 
 #include "qat/io/byte_cursor.h"
 
@@ -43,16 +42,22 @@ class HeaderError {
 Json parse_json(std::string_view text, const HeaderError& fail) {
   std::vector<std::set<std::string>> keys;
   auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) {
-    if (depth > 3) fail("the header nests deeper than 3 levels; the format has name -> {shape: []}");
+    if (depth > 3)
+      fail("the header nests deeper than 3 levels; the format has name -> {shape: []}");
     switch (event) {
-      case Json::parse_event_t::object_start: keys.emplace_back(); break;
-      case Json::parse_event_t::object_end: keys.pop_back(); break;
+      case Json::parse_event_t::object_start:
+        keys.emplace_back();
+        break;
+      case Json::parse_event_t::object_end:
+        keys.pop_back();
+        break;
       case Json::parse_event_t::key: {
         const std::string& k = parsed.get_ref<const std::string&>();
         if (!keys.back().insert(k).second) fail("duplicate key \"" + k + "\" in the header");
         break;
       }
-      default: break;
+      default:
+        break;
     }
     return true;
   };
@@ -64,13 +69,16 @@ Json parse_json(std::string_view text, const HeaderError& fail) {
 }
 
 uint64_t as_u64(const Json& v, const std::string& what, const HeaderError& fail) {
-  if (!v.is_number_unsigned()) fail(what + ": expected a non-negative integer, found " + excerpt(v));
+  if (!v.is_number_unsigned())
+    fail(what + ": expected a non-negative integer, found " + excerpt(v));
   return v.get<uint64_t>();
 }
 
-SafetensorsTensorInfo parse_tensor(const std::string& name, const Json& v, const HeaderError& fail) {
+SafetensorsTensorInfo parse_tensor(const std::string& name, const Json& v,
+                                   const HeaderError& fail) {
   const std::string where = "tensor \"" + name + "\"";
-  if (!v.is_object()) fail(where + ": expected an object {dtype, shape, data_offsets}, found " + excerpt(v));
+  if (!v.is_object())
+    fail(where + ": expected an object {dtype, shape, data_offsets}, found " + excerpt(v));
   SafetensorsTensorInfo t;
   t.name = name;
   for (const char* field : {"dtype", "shape", "data_offsets"}) {
@@ -108,7 +116,8 @@ std::optional<SafetensorsDtype> safetensors_dtype_from_name(std::string_view nam
   return std::nullopt;
 }
 
-std::optional<uint64_t> safetensors_nbytes(SafetensorsDtype dtype, const std::vector<int64_t>& shape) {
+std::optional<uint64_t> safetensors_nbytes(SafetensorsDtype dtype,
+                                           const std::vector<int64_t>& shape) {
   uint64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0 || !checked_mul(n, static_cast<uint64_t>(d), &n)) return std::nullopt;
@@ -128,7 +137,8 @@ const SafetensorsTensorInfo* SafetensorsHeader::find(const std::string& name) co
 SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& origin) {
   const HeaderError fail(origin);
   if (size < 8) {
-    fail("truncated: the file has " + std::to_string(size) + " bytes, expected at least 8 (header length)");
+    fail("truncated: the file has " + std::to_string(size) +
+         " bytes, expected at least 8 (header length)");
   }
   ByteCursor cur(data, size, origin);
   const uint64_t n = cur.read<uint64_t>("header length");
@@ -148,7 +158,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
   h.data_start = 8 + n;
   for (const auto& [key, value] : root.items()) {
     if (key == "__metadata__") {
-      if (!value.is_object()) fail("__metadata__: expected an object of strings, found " + excerpt(value));
+      if (!value.is_object())
+        fail("__metadata__: expected an object of strings, found " + excerpt(value));
       for (const auto& [mk, mv] : value.items()) {
         if (!mv.is_string()) {
           fail("__metadata__[\"" + mk + "\"]: expected a string value, found " + excerpt(mv));
@@ -173,7 +184,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
     const std::string offs = "[" + std::to_string(t->begin) + ", " + std::to_string(t->end) + "]";
     if (t->begin != expected_begin) {
       fail(where + ": data_offsets " + offs + " should begin at " + std::to_string(expected_begin) +
-           (t->begin < expected_begin ? " (it overlaps the previous tensor)" : " (it leaves a gap)"));
+           (t->begin < expected_begin ? " (it overlaps the previous tensor)"
+                                      : " (it leaves a gap)"));
     }
     if (t->end < t->begin) fail(where + ": data_offsets " + offs + " end before they begin");
     const auto nbytes = safetensors_nbytes(t->dtype, t->shape);
@@ -226,7 +238,8 @@ SafetensorsLayout plan_safetensors(const std::vector<SafetensorsEntry>& entries,
   uint64_t offset = 0;
   for (const SafetensorsEntry* e : order) {
     const auto nbytes = safetensors_nbytes(e->dtype, e->shape);
-    if (!nbytes) fail("tensor \"" + e->name + "\": shape " + fmt_shape(e->shape) + " has no whole byte size");
+    if (!nbytes)
+      fail("tensor \"" + e->name + "\": shape " + fmt_shape(e->shape) + " has no whole byte size");
     SafetensorsTensorInfo t;
     t.name = e->name;
     t.dtype = e->dtype;

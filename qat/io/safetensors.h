@@ -21,8 +21,28 @@ namespace qat::io {
 // Every dtype of the format, in the reference's enum order (the writer sorts by it, largest
 // first, as the reference does, so our files are byte-identical to Python's save_file).
 enum class SafetensorsDtype : uint8_t {
-  kBool, kF4, kF6E2M3, kF6E3M2, kU8, kI8, kF8E5M2, kF8E4M3, kF8E8M0, kF8E4M3Fnuz, kF8E5M2Fnuz,
-  kI16, kU16, kF16, kBF16, kI32, kU32, kF32, kC64, kF64, kI64, kU64,
+  kBool,
+  kF4,
+  kF6E2M3,
+  kF6E3M2,
+  kU8,
+  kI8,
+  kF8E5M2,
+  kF8E4M3,
+  kF8E8M0,
+  kF8E4M3Fnuz,
+  kF8E5M2Fnuz,
+  kI16,
+  kU16,
+  kF16,
+  kBF16,
+  kI32,
+  kU32,
+  kF32,
+  kC64,
+  kF64,
+  kI64,
+  kU64,
 };
 inline constexpr int kNumSafetensorsDtypes = 22;
 
@@ -94,6 +114,7 @@ SafetensorsLayout plan_safetensors(const std::vector<SafetensorsEntry>& entries,
                                    const std::map<std::string, std::string>& metadata);
 
 // numel * bits / 8 with checked arithmetic; nullopt on overflow or a partial byte.
-std::optional<uint64_t> safetensors_nbytes(SafetensorsDtype dtype, const std::vector<int64_t>& shape);
+std::optional<uint64_t> safetensors_nbytes(SafetensorsDtype dtype,
+                                           const std::vector<int64_t>& shape);
 
 }  // namespace qat::io

@@ -5,9 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace qat::io {
 
@@ -50,7 +49,8 @@ std::string shard_name(size_t k, size_t n) {
 }
 
 // A shard name from an index must name a file beside the index, never a path elsewhere.
-void check_shard_name(const std::string& index, const std::string& tensor, const std::string& file) {
+void check_shard_name(const std::string& index, const std::string& tensor,
+                      const std::string& file) {
   TORCH_CHECK(!file.empty() && file.find('/') == std::string::npos && file != "." && file != "..",
               index, ": weight_map[\"", tensor, "\"] = \"", file,
               "\": expected a file name in the index's directory");
@@ -109,7 +109,8 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   }
   // The deleter owns a reference to the mapping: the view outlives this reader safely.
   std::shared_ptr<MappedFile> keep = file_;
-  return at::from_blob(ptr, t.shape, [keep](void*) {}, options);
+  return at::from_blob(
+      ptr, t.shape, [keep](void*) {}, options);
 }
 
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
@@ -147,7 +148,8 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
   const fs::path dir = fs::path(index).parent_path();
   std::map<std::string, size_t> file_index;
   for (const auto& [tensor, file] : j["weight_map"].items()) {
-    TORCH_CHECK(file.is_string(), index, ": weight_map[\"", tensor, "\"]: expected a file name string");
+    TORCH_CHECK(file.is_string(), index, ": weight_map[\"", tensor,
+                "\"]: expected a file name string");
     const std::string fname = file.get<std::string>();
     check_shard_name(index, tensor, fname);
     auto it = file_index.find(fname);
@@ -189,7 +191,8 @@ void save_safetensors(const std::string& path,
   std::map<std::string, const at::Tensor*> by_name;
   for (const auto& [name, t] : tensors) {
     TORCH_CHECK(t.defined(), path, ": tensor \"", name, "\" is undefined");
-    entries.push_back({name, to_safetensors_dtype(t.scalar_type(), path + ": tensor \"" + name + "\""),
+    entries.push_back({name,
+                       to_safetensors_dtype(t.scalar_type(), path + ": tensor \"" + name + "\""),
                        t.sizes().vec()});
     by_name[name] = &t;
   }
@@ -206,7 +209,8 @@ void save_safetensors(const std::string& path,
     out.write(layout.header_bytes.data(), static_cast<std::streamsize>(layout.header_bytes.size()));
     for (const auto& info : layout.tensors) {
       const at::Tensor c = by_name.at(info.name)->detach().cpu().contiguous();
-      out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(info.nbytes()));
+      out.write(static_cast<const char*>(c.data_ptr()),
+                static_cast<std::streamsize>(info.nbytes()));
     }
     out.flush();
     TORCH_CHECK(out.good(), tmp, ": write failed");
@@ -225,7 +229,8 @@ std::vector<std::string> save_safetensors_sharded(
   uint64_t shard_bytes = 0, total = 0;
   std::set<std::string> seen;
   for (const auto& entry : tensors) {
-    TORCH_CHECK(seen.insert(entry.first).second, dir, ": duplicate tensor name \"", entry.first, "\"");
+    TORCH_CHECK(seen.insert(entry.first).second, dir, ": duplicate tensor name \"", entry.first,
+                "\"");
     const uint64_t n = static_cast<uint64_t>(entry.second.numel()) * entry.second.element_size();
     if (!shards.back().empty() && shard_bytes + n > max_shard_bytes) {
       shards.emplace_back();

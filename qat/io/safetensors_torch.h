@@ -60,7 +60,9 @@ class SafetensorsCheckpoint {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const { return where_.count(name) != 0; }
   const SafetensorsFile& file_of(const std::string& name) const;
-  const SafetensorsTensorInfo& info(const std::string& name) const { return file_of(name).info(name); }
+  const SafetensorsTensorInfo& info(const std::string& name) const {
+    return file_of(name).info(name);
+  }
   at::ScalarType dtype(const std::string& name) const { return file_of(name).dtype(name); }
   std::vector<int64_t> shape(const std::string& name) const { return info(name).shape; }
   at::Tensor tensor(const std::string& name) const { return file_of(name).tensor(name); }

@@ -65,7 +65,9 @@ at::Tensor LoraLinear::merge_into(const at::Tensor& w) const {
   return w.to(dt) + at::matmul(b_.to(dt), a_.to(dt)) * scaling_;
 }
 
-at::Tensor LoraLinear::merged_weight() const { return merge_into(base_->effective_weight()); }
+at::Tensor LoraLinear::merged_weight() const {
+  return merge_into(base_->effective_weight());
+}
 
 at::Tensor LoraLinear::effective_weight() const {
   const at::Tensor w = base_->effective_weight();  // dequantizes an NF4 base: once
@@ -76,14 +78,16 @@ std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& 
   cfg.validate();
   for (auto& p : model.parameters()) p.set_requires_grad(false);
   std::vector<std::string> wrapped;
-  transforms::for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                                         const std::string& full,
-                                         const std::shared_ptr<nn::LinearBase>& layer) {
-    if (dynamic_cast<LoraLinear*>(layer.get())) return;  // already adapted
-    if (!transforms::any_match(cfg.target_modules, full) || transforms::any_match(cfg.exclude, full)) return;
-    parent.replace_linear(slot, std::make_shared<LoraLinear>(layer, cfg));
-    wrapped.push_back(full);
-  });
+  transforms::for_each_linear(
+      model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
+                 const std::shared_ptr<nn::LinearBase>& layer) {
+        if (dynamic_cast<LoraLinear*>(layer.get())) return;  // already adapted
+        if (!transforms::any_match(cfg.target_modules, full) ||
+            transforms::any_match(cfg.exclude, full))
+          return;
+        parent.replace_linear(slot, std::make_shared<LoraLinear>(layer, cfg));
+        wrapped.push_back(full);
+      });
   TORCH_CHECK(!wrapped.empty(), "apply_lora: no linear layer matched target_modules=",
               c10::Join(",", cfg.target_modules), " exclude=", c10::Join(",", cfg.exclude));
   return wrapped;
@@ -103,27 +107,28 @@ std::vector<std::pair<std::string, at::Tensor>> lora_parameters(const torch::nn:
 
 std::vector<std::string> merge_lora(torch::nn::Module& model) {
   std::vector<std::string> merged;
-  transforms::for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                                         const std::string& full,
-                                         const std::shared_ptr<nn::LinearBase>& layer) {
-    auto* lora = dynamic_cast<LoraLinear*>(layer.get());
-    if (!lora) return;
-    torch::NoGradGuard no_grad;
-    const at::Tensor w = lora->merged_weight();
-    const at::Tensor b = lora->bias();
-    auto dense = std::make_shared<nn::Linear>(lora->in_features(), lora->out_features(), b.defined(),
-                                              w.options());
-    for (auto& p : dense->named_parameters()) {
-      if (p.key() == "weight") p.value().copy_(w);
-      if (p.key() == "bias") p.value().copy_(b);
-    }
-    parent.replace_linear(slot, dense);
-    merged.push_back(full);
-  });
+  transforms::for_each_linear(
+      model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
+                 const std::shared_ptr<nn::LinearBase>& layer) {
+        auto* lora = dynamic_cast<LoraLinear*>(layer.get());
+        if (!lora) return;
+        torch::NoGradGuard no_grad;
+        const at::Tensor w = lora->merged_weight();
+        const at::Tensor b = lora->bias();
+        auto dense = std::make_shared<nn::Linear>(lora->in_features(), lora->out_features(),
+                                                  b.defined(), w.options());
+        for (auto& p : dense->named_parameters()) {
+          if (p.key() == "weight") p.value().copy_(w);
+          if (p.key() == "bias") p.value().copy_(b);
+        }
+        parent.replace_linear(slot, dense);
+        merged.push_back(full);
+      });
   return merged;
 }
 
-std::vector<RequantError> merge_lora_to_nf4(torch::nn::Module& model, int64_t blocksize, bool double_quant) {
+std::vector<RequantError> merge_lora_to_nf4(torch::nn::Module& model, int64_t blocksize,
+                                            bool double_quant) {
   nf4::NF4Config cfg;
   cfg.blocksize = blocksize;
   cfg.double_quant = double_quant;
@@ -131,18 +136,19 @@ std::vector<RequantError> merge_lora_to_nf4(torch::nn::Module& model, int64_t bl
   std::vector<RequantError> report;
   const std::vector<std::string> merged = merge_lora(model);
   const std::set<std::string> to_quantize(merged.begin(), merged.end());
-  transforms::for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                                         const std::string& full,
-                                         const std::shared_ptr<nn::LinearBase>& layer) {
-    if (!to_quantize.count(full)) return;  // only what carried an adapter
-    torch::NoGradGuard no_grad;
-    auto q = nf4::NF4Linear::from_linear(*layer, cfg);
-    const at::Tensor w = layer->effective_weight().to(at::kDouble);
-    const at::Tensor d = w - q->effective_weight().to(at::kDouble);
-    const double norm = w.norm().item<double>();
-    report.push_back({full, d.abs().max().item<double>(), norm > 0 ? d.norm().item<double>() / norm : 0.0});
-    parent.replace_linear(slot, q);
-  });
+  transforms::for_each_linear(
+      model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
+                 const std::shared_ptr<nn::LinearBase>& layer) {
+        if (!to_quantize.count(full)) return;  // only what carried an adapter
+        torch::NoGradGuard no_grad;
+        auto q = nf4::NF4Linear::from_linear(*layer, cfg);
+        const at::Tensor w = layer->effective_weight().to(at::kDouble);
+        const at::Tensor d = w - q->effective_weight().to(at::kDouble);
+        const double norm = w.norm().item<double>();
+        report.push_back(
+            {full, d.abs().max().item<double>(), norm > 0 ? d.norm().item<double>() / norm : 0.0});
+        parent.replace_linear(slot, q);
+      });
   return report;
 }
 

@@ -26,7 +26,7 @@ struct LoraConfig {
   bool use_rslora = false;
   // PEFT's target_modules: names or globs matched against the full module name or a dotted
   // suffix of it ("q_proj" picks every q_proj).
-  std::vector<std::string> target_modules{"q_proj", "k_proj", "v_proj", "o_proj",
+  std::vector<std::string> target_modules{"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                           "gate_proj", "up_proj", "down_proj"};
   std::vector<std::string> exclude{"lm_head"};
   at::ScalarType adapter_dtype = at::kFloat;  // kFloat or kBFloat16

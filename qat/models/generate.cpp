@@ -8,13 +8,15 @@
 namespace qat::models {
 
 void SamplingConfig::validate() const {
-  TORCH_CHECK(temperature >= 0, "sampling: temperature must be >= 0 (0 = greedy), got ", temperature);
+  TORCH_CHECK(temperature >= 0, "sampling: temperature must be >= 0 (0 = greedy), got ",
+              temperature);
   TORCH_CHECK(top_k >= 0, "sampling: top_k must be >= 0 (0 = off), got ", top_k);
   TORCH_CHECK(top_p > 0 && top_p <= 1, "sampling: top_p must be in (0, 1], got ", top_p);
 }
 
 int64_t sample_next(const at::Tensor& logits, const SamplingConfig& cfg, at::Generator& gen) {
-  TORCH_CHECK(logits.dim() == 1, "sample_next: expected a (vocab,) row of logits, got ", logits.sizes());
+  TORCH_CHECK(logits.dim() == 1, "sample_next: expected a (vocab,) row of logits, got ",
+              logits.sizes());
   at::Tensor x = logits.to(at::kCPU, at::kFloat);
   if (cfg.temperature == 0.0) return x.argmax().item<int64_t>();
 
@@ -40,14 +42,15 @@ int64_t sample_next(const at::Tensor& logits, const SamplingConfig& cfg, at::Gen
 }
 
 std::vector<int64_t> generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt,
-                              const GenerateConfig& cfg, const std::function<bool(int64_t)>& on_token) {
+                              const GenerateConfig& cfg,
+                              const std::function<bool(int64_t)>& on_token) {
   TORCH_CHECK(!prompt.empty(), "generate: the prompt has no tokens");
   TORCH_CHECK(cfg.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0");
   cfg.sampling.validate();
   const int64_t vocab = model.config().vocab_size;
   for (int64_t id : prompt) {
-    TORCH_CHECK(id >= 0 && id < vocab, "generate: prompt token id ", id, " is outside the vocabulary [0, ",
-                vocab, ")");
+    TORCH_CHECK(id >= 0 && id < vocab, "generate: prompt token id ", id,
+                " is outside the vocabulary [0, ", vocab, ")");
   }
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
@@ -63,7 +66,8 @@ std::vector<int64_t> generate(LlamaForCausalLM& model, const std::vector<int64_t
     const at::Tensor logits = model.forward(input, &cache);  // (1, T, vocab)
     const int64_t next = sample_next(logits[0][-1], cfg.sampling, gen);
     out.push_back(next);
-    const bool stop = std::find(cfg.stop_ids.begin(), cfg.stop_ids.end(), next) != cfg.stop_ids.end();
+    const bool stop =
+        std::find(cfg.stop_ids.begin(), cfg.stop_ids.end(), next) != cfg.stop_ids.end();
     if ((on_token && !on_token(next)) || stop) break;
     input = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
   }

@@ -46,7 +46,8 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
   return weight_ * normed.to(x.scalar_type());
 }
 
-KVCache::KVCache(const LlamaConfig& cfg, int64_t batch, int64_t max_len, torch::TensorOptions options) {
+KVCache::KVCache(const LlamaConfig& cfg, int64_t batch, int64_t max_len,
+                 torch::TensorOptions options) {
   TORCH_CHECK(batch > 0 && max_len > 0, "KVCache: batch and max_length must be > 0, got ", batch,
               " and ", max_len);
   for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
@@ -125,13 +126,14 @@ at::Tensor LlamaMLP::forward(const at::Tensor& x) {
   return down_proj_->forward(at::silu(gate_proj_->forward(x)) * up_proj_->forward(x));
 }
 
-LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& cfg, int64_t layer, torch::TensorOptions options) {
+LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& cfg, int64_t layer,
+                                     torch::TensorOptions options) {
   self_attn_ = register_module("self_attn", std::make_shared<LlamaAttention>(cfg, layer, options));
   mlp_ = register_module("mlp", std::make_shared<LlamaMLP>(cfg, options));
   input_layernorm_ =
       register_module("input_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, options));
-  post_attention_layernorm_ = register_module(
-      "post_attention_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, options));
+  post_attention_layernorm_ = register_module("post_attention_layernorm",
+                                              RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, options));
 }
 
 at::Tensor LlamaDecoderLayer::forward(const at::Tensor& x, const ForwardContext& ctx) {
@@ -141,8 +143,8 @@ at::Tensor LlamaDecoderLayer::forward(const at::Tensor& x, const ForwardContext&
 
 LlamaModel::LlamaModel(const LlamaConfig& cfg, torch::TensorOptions options) : cfg_(cfg) {
   cfg_.validate();
-  embed_tokens_ = register_module(
-      "embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(cfg.vocab_size, cfg.hidden_size)));
+  embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(
+                                                      cfg.vocab_size, cfg.hidden_size)));
   {
     torch::NoGradGuard no_grad;
     embed_tokens_->weight.set_data(embed_tokens_->weight.to(options).normal_(0.0, 0.02));
@@ -160,7 +162,8 @@ std::shared_ptr<LlamaDecoderLayer> LlamaModel::layer(int64_t i) const {
 }
 
 ForwardContext LlamaModel::context(const at::Tensor& input_ids, KVCache* cache,
-                                   const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
+                                   const std::optional<at::Tensor>& positions,
+                                   const PackedInputs* packed) {
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong,
               "LlamaModel: input_ids must be a (batch, seq) int64 tensor, got ", input_ids.sizes(),
               " ", input_ids.scalar_type());
@@ -173,21 +176,26 @@ ForwardContext LlamaModel::context(const at::Tensor& input_ids, KVCache* cache,
   if (inv_freq_.device() != device) inv_freq_ = inv_freq_.to(device);
   if (packed != nullptr) {
     const int64_t b = input_ids.size(0);
-    TORCH_CHECK(cache == nullptr && !positions, "LlamaModel: packed inputs take no cache or positions");
-    TORCH_CHECK(packed->positions.sizes() == input_ids.sizes() && packed->segments.sizes() == input_ids.sizes(),
-                "LlamaModel: packed positions and segments must be (", b, ", ", t, ") like input_ids, got ",
-                packed->positions.sizes(), " and ", packed->segments.sizes());
+    TORCH_CHECK(cache == nullptr && !positions,
+                "LlamaModel: packed inputs take no cache or positions");
+    TORCH_CHECK(packed->positions.sizes() == input_ids.sizes() &&
+                    packed->segments.sizes() == input_ids.sizes(),
+                "LlamaModel: packed positions and segments must be (", b, ", ", t,
+                ") like input_ids, got ", packed->positions.sizes(), " and ",
+                packed->segments.sizes());
     const at::Tensor pos = packed->positions.to(device, at::kLong).reshape({-1});
     std::tie(ctx.cos, ctx.sin) = rope_cos_sin(inv_freq_, pos);
     ctx.cos = ctx.cos.view({b, 1, t, -1});
     ctx.sin = ctx.sin.view({b, 1, t, -1});
     const at::Tensor seg = packed->segments.to(device, at::kLong);
-    const at::Tensor causal = at::ones({t, t}, at::TensorOptions().dtype(at::kBool).device(device)).tril();
+    const at::Tensor causal =
+        at::ones({t, t}, at::TensorOptions().dtype(at::kBool).device(device)).tril();
     ctx.mask = (seg.unsqueeze(2) == seg.unsqueeze(1)).logical_and(causal).unsqueeze(1);
   } else {
-    const at::Tensor pos = positions ? positions->to(device, at::kLong)
-                                     : at::arange(ctx.start, ctx.start + t,
-                                                  at::TensorOptions().dtype(at::kLong).device(device));
+    const at::Tensor pos = positions
+                               ? positions->to(device, at::kLong)
+                               : at::arange(ctx.start, ctx.start + t,
+                                            at::TensorOptions().dtype(at::kLong).device(device));
     TORCH_CHECK(pos.dim() == 1 && pos.size(0) == t, "LlamaModel: positions must be (", t, "), got ",
                 pos.sizes());
     std::tie(ctx.cos, ctx.sin) = rope_cos_sin(inv_freq_, pos);
@@ -196,7 +204,8 @@ ForwardContext LlamaModel::context(const at::Tensor& input_ids, KVCache* cache,
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& input_ids, KVCache* cache,
-                               const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
+                               const std::optional<at::Tensor>& positions,
+                               const PackedInputs* packed) {
   const ForwardContext ctx = context(input_ids, cache, positions, packed);
   const int64_t t = input_ids.size(1);
   at::Tensor h = embed_tokens_->forward(input_ids.to(embed_tokens_->weight.device()));
@@ -215,7 +224,8 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, KVCache* cache,
   return norm_->forward(h);
 }
 
-LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& cfg, torch::TensorOptions options) : cfg_(cfg) {
+LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& cfg, torch::TensorOptions options)
+    : cfg_(cfg) {
   model_ = register_module("model", std::make_shared<LlamaModel>(cfg, options));
   if (!cfg.tie_word_embeddings) {
     lm_head_ = make_linear(cfg.hidden_size, cfg.vocab_size, /*bias=*/false, options);
@@ -229,7 +239,8 @@ at::Tensor LlamaForCausalLM::logits(const at::Tensor& hidden) {
 }
 
 at::Tensor LlamaForCausalLM::forward(const at::Tensor& input_ids, KVCache* cache,
-                                     const std::optional<at::Tensor>& positions, const PackedInputs* packed) {
+                                     const std::optional<at::Tensor>& positions,
+                                     const PackedInputs* packed) {
   return logits(model_->forward(input_ids, cache, positions, packed));
 }
 

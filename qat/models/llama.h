@@ -46,9 +46,10 @@ struct PackedInputs {
 
 // What one forward needs besides the token ids.
 struct ForwardContext {
-  at::Tensor cos, sin;      // (T, head_dim) float32 rotary tables of the positions (B, 1, T, head_dim) when packed
-  at::Tensor mask;          // packed: (B, 1, T, T) bool, true = may attend; undefined otherwise
-  int64_t start = 0;        // position of the first query token (cache length before the call)
+  at::Tensor cos,
+      sin;  // (T, head_dim) float32 rotary tables of the positions (B, 1, T, head_dim) when packed
+  at::Tensor mask;           // packed: (B, 1, T, T) bool, true = may attend; undefined otherwise
+  int64_t start = 0;         // position of the first query token (cache length before the call)
   KVCache* cache = nullptr;  // null: no cache
 };
 

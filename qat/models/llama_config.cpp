@@ -1,9 +1,9 @@
 #include "qat/models/llama_config.h"
 
 #include <c10/util/Exception.h>
-#include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 namespace qat::models {
 namespace {
@@ -80,7 +80,8 @@ LlamaConfig LlamaConfig::from_hf_json(const json& j, const std::string& source) 
   c.num_key_value_heads =
       get_opt<int64_t>(j, "num_key_value_heads", source).value_or(c.num_attention_heads);
   TORCH_CHECK(c.num_attention_heads > 0, source, ": num_attention_heads must be > 0");
-  c.head_dim = get_opt<int64_t>(j, "head_dim", source).value_or(c.hidden_size / c.num_attention_heads);
+  c.head_dim =
+      get_opt<int64_t>(j, "head_dim", source).value_or(c.hidden_size / c.num_attention_heads);
   c.max_position_embeddings = get_opt<int64_t>(j, "max_position_embeddings", source).value_or(2048);
   c.rms_norm_eps = get_opt<double>(j, "rms_norm_eps", source).value_or(1e-6);
   c.tie_word_embeddings = get_opt<bool>(j, "tie_word_embeddings", source).value_or(false);
@@ -113,7 +114,8 @@ LlamaConfig LlamaConfig::from_hf_json(const json& j, const std::string& source) 
     c.sliding_window.assign(static_cast<size_t>(c.num_hidden_layers), window);
     if (auto lt = j.find("layer_types"); lt != j.end() && lt->is_array()) {
       TORCH_CHECK(static_cast<int64_t>(lt->size()) == c.num_hidden_layers, source,
-                  ": layer_types has ", lt->size(), " entries for ", c.num_hidden_layers, " layers");
+                  ": layer_types has ", lt->size(), " entries for ", c.num_hidden_layers,
+                  " layers");
       for (size_t i = 0; i < lt->size(); ++i) {
         const std::string t = (*lt)[i].is_string() ? (*lt)[i].get<std::string>() : "";
         TORCH_CHECK(t == "full_attention" || t == "sliding_attention", source, ": layer_types[", i,
@@ -217,9 +219,9 @@ void LlamaConfig::validate() const {
                 "model config: llama3 rope needs high_freq_factor > low_freq_factor, got ",
                 rope_scaling.high_freq_factor, " and ", rope_scaling.low_freq_factor);
   }
-  TORCH_CHECK(sliding_window.empty() ||
-                  static_cast<int64_t>(sliding_window.size()) == num_hidden_layers,
-              "model config: sliding_window must list one window per layer");
+  TORCH_CHECK(
+      sliding_window.empty() || static_cast<int64_t>(sliding_window.size()) == num_hidden_layers,
+      "model config: sliding_window must list one window per layer");
 }
 
 int64_t LlamaConfig::num_parameters() const {

@@ -2,9 +2,8 @@
 // Face config.json or from GGUF metadata, validated on construction.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,7 +43,8 @@ struct LlamaConfig {
   std::optional<int64_t> bos_token_id, eos_token_id, pad_token_id;
 
   // Parses a config.json object. `source` names the file in error messages.
-  static LlamaConfig from_hf_json(const nlohmann::json& j, const std::string& source = "config.json");
+  static LlamaConfig from_hf_json(const nlohmann::json& j,
+                                  const std::string& source = "config.json");
   static LlamaConfig from_hf_file(const std::string& path);
   // The config.json transformers writes for this model (rope in the v5 `rope_parameters` form
   // plus the legacy `rope_theta`/`rope_scaling` keys, so v4 readers load it too).

@@ -10,7 +10,8 @@ namespace qat::models {
 
 namespace fs = std::filesystem;
 
-std::shared_ptr<LlamaForCausalLM> load_hf_model(const std::string& dir, torch::TensorOptions options) {
+std::shared_ptr<LlamaForCausalLM> load_hf_model(const std::string& dir,
+                                                torch::TensorOptions options) {
   TORCH_CHECK(fs::is_directory(dir), "load_hf_model: '", dir, "' is not a directory");
   const fs::path config_path = fs::path(dir) / "config.json";
   TORCH_CHECK(fs::exists(config_path), "load_hf_model: '", dir, "' has no config.json");
@@ -51,16 +52,19 @@ LlamaConfig config_from_gguf(const io::GgufMetadata& meta,
   c.num_attention_heads = count("attention.head_count");
   c.num_key_value_heads = optional_count("attention.head_count_kv").value_or(c.num_attention_heads);
   TORCH_CHECK(c.num_attention_heads > 0, origin, ": ", p, "attention.head_count must be > 0");
-  c.head_dim = optional_count("attention.key_length").value_or(c.hidden_size / c.num_attention_heads);
+  c.head_dim =
+      optional_count("attention.key_length").value_or(c.hidden_size / c.num_attention_heads);
   c.max_position_embeddings = optional_count("context_length").value_or(2048);
   c.rms_norm_eps = meta.get_f32(p + "attention.layer_norm_rms_epsilon");
   c.rope_theta = meta.get_optional<float>(p + "rope.freq_base").value_or(10000.0f);
   if (auto rope_dims = optional_count("rope.dimension_count")) {
-    TORCH_CHECK(*rope_dims == c.head_dim, origin, ": partial rotary embeddings (rope.dimension_count ",
-                *rope_dims, " != head dim ", c.head_dim, ") are not supported");
+    TORCH_CHECK(*rope_dims == c.head_dim, origin,
+                ": partial rotary embeddings (rope.dimension_count ", *rope_dims, " != head dim ",
+                c.head_dim, ") are not supported");
   }
   if (auto type = meta.get_string_optional(p + "rope.scaling.type"); type && *type != "none") {
-    TORCH_CHECK(*type == "linear", origin, ": rope.scaling.type '", *type, "' is not supported (none, linear)");
+    TORCH_CHECK(*type == "linear", origin, ": rope.scaling.type '", *type,
+                "' is not supported (none, linear)");
     c.rope_scaling.type = "linear";
     c.rope_scaling.factor = meta.get_f32(p + "rope.scaling.factor");
   }
@@ -84,11 +88,13 @@ LlamaConfig config_from_gguf(const io::GgufMetadata& meta,
   return c;
 }
 
-std::shared_ptr<LlamaForCausalLM> load_gguf_model(const std::string& path, torch::TensorOptions options) {
+std::shared_ptr<LlamaForCausalLM> load_gguf_model(const std::string& path,
+                                                  torch::TensorOptions options) {
   return load_gguf_model(io::GgufFile::open(path), options);
 }
 
-std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file, torch::TensorOptions options) {
+std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file,
+                                                  torch::TensorOptions options) {
   const std::string& path = file.path();
   const LlamaConfig cfg = config_from_gguf(
       file.metadata(), [&](const std::string& name) { return file.has_tensor(name); }, path);
@@ -98,8 +104,8 @@ std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file, torc
   std::map<std::string, at::Tensor> tensors;
   for (const io::GgufTensorInfo& info : file.tensors()) {
     const auto hf = io::gguf_to_hf_name(info.name);
-    TORCH_CHECK(hf.has_value(), path, ": tensor '", info.name, "' has no place in a ", cfg.model_type,
-                " model");
+    TORCH_CHECK(hf.has_value(), path, ": tensor '", info.name, "' has no place in a ",
+                cfg.model_type, " model");
     at::Tensor t = file.dequantize(info.name);
     if (permuted && hf->find(".self_attn.q_proj.") != std::string::npos) {
       t = io::unpermute_qk(t, cfg.num_attention_heads);
@@ -112,12 +118,14 @@ std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file, torc
   return model;
 }
 
-std::shared_ptr<LlamaForCausalLM> load_model(const std::string& path, torch::TensorOptions options) {
+std::shared_ptr<LlamaForCausalLM> load_model(const std::string& path,
+                                             torch::TensorOptions options) {
   if (fs::is_directory(path)) return load_hf_model(path, options);
   TORCH_CHECK(fs::exists(path), "load_model: '", path, "' does not exist");
   if (fs::path(path).extension() == ".gguf") return load_gguf_model(path, options);
-  TORCH_CHECK(false, "load_model: '", path,
-              "' is neither a Hugging Face directory (config.json + *.safetensors) nor a .gguf file");
+  TORCH_CHECK(
+      false, "load_model: '", path,
+      "' is neither a Hugging Face directory (config.json + *.safetensors) nor a .gguf file");
 }
 
 }  // namespace qat::models

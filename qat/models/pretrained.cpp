@@ -1,10 +1,9 @@
 #include "qat/models/pretrained.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "qat/io/gguf_file.h"
@@ -39,10 +38,12 @@ std::string hf_chat_template(const fs::path& dir) {
   if (it->is_string()) return it->get<std::string>();
   if (it->is_array()) {
     for (const auto& t : *it) {
-      if (t.value("name", "") == "default" && t.contains("template")) return t["template"].get<std::string>();
+      if (t.value("name", "") == "default" && t.contains("template"))
+        return t["template"].get<std::string>();
     }
   }
-  TORCH_CHECK(false, cfg.string(), ": chat_template must be a string or a list with a \"default\" entry");
+  TORCH_CHECK(false, cfg.string(),
+              ": chat_template must be a string or a list with a \"default\" entry");
 }
 
 }  // namespace
@@ -51,7 +52,8 @@ std::string default_model_path() {
   if (const char* m = std::getenv("QAT_MODEL"); m && *m) return m;
   const char* venv = std::getenv("QAT_VENV");
   const char* home = std::getenv("HOME");
-  const fs::path root = venv && *venv ? fs::path(venv) : fs::path(home ? home : "/") / ".cache/qat/venv";
+  const fs::path root =
+      venv && *venv ? fs::path(venv) : fs::path(home ? home : "/") / ".cache/qat/venv";
   const fs::path lib = root / "lib";
   if (fs::is_directory(lib)) {
     for (const auto& py : fs::directory_iterator(lib)) {
@@ -69,7 +71,8 @@ data::GgufTokenizerData gguf_tokenizer_data(const io::GgufMetadata& meta) {
   d.model = meta.get_string("tokenizer.ggml.model");
   d.pre = meta.get_string_optional("tokenizer.ggml.pre").value_or("");
   d.tokens = meta.get_string_array("tokenizer.ggml.tokens");
-  if (meta.has("tokenizer.ggml.token_type")) d.token_types = meta.get_i32_array("tokenizer.ggml.token_type");
+  if (meta.has("tokenizer.ggml.token_type"))
+    d.token_types = meta.get_i32_array("tokenizer.ggml.token_type");
   if (meta.has("tokenizer.ggml.merges")) d.merges = meta.get_string_array("tokenizer.ggml.merges");
   if (meta.has("tokenizer.ggml.scores")) d.scores = meta.get_array<float>("tokenizer.ggml.scores");
   auto id = [&](const char* key) -> std::optional<int32_t> {
@@ -98,8 +101,9 @@ Pretrained load_pretrained(const std::string& path, torch::TensorOptions options
     p.chat_template = hf_chat_template(dir);
   } else {
     TORCH_CHECK(fs::exists(path), "load_pretrained: '", path, "' does not exist");
-    TORCH_CHECK(fs::path(path).extension() == ".gguf", "load_pretrained: '", path,
-                "' is neither a Hugging Face directory (config.json + *.safetensors) nor a .gguf file");
+    TORCH_CHECK(
+        fs::path(path).extension() == ".gguf", "load_pretrained: '", path,
+        "' is neither a Hugging Face directory (config.json + *.safetensors) nor a .gguf file");
     const io::GgufFile file = io::GgufFile::open(path);  // one mapping for weights and tokenizer
     p.model = load_gguf_model(file, options);
     if (file.metadata().has("tokenizer.ggml.model")) {

@@ -8,7 +8,8 @@ namespace qat::models {
 // tables agree to the last bit on CPU: theta^(arange(0, d, 2)/d), reciprocal, then the scaling.
 at::Tensor rope_inv_freq(const LlamaConfig& cfg) {
   const int64_t d = cfg.head_dim;
-  const at::Tensor exponent = at::arange(0, d, 2, at::kLong).to(at::kFloat) / static_cast<double>(d);
+  const at::Tensor exponent =
+      at::arange(0, d, 2, at::kLong).to(at::kFloat) / static_cast<double>(d);
   at::Tensor inv_freq = at::pow(cfg.rope_theta, exponent).reciprocal();
   const RopeScaling& s = cfg.rope_scaling;
   if (s.type == "linear") return inv_freq / s.factor;
@@ -23,14 +24,15 @@ at::Tensor rope_inv_freq(const LlamaConfig& cfg) {
   const double high_wavelen = original / s.high_freq_factor;
   const at::Tensor wavelen = inv_freq.reciprocal() * (2 * M_PI);
   at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / s.factor, inv_freq);
-  const at::Tensor smooth =
-      (wavelen.reciprocal() * original - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  const at::Tensor smooth = (wavelen.reciprocal() * original - s.low_freq_factor) /
+                            (s.high_freq_factor - s.low_freq_factor);
   const at::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
   const at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
   return at::where(medium, smoothed, scaled);
 }
 
-std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& inv_freq, const at::Tensor& positions) {
+std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& inv_freq,
+                                               const at::Tensor& positions) {
   // (T, 1) * (1, D/2): one product per entry, the same bits as transformers' batched matmul.
   const at::Tensor freqs =
       positions.to(inv_freq.device(), at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);

@@ -14,7 +14,8 @@ namespace qat::models {
 at::Tensor rope_inv_freq(const LlamaConfig& cfg);
 
 // cos and sin tables for the given positions: (T, head_dim) float32 each, on inv_freq's device.
-std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& inv_freq, const at::Tensor& positions);
+std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& inv_freq,
+                                               const at::Tensor& positions);
 
 // x: (B, H, T, D); cos/sin: (T, D). Returns x*cos + rotate_half(x)*sin in x's dtype.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);

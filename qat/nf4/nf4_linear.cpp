@@ -28,7 +28,8 @@ struct NF4MatmulFunction : public torch::autograd::Function<NF4MatmulFunction> {
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto& s = ctx->saved_data;
-    const NF4Config cfg{s["blocksize"].toInt(), s["double_quant"].toBool(), s["nested_blocksize"].toInt()};
+    const NF4Config cfg{s["blocksize"].toInt(), s["double_quant"].toBool(),
+                        s["nested_blocksize"].toInt()};
     auto opt = [](const at::IValue& v) { return v.isTensor() ? v.toTensor() : at::Tensor(); };
     const NF4Tensor w = NF4Tensor::from_parts(
         s["codes"].toTensor(), s["absmax"].toTensor(), opt(s["nested_absmax"]), opt(s["offset"]),
@@ -54,13 +55,14 @@ NF4Linear::NF4Linear(NF4Tensor weight, at::Tensor bias)
     register_buffer("weight_offset", weight_.offset());
   }
   if (bias.defined()) {
-    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == out_features_, "NF4Linear: bias must have shape [",
-                out_features_, "], got ", bias.sizes());
+    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == out_features_,
+                "NF4Linear: bias must have shape [", out_features_, "], got ", bias.sizes());
     bias_ = register_buffer("bias", bias.detach().clone());
   }
 }
 
-std::shared_ptr<NF4Linear> NF4Linear::from_linear(const qat::nn::LinearBase& source, const NF4Config& config) {
+std::shared_ptr<NF4Linear> NF4Linear::from_linear(const qat::nn::LinearBase& source,
+                                                  const NF4Config& config) {
   const at::Tensor w = source.effective_weight().detach();
   return std::make_shared<NF4Linear>(NF4Tensor::quantize(w, config), source.bias());
 }

@@ -14,7 +14,8 @@ class NF4Linear : public qat::nn::LinearBase {
   // weight: NF4 [out, in]; bias: [out] or undefined.
   NF4Linear(NF4Tensor weight, at::Tensor bias);
   // Quantizes `source.effective_weight()` (its bias is copied, frozen).
-  static std::shared_ptr<NF4Linear> from_linear(const qat::nn::LinearBase& source, const NF4Config& config = {});
+  static std::shared_ptr<NF4Linear> from_linear(const qat::nn::LinearBase& source,
+                                                const NF4Config& config = {});
 
   // x: [..., in] float32/float16/bfloat16; the weight is dequantized to x's dtype.
   at::Tensor forward(const at::Tensor& x) override;

@@ -39,11 +39,13 @@ NF4Tensor NF4Tensor::from_parts(at::Tensor codes, at::Tensor absmax, at::Tensor 
   const int64_t blocks = (n + config.blocksize - 1) / config.blocksize;
   TORCH_CHECK(n > 0, "NF4Tensor::from_parts: shape ", shape, " has no elements");
   TORCH_CHECK(codes.defined() && codes.scalar_type() == at::kByte && codes.numel() == (n + 1) / 2,
-              "NF4Tensor::from_parts: codes must be uint8 with ", (n + 1) / 2, " bytes for shape ", shape);
+              "NF4Tensor::from_parts: codes must be uint8 with ", (n + 1) / 2, " bytes for shape ",
+              shape);
   if (config.double_quant) {
     const int64_t nested = (blocks + config.nested_blocksize - 1) / config.nested_blocksize;
     TORCH_CHECK(absmax.defined() && absmax.scalar_type() == at::kByte && absmax.numel() == blocks,
-                "NF4Tensor::from_parts: with double quant absmax must be uint8 with ", blocks, " codes");
+                "NF4Tensor::from_parts: with double quant absmax must be uint8 with ", blocks,
+                " codes");
     TORCH_CHECK(nested_absmax.defined() && nested_absmax.scalar_type() == at::kFloat &&
                     nested_absmax.numel() == nested,
                 "NF4Tensor::from_parts: nested_absmax must be float32 with ", nested, " values");
@@ -51,7 +53,8 @@ NF4Tensor NF4Tensor::from_parts(at::Tensor codes, at::Tensor absmax, at::Tensor 
                 "NF4Tensor::from_parts: offset must be one float32 value");
   } else {
     TORCH_CHECK(absmax.defined() && absmax.scalar_type() == at::kFloat && absmax.numel() == blocks,
-                "NF4Tensor::from_parts: without double quant absmax must be float32 with ", blocks, " values");
+                "NF4Tensor::from_parts: without double quant absmax must be float32 with ", blocks,
+                " values");
   }
   NF4Tensor t;
   t.config_ = config;
@@ -88,10 +91,14 @@ NF4Tensor NF4Tensor::to(const at::Device& device) const {
   return t;
 }
 
-int64_t NF4Tensor::numel() const { return c10::multiply_integers(shape_); }
+int64_t NF4Tensor::numel() const {
+  return c10::multiply_integers(shape_);
+}
 
 int64_t NF4Tensor::nbytes() const {
-  auto bytes = [](const at::Tensor& x) -> int64_t { return x.defined() ? x.numel() * x.element_size() : 0; };
+  auto bytes = [](const at::Tensor& x) -> int64_t {
+    return x.defined() ? x.numel() * x.element_size() : 0;
+  };
   return bytes(codes_) + bytes(absmax_) + bytes(nested_absmax_) + bytes(offset_);
 }
 

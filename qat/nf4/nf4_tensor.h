@@ -1,8 +1,9 @@
 // NF4Tensor: a weight stored as bitsandbytes stores it with quantize_4bit(quant_type="nf4"):
 // packed 4-bit codes over the flattened tensor, one float32 absmax per block, and with double
 // quantization (compress_statistics=True) the absmax itself as 8-bit codes of the signed dynamic
-// map + one float32 nested absmax per 256 blocks + one float32 offset. Every piece is byte-identical
-// to bitsandbytes 0.50.2 on the CPU (tests/qat/nf4/test_nf4_bnb.cpp). Math: ops/nf4.h.
+// map + one float32 nested absmax per 256 blocks + one float32 offset. Every piece is
+// byte-identical to bitsandbytes 0.50.2 on the CPU (tests/qat/nf4/test_nf4_bnb.cpp). Math:
+// ops/nf4.h.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -42,11 +43,15 @@ class NF4Tensor {
 
   // Storage bytes: codes + absmax (float32, or uint8 codes + nested absmax + offset).
   int64_t nbytes() const;
-  double bits_per_param() const { return 8.0 * static_cast<double>(nbytes()) / static_cast<double>(numel()); }
+  double bits_per_param() const {
+    return 8.0 * static_cast<double>(nbytes()) / static_cast<double>(numel());
+  }
 
   bool defined() const { return codes_.defined(); }
-  const at::Tensor& codes() const { return codes_; }    // uint8 [(n+1)/2, 1]
-  const at::Tensor& absmax() const { return absmax_; }  // float32 [blocks], or uint8 with double quant
+  const at::Tensor& codes() const { return codes_; }  // uint8 [(n+1)/2, 1]
+  const at::Tensor& absmax() const {
+    return absmax_;
+  }  // float32 [blocks], or uint8 with double quant
   const at::Tensor& nested_absmax() const { return nested_absmax_; }  // float32 (double quant)
   const at::Tensor& offset() const { return offset_; }  // float32 0-dim (double quant)
   const NF4Config& config() const { return config_; }

@@ -55,9 +55,12 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
 
 }  // namespace
 
-bool recomputing() { return t_recomputing; }
+bool recomputing() {
+  return t_recomputing;
+}
 
-at::Tensor checkpoint(const BlockFn& fn, const at::Tensor& input, const std::vector<at::Tensor>& params) {
+at::Tensor checkpoint(const BlockFn& fn, const at::Tensor& input,
+                      const std::vector<at::Tensor>& params) {
   if (!at::GradMode::is_enabled()) return fn(input);
   std::vector<at::Tensor> trainable;
   for (const auto& p : params) {

@@ -24,6 +24,7 @@ using BlockFn = std::function<at::Tensor(const at::Tensor&)>;
 // forward left and reproduce its output exactly.
 bool recomputing();
 
-at::Tensor checkpoint(const BlockFn& fn, const at::Tensor& input, const std::vector<at::Tensor>& params);
+at::Tensor checkpoint(const BlockFn& fn, const at::Tensor& input,
+                      const std::vector<at::Tensor>& params);
 
 }  // namespace qat::nn

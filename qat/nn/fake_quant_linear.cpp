@@ -38,7 +38,8 @@ at::Tensor FakeQuantLinear::forward(const at::Tensor& x) {
   if (is_training() && !recomputing()) {  // a checkpoint recomputation reuses this step's mask
     const int64_t step = step_.item<int64_t>();
     const int64_t every = cfg_.sparsity.recompute_every;
-    if (mask_.defined() && every > 0 && step > 0 && step % every == 0) mask_.copy_(mask_2_4(weight_));
+    if (mask_.defined() && every > 0 && step > 0 && step % every == 0)
+      mask_.copy_(mask_2_4(weight_));
     step_.add_(1);
   }
   const at::Tensor xq = act_fq_ ? act_fq_->forward(x) : x;

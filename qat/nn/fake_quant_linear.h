@@ -40,7 +40,9 @@ class FakeQuantLinear : public LinearBase {
 
   // Calls `hook` with each input the forward multiplies (after the input fake quant): how GPTQ
   // collects a layer's Hessian (qat/transforms/gptq.h). An empty function removes it.
-  void set_input_hook(std::function<void(const at::Tensor&)> hook) { input_hook_ = std::move(hook); }
+  void set_input_hook(std::function<void(const at::Tensor&)> hook) {
+    input_hook_ = std::move(hook);
+  }
 
  private:
   at::Tensor masked_weight() const;

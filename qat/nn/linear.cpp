@@ -9,8 +9,8 @@ namespace qat::nn {
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias, torch::TensorOptions options)
     : LinearBase(in_features, out_features) {
-  TORCH_CHECK(in_features > 0 && out_features > 0, "Linear: features must be > 0, got in=",
-              in_features, " out=", out_features);
+  TORCH_CHECK(in_features > 0 && out_features > 0,
+              "Linear: features must be > 0, got in=", in_features, " out=", out_features);
   weight_ = register_parameter("weight", torch::empty({out_features, in_features}, options));
   // torch.nn.Linear's init: kaiming_uniform(a=sqrt(5)) for W, U(-1/sqrt(in), 1/sqrt(in)) for b.
   torch::nn::init::kaiming_uniform_(weight_, std::sqrt(5.0));
@@ -21,9 +21,12 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, torch::Tens
   }
 }
 
-at::Tensor Linear::forward(const at::Tensor& x) { return at::linear(x, weight_, bias_); }
+at::Tensor Linear::forward(const at::Tensor& x) {
+  return at::linear(x, weight_, bias_);
+}
 
-void ModuleWithLinears::register_linear(const std::string& name, std::shared_ptr<LinearBase>& slot) {
+void ModuleWithLinears::register_linear(const std::string& name,
+                                        std::shared_ptr<LinearBase>& slot) {
   TORCH_CHECK(slot, "register_linear: slot '", name, "' is empty");
   register_module(name, slot);
   slots_[name] = &slot;

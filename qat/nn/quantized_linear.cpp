@@ -15,11 +15,13 @@ QuantizedLinear::QuantizedLinear(const FakeQuantLinear& source)
   torch::NoGradGuard no_grad;
   const fake_quant::FakeQuantizer wq = source.weight_quantizer();
   TORCH_CHECK(wq, "convert: this FakeQuantLinear does not quantize its weight (no weight config)");
-  TORCH_CHECK(wq->active(), "convert: the weight quantizer is disabled or still in its delay (step ",
-              wq->step(), " < delay ", wq->config().delay_steps, "); the layer would not deploy what it trains");
+  TORCH_CHECK(wq->active(),
+              "convert: the weight quantizer is disabled or still in its delay (step ", wq->step(),
+              " < delay ", wq->config().delay_steps,
+              "); the layer would not deploy what it trains");
   spec_ = wq->config().spec;
-  const at::Tensor w = source.sparsity_mask().defined() ? source.weight() * source.sparsity_mask()
-                                                        : source.weight();
+  const at::Tensor w =
+      source.sparsity_mask().defined() ? source.weight() * source.sparsity_mask() : source.weight();
   weight_dtype_ = w.scalar_type();
   weight_shape_ = w.sizes().vec();
   if (scheme::is_kquant(spec_.format)) {
@@ -34,7 +36,8 @@ QuantizedLinear::QuantizedLinear(const FakeQuantLinear& source)
       packed_ = register_buffer("qweight", ops::pack_codes(codes, spec_));
       // Scales are already rounded to their storage dtype, so storing them there is lossless.
       scale_ = register_buffer("scale", qp.scale.to(scheme::to_scalar_type(spec_.scale_dtype)));
-      if (spec_.format == Format::kUInt) zero_ = register_buffer("zero_point", qp.zero.to(at::kByte));
+      if (spec_.format == Format::kUInt)
+        zero_ = register_buffer("zero_point", qp.zero.to(at::kByte));
     }
   }
   if (source.bias().defined()) bias_ = register_buffer("bias", source.bias().detach().clone());

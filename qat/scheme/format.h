@@ -40,8 +40,8 @@ enum class Mapping : uint8_t {
 enum class ScaleDtype : uint8_t { kFloat32, kFloat16, kBFloat16 };
 
 struct FormatTraits {
-  std::string_view name;   // as written in configs ("int", "uint", "fp8_e4m3", ...)
-  int min_bits;            // inclusive range of the `bits` a user may ask for
+  std::string_view name;  // as written in configs ("int", "uint", "fp8_e4m3", ...)
+  int min_bits;           // inclusive range of the `bits` a user may ask for
   int max_bits;
   Mapping mapping;
   int fixed_block;         // >0: the format owns its grouping (GGUF: 32 or 256 along the last dim)
@@ -71,11 +71,15 @@ inline constexpr FormatTraits kFormatTraits[kNumFormats] = {
 };
 // clang-format on
 
-constexpr const FormatTraits& traits(Format f) { return kFormatTraits[static_cast<int>(f)]; }
+constexpr const FormatTraits& traits(Format f) {
+  return kFormatTraits[static_cast<int>(f)];
+}
 
 // ggml's k-quants: no per-group qparams to choose or pass around; a super-block quantizes as a
 // whole (ops/kquant.h), so choose_qparams/quantize/dequantize do not take them.
-constexpr bool is_kquant(Format f) { return traits(f).mapping == Mapping::kGgufSuper; }
+constexpr bool is_kquant(Format f) {
+  return traits(f).mapping == Mapping::kGgufSuper;
+}
 
 // Smallest and largest code of an integer format, as stored (before any zero point).
 struct CodeRange {
@@ -84,25 +88,34 @@ struct CodeRange {
 };
 constexpr CodeRange code_range(Format f, int bits) {
   switch (f) {
-    case Format::kInt: return {-(1 << (bits - 1)), (1 << (bits - 1)) - 1};
-    case Format::kUInt: return {0, (1 << bits) - 1};
+    case Format::kInt:
+      return {-(1 << (bits - 1)), (1 << (bits - 1)) - 1};
+    case Format::kUInt:
+      return {0, (1 << bits) - 1};
     case Format::kNf4:
     case Format::kQ4_0:
     case Format::kQ4_1:
-    case Format::kQ4_K: return {0, 15};
+    case Format::kQ4_K:
+      return {0, 15};
     case Format::kQ5_0:
     case Format::kQ5_1:
-    case Format::kQ5_K: return {0, 31};
-    case Format::kQ6_K: return {-32, 31};
-    case Format::kQ8_0: return {-128, 127};
+    case Format::kQ5_K:
+      return {0, 31};
+    case Format::kQ6_K:
+      return {-32, 31};
+    case Format::kQ8_0:
+      return {-128, 127};
     case Format::kFp8E4M3:
-    case Format::kFp8E5M2: return {0, 255};  // raw fp8 bytes
+    case Format::kFp8E5M2:
+      return {0, 255};  // raw fp8 bytes
   }
   return {0, 0};
 }
 
 // Bits one code occupies in packed storage: sub-byte codes are padded to 2 or 4 bits so a byte
 // holds a whole number of them (int3 is stored like int4, int5..int7 take a byte).
-constexpr int storage_bits(int bits) { return bits <= 2 ? 2 : bits <= 4 ? 4 : 8; }
+constexpr int storage_bits(int bits) {
+  return bits <= 2 ? 2 : bits <= 4 ? 4 : 8;
+}
 
 }  // namespace qat::scheme

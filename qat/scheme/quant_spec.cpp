@@ -14,25 +14,34 @@ namespace {
 constexpr int64_t kMinGroup = 16, kMaxGroup = 256;
 constexpr int64_t kMinNf4Block = 32, kMaxNf4Block = 4096;
 
-bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+bool starts_with(const std::string& s, const char* p) {
+  return s.rfind(p, 0) == 0;
+}
 
 }  // namespace
 
 std::string Granularity::to_string() const {
   switch (kind) {
-    case Kind::kPerTensor: return "per_tensor";
-    case Kind::kPerAxis: return "per_axis(" + std::to_string(axis) + ")";
-    case Kind::kPerGroup: return "per_group(" + std::to_string(group_size) + ")";
-    case Kind::kPerToken: return "per_token";
+    case Kind::kPerTensor:
+      return "per_tensor";
+    case Kind::kPerAxis:
+      return "per_axis(" + std::to_string(axis) + ")";
+    case Kind::kPerGroup:
+      return "per_group(" + std::to_string(group_size) + ")";
+    case Kind::kPerToken:
+      return "per_token";
   }
   return "?";
 }
 
 std::string to_string(ScaleDtype dt) {
   switch (dt) {
-    case ScaleDtype::kFloat32: return "float32";
-    case ScaleDtype::kFloat16: return "float16";
-    case ScaleDtype::kBFloat16: return "bfloat16";
+    case ScaleDtype::kFloat32:
+      return "float32";
+    case ScaleDtype::kFloat16:
+      return "float16";
+    case ScaleDtype::kBFloat16:
+      return "bfloat16";
   }
   return "?";
 }
@@ -46,9 +55,12 @@ ScaleDtype scale_dtype_from_name(const std::string& name) {
 
 at::ScalarType to_scalar_type(ScaleDtype dt) {
   switch (dt) {
-    case ScaleDtype::kFloat16: return at::kHalf;
-    case ScaleDtype::kBFloat16: return at::kBFloat16;
-    case ScaleDtype::kFloat32: break;
+    case ScaleDtype::kFloat16:
+      return at::kHalf;
+    case ScaleDtype::kBFloat16:
+      return at::kBFloat16;
+    case ScaleDtype::kFloat32:
+      break;
   }
   return at::kFloat;
 }
@@ -102,10 +114,18 @@ std::string QuantSpec::to_string() const {
   if (format == Format::kInt || format == Format::kUInt) os << bits;
   if (traits().fixed_block == 0) {
     switch (granularity.kind) {
-      case Granularity::Kind::kPerTensor: os << "/tensor"; break;
-      case Granularity::Kind::kPerAxis: os << "/axis" << granularity.axis; break;
-      case Granularity::Kind::kPerGroup: os << "/g" << granularity.group_size; break;
-      case Granularity::Kind::kPerToken: os << "/token"; break;
+      case Granularity::Kind::kPerTensor:
+        os << "/tensor";
+        break;
+      case Granularity::Kind::kPerAxis:
+        os << "/axis" << granularity.axis;
+        break;
+      case Granularity::Kind::kPerGroup:
+        os << "/g" << granularity.group_size;
+        break;
+      case Granularity::Kind::kPerToken:
+        os << "/token";
+        break;
     }
     if (scale_dtype != ScaleDtype::kFloat32) os << "/" << scheme::to_string(scale_dtype);
   }
@@ -115,8 +135,9 @@ std::string QuantSpec::to_string() const {
 void QuantSpec::validate() const {
   const FormatTraits& t = traits();
   TORCH_CHECK(bits >= t.min_bits && bits <= t.max_bits, "format '", t.name, "' takes ",
-              t.min_bits == t.max_bits ? std::to_string(t.min_bits)
-                                       : std::to_string(t.min_bits) + ".." + std::to_string(t.max_bits),
+              t.min_bits == t.max_bits
+                  ? std::to_string(t.min_bits)
+                  : std::to_string(t.min_bits) + ".." + std::to_string(t.max_bits),
               " bits, got bits=", bits);
   using K = Granularity::Kind;
   if (t.fixed_block > 0) {
@@ -126,11 +147,12 @@ void QuantSpec::validate() const {
   }
   if (t.fixed_scale_dtype) {
     TORCH_CHECK(scale_dtype == t.scale_dtype, "format '", t.name, "' stores its scales as ",
-                scheme::to_string(t.scale_dtype), "; got scale_dtype ", scheme::to_string(scale_dtype));
+                scheme::to_string(t.scale_dtype), "; got scale_dtype ",
+                scheme::to_string(scale_dtype));
   }
   if (format == Format::kNf4) {
-    TORCH_CHECK(granularity.kind == K::kPerGroup, "nf4 is blockwise: use per_group(blocksize); got ",
-                granularity.to_string());
+    TORCH_CHECK(granularity.kind == K::kPerGroup,
+                "nf4 is blockwise: use per_group(blocksize); got ", granularity.to_string());
     TORCH_CHECK(granularity.group_size >= kMinNf4Block && granularity.group_size <= kMaxNf4Block,
                 "nf4 block size must be in [", kMinNf4Block, ", ", kMaxNf4Block, "], got ",
                 granularity.group_size);
@@ -150,8 +172,8 @@ void QuantSpec::validate_for(at::IntArrayRef shape) const {
   TORCH_CHECK(granularity.kind == K::kPerTensor || !shape.empty(), "granularity ",
               granularity.to_string(), " needs a tensor with at least one dimension");
   TORCH_CHECK(groups_divide(shape), "group size ", granularity.group_size,
-              " does not divide the last dimension (", shape.back(), ") of a tensor of shape ", shape,
-              " (", to_string(), ")");
+              " does not divide the last dimension (", shape.back(), ") of a tensor of shape ",
+              shape, " (", to_string(), ")");
   if (granularity.kind == K::kPerAxis) {
     const int64_t nd = static_cast<int64_t>(shape.size());
     TORCH_CHECK(granularity.axis >= -nd && granularity.axis < nd, "axis ", granularity.axis,
@@ -192,8 +214,10 @@ GroupLayout QuantSpec::layout(at::IntArrayRef shape) const {
 std::vector<int64_t> QuantSpec::scale_shape(at::IntArrayRef shape) const {
   using K = Granularity::Kind;
   switch (granularity.kind) {
-    case K::kPerTensor: return {};
-    case K::kPerToken: return std::vector<int64_t>(shape.begin(), shape.end() - 1);
+    case K::kPerTensor:
+      return {};
+    case K::kPerToken:
+      return std::vector<int64_t>(shape.begin(), shape.end() - 1);
     case K::kPerGroup: {
       std::vector<int64_t> s(shape.begin(), shape.end());
       s.back() /= granularity.group_size;

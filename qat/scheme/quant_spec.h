@@ -2,10 +2,10 @@
 // Validated on construction from a config; the kernels trust a validated spec.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "qat/scheme/format.h"
 #include "qat/scheme/granularity.h"
@@ -20,7 +20,9 @@ struct QuantSpec {
 
   const FormatTraits& traits() const { return scheme::traits(format); }
   CodeRange code_range() const { return scheme::code_range(format, bits); }
-  bool has_zero_point() const { return format == Format::kUInt || format == Format::kQ4_1 || format == Format::kQ5_1; }
+  bool has_zero_point() const {
+    return format == Format::kUInt || format == Format::kQ4_1 || format == Format::kQ5_1;
+  }
   // "int4/g32", "gguf_q4_0", "fp8_e4m3/axis0", ...
   std::string to_string() const;
 

@@ -20,7 +20,8 @@ using scheme::Granularity;
 using scheme::QuantSpec;
 
 void GptqConfig::validate() const {
-  TORCH_CHECK(std::isfinite(damp) && damp >= 0 && damp <= 1, "gptq: damp must be in [0, 1] (a fraction of ",
+  TORCH_CHECK(std::isfinite(damp) && damp >= 0 && damp <= 1,
+              "gptq: damp must be in [0, 1] (a fraction of ",
               "the Hessian's mean diagonal; 0.01 is usual), got ", damp);
   TORCH_CHECK(block_size >= 1, "gptq: block_size must be >= 1, got ", block_size);
 }
@@ -30,8 +31,8 @@ HessianAccumulator::HessianAccumulator(int64_t in_features) : in_features_(in_fe
 }
 
 void HessianAccumulator::add(const at::Tensor& x, const at::Tensor& keep) {
-  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, "HessianAccumulator: expected inputs (..., ",
-              in_features_, "), got ", x.sizes());
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == in_features_,
+              "HessianAccumulator: expected inputs (..., ", in_features_, "), got ", x.sizes());
   at::Tensor rows = x.detach().reshape({-1, in_features_});
   if (keep.defined()) {
     TORCH_CHECK(keep.numel() == rows.size(0), "HessianAccumulator: keep has ", keep.numel(),
@@ -51,20 +52,26 @@ at::Tensor HessianAccumulator::hessian() const {
 
 void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name) {
   const fake_quant::FakeQuantizer fq = layer.weight_quantizer();
-  TORCH_CHECK(fq && fq->active(), "gptq: ", name, " has no active weight quantizer (quant.weight, and ",
+  TORCH_CHECK(fq && fq->active(), "gptq: ", name,
+              " has no active weight quantizer (quant.weight, and ",
               "delay_steps 0): nothing to round");
   const auto& c = fq->config();
-  TORCH_CHECK(!scheme::is_kquant(c.spec.format), "gptq: ", name, " is quantized as ", c.spec.to_string(),
-              ": a k-quant super-block's scales come from a search over all of its values, so GPTQ cannot ",
-              "move one element without changing them; use a block format (gguf_q4_0, gguf_q4_1, gguf_q5_0, ",
-              "gguf_q8_0, ...) or an int format");
-  TORCH_CHECK(c.scale_mode != ScaleMode::kLearnable, "gptq: ", name, " has learnable (LSQ) scales, which ",
+  TORCH_CHECK(
+      !scheme::is_kquant(c.spec.format), "gptq: ", name, " is quantized as ", c.spec.to_string(),
+      ": a k-quant super-block's scales come from a search over all of its values, so GPTQ cannot ",
+      "move one element without changing them; use a block format (gguf_q4_0, gguf_q4_1, "
+      "gguf_q5_0, ",
+      "gguf_q8_0, ...) or an int format");
+  TORCH_CHECK(c.scale_mode != ScaleMode::kLearnable, "gptq: ", name,
+              " has learnable (LSQ) scales, which ",
               "move with the weight; use quant.scale_mode dynamic or static for GPTQ");
-  TORCH_CHECK(c.scale_mode == ScaleMode::kStatic || c.range.method == fake_quant::RangeMethod::kMinMax,
-              "gptq: ", name, " sets its weight scales by a clipping search (range ",
-              fake_quant::to_string(c.range.method), ") over all of the weight's values, which GPTQ's ",
-              "updates would change; use the min-max range (quant.range: minmax)");
-  TORCH_CHECK(!layer.config().sparsity.enabled, "gptq: ", name, " has 2:4 sparsity, which GPTQ does ",
+  TORCH_CHECK(
+      c.scale_mode == ScaleMode::kStatic || c.range.method == fake_quant::RangeMethod::kMinMax,
+      "gptq: ", name, " sets its weight scales by a clipping search (range ",
+      fake_quant::to_string(c.range.method), ") over all of the weight's values, which GPTQ's ",
+      "updates would change; use the min-max range (quant.range: minmax)");
+  TORCH_CHECK(!layer.config().sparsity.enabled, "gptq: ", name,
+              " has 2:4 sparsity, which GPTQ does ",
               "not take into account; turn sparsity off for GPTQ");
 }
 
@@ -82,8 +89,8 @@ struct RoundingPlan {
     const scheme::GroupLayout l = spec.layout(w.sizes());
     const at::Tensor flat = at::arange(w.numel(), at::kLong);
     group = flat.div(l.inner, "floor").remainder(l.count).view(w.sizes());
-    TORCH_CHECK(rounder.groups() == l.count, "gptq: internal error: ", rounder.groups(), " qparams for ",
-                l.count, " groups");
+    TORCH_CHECK(rounder.groups() == l.count, "gptq: internal error: ", rounder.groups(),
+                " qparams for ", l.count, " groups");
     keep_range = fq.config().scale_mode == ScaleMode::kDynamic;
     if (!keep_range) return;
     // What a group's parameters depend on, and so which elements keep their values (the anchors)
@@ -91,19 +98,21 @@ struct RoundingPlan {
     // in from its ends):
     //   int, fp8, nf4, Q8_0, Q4_0, Q5_0: max|x| (ggml: the first element of largest |x|, sign kept)
     //       -> that first element; (-max|x|, max|x|)
-    //   uint: [min(x, 0), max(x, 0)] -> the first min (if < 0) and the first max (if > 0); that range
-    //   Q4_1, Q5_1: [min, max] -> the first min and the first max; (min, max)
+    //   uint: [min(x, 0), max(x, 0)] -> the first min (if < 0) and the first max (if > 0); that
+    //   range Q4_1, Q5_1: [min, max] -> the first min and the first max; (min, max)
     const at::ScalarType dtype = w.scalar_type();
     const at::Tensor wf = w.to(at::kFloat).reshape({-1});
     const at::Tensor g = group.reshape({-1});
     auto per_group = [&](const at::Tensor& v, const char* how, float init) {
       return at::full({l.count}, init).scatter_reduce(0, g, v, how).index_select(0, g);
     };
-    auto first_where = [&](const at::Tensor& mask) {  // the first element of its group where mask holds
-      const at::Tensor cand = at::where(mask, flat, at::scalar_tensor(w.numel(), at::kLong));
-      const at::Tensor first = at::full({l.count}, w.numel(), at::kLong).scatter_reduce(0, g, cand, "amin");
-      return mask & flat.eq(first.index_select(0, g));
-    };
+    auto first_where =
+        [&](const at::Tensor& mask) {  // the first element of its group where mask holds
+          const at::Tensor cand = at::where(mask, flat, at::scalar_tensor(w.numel(), at::kLong));
+          const at::Tensor first =
+              at::full({l.count}, w.numel(), at::kLong).scatter_reduce(0, g, cand, "amin");
+          return mask & flat.eq(first.index_select(0, g));
+        };
     const at::Tensor mn = per_group(wf, "amin", INFINITY), mx = per_group(wf, "amax", -INFINITY);
     at::Tensor lo, hi, kept;
     const scheme::Format f = spec.format;
@@ -134,15 +143,17 @@ struct RoundingPlan {
   ops::ElementFakeQuant rounder;
   at::Tensor group;  // int64: each element's group
   bool keep_range = false;
-  at::Tensor anchor, original, low, high;  // bool, float32 x 3: kept elements, their values, bounds of the rest
+  at::Tensor anchor, original, low,
+      high;  // bool, float32 x 3: kept elements, their values, bounds of the rest
 };
 
 // Rounds the columns column[b0 .. b0 + width) of the weight (row-major, `k` columns), the block
 // `wb` (rows, width, its current values, updated in place), with `ub` the block's part of U. Writes
 // what the weight stores, what the layer computes with, and each column's scaled error. Rows are
 // independent inside a block, so they run in parallel.
-void round_block(const RoundingPlan& plan, const int64_t* column, int64_t b0, int64_t k, float* wb, int64_t rows,
-                 int64_t width, const float* ub, float* stored, float* deployed, float* errors) {
+void round_block(const RoundingPlan& plan, const int64_t* column, int64_t b0, int64_t k, float* wb,
+                 int64_t rows, int64_t width, const float* ub, float* stored, float* deployed,
+                 float* errors) {
   const int64_t* group = plan.group.data_ptr<int64_t>();
   const bool* anchor = plan.keep_range ? plan.anchor.data_ptr<bool>() : nullptr;
   const float* original = plan.keep_range ? plan.original.data_ptr<float>() : nullptr;
@@ -155,7 +166,8 @@ void round_block(const RoundingPlan& plan, const int64_t* column, int64_t b0, in
         const int64_t at_w = r * k + column[b0 + i];  // the element in the whole weight
         const float v = row[i];
         float target = v;
-        if (anchor != nullptr) target = anchor[at_w] ? original[at_w] : std::min(std::max(v, low[at_w]), high[at_w]);
+        if (anchor != nullptr)
+          target = anchor[at_w] ? original[at_w] : std::min(std::max(v, low[at_w]), high[at_w]);
         const float s = plan.rounder.to_dtype(target);
         const float q = plan.rounder(s, group[at_w]);
         stored[at_w] = s;
@@ -179,21 +191,23 @@ std::pair<at::Tensor, double> inverse_cholesky(at::Tensor h, double damp, const 
   const double mean_diag = h.diagonal().mean().item<double>();
   const at::Tensor eye = at::eye(h.size(0), h.options());
   double tried = damp;
-  for (int attempt = 0; attempt < 5; ++attempt, damp = damp > 0 ? damp * 10 : 1e-4) {
+  for (int attempt = 0; attempt<5; ++attempt, damp = damp> 0 ? damp * 10 : 1e-4) {
     tried = damp;
     auto [l, info] = at::linalg_cholesky_ex(h + eye * (damp * mean_diag));
     if (info.item<int64_t>() != 0) continue;
     auto [u, info_u] = at::linalg_cholesky_ex(at::cholesky_inverse(l), /*upper=*/true);
     if (info_u.item<int64_t>() == 0) return {u, damp};
   }
-  TORCH_CHECK(false, "gptq: ", name, ": the Hessian of the calibration inputs is not positive definite ",
+  TORCH_CHECK(false, "gptq: ", name,
+              ": the Hessian of the calibration inputs is not positive definite ",
               "even with damp ", tried, "; check the calibration data (empty or constant inputs?)");
 }
 
 // E(D) = tr(D H D^T) / 2 for each of the weight-shaped differences `d` (one matmul).
 std::vector<double> output_errors(const std::vector<at::Tensor>& d, const at::Tensor& h) {
   const at::Tensor all = at::cat(d);
-  const at::Tensor e = (all.matmul(h) * all).view({static_cast<int64_t>(d.size()), -1}).sum(1).to(at::kDouble) * 0.5;
+  const at::Tensor e =
+      (all.matmul(h) * all).view({static_cast<int64_t>(d.size()), -1}).sum(1).to(at::kDouble) * 0.5;
   std::vector<double> out(d.size());
   for (size_t i = 0; i < d.size(); ++i) out[i] = e[static_cast<int64_t>(i)].item<double>();
   return out;
@@ -206,20 +220,24 @@ struct PreparedHessian {
   double damp = 0;
 };
 
-PreparedHessian prepare_hessian(const at::Tensor& hessian, const GptqConfig& cfg, const std::string& name) {
+PreparedHessian prepare_hessian(const at::Tensor& hessian, const GptqConfig& cfg,
+                                const std::string& name) {
   PreparedHessian p;
   p.h = hessian.to(at::kFloat);
-  TORCH_CHECK(p.h.dim() == 2 && p.h.size(0) == p.h.size(1), "gptq: ", name, ": the Hessian must be square, got ",
-              p.h.sizes());
-  TORCH_CHECK(at::isfinite(p.h).all().item<bool>(), "gptq: ", name, ": the Hessian holds NaN or Inf ",
-              "(calibration activations overflowed?)");
+  TORCH_CHECK(p.h.dim() == 2 && p.h.size(0) == p.h.size(1), "gptq: ", name,
+              ": the Hessian must be square, got ", p.h.sizes());
+  TORCH_CHECK(at::isfinite(p.h).all().item<bool>(), "gptq: ", name,
+              ": the Hessian holds NaN or Inf ", "(calibration activations overflowed?)");
   const int64_t k = p.h.size(0);
   // Columns in the order they are rounded: by decreasing H_jj with act_order (the inputs with
   // most energy first, while the most columns are left to take their errors), else as stored.
   const at::Tensor h_cpu = p.h.cpu();
-  p.order = cfg.act_order ? std::get<1>(at::sort(h_cpu.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true))
-                          : at::arange(k, at::kLong);
-  auto [u64, damp] = inverse_cholesky(h_cpu.index_select(0, p.order).index_select(1, p.order), cfg.damp, name);
+  p.order =
+      cfg.act_order
+          ? std::get<1>(at::sort(h_cpu.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true))
+          : at::arange(k, at::kLong);
+  auto [u64, damp] =
+      inverse_cholesky(h_cpu.index_select(0, p.order).index_select(1, p.order), cfg.damp, name);
   p.u = u64.to(at::kFloat);
   p.damp = damp;
   return p;
@@ -227,16 +245,17 @@ PreparedHessian prepare_hessian(const at::Tensor& hessian, const GptqConfig& cfg
 
 // Rounds one layer that its callers validated (cfg.validate(), check_gptq_layer(): gptq_layer()
 // for one layer, gptq_targets() for a whole model before any work).
-GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& ph, const GptqConfig& cfg,
-                            const std::string& name) {
+GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& ph,
+                            const GptqConfig& cfg, const std::string& name) {
   const fake_quant::FakeQuantizer fq = layer.weight_quantizer();
-  TORCH_CHECK(fq->config().scale_mode != ScaleMode::kStatic || (fq->observer() && fq->observer()->has_range()),
+  TORCH_CHECK(fq->config().scale_mode != ScaleMode::kStatic ||
+                  (fq->observer() && fq->observer()->has_range()),
               "gptq: ", name, " has static weight scales that were never calibrated");
   torch::NoGradGuard no_grad;
   const at::Tensor param = layer.weight();
   const int64_t n = param.size(0), k = param.size(1);
-  TORCH_CHECK(ph.h.size(0) == k, "gptq: ", name, ": the Hessian must be (", k, ", ", k, ") for in_features ", k,
-              ", got ", ph.h.sizes());
+  TORCH_CHECK(ph.h.size(0) == k, "gptq: ", name, ": the Hessian must be (", k, ", ", k,
+              ") for in_features ", k, ", got ", ph.h.sizes());
   const at::Tensor w0 = param.detach().to(at::kFloat).clone();  // a copy: param changes below
   TORCH_CHECK(at::isfinite(w0).all().item<bool>(), "gptq: ", name, ": the weight holds NaN or Inf");
   const at::Tensor rtn = layer.effective_weight().to(at::kFloat);
@@ -253,10 +272,12 @@ GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& p
     at::Tensor wb = w.slice(1, b0, b1).contiguous();
     const at::Tensor ub = u.slice(0, b0, b1).slice(1, b0, b1).contiguous();
     at::Tensor errors = at::empty({n, b1 - b0}, at::kFloat);
-    round_block(plan, order.data_ptr<int64_t>(), b0, k, wb.data_ptr<float>(), n, b1 - b0, ub.data_ptr<float>(),
-                stored.data_ptr<float>(), deployed.data_ptr<float>(), errors.data_ptr<float>());
-    TORCH_CHECK(at::isfinite(errors).all().item<bool>(), "gptq: ", name, ": the error updates overflowed ",
-                "(an ill-conditioned Hessian; damp ", ph.damp, "): try a larger damp (--gptq-damp)");
+    round_block(plan, order.data_ptr<int64_t>(), b0, k, wb.data_ptr<float>(), n, b1 - b0,
+                ub.data_ptr<float>(), stored.data_ptr<float>(), deployed.data_ptr<float>(),
+                errors.data_ptr<float>());
+    TORCH_CHECK(at::isfinite(errors).all().item<bool>(), "gptq: ", name,
+                ": the error updates overflowed ", "(an ill-conditioned Hessian; damp ", ph.damp,
+                "): try a larger damp (--gptq-damp)");
     // The rest of the weight takes the block's errors at once (the lazy batch update).
     if (b1 < k) w.slice(1, b1).sub_(at::matmul(errors, u.slice(0, b0, b1).slice(1, b1)));
   }
@@ -267,9 +288,10 @@ GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& p
   const at::Tensor now = layer.effective_weight().to(at::kFloat);
   if (!at::equal(now, deployed)) {
     param.copy_(w0.to(param.scalar_type()));
-    TORCH_CHECK(false, "gptq: internal error: ", name, "'s fake-quantized weight differs from GPTQ's ",
-                "rounding in ", now.ne(deployed).sum().item<int64_t>(), " elements; this layer was restored (layers ",
-                "rounded before it stay rounded)");
+    TORCH_CHECK(false, "gptq: internal error: ", name,
+                "'s fake-quantized weight differs from GPTQ's ", "rounding in ",
+                now.ne(deployed).sum().item<int64_t>(),
+                " elements; this layer was restored (layers ", "rounded before it stay rounded)");
   }
   GptqLayerReport report;
   report.name = name;
@@ -282,13 +304,14 @@ GptqLayerReport round_layer(nn::FakeQuantLinear& layer, const PreparedHessian& p
 
 }  // namespace
 
-GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian, const GptqConfig& cfg,
-                           const std::string& name) {
+GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian,
+                           const GptqConfig& cfg, const std::string& name) {
   cfg.validate();
   check_gptq_layer(layer, name);
   const int64_t k = layer.in_features();
   TORCH_CHECK(hessian.dim() == 2 && hessian.size(0) == k && hessian.size(1) == k, "gptq: ", name,
-              ": the Hessian must be (", k, ", ", k, ") for in_features ", k, ", got ", hessian.sizes());
+              ": the Hessian must be (", k, ", ", k, ") for in_features ", k, ", got ",
+              hessian.sizes());
   return round_layer(layer, prepare_hessian(hessian, cfg, name), cfg, name);
 }
 
@@ -325,26 +348,32 @@ std::vector<std::vector<Target>> gptq_targets(models::LlamaForCausalLM& model) {
   size_t total = 0;
   for (int64_t l = 0; l < m.num_layers(); ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
-    for_each_linear(*m.layer(l), [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
-                                     const std::shared_ptr<nn::LinearBase>& layer) {
-      auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
-      if (fq == nullptr || !fq->weight_quantizer()) return;
-      check_gptq_layer(*fq, prefix + full);
-      targets[static_cast<size_t>(l)].push_back({prefix + full, fq});
-      ++total;
-    });
+    for_each_linear(*m.layer(l),
+                    [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
+                        const std::shared_ptr<nn::LinearBase>& layer) {
+                      auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
+                      if (fq == nullptr || !fq->weight_quantizer()) return;
+                      check_gptq_layer(*fq, prefix + full);
+                      targets[static_cast<size_t>(l)].push_back({prefix + full, fq});
+                      ++total;
+                    });
   }
-  TORCH_CHECK(total > 0, "gptq: the model has no fake-quantized linear layers in its decoder layers ",
+  TORCH_CHECK(total > 0,
+              "gptq: the model has no fake-quantized linear layers in its decoder layers ",
               "(prepare() it with a weight format first)");
   return targets;
 }
 
 }  // namespace
 
-void check_gptq_model(models::LlamaForCausalLM& model) { (void)gptq_targets(model); }
+void check_gptq_model(models::LlamaForCausalLM& model) {
+  (void)gptq_targets(model);
+}
 
-std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const std::vector<CalibrationBatch>& batches,
-                                        const GptqConfig& cfg, const std::function<void(const std::string&)>& log) {
+std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model,
+                                        const std::vector<CalibrationBatch>& batches,
+                                        const GptqConfig& cfg,
+                                        const std::function<void(const std::string&)>& log) {
   cfg.validate();
   TORCH_CHECK(!batches.empty(), "gptq: no calibration batches");
   models::LlamaModel& m = model.model();
@@ -385,7 +414,8 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
     }
     if (!todo.empty()) layer->forward(hidden[0], ctx[0]);
     for (size_t t = 0; t < todo.size(); ++t) {
-      TORCH_CHECK(probe[t].defined(), "gptq: ", todo[t].name, " was not called by its decoder layer's forward");
+      TORCH_CHECK(probe[t].defined(), "gptq: ", todo[t].name,
+                  " was not called by its decoder layer's forward");
     }
     std::vector<std::vector<size_t>> groups;
     for (size_t t : order) {
@@ -427,7 +457,8 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
         }
       }
       for (size_t t : group) todo[t].layer->set_input_hook({});
-      TORCH_CHECK(acc.rows() > 0, "gptq: ", todo[group.front()].name, " saw no calibration tokens (all padding?)");
+      TORCH_CHECK(acc.rows() > 0, "gptq: ", todo[group.front()].name,
+                  " saw no calibration tokens (all padding?)");
       const PreparedHessian ph = prepare_hessian(acc.hessian(), cfg, todo[group.front()].name);
       for (size_t t : group) {
         GptqLayerReport r = round_layer(*todo[t].layer, ph, cfg, todo[t].name);
@@ -443,9 +474,11 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model, const s
     if (log && !todo.empty()) {
       char line[160];
       std::snprintf(line, sizeof(line),
-                    "gptq: layer %lld/%lld: %zu linears, mean relative output error %.5f (round to nearest %.5f)",
+                    "gptq: layer %lld/%lld: %zu linears, mean relative output error %.5f (round to "
+                    "nearest %.5f)",
                     static_cast<long long>(l + 1), static_cast<long long>(num_layers), todo.size(),
-                    gptq / static_cast<double>(todo.size()), rtn / static_cast<double>(todo.size()));
+                    gptq / static_cast<double>(todo.size()),
+                    rtn / static_cast<double>(todo.size()));
       log(line);
     }
   }

@@ -29,12 +29,12 @@
 // scales (calibrated observers) the scales are fixed state and nothing is clamped.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <functional>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "qat/models/llama.h"
 #include "qat/nn/fake_quant_linear.h"
@@ -42,7 +42,7 @@
 namespace qat::transforms {
 
 struct GptqConfig {
-  double damp = 0.01;        // added to H's diagonal, as a fraction of its mean (the paper's lambda)
+  double damp = 0.01;  // added to H's diagonal, as a fraction of its mean (the paper's lambda)
   int64_t block_size = 128;  // columns rounded between two updates of the rest of the weight
   // Round the columns by decreasing H_jj (the paper's "act order"). The scales stay those of the
   // original weight and its groups, so the stored format is the same either way (no g_idx).
@@ -68,11 +68,11 @@ class HessianAccumulator {
 
 struct GptqLayerReport {
   std::string name;
-  int64_t rows = 0;         // calibration inputs (tokens) behind the Hessian
-  double rtn_error = 0;     // E(RTN(W)) / E(0): output error of round to nearest, relative
-  double gptq_error = 0;    // E(W') / E(0) for GPTQ's rounding
-  double damp = 0;          // the damping used (the config's, raised tenfold while H + damp was
-                            // not positive definite)
+  int64_t rows = 0;       // calibration inputs (tokens) behind the Hessian
+  double rtn_error = 0;   // E(RTN(W)) / E(0): output error of round to nearest, relative
+  double gptq_error = 0;  // E(W') / E(0) for GPTQ's rounding
+  double damp = 0;        // the damping used (the config's, raised tenfold while H + damp was
+                          // not positive definite)
 };
 
 // Throws unless gptq_layer() can round this layer; the message names it and says what to change.
@@ -82,7 +82,8 @@ struct GptqLayerReport {
 // can move without changing them), not 2:4 sparsity.
 void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name);
 
-// Rounds `layer`'s weight with GPTQ against `hessian` (in, in), in place (see the top of this file).
+// Rounds `layer`'s weight with GPTQ against `hessian` (in, in), in place (see the top of this
+// file).
 GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian,
                            const GptqConfig& cfg, const std::string& name = "linear");
 
@@ -95,8 +96,8 @@ struct CalibrationBatch {
 // batches passing through the layers already rounded; inside a layer, the linears that share an
 // input (q/k/v, then o, then gate/up, then down) are rounded in turn, each on inputs computed with
 // the ones before it rounded. Rounds every FakeQuantLinear with a weight quantizer in the decoder
-// layers (each must pass check_gptq_layer); the rest (lm_head, dense layers) is left alone. Runs without gradients in eval
-// mode (restored after). `log`, when set, gets a line per decoder layer.
+// layers (each must pass check_gptq_layer); the rest (lm_head, dense layers) is left alone. Runs
+// without gradients in eval mode (restored after). `log`, when set, gets a line per decoder layer.
 // check_gptq_layer() for every linear gptq_llama() would round (before any work).
 void check_gptq_model(models::LlamaForCausalLM& model);
 

@@ -42,12 +42,14 @@ bool name_matches(const std::string& pattern, const std::string& name) {
 }
 
 std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg) {
-  TORCH_CHECK(cfg.layer.weight || cfg.layer.activation || cfg.layer.sparsity.enabled,
-              "prepare: the layer config quantizes nothing (no weight, no activation, no sparsity)");
+  TORCH_CHECK(
+      cfg.layer.weight || cfg.layer.activation || cfg.layer.sparsity.enabled,
+      "prepare: the layer config quantizes nothing (no weight, no activation, no sparsity)");
   std::vector<std::string> swapped;
   std::set<std::string> in_slots;
   for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                           const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
+                             const std::string& full,
+                             const std::shared_ptr<nn::LinearBase>& layer) {
     in_slots.insert(full);
     if (!dynamic_cast<nn::Linear*>(layer.get())) return;  // already prepared or not dense
     if (!any_match(cfg.include, full) || any_match(cfg.exclude, full)) return;
@@ -62,7 +64,8 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
       TORCH_CHECK(cfg.fallback, "prepare: linear '", full, "' (in_features ", layer->in_features(),
                   "): the block size ", spec.granularity.group_size, " of ", spec.to_string(),
                   " does not divide the last dimension; set a fallback format for such layers ",
-                  "(quant.fallback: llama.cpp falls back from Q4_K to gguf_q5_0, from Q5_K to gguf_q5_1, from Q6_K to gguf_q8_0), ",
+                  "(quant.fallback: llama.cpp falls back from Q4_K to gguf_q5_0, from Q5_K to "
+                  "gguf_q5_1, from Q6_K to gguf_q8_0), ",
                   "choose a block size that divides it, or exclude the layer");
       use = &*cfg.fallback;
     }
@@ -73,25 +76,28 @@ std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& 
   for (const auto& item : model.named_modules("", false)) {
     if (!std::dynamic_pointer_cast<nn::Linear>(item.value())) continue;
     const std::string& full = item.key();
-    TORCH_CHECK(in_slots.count(full) || !any_match(cfg.include, full) || any_match(cfg.exclude, full),
-                "prepare: linear '", full, "' matches the rules but its parent does not hold it in a ",
-                "swappable slot (derive the parent from qat::nn::ModuleWithLinears and register it ",
-                "with register_linear)");
+    TORCH_CHECK(
+        in_slots.count(full) || !any_match(cfg.include, full) || any_match(cfg.exclude, full),
+        "prepare: linear '", full, "' matches the rules but its parent does not hold it in a ",
+        "swappable slot (derive the parent from qat::nn::ModuleWithLinears and register it ",
+        "with register_linear)");
   }
-  TORCH_CHECK(!swapped.empty(), "prepare: no linear layer matched include=",
-              c10::Join(",", cfg.include), " exclude=", c10::Join(",", cfg.exclude));
+  TORCH_CHECK(!swapped.empty(),
+              "prepare: no linear layer matched include=", c10::Join(",", cfg.include),
+              " exclude=", c10::Join(",", cfg.exclude));
   return swapped;
 }
 
 std::vector<std::string> convert(torch::nn::Module& model) {
   std::vector<std::string> converted;
-  for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                           const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
-    auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
-    if (!fq || !fq->weight_quantizer()) return;
-    parent.replace_linear(slot, std::make_shared<nn::QuantizedLinear>(*fq));
-    converted.push_back(full);
-  });
+  for_each_linear(
+      model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
+                 const std::shared_ptr<nn::LinearBase>& layer) {
+        auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
+        if (!fq || !fq->weight_quantizer()) return;
+        parent.replace_linear(slot, std::make_shared<nn::QuantizedLinear>(*fq));
+        converted.push_back(full);
+      });
   return converted;
 }
 

@@ -24,11 +24,13 @@ struct PrepareConfig {
   nn::FakeQuantLinearConfig layer;
   // For layers whose weight `layer`'s weight format cannot split into its blocks (k-quants need
   // in_features % 256 == 0; SmolLM2-135M's 576 does not): llama.cpp quantizes such tensors with
-  // a fallback type too (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). Unset: such a layer is an error that names it.
+  // a fallback type too (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). Unset: such a layer is an error
+  // that names it.
   std::optional<nn::FakeQuantLinearConfig> fallback;
   // When set, picks the config of each layer the rules select, by its name (e.g. from a llama.cpp
   // mixture, qat/io/llama_mix.h); nullopt: `layer` (or `fallback`) as above.
-  std::function<std::optional<nn::FakeQuantLinearConfig>(const std::string& name, const nn::LinearBase& layer)>
+  std::function<std::optional<nn::FakeQuantLinearConfig>(const std::string& name,
+                                                         const nn::LinearBase& layer)>
       choose;
 };
 
@@ -38,9 +40,9 @@ bool any_match(const std::vector<std::string>& patterns, const std::string& name
 
 // Calls fn(parent, slot, full_name, layer) for every linear a model holds in a swappable slot
 // (nn::ModuleWithLinears), parents in module order. fn may replace the layer in its slot.
-using SlotVisitor = std::function<void(nn::ModuleWithLinears& parent, const std::string& slot,
-                                       const std::string& full_name,
-                                       const std::shared_ptr<nn::LinearBase>& layer)>;
+using SlotVisitor =
+    std::function<void(nn::ModuleWithLinears& parent, const std::string& slot,
+                       const std::string& full_name, const std::shared_ptr<nn::LinearBase>& layer)>;
 void for_each_linear(torch::nn::Module& model, const SlotVisitor& fn);
 
 // Returns the names of the swapped layers, in order. Throws if a matching linear is not held in

@@ -33,21 +33,45 @@ void read_as(const GgufValue& v) {
 
 void read_value(const GgufValue& v) {
   switch (v.element_type()) {
-    case GgufValueType::kUint8: read_as<uint8_t>(v); break;
-    case GgufValueType::kInt8: read_as<int8_t>(v); break;
-    case GgufValueType::kUint16: read_as<uint16_t>(v); break;
-    case GgufValueType::kInt16: read_as<int16_t>(v); break;
-    case GgufValueType::kUint32: read_as<uint32_t>(v); break;
-    case GgufValueType::kInt32: read_as<int32_t>(v); break;
-    case GgufValueType::kFloat32: read_as<float>(v); break;
-    case GgufValueType::kBool: read_as<bool>(v); break;
-    case GgufValueType::kUint64: read_as<uint64_t>(v); break;
-    case GgufValueType::kInt64: read_as<int64_t>(v); break;
-    case GgufValueType::kFloat64: read_as<double>(v); break;
+    case GgufValueType::kUint8:
+      read_as<uint8_t>(v);
+      break;
+    case GgufValueType::kInt8:
+      read_as<int8_t>(v);
+      break;
+    case GgufValueType::kUint16:
+      read_as<uint16_t>(v);
+      break;
+    case GgufValueType::kInt16:
+      read_as<int16_t>(v);
+      break;
+    case GgufValueType::kUint32:
+      read_as<uint32_t>(v);
+      break;
+    case GgufValueType::kInt32:
+      read_as<int32_t>(v);
+      break;
+    case GgufValueType::kFloat32:
+      read_as<float>(v);
+      break;
+    case GgufValueType::kBool:
+      read_as<bool>(v);
+      break;
+    case GgufValueType::kUint64:
+      read_as<uint64_t>(v);
+      break;
+    case GgufValueType::kInt64:
+      read_as<int64_t>(v);
+      break;
+    case GgufValueType::kFloat64:
+      read_as<double>(v);
+      break;
     case GgufValueType::kString:
       require((v.is_array() ? v.as_string_array("fuzz").size() : 1) == v.count());
       break;
-    case GgufValueType::kArray: require(false); break;  // nested arrays must have been rejected
+    case GgufValueType::kArray:
+      require(false);
+      break;  // nested arrays must have been rejected
   }
 }
 
@@ -80,7 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string file = qat::io::encode_gguf_header(c.metadata, infos, c.alignment);
   if (data_bytes > (uint64_t{64} << 20)) return 0;  // padding of huge alignments: skip the copy
   file.append(data_bytes, '\0');
-  const auto back = qat::io::parse_gguf(reinterpret_cast<const uint8_t*>(file.data()), file.size(), "fuzz-rewrite");
+  const auto back = qat::io::parse_gguf(reinterpret_cast<const uint8_t*>(file.data()), file.size(),
+                                        "fuzz-rewrite");
   require(back.metadata.size() == c.metadata.size() && back.tensors.size() == c.tensors.size());
   for (size_t i = 0; i < c.metadata.size(); ++i) {
     require(back.metadata.entries()[i].first == c.metadata.entries()[i].first);
@@ -88,7 +113,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (size_t i = 0; i < c.tensors.size(); ++i) {
     const auto &a = c.tensors[i], &b = back.tensors[i];
-    require(a.name == b.name && a.ne == b.ne && a.type == b.type && a.offset == b.offset && a.nbytes == b.nbytes);
+    require(a.name == b.name && a.ne == b.ne && a.type == b.type && a.offset == b.offset &&
+            a.nbytes == b.nbytes);
   }
   return 0;
 }

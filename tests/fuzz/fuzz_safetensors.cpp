@@ -42,12 +42,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const qat::io::SafetensorsLayout layout = qat::io::plan_safetensors(entries, h.metadata);
   std::string file = layout.header_bytes;
   file.append(layout.data_bytes, '\0');
-  const auto back = qat::io::parse_safetensors(reinterpret_cast<const uint8_t*>(file.data()), file.size(),
-                                               "fuzz-rewrite");
+  const auto back = qat::io::parse_safetensors(reinterpret_cast<const uint8_t*>(file.data()),
+                                               file.size(), "fuzz-rewrite");
   require(back.tensors.size() == h.tensors.size());
   for (const auto& t : h.tensors) {
     const auto* b = back.find(t.name);
-    require(b != nullptr && b->dtype == t.dtype && b->shape == t.shape && b->nbytes() == t.nbytes());
+    require(b != nullptr && b->dtype == t.dtype && b->shape == t.shape &&
+            b->nbytes() == t.nbytes());
   }
   return 0;
 }

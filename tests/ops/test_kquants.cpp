@@ -1,10 +1,9 @@
 // ggml's k-quants (Q4_K, Q6_K) against ggml itself: libggml-base from llama.cpp's sources, built
 // by scripts/bootstrap, via tests/ref/ggml_kquant_ref.py. Blocks must match byte for byte, and
 // fake quant must equal the blocks' dequantization (by the `gguf` package) bit for bit.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
+#include <catch2/catch.hpp>
 #include <limits>
 
 #include "ops/kquant.h"
@@ -19,23 +18,23 @@ namespace {
 // Rows (of 2 super-blocks each) that walk the quantizers' special cases.
 at::Tensor special_rows(uint64_t seed) {
   at::Tensor x = qat::test::randn({16, 512}, seed);
-  x[0].zero_();                       // all zero: Q6_K writes a zero block, Q4_K d = dmin = 0
-  x[1].fill_(0.75f);                  // constant positive (min clamps to 0)
-  x[2].fill_(-1.25f);                 // constant negative (max == min in the fit)
-  x[3] = x[3] * 1e-6;                 // tiny: fp16 d and dmin become subnormal
-  x[4] = x[4] * 3e3;                  // large
-  x[5] = x[5].abs().neg();            // all negative
+  x[0].zero_();             // all zero: Q6_K writes a zero block, Q4_K d = dmin = 0
+  x[1].fill_(0.75f);        // constant positive (min clamps to 0)
+  x[2].fill_(-1.25f);       // constant negative (max == min in the fit)
+  x[3] = x[3] * 1e-6;       // tiny: fp16 d and dmin become subnormal
+  x[4] = x[4] * 3e3;        // large
+  x[5] = x[5].abs().neg();  // all negative
   x[6] = at::arange(512, at::kFloat).sub(256).div(16);  // a grid: exact ties everywhere
-  x[7].slice(0, 0, 32).mul_(1e-4);    // one sub-block far smaller than the rest: its 6-bit
-  x[7].slice(0, 256, 272).mul_(1e-4); //   scale rounds to 0 and ggml keeps the fit's codes
-  x[8] = x[8].abs();                  // all positive
-  x[9].slice(0, 0, 256).zero_();      // zero super-block next to a normal one
-  x[10] = x[10] * 0.02;               // the scale of real linear weights
-  x[11][3] = 40.0f;                   // an outlier
+  x[7].slice(0, 0, 32).mul_(1e-4);     // one sub-block far smaller than the rest: its 6-bit
+  x[7].slice(0, 256, 272).mul_(1e-4);  //   scale rounds to 0 and ggml keeps the fit's codes
+  x[8] = x[8].abs();                   // all positive
+  x[9].slice(0, 0, 256).zero_();       // zero super-block next to a normal one
+  x[10] = x[10] * 0.02;                // the scale of real linear weights
+  x[11][3] = 40.0f;                    // an outlier
   x[12] = qat::test::adversarial({512}, seed + 7);
   x[13] = x[13].sign() * x[13].abs().pow(3);  // heavy tails
-  x[14].slice(0, 0, 16).fill_(2.0f);  // a Q6_K sub-block that is constant
-  x[15] = x[15].round();              // integers (ties after scaling)
+  x[14].slice(0, 0, 16).fill_(2.0f);          // a Q6_K sub-block that is constant
+  x[15] = x[15].round();                      // integers (ties after scaling)
   return x;
 }
 
@@ -59,7 +58,8 @@ TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q5_K_ref / q6_K_r
         REQUIRE(static_cast<int>(ours[i]) == static_cast<int>(ref.blocks[i]));
       }
       // Values: our dequantization and fake quant equal the gguf package's dequantization.
-      REQUIRE(qat::test::bit_equal(qat::ops::dequantize_kquant(blocks, spec, at::kFloat), ref.dequant));
+      REQUIRE(
+          qat::test::bit_equal(qat::ops::dequantize_kquant(blocks, spec, at::kFloat), ref.dequant));
       REQUIRE(qat::test::bit_equal(qat::ops::fake_quantize_kquant(x, spec), ref.dequant));
       const auto dyn = qat::ops::fake_quantize_dynamic(x, spec, /*want_mask=*/true);
       REQUIRE(qat::test::bit_equal(dyn.y, ref.dequant));
@@ -71,8 +71,8 @@ TEST_CASE("k-quant blocks equal ggml's quantize_row_q4_K_ref / q5_K_ref / q6_K_r
 TEST_CASE("the host's lockstep fits of 8 sub-blocks equal the per-sub-block fits the GPU runs",
           "[gguf][kquant]") {
   // The CPU fits a super-block's sub-blocks 8 at a time in lockstep (vectorized over sub-blocks);
-  // the CUDA kernel calls affine_fit_subblock / q6k_fit_subblock once per sub-block. Both must give the same bits; the
-  // lockstep one is also checked against ggml above.
+  // the CUDA kernel calls affine_fit_subblock / q6k_fit_subblock once per sub-block. Both must give
+  // the same bits; the lockstep one is also checked against ggml above.
   namespace k = qat::ops::kquant;
   for (uint64_t seed = 0; seed < 3; ++seed) {
     const at::Tensor x = seed == 0 ? special_rows(seed) : qat::test::adversarial({16, 512}, seed);
@@ -94,8 +94,9 @@ TEST_CASE("the host's lockstep fits of 8 sub-blocks equal the per-sub-block fits
           const float* xj = xs + 256 * b + 32 * j;
           const float* wj = ws + 256 * b + 32 * j;
           float m1 = 0.0f;
-          const float s1 = nmax == 15 ? k::affine_fit_subblock<15>(xj, wj, rmin, nstep, l1 + 32 * j, &m1)
-                                      : k::affine_fit_subblock<31>(xj, wj, rmin, nstep, l1 + 32 * j, &m1);
+          const float s1 = nmax == 15
+                               ? k::affine_fit_subblock<15>(xj, wj, rmin, nstep, l1 + 32 * j, &m1)
+                               : k::affine_fit_subblock<31>(xj, wj, rmin, nstep, l1 + 32 * j, &m1);
           CAPTURE(seed, b, nmax, j);
           REQUIRE(qat::ops::math::float_bits(s8[j]) == qat::ops::math::float_bits(s1));
           REQUIRE(qat::ops::math::float_bits(m8[j]) == qat::ops::math::float_bits(m1));
@@ -122,10 +123,12 @@ TEST_CASE("k-quants take bf16/fp16 inputs as their float32 values", "[gguf][kqua
     for (const auto dt : {at::kBFloat16, at::kHalf}) {
       CAPTURE(fmt, dt);
       const at::Tensor x = qat::test::randn({4, 768}, 3).to(dt);
-      REQUIRE(at::equal(qat::ops::quantize_kquant(x, spec), qat::ops::quantize_kquant(x.to(at::kFloat), spec)));
+      REQUIRE(at::equal(qat::ops::quantize_kquant(x, spec),
+                        qat::ops::quantize_kquant(x.to(at::kFloat), spec)));
       const at::Tensor fq = qat::ops::fake_quantize_kquant(x, spec);
       REQUIRE(fq.scalar_type() == dt);
-      REQUIRE(qat::test::bit_equal(fq, qat::ops::fake_quantize_kquant(x.to(at::kFloat), spec).to(dt)));
+      REQUIRE(
+          qat::test::bit_equal(fq, qat::ops::fake_quantize_kquant(x.to(at::kFloat), spec).to(dt)));
     }
   }
 }
@@ -145,7 +148,8 @@ TEST_CASE("k-quants: a super-block with NaN fake-quantizes to NaN, its neighbour
 TEST_CASE("k-quant errors say what to do", "[gguf][kquant]") {
   const QuantSpec spec = QuantSpec::from_name("gguf_q6_k");
   const at::Tensor x = qat::test::randn({4, 576}, 1);  // SmolLM2's hidden size: not 256-divisible
-  REQUIRE_THROWS_WITH(qat::ops::fake_quantize_dynamic(x, spec, false), Catch::Contains("does not divide"));
+  REQUIRE_THROWS_WITH(qat::ops::fake_quantize_dynamic(x, spec, false),
+                      Catch::Contains("does not divide"));
   REQUIRE_THROWS_WITH(qat::ops::quantize_kquant(x, spec), Catch::Contains("super-blocks of 256"));
   const at::Tensor ok = qat::test::randn({4, 512}, 1);
   REQUIRE_THROWS_WITH(qat::ops::choose_qparams(ok, spec), Catch::Contains("has no qparams"));

@@ -1,10 +1,9 @@
 // NF4 and the dynamic 8-bit map without Python: the pinned map, the all-zero block rule, ties,
 // packing, and the errors bad inputs give. Agreement with bitsandbytes itself is
 // tests/qat/nf4/test_nf4_bnb.cpp.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -19,8 +18,8 @@
 
 namespace {
 
-const std::filesystem::path kFixture =
-    std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures" / "bnb_dynamic_map_signed.txt";
+const std::filesystem::path kFixture = std::filesystem::path(__FILE__).parent_path().parent_path() /
+                                       "fixtures" / "bnb_dynamic_map_signed.txt";
 
 }  // namespace
 
@@ -53,9 +52,9 @@ TEST_CASE("NF4 gives an all-zero block code 7 and +0.0 as bitsandbytes on the CP
   for (int64_t j = 32; j < 64; ++j) REQUIRE(bytes[j].item<uint8_t>() == 0x77);
   REQUIRE(bytes[96].item<uint8_t>() == 0x77);
   REQUIRE(bytes[97].item<uint8_t>() == 0x77);
-  REQUIRE(bytes[98].item<uint8_t>() == 0x77);  // the padding nibble is code 7 too
-  REQUIRE(q.absmax[1].item<float>() == 0.0f);            // a full block stores 0
-  REQUIRE(q.absmax[3].item<float>() == 1e-38f);          // the partial block stores max(0, 1e-38)
+  REQUIRE(bytes[98].item<uint8_t>() == 0x77);    // the padding nibble is code 7 too
+  REQUIRE(q.absmax[1].item<float>() == 0.0f);    // a full block stores 0
+  REQUIRE(q.absmax[3].item<float>() == 1e-38f);  // the partial block stores max(0, 1e-38)
   const at::Tensor y = qat::ops::nf4_dequantize(q.codes, q.absmax, x.sizes(), 64, at::kFloat);
   for (int64_t i = 64; i < 128; ++i) REQUIRE(qat::ops::math::float_bits(y[i].item<float>()) == 0u);
 }
@@ -84,10 +83,11 @@ TEST_CASE("NF4 dequantize is table times absmax in float32 then one rounding", "
   const at::Tensor x = qat::test::randn({9, 70}, 3);
   const auto q = qat::ops::nf4_quantize(x, 128);
   const at::Tensor y32 = qat::ops::nf4_dequantize(q.codes, q.absmax, x.sizes(), 128, at::kFloat);
-  REQUIRE(qat::test::bit_equal(qat::ops::nf4_dequantize(q.codes, q.absmax, x.sizes(), 128, at::kBFloat16),
-                               y32.to(at::kBFloat16)));
-  REQUIRE(qat::test::bit_equal(qat::ops::nf4_dequantize(q.codes, q.absmax, x.sizes(), 128, at::kHalf),
-                               y32.to(at::kHalf)));
+  REQUIRE(qat::test::bit_equal(
+      qat::ops::nf4_dequantize(q.codes, q.absmax, x.sizes(), 128, at::kBFloat16),
+      y32.to(at::kBFloat16)));
+  REQUIRE(qat::test::bit_equal(
+      qat::ops::nf4_dequantize(q.codes, q.absmax, x.sizes(), 128, at::kHalf), y32.to(at::kHalf)));
   // Every value is one of the 16 levels times its block's absmax.
   const at::Tensor flat = y32.view({-1});
   for (int64_t i = 0; i < flat.numel(); i += 37) {
@@ -98,7 +98,8 @@ TEST_CASE("NF4 dequantize is table times absmax in float32 then one rounding", "
   }
 }
 
-TEST_CASE("NF4 rejects bad blocksizes, empty tensors and non-float inputs with what to fix", "[nf4]") {
+TEST_CASE("NF4 rejects bad blocksizes, empty tensors and non-float inputs with what to fix",
+          "[nf4]") {
   const at::Tensor x = qat::test::randn({128}, 0);
   REQUIRE_THROWS_WITH(qat::ops::nf4_quantize(x, 48), Catch::Contains("power of two in [32, 4096]"));
   REQUIRE_THROWS_WITH(qat::ops::nf4_quantize(x, 16), Catch::Contains("got 16"));

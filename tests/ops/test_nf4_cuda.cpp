@@ -1,8 +1,8 @@
 // NF4 CUDA kernels against the CPU reference: packed codes, absmax, double-quant pieces and
 // dequantized values bit for bit. Skips itself (with a warning) on machines without a GPU.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
+
+#include <catch2/catch.hpp>
 
 #include "ops/nf4.h"
 #include "tests/support/helpers.h"
@@ -18,7 +18,8 @@ TEST_CASE("NF4 CUDA quantize and dequantize match the CPU reference bit for bit"
     for (const auto& shape : shapes) {
       for (uint64_t seed = 0; seed < 2; ++seed) {
         CAPTURE(dtype, bs, shape, seed);
-        at::Tensor x = (seed == 1 ? qat::test::adversarial(shape, seed) : qat::test::randn(shape, seed));
+        at::Tensor x =
+            (seed == 1 ? qat::test::adversarial(shape, seed) : qat::test::randn(shape, seed));
         x.view({-1}).slice(0, 0, 64).zero_();
         x = x.to(dtype);
         const auto qc = qat::ops::nf4_quantize(x, bs);
@@ -33,8 +34,9 @@ TEST_CASE("NF4 CUDA quantize and dequantize match the CPU reference bit for bit"
         const at::Tensor ac = qat::ops::nf4_double_dequantize(dc);
         const at::Tensor ag = qat::ops::nf4_double_dequantize(dg);
         REQUIRE(qat::test::bit_equal(ac, ag.cpu()));
-        REQUIRE(qat::test::bit_equal(qat::ops::nf4_dequantize(qc.codes, ac, x.sizes(), bs, dtype),
-                                     qat::ops::nf4_dequantize(qg.codes, ag, x.sizes(), bs, dtype).cpu()));
+        REQUIRE(qat::test::bit_equal(
+            qat::ops::nf4_dequantize(qc.codes, ac, x.sizes(), bs, dtype),
+            qat::ops::nf4_dequantize(qg.codes, ag, x.sizes(), bs, dtype).cpu()));
       }
     }
   }

@@ -1,7 +1,7 @@
 // The scalar conversions of ops/quant_math.h against libtorch's own (independent) conversions.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
+
+#include <catch2/catch.hpp>
 
 #include "ops/quant_math.h"
 #include "tests/support/helpers.h"
@@ -40,7 +40,8 @@ TEST_CASE("fp16 rounding of scales matches libtorch's float->half conversion", "
     CAPTURE(xs[i]);
     REQUIRE(m::float_to_half_bits(xs[i]) == static_cast<uint16_t>(rs[i]));
     const float back = m::half_bits_to_float(static_cast<uint16_t>(rs[i]));
-    REQUIRE(back == static_cast<float>(c10::Half(static_cast<uint16_t>(rs[i]), c10::Half::from_bits())));
+    REQUIRE(back ==
+            static_cast<float>(c10::Half(static_cast<uint16_t>(rs[i]), c10::Half::from_bits())));
   }
 }
 
@@ -55,7 +56,8 @@ TEST_CASE("bf16 rounding of scales matches libtorch's float->bfloat16 conversion
   }
 }
 
-TEST_CASE("fp8 encode saturates and rounds like libtorch's fp8 casts of clamped values", "[math][fp8]") {
+TEST_CASE("fp8 encode saturates and rounds like libtorch's fp8 casts of clamped values",
+          "[math][fp8]") {
   const at::Tensor x = probe_floats();
   const float* xs = x.data_ptr<float>();
   SECTION("e4m3") {
@@ -93,7 +95,8 @@ TEST_CASE("fp8 decode of every byte matches libtorch", "[math][fp8]") {
 
 TEST_CASE("NF4 codes are the nearest table value with ties to the lower code", "[math][nf4]") {
   // Independent float64 rule: nearest value; exact midpoints (bitsandbytes' thresholds) go lower.
-  const at::Tensor y = at::cat({at::linspace(-1.0, 1.0, 20001), qat::test::randn({5000}, 3, 0.4).clamp(-1, 1)});
+  const at::Tensor y =
+      at::cat({at::linspace(-1.0, 1.0, 20001), qat::test::randn({5000}, 3, 0.4).clamp(-1, 1)});
   for (int64_t i = 0; i < y.numel(); ++i) {
     const float v = y[i].item<float>();
     int best = 0;
@@ -130,8 +133,8 @@ TEST_CASE("the host's branch-free rounding equals libm's nearbyint, round and tr
   };
   const at::Tensor x = probe_floats();
   for (int64_t i = 0; i < x.numel(); ++i) check(x.data_ptr<float>()[i]);
-  for (float v : {NAN, -NAN, 0.49999997f, -0.49999997f, 0.5f, -0.5f, 1.5f, 2.5f, -2.5f,
-                  8388607.5f, -8388607.5f, 8388608.0f, 8388609.0f, 16777216.0f, 3e9f, -3e9f})
+  for (float v : {NAN, -NAN, 0.49999997f, -0.49999997f, 0.5f, -0.5f, 1.5f, 2.5f, -2.5f, 8388607.5f,
+                  -8388607.5f, 8388608.0f, 8388609.0f, 16777216.0f, 3e9f, -3e9f})
     check(v);
   // Every tie k + 1/2 up to 2^23 (above, floats are integers), and both neighbours of each.
   for (int32_t k = 0; k < (1 << 23); k += 1 + k / 64) {

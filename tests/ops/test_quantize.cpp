@@ -1,9 +1,8 @@
 // The CPU reference quantizers against independent implementations: float64 math written from
 // the format definitions, and ATen's fake_quantize_per_channel_affine for integer grids.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
+#include <catch2/catch.hpp>
 #include <cstring>
 
 #include "ops/element_fake_quant.h"
@@ -23,9 +22,10 @@ namespace {
 // ---- float64 reference ------------------------------------------------------------------------
 
 struct Reference {
-  std::vector<int> codes;        // signed code values (int), unsigned otherwise
+  std::vector<int> codes;  // signed code values (int), unsigned otherwise
   std::vector<double> y;
-  std::vector<char> near_tie;    // the float64 value sits within rounding noise of a decision boundary
+  std::vector<char>
+      near_tie;  // the float64 value sits within rounding noise of a decision boundary
 };
 
 double round_half_even(double v) {
@@ -49,8 +49,9 @@ std::vector<std::pair<double, int>> fp8_grid(int exp_bits, int man_bits) {
       const int code = (e << man_bits) | mnt;
       if (exp_bits == 4 && e == 15 && mnt == 7) continue;  // e4m3fn NaN
       if (exp_bits == 5 && e == 31) continue;              // e5m2 inf/NaN
-      const double v = e == 0 ? std::ldexp(static_cast<double>(mnt), 1 - bias - man_bits)
-                              : std::ldexp(1.0 + mnt / static_cast<double>(1 << man_bits), e - bias);
+      const double v = e == 0
+                           ? std::ldexp(static_cast<double>(mnt), 1 - bias - man_bits)
+                           : std::ldexp(1.0 + mnt / static_cast<double>(1 << man_bits), e - bias);
       g.emplace_back(v, code);
     }
   }
@@ -91,11 +92,22 @@ Reference reference(const at::Tensor& x_in, const QuantSpec& spec) {
   r.near_tie.resize(l.numel);
   const int bits = spec.bits;
   const auto e4 = fp8_grid(4, 3), e5 = fp8_grid(5, 2);
-  const double nf4[16] = {-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-                          -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-                          0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
-                          0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-                          0.7229568362236023, 1.0};
+  const double nf4[16] = {-1.0,
+                          -0.6961928009986877,
+                          -0.5250730514526367,
+                          -0.39491748809814453,
+                          -0.28444138169288635,
+                          -0.18477343022823334,
+                          -0.09105003625154495,
+                          0.0,
+                          0.07958029955625534,
+                          0.16093020141124725,
+                          0.24611230194568634,
+                          0.33791524171829224,
+                          0.44070982933044434,
+                          0.5626170039176941,
+                          0.7229568362236023,
+                          1.0};
   for (int64_t i = 0; i < l.numel; ++i) {
     const int64_t g = (i / l.inner) % l.count;
     switch (spec.format) {
@@ -165,7 +177,8 @@ Reference reference(const at::Tensor& x_in, const QuantSpec& spec) {
 }
 
 std::vector<int> our_codes(const at::Tensor& codes, const QuantSpec& spec) {
-  const at::Tensor c = spec.format == Format::kInt ? codes.view(at::kChar).to(at::kInt) : codes.to(at::kInt);
+  const at::Tensor c =
+      spec.format == Format::kInt ? codes.view(at::kChar).to(at::kInt) : codes.to(at::kInt);
   return std::vector<int>(c.data_ptr<int>(), c.data_ptr<int>() + c.numel());
 }
 
@@ -177,13 +190,13 @@ struct Case {
 
 std::vector<Case> format_by_granularity_grid() {
   std::vector<Case> cases;
-  const std::vector<std::string> formats{"int2", "int3", "int4", "int8", "uint2", "uint4", "uint8",
-                                         "fp8_e4m3", "fp8_e5m2"};
+  const std::vector<std::string> formats{"int2",  "int3",  "int4",     "int8",    "uint2",
+                                         "uint4", "uint8", "fp8_e4m3", "fp8_e5m2"};
   const std::vector<std::pair<Granularity, std::vector<int64_t>>> grans{
-      {Granularity::per_tensor(), {37, 64}},     {Granularity::per_axis(0), {48, 96}},
-      {Granularity::per_axis(1), {6, 20, 16}},   {Granularity::per_axis(-1), {33, 24}},
-      {Granularity::per_group(16), {20, 64}},    {Granularity::per_group(32), {7, 128}},
-      {Granularity::per_group(128), {24, 256}},  {Granularity::per_token(), {3, 11, 80}}};
+      {Granularity::per_tensor(), {37, 64}},    {Granularity::per_axis(0), {48, 96}},
+      {Granularity::per_axis(1), {6, 20, 16}},  {Granularity::per_axis(-1), {33, 24}},
+      {Granularity::per_group(16), {20, 64}},   {Granularity::per_group(32), {7, 128}},
+      {Granularity::per_group(128), {24, 256}}, {Granularity::per_token(), {3, 11, 80}}};
   for (const auto& f : formats)
     for (const auto& [g, shape] : grans) cases.push_back({f, g, shape});
   cases.push_back({"nf4", Granularity::per_group(64), {16, 256}});
@@ -194,15 +207,18 @@ std::vector<Case> format_by_granularity_grid() {
 
 }  // namespace
 
-TEST_CASE("quantize matches a float64 implementation for every format x granularity", "[quantize]") {
+TEST_CASE("quantize matches a float64 implementation for every format x granularity",
+          "[quantize]") {
   for (const Case& c : format_by_granularity_grid()) {
     const QuantSpec spec = QuantSpec::from_name(c.format).with(c.granularity);
     for (uint64_t seed : {1u, 2u, 3u}) {
       CAPTURE(c.format, c.granularity.to_string(), c.shape, seed);
-      const at::Tensor x = seed == 3 ? qat::test::adversarial(c.shape, seed) : qat::test::randn(c.shape, seed);
+      const at::Tensor x =
+          seed == 3 ? qat::test::adversarial(c.shape, seed) : qat::test::randn(c.shape, seed);
       const QParams qp = qat::ops::choose_qparams(x, spec);
       const std::vector<int> got = our_codes(qat::ops::quantize(x, spec, qp), spec);
-      const at::Tensor y = qat::ops::dequantize(qat::ops::quantize(x, spec, qp), spec, qp, at::kFloat);
+      const at::Tensor y =
+          qat::ops::dequantize(qat::ops::quantize(x, spec, qp), spec, qp, at::kFloat);
       const Reference ref = reference(x, spec);
       int64_t ties = 0;
       for (size_t i = 0; i < got.size(); ++i) {
@@ -222,16 +238,19 @@ TEST_CASE("quantize matches a float64 implementation for every format x granular
 }
 
 TEST_CASE("fake quant equals dequantize(quantize(x)) bit for bit", "[quantize][fake_quant]") {
-  const std::vector<std::string> formats{"int2", "int4", "int5", "int8", "uint3", "uint4", "uint8",
-                                         "fp8_e4m3", "fp8_e5m2", "nf4", "gguf_q8_0", "gguf_q4_0",
-                                         "gguf_q4_1"};
+  const std::vector<std::string> formats{"int2",      "int4",      "int5",     "int8",     "uint3",
+                                         "uint4",     "uint8",     "fp8_e4m3", "fp8_e5m2", "nf4",
+                                         "gguf_q8_0", "gguf_q4_0", "gguf_q4_1"};
   const auto dtype = GENERATE(at::kFloat, at::kBFloat16, at::kHalf);
   for (const auto& f : formats) {
     QuantSpec spec = QuantSpec::from_name(f);
-    if (spec.traits().fixed_block == 0 && spec.format != Format::kNf4) spec.granularity = Granularity::per_group(32);
+    if (spec.traits().fixed_block == 0 && spec.format != Format::kNf4)
+      spec.granularity = Granularity::per_group(32);
     for (uint64_t seed = 0; seed < 6; ++seed) {
       CAPTURE(f, dtype, seed);
-      const at::Tensor x = (seed % 2 ? qat::test::adversarial({12, 128}, seed) : qat::test::randn({12, 128}, seed)).to(dtype);
+      const at::Tensor x =
+          (seed % 2 ? qat::test::adversarial({12, 128}, seed) : qat::test::randn({12, 128}, seed))
+              .to(dtype);
       const QParams qp = qat::ops::choose_qparams(x, spec);
       const at::Tensor fq = qat::ops::fake_quantize(x, spec, qp, false).y;
       const at::Tensor dq = qat::ops::dequantize(qat::ops::quantize(x, spec, qp), spec, qp, dtype);
@@ -242,13 +261,15 @@ TEST_CASE("fake quant equals dequantize(quantize(x)) bit for bit", "[quantize][f
   }
 }
 
-TEST_CASE("integer fake quant matches ATen's fake_quantize_per_channel_affine exactly", "[quantize][aten]") {
+TEST_CASE("integer fake quant matches ATen's fake_quantize_per_channel_affine exactly",
+          "[quantize][aten]") {
   for (const std::string f : {"int4", "int8", "uint4", "uint8", "int2"}) {
     for (int64_t g : {16, 64}) {
       const QuantSpec spec = QuantSpec::from_name(f).with(Granularity::per_group(g));
       for (uint64_t seed = 0; seed < 4; ++seed) {
         CAPTURE(f, g, seed);
-        const at::Tensor x = seed % 2 ? qat::test::adversarial({16, 256}, seed) : qat::test::randn({16, 256}, seed);
+        const at::Tensor x =
+            seed % 2 ? qat::test::adversarial({16, 256}, seed) : qat::test::randn({16, 256}, seed);
         const QParams qp = qat::ops::choose_qparams(x, spec);
         const auto ours = qat::ops::fake_quantize(x, spec, qp, true);
         // per-group == per-channel after reshape(-1, g); ATen wants int zero points.
@@ -273,13 +294,15 @@ TEST_CASE("scale dtype rounding: fp16 and bf16 scales are stored exactly as used
     REQUIRE(qat::test::bit_equal(rt, qp.scale));
     // And the scale is the float64 rule rounded once: amax/7 -> nearest in the dtype.
     const at::Tensor amax = x.abs().reshape({-1, 32}).amax(1).to(at::kDouble);
-    const at::Tensor expect = (amax / 7.0).to(at::kFloat).to(qat::scheme::to_scalar_type(dt)).to(at::kFloat);
+    const at::Tensor expect =
+        (amax / 7.0).to(at::kFloat).to(qat::scheme::to_scalar_type(dt)).to(at::kFloat);
     REQUIRE(at::allclose(expect, qp.scale.reshape({-1}), 0, 0));
   }
 }
 
 TEST_CASE("packing codes round-trips for every bit width", "[pack]") {
-  for (const std::string f : {"int2", "int3", "int4", "int6", "int8", "uint2", "uint4", "uint7", "fp8_e4m3", "nf4"}) {
+  for (const std::string f :
+       {"int2", "int3", "int4", "int6", "int8", "uint2", "uint4", "uint7", "fp8_e4m3", "nf4"}) {
     QuantSpec spec = QuantSpec::from_name(f);
     if (spec.format != Format::kNf4) spec.granularity = Granularity::per_group(16);
     const at::Tensor x = qat::test::adversarial({6, 64}, 11);
@@ -294,11 +317,13 @@ TEST_CASE("packing codes round-trips for every bit width", "[pack]") {
     const at::Tensor codes = at::tensor({1, 2, 3, 4}, at::kByte).view({1, 4});
     QuantSpec i4 = QuantSpec::from_name("uint4");
     REQUIRE(qat::ops::pack_codes(codes, i4).view(-1)[0].item<uint8_t>() == 0x21);
-    REQUIRE(qat::ops::pack_codes(codes, QuantSpec::from_name("nf4")).view(-1)[0].item<uint8_t>() == 0x12);
+    REQUIRE(qat::ops::pack_codes(codes, QuantSpec::from_name("nf4")).view(-1)[0].item<uint8_t>() ==
+            0x12);
   }
 }
 
-TEST_CASE("all-zero groups, NaN inputs and non-finite quantize inputs follow the stated policy", "[quantize]") {
+TEST_CASE("all-zero groups, NaN inputs and non-finite quantize inputs follow the stated policy",
+          "[quantize]") {
   const QuantSpec spec = QuantSpec::from_name("int4").with(Granularity::per_group(16));
   at::Tensor x = at::zeros({2, 32});
   const QParams qp = qat::ops::choose_qparams(x, spec);
@@ -341,11 +366,12 @@ TEST_CASE("group statistics equal folding stats_add over each group in order", "
   const auto dtype = GENERATE(at::kFloat, at::kBFloat16, at::kHalf);
   // Groups of 16..256 elements, and per token: one group per row of 3 or 37 elements.
   for (int64_t g : {3, 16, 32, 37, 48, 256}) {
-    const QuantSpec spec = QuantSpec::from_name("int4").with(
-        g % 16 ? Granularity::per_token() : Granularity::per_group(g));
+    const QuantSpec spec = QuantSpec::from_name("int4").with(g % 16 ? Granularity::per_token()
+                                                                    : Granularity::per_group(g));
     for (uint64_t seed = 0; seed < 4; ++seed) {
       const int64_t cols = g % 16 ? g : g * 8;
-      at::Tensor x = (seed % 2 ? qat::test::adversarial({4, cols}, seed) : qat::test::randn({4, cols}, seed));
+      at::Tensor x =
+          (seed % 2 ? qat::test::adversarial({4, cols}, seed) : qat::test::randn({4, cols}, seed));
       float* p = x.data_ptr<float>();
       const int64_t n = x.numel();
       for (int64_t i = 0; i < n; i += 7) p[i] = -p[(i + 3) % n];  // equal |x| of both signs
@@ -371,25 +397,30 @@ TEST_CASE("group statistics equal folding stats_add over each group in order", "
   }
 }
 
-TEST_CASE("fake quant in bf16 and fp16 is the float32 result rounded by libtorch", "[quantize][fake_quant]") {
+TEST_CASE("fake quant in bf16 and fp16 is the float32 result rounded by libtorch",
+          "[quantize][fake_quant]") {
   // The CPU loops store bf16 with their own branch-free rounding; it must give libtorch's bits.
   const auto dtype = GENERATE(at::kBFloat16, at::kHalf);
   for (const char* f : {"int4", "uint4", "int8", "gguf_q4_0", "gguf_q8_0", "gguf_q4_1"}) {
     QuantSpec spec = QuantSpec::from_name(f);
     if (spec.traits().fixed_block == 0) spec.granularity = Granularity::per_group(32);
     for (uint64_t seed = 0; seed < 4; ++seed) {
-      at::Tensor x = (seed % 2 ? qat::test::adversarial({8, 256}, seed) : qat::test::randn({8, 256}, seed)).to(dtype);
+      at::Tensor x =
+          (seed % 2 ? qat::test::adversarial({8, 256}, seed) : qat::test::randn({8, 256}, seed))
+              .to(dtype);
       x[1][7] = NAN;
       const QParams qp = qat::ops::choose_qparams(x.to(at::kFloat), spec);
       const at::Tensor got = qat::ops::fake_quantize(x, spec, qp, false).y;
-      const at::Tensor want = qat::ops::fake_quantize(x.to(at::kFloat), spec, qp, false).y.to(dtype);
+      const at::Tensor want =
+          qat::ops::fake_quantize(x.to(at::kFloat), spec, qp, false).y.to(dtype);
       CAPTURE(f, dtype, seed);
       // NaN stays NaN; its bits are not compared: libtorch's own float->bf16 gives 0x7fc0 in
       // the scalar conversion and 0xffff in the vectorized one.
       REQUIRE(at::equal(got.isnan(), x.isnan()));
       REQUIRE(at::equal(want.isnan(), x.isnan()));
       const at::Tensor finite = ~x.isnan();
-      REQUIRE(at::equal(got.view(at::kShort).masked_select(finite), want.view(at::kShort).masked_select(finite)));
+      REQUIRE(at::equal(got.view(at::kShort).masked_select(finite),
+                        want.view(at::kShort).masked_select(finite)));
     }
   }
 }
@@ -397,7 +428,8 @@ TEST_CASE("fake quant in bf16 and fp16 is the float32 result rounded by libtorch
 TEST_CASE("bad quantization configs give clear errors", "[quantize][errors]") {
   REQUIRE_THROWS_WITH(QuantSpec::from_name("int9"), Catch::Contains("takes 2..8 bits, got bits=9"));
   REQUIRE_THROWS_WITH(QuantSpec::from_name("int1"), Catch::Contains("takes 2..8 bits"));
-  REQUIRE_THROWS_WITH(QuantSpec::from_name("float3"), Catch::Contains("unknown quantization format 'float3'"));
+  REQUIRE_THROWS_WITH(QuantSpec::from_name("float3"),
+                      Catch::Contains("unknown quantization format 'float3'"));
   REQUIRE_THROWS_WITH(QuantSpec::from_name("intx"), Catch::Contains("unknown quantization format"));
   const QuantSpec g48 = QuantSpec::from_name("int4").with(Granularity::per_group(48));
   REQUIRE_THROWS_WITH(qat::ops::choose_qparams(at::zeros({4, 64}), g48),
@@ -411,13 +443,16 @@ TEST_CASE("bad quantization configs give clear errors", "[quantize][errors]") {
   REQUIRE_THROWS_WITH(q8.validate(), Catch::Contains("stores its scales as float16"));
   REQUIRE_THROWS_WITH(QuantSpec::from_name("nf4").with(Granularity::per_tensor()).validate(),
                       Catch::Contains("nf4 is blockwise"));
-  REQUIRE_THROWS_WITH(qat::ops::choose_qparams(at::zeros({4, 8}, at::kInt), QuantSpec::from_name("int8")),
-                      Catch::Contains("expected a float32, float16 or bfloat16 tensor"));
-  REQUIRE_THROWS_WITH(QuantSpec::from_name("int8").with(Granularity::per_axis(2)).validate_for({4, 8}),
-                      Catch::Contains("axis 2 is out of range"));
+  REQUIRE_THROWS_WITH(
+      qat::ops::choose_qparams(at::zeros({4, 8}, at::kInt), QuantSpec::from_name("int8")),
+      Catch::Contains("expected a float32, float16 or bfloat16 tensor"));
+  REQUIRE_THROWS_WITH(
+      QuantSpec::from_name("int8").with(Granularity::per_axis(2)).validate_for({4, 8}),
+      Catch::Contains("axis 2 is out of range"));
   const QuantSpec i8 = QuantSpec::from_name("int8").with(Granularity::per_axis(0));
-  REQUIRE_THROWS_WITH(qat::ops::fake_quantize(at::zeros({4, 8}), i8, QParams{at::ones({3}), {}}, false),
-                      Catch::Contains("expected 4 scales"));
+  REQUIRE_THROWS_WITH(
+      qat::ops::fake_quantize(at::zeros({4, 8}), i8, QParams{at::ones({3}), {}}, false),
+      Catch::Contains("expected 4 scales"));
 }
 
 TEST_CASE("ElementFakeQuant gives fake_quantize's output one element at a time", "[quantize]") {
@@ -426,11 +461,18 @@ TEST_CASE("ElementFakeQuant gives fake_quantize's output one element at a time",
     std::string fmt;
     Granularity g;
   };
-  const std::vector<Case> cases = {{"int4", Granularity::per_group(32)}, {"uint3", Granularity::per_axis(0)},
-                                   {"int8", Granularity::per_tensor()},  {"uint8", Granularity::per_axis(1)},
-                                   {"fp8_e4m3", Granularity::per_axis(0)}, {"fp8_e5m2", Granularity::per_tensor()},
-                                   {"nf4", {}},       {"gguf_q8_0", {}}, {"gguf_q4_0", {}}, {"gguf_q4_1", {}},
-                                   {"gguf_q5_0", {}}, {"gguf_q5_1", {}}};
+  const std::vector<Case> cases = {{"int4", Granularity::per_group(32)},
+                                   {"uint3", Granularity::per_axis(0)},
+                                   {"int8", Granularity::per_tensor()},
+                                   {"uint8", Granularity::per_axis(1)},
+                                   {"fp8_e4m3", Granularity::per_axis(0)},
+                                   {"fp8_e5m2", Granularity::per_tensor()},
+                                   {"nf4", {}},
+                                   {"gguf_q8_0", {}},
+                                   {"gguf_q4_0", {}},
+                                   {"gguf_q4_1", {}},
+                                   {"gguf_q5_0", {}},
+                                   {"gguf_q5_1", {}}};
   for (const auto& c : cases) {
     for (const auto dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
       DYNAMIC_SECTION(c.fmt << " " << dtype) {
@@ -456,11 +498,12 @@ TEST_CASE("ElementFakeQuant gives fake_quantize's output one element at a time",
         // to_dtype rounds as a tensor of dtype stores.
         const at::Tensor r = at::randn({1000});
         const at::Tensor rr = r.to(dtype).to(at::kFloat);
-        for (int64_t i = 0; i < 1000; ++i) CHECK(efq.to_dtype(r[i].item<float>()) == rr[i].item<float>());
+        for (int64_t i = 0; i < 1000; ++i)
+          CHECK(efq.to_dtype(r[i].item<float>()) == rr[i].item<float>());
       }
     }
   }
-  CHECK_THROWS_WITH(qat::ops::ElementFakeQuant(QuantSpec::from_name("gguf_q4_k"), qat::ops::QParams{at::ones({1}), {}},
-                                               at::kFloat),
+  CHECK_THROWS_WITH(qat::ops::ElementFakeQuant(QuantSpec::from_name("gguf_q4_k"),
+                                               qat::ops::QParams{at::ones({1}), {}}, at::kFloat),
                     Catch::Contains("k-quants"));
 }

@@ -1,8 +1,6 @@
 // The `qat` command line end to end on the real SmolLM2-135M: `qat train --nproc 2` (two Gloo
 // ranks spawned by the launcher), `qat eval` of the run, and the errors a user gets for a bad
 // override or a missing data file.
-#include "tests/support/catch_torch.h"
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +9,7 @@
 #include "qat/io/llama_mix.h"
 #include "qat/io/remove_tree.h"
 #include "qat/models/pretrained.h"
+#include "tests/support/catch_torch.h"
 #include "tests/support/helpers.h"
 #include "trainers/checkpoint.h"
 #include "trainers/metrics/metrics_log.h"
@@ -51,7 +50,8 @@ const std::string kSmall =
 
 }  // namespace
 
-TEST_CASE("qat train --nproc 2 trains SmolLM2 on two Gloo ranks and qat eval reads the run", "[cli][dist]") {
+TEST_CASE("qat train --nproc 2 trains SmolLM2 on two Gloo ranks and qat eval reads the run",
+          "[cli][dist]") {
   if (!have_smollm2()) {
     WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
     return;
@@ -83,8 +83,9 @@ TEST_CASE("qat train --nproc 2 trains SmolLM2 on two Gloo ranks and qat eval rea
     const std::string state_path = qat::train::resolve_checkpoint(dir) + "/trainer_state.json";
     nlohmann::json state = nlohmann::json::parse(std::ifstream(state_path));
     std::string config = state.at("config").get<std::string>();
-    for (const auto& [from, to] : {std::pair<std::string, std::string>{"device: cpu", "device: cuda"},
-                                   {"dtype: fp32", "dtype: bf16"}}) {
+    for (const auto& [from, to] :
+         {std::pair<std::string, std::string>{"device: cpu", "device: cuda"},
+          {"dtype: fp32", "dtype: bf16"}}) {
       const auto at = config.find(from);
       REQUIRE(at != std::string::npos);
       config.replace(at, from.size(), to);
@@ -110,12 +111,15 @@ TEST_CASE("qat train: bad overrides and missing files are clear errors", "[cli]"
   CHECK(b.rc != 0);
   CHECK(b.text.find("/nonexistent/recipe.yaml") != std::string::npos);
   if (!have_smollm2()) return;
-  const Output c = run_qat("train " + kConfig + " data.path=/nonexistent/corpus.txt output_dir=/tmp/qat-unused" + kSmall);
+  const Output c =
+      run_qat("train " + kConfig + " data.path=/nonexistent/corpus.txt output_dir=/tmp/qat-unused" +
+              kSmall);
   CHECK(c.rc == 1);
   CHECK(c.text.find("/nonexistent/corpus.txt") != std::string::npos);
 }
 
-TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writes as GGUF", "[cli]") {
+TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writes as GGUF",
+          "[cli]") {
   if (!have_smollm2()) {
     WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
     return;
@@ -123,8 +127,10 @@ TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writ
   const std::string dir = qat::test::temp_dir();
   // int8 per-group weights with static (calibrated) scales: GGUF cannot store those scales as they
   // are, so the export re-quantizes to Q8_0 and reports the error.
-  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir +
-                           "/run quant.weight=int8 quant.group_size=32 quant.scale_mode=static --calibration 2" + kSmall);
+  const Output p =
+      run_qat("ptq " + kConfig + " output_dir=" + dir +
+              "/run quant.weight=int8 quant.group_size=32 quant.scale_mode=static --calibration 2" +
+              kSmall);
   INFO(p.text);
   REQUIRE(p.rc == 0);
   CHECK(p.text.find("calibrated static scales on 2 sequences") != std::string::npos);
@@ -135,7 +141,8 @@ TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writ
   const Output refused = run_qat("export " + dir + "/run --format gguf --out " + dir + "/ptq.gguf");
   CHECK(refused.rc == 1);
   CHECK(refused.text.find("--requantize") != std::string::npos);
-  const Output e = run_qat("export " + dir + "/run --format gguf --requantize --out " + dir + "/ptq.gguf");
+  const Output e =
+      run_qat("export " + dir + "/run --format gguf --requantize --out " + dir + "/ptq.gguf");
   INFO(e.text);
   CHECK(e.rc == 0);
   CHECK(e.text.find("Q8_0") != std::string::npos);
@@ -143,14 +150,17 @@ TEST_CASE("qat ptq calibrates static scales and saves a run that qat export writ
   qat::io::remove_tree(dir);
 }
 
-TEST_CASE("qat ptq --method gptq rounds SmolLM2 by GPTQ: eval, the GGUF export and quant.init=gptq deploy exactly that",
-          "[cli][gptq]") {
+TEST_CASE(
+    "qat ptq --method gptq rounds SmolLM2 by GPTQ: eval, the GGUF export and quant.init=gptq "
+    "deploy exactly that",
+    "[cli][gptq]") {
   if (!have_smollm2()) {
     WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
     return;
   }
   const std::string dir = qat::test::temp_dir();
-  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir + "/run --method gptq --calibration 4" + kSmall);
+  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir +
+                           "/run --method gptq --calibration 4" + kSmall);
   INFO(p.text);
   REQUIRE(p.rc == 0);
   CHECK(p.text.find("gptq: layer 30/30: 7 linears") != std::string::npos);
@@ -173,29 +183,34 @@ TEST_CASE("qat ptq --method gptq rounds SmolLM2 by GPTQ: eval, the GGUF export a
   CHECK(x.text.find("210  Q4_0 fake-quant gguf_q4_0 (exact)") != std::string::npos);
   // quant.init=gptq: QAT starts from the same rounding (same calibration sequences), so its step-0
   // held-out loss is the PTQ table's GPTQ loss.
-  const Output t = run_qat("train " + kConfig + " output_dir=" + dir + "/qat quant.init=gptq quant.init_calibration=4" +
-                           kSmall);
+  const Output t = run_qat("train " + kConfig + " output_dir=" + dir +
+                           "/qat quant.init=gptq quant.init_calibration=4" + kSmall);
   INFO(t.text);
   REQUIRE(t.rc == 0);
-  CHECK(t.text.find("init: GPTQ rounded 210 linears on 4 calibration sequences") != std::string::npos);
+  CHECK(t.text.find("init: GPTQ rounded 210 linears on 4 calibration sequences") !=
+        std::string::npos);
   std::snprintf(want, sizeof(want), "step 0  loss %.4f", loss);
   CHECK(t.text.find(want) != std::string::npos);
   // What GPTQ cannot take is refused before any work, with the reason.
-  const Output k = run_qat("ptq " + kConfig + " output_dir=" + dir + "/k --method gptq quant.weight=gguf_q4_k "
-                           "quant.fallback=gguf_q5_0" + kSmall);
+  const Output k = run_qat("ptq " + kConfig + " output_dir=" + dir +
+                           "/k --method gptq quant.weight=gguf_q4_k "
+                           "quant.fallback=gguf_q5_0" +
+                           kSmall);
   CHECK(k.rc == 1);
   CHECK(k.text.find("k-quant super-block") != std::string::npos);
   qat::io::remove_tree(dir);
 }
 
-TEST_CASE("qat ptq with llama.cpp's Q4_K on SmolLM2: a fallback for the 576-wide layers, exact export",
-          "[cli][kquant]") {
+TEST_CASE(
+    "qat ptq with llama.cpp's Q4_K on SmolLM2: a fallback for the 576-wide layers, exact export",
+    "[cli][kquant]") {
   if (!have_smollm2()) {
     WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
     return;
   }
   const std::string dir = qat::test::temp_dir();
-  const Output refused = run_qat("ptq " + kConfig + " output_dir=" + dir + "/no quant.weight=gguf_q4_k" + kSmall);
+  const Output refused =
+      run_qat("ptq " + kConfig + " output_dir=" + dir + "/no quant.weight=gguf_q4_k" + kSmall);
   CHECK(refused.rc == 1);
   CHECK(refused.text.find("in_features 576") != std::string::npos);
   CHECK(refused.text.find("quant.fallback") != std::string::npos);
@@ -217,19 +232,23 @@ TEST_CASE("qat ptq with llama.cpp's Q4_K on SmolLM2: a fallback for the 576-wide
   qat::io::remove_tree(dir);
 }
 
-TEST_CASE("qat ptq with llama.cpp's Q4_K_M mixture: every layer in llama-quantize's type, exported exactly",
-          "[cli][kquant]") {
+TEST_CASE(
+    "qat ptq with llama.cpp's Q4_K_M mixture: every layer in llama-quantize's type, exported "
+    "exactly",
+    "[cli][kquant]") {
   if (!have_smollm2()) {
     WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
     return;
   }
   const std::string dir = qat::test::temp_dir();
-  const Output p = run_qat("ptq " + kConfig + " output_dir=" + dir + "/run quant.weight=gguf_q4_k_m" + kSmall);
+  const Output p =
+      run_qat("ptq " + kConfig + " output_dir=" + dir + "/run quant.weight=gguf_q4_k_m" + kSmall);
   INFO(p.text);
   REQUIRE(p.rc == 0);
   // The trained (here: PTQ) layers are written as they are, each in the mixture's type for it
   // (that a dense export with these types is llama-quantize's file: test_export_llama_cpp.cpp).
-  const Output e = run_qat("export " + dir + "/run --format gguf --gguf-type Q4_K_M --out " + dir + "/run.gguf");
+  const Output e =
+      run_qat("export " + dir + "/run --format gguf --gguf-type Q4_K_M --out " + dir + "/run.gguf");
   INFO(e.text);
   REQUIRE(e.rc == 0);
   CHECK(e.text.find("(exact)") != std::string::npos);
@@ -242,8 +261,8 @@ TEST_CASE("qat ptq with llama.cpp's Q4_K_M mixture: every layer in llama-quantiz
     ++quantized;
   }
   CHECK(quantized == 7 * 30 + 1);
-  CHECK(run.tensor_info("blk.0.attn_v.weight").type == qat::io::GgmlType::kQ8_0);    // Q6_K, 576 wide
-  CHECK(run.tensor_info("blk.3.attn_v.weight").type == qat::io::GgmlType::kQ5_0);    // Q4_K, 576 wide
+  CHECK(run.tensor_info("blk.0.attn_v.weight").type == qat::io::GgmlType::kQ8_0);  // Q6_K, 576 wide
+  CHECK(run.tensor_info("blk.3.attn_v.weight").type == qat::io::GgmlType::kQ5_0);  // Q4_K, 576 wide
   CHECK(run.tensor_info("blk.5.ffn_down.weight").type == qat::io::GgmlType::kQ6_K);
   CHECK(run.tensor_info("blk.4.ffn_down.weight").type == qat::io::GgmlType::kQ4_K);
   CHECK(run.metadata().get_u32("general.file_type") == 15);

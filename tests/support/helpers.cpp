@@ -1,5 +1,7 @@
 #include "tests/support/helpers.h"
 
+#include <ftw.h>
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -9,8 +11,6 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
-
-#include <ftw.h>
 
 #if defined(QAT_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
@@ -43,7 +43,9 @@ int run_python(const std::string& script, const std::vector<std::string>& args) 
 }
 
 namespace {
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
+  return ::remove(path);
+}
 
 // Every directory temp_dir() hands out lives under one root per test process, removed when the
 // process exits (set QAT_KEEP_TEST_TMP=1 to keep it for a post-mortem). The tests write
@@ -55,7 +57,8 @@ class TempRoot {
   const std::string& path() {
     if (path_.empty()) {
       std::mt19937_64 rng(std::random_device{}());
-      path_ = (std::filesystem::temp_directory_path() / ("qat-test-" + std::to_string(rng()))).string();
+      path_ =
+          (std::filesystem::temp_directory_path() / ("qat-test-" + std::to_string(rng()))).string();
       std::filesystem::create_directories(path_);
     }
     return path_;
@@ -89,17 +92,20 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
 }
 
-BlockReference run_block_reference(const std::string& script, const std::string& format, const at::Tensor& x) {
+BlockReference run_block_reference(const std::string& script, const std::string& format,
+                                   const at::Tensor& x) {
   const std::string dir = temp_dir();
   write_f32(dir + "/x.f32", x);
-  const int rc = run_python(script, {format, std::to_string(x.size(0)), std::to_string(x.size(1)), dir + "/x.f32",
-                                     dir + "/blocks.bin", dir + "/deq.f32"});
-  if (rc != 0) throw std::runtime_error(script + " " + format + " failed with status " + std::to_string(rc));
+  const int rc = run_python(script, {format, std::to_string(x.size(0)), std::to_string(x.size(1)),
+                                     dir + "/x.f32", dir + "/blocks.bin", dir + "/deq.f32"});
+  if (rc != 0)
+    throw std::runtime_error(script + " " + format + " failed with status " + std::to_string(rc));
   BlockReference r;
   r.blocks = read_bytes(dir + "/blocks.bin");
   const std::vector<uint8_t> d = read_bytes(dir + "/deq.f32");
   if (d.size() != static_cast<size_t>(x.numel() * 4)) {
-    throw std::runtime_error(script + " wrote " + std::to_string(d.size()) + " bytes of dequantized values, expected " +
+    throw std::runtime_error(script + " wrote " + std::to_string(d.size()) +
+                             " bytes of dequantized values, expected " +
                              std::to_string(x.numel() * 4));
   }
   r.dequant = at::empty(x.sizes(), at::kFloat);

@@ -34,7 +34,8 @@ struct BlockReference {
   std::vector<uint8_t> blocks;
   at::Tensor dequant;
 };
-BlockReference run_block_reference(const std::string& script, const std::string& format, const at::Tensor& x);
+BlockReference run_block_reference(const std::string& script, const std::string& format,
+                                   const at::Tensor& x);
 
 bool cuda_available();
 

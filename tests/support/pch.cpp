@@ -1,1 +1,2 @@
-// Owns the precompiled header (catch_torch.h) that every test target reuses; see tests/CMakeLists.txt.
+// Owns the precompiled header (catch_torch.h) that every test target reuses; see
+// tests/CMakeLists.txt.

@@ -1,11 +1,10 @@
 // AdamW against libtorch's torch::optim::AdamW (an independent implementation), and the
 // learning-rate schedules against their formulas.
-#include "tests/support/catch_torch.h"
-
 #include <torch/optim/adamw.h>
 
 #include <cmath>
 
+#include "tests/support/catch_torch.h"
 #include "tests/support/helpers.h"
 #include "trainers/lr_schedule.h"
 #include "trainers/optimizer.h"
@@ -22,12 +21,15 @@ TEST_CASE("AdamW matches torch::optim::AdamW, decay only on matrices", "[optimiz
   train::AdamW ours({{"layer.weight", w}, {"layer.bias", b}}, cfg);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(std::vector<at::Tensor>{w_ref},
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(1e-2).weight_decay(0.1)));
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(1e-2).weight_decay(0.1)));
   groups.emplace_back(std::vector<at::Tensor>{b_ref},
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(1e-2).weight_decay(0.0)));
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(1e-2).weight_decay(0.0)));
   torch::optim::AdamW ref(std::move(groups), torch::optim::AdamWOptions(1e-2));
   for (int step = 0; step < 10; ++step) {
-    const at::Tensor gw = qat::test::randn({8, 16}, 100 + step), gb = qat::test::randn({8}, 200 + step);
+    const at::Tensor gw = qat::test::randn({8, 16}, 100 + step),
+                     gb = qat::test::randn({8}, 200 + step);
     w.mutable_grad() = gw.clone();
     b.mutable_grad() = gb.clone();
     w_ref.mutable_grad() = gw.clone();
@@ -44,7 +46,8 @@ TEST_CASE("AdamW matches torch::optim::AdamW, decay only on matrices", "[optimiz
   other.load_state_dict(ours.state_dict());
   CHECK(other.steps_taken() == 10);
   train::AdamW third({{"other.weight", w}}, cfg);
-  CHECK_THROWS_WITH(third.load_state_dict(ours.state_dict()), Catch::Contains("other.weight.exp_avg"));
+  CHECK_THROWS_WITH(third.load_state_dict(ours.state_dict()),
+                    Catch::Contains("other.weight.exp_avg"));
 }
 
 TEST_CASE("which parameters decay", "[optimizer]") {
@@ -77,5 +80,6 @@ TEST_CASE("learning-rate schedules", "[optimizer]") {
   CHECK(s.at(9) == Approx(0.55));
   s.kind = train::Schedule::kConstant;
   CHECK(s.at(13) == Approx(1.0));
-  CHECK_THROWS_WITH(train::schedule_from_name("step"), Catch::Contains("cosine, linear or constant"));
+  CHECK_THROWS_WITH(train::schedule_from_name("step"),
+                    Catch::Contains("cosine, linear or constant"));
 }

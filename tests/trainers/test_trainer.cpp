@@ -1,15 +1,14 @@
 // The training loop's promises: gradient accumulation and world size do not change the run,
 // a resumed run is bit-identical to an uninterrupted one, and failures name the step and the
 // last good checkpoint.
-#include "tests/support/catch_torch.h"
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "qat/io/remove_tree.h"
+#include "tests/support/catch_torch.h"
 #include "tests/support/helpers.h"
 #include "tests/trainers/trainer_test_util.h"
-#include "qat/io/remove_tree.h"
 #include "trainers/checkpoint.h"
 #include "trainers/launch.h"
 #include "trainers/metrics/metrics_log.h"
@@ -40,14 +39,16 @@ Run train_run(const train::TrainConfig& cfg, train::Communicator& comm, int64_t 
   return r;
 }
 
-std::vector<double> field(const std::vector<train::Record>& records, const std::string& kind, const std::string& name) {
+std::vector<double> field(const std::vector<train::Record>& records, const std::string& kind,
+                          const std::string& name) {
   std::vector<double> out;
   for (const auto& r : records)
     if (r.kind == kind) out.push_back(r.number(name));
   return out;
 }
 
-double max_rel_diff(const std::map<std::string, at::Tensor>& a, const std::map<std::string, at::Tensor>& b) {
+double max_rel_diff(const std::map<std::string, at::Tensor>& a,
+                    const std::map<std::string, at::Tensor>& b) {
   REQUIRE(a.size() == b.size());
   double worst = 0;
   for (const auto& [k, v] : a) {
@@ -67,13 +68,16 @@ double max_rel_diff(const std::map<std::string, at::Tensor>& a, const std::map<s
 TEST_CASE("gradient accumulation 1 vs 4 gives the same losses and weights", "[trainer]") {
   const std::string dir = qat::test::temp_dir();
   train::Communicator comm;
-  const Run a = train_run(tiny_config(dir + "/a", {"train.micro_batch=4", "train.grad_accum=1"}), comm);
-  const Run b = train_run(tiny_config(dir + "/b", {"train.micro_batch=1", "train.grad_accum=4"}), comm);
+  const Run a =
+      train_run(tiny_config(dir + "/a", {"train.micro_batch=4", "train.grad_accum=1"}), comm);
+  const Run b =
+      train_run(tiny_config(dir + "/b", {"train.micro_batch=1", "train.grad_accum=4"}), comm);
   const auto la = field(a.records, "train", "loss"), lb = field(b.records, "train", "loss");
   REQUIRE(la.size() == 6);
   REQUIRE(lb.size() == 6);
   for (size_t i = 0; i < la.size(); ++i) CHECK(lb[i] == Approx(la[i]).epsilon(1e-5));
-  // Float sums in another order: the weights agree to float32 rounding, relative to each tensor's scale.
+  // Float sums in another order: the weights agree to float32 rounding, relative to each tensor's
+  // scale.
   const double rel = max_rel_diff(a.state, b.state);
   INFO("max relative weight difference " << rel);
   CHECK(rel < 1e-5);
@@ -84,8 +88,9 @@ TEST_CASE("gradient accumulation 1 vs 4 gives the same losses and weights", "[tr
 TEST_CASE("a resumed run is bit-identical to an uninterrupted one", "[trainer]") {
   // QAT + LoRA with dropout (the RNG must be restored), a fake-quant delay that ends after the
   // interruption (the quantizer step counters must be restored) and a cosine schedule.
-  const std::vector<std::string> opts{"method=qat_lora", "lora.r=4", "lora.dropout=0.1", "quant.delay_steps=4",
-                                      "checkpoint.every=3", "train.grad_accum=2", "train.micro_batch=2"};
+  const std::vector<std::string> opts{
+      "method=qat_lora",    "lora.r=4",           "lora.dropout=0.1",   "quant.delay_steps=4",
+      "checkpoint.every=3", "train.grad_accum=2", "train.micro_batch=2"};
   const std::string dir = qat::test::temp_dir();
   train::Communicator comm;
   const Run full = train_run(tiny_config(dir + "/full", opts), comm);
@@ -139,7 +144,8 @@ TEST_CASE("the trainer refuses data smaller than one global batch", "[trainer]")
   const std::string dir = qat::test::temp_dir();
   auto cfg = tiny_config(dir, {"train.micro_batch=8", "train.grad_accum=16"});
   train::Communicator comm;
-  CHECK_THROWS_WITH(train::Trainer(tiny_model(cfg), tiny_sequences(64, 16, 1), tiny_sequences(8, 16, 2), cfg, comm),
+  CHECK_THROWS_WITH(train::Trainer(tiny_model(cfg), tiny_sequences(64, 16, 1),
+                                   tiny_sequences(8, 16, 2), cfg, comm),
                     Catch::Contains("global batch of 128"));
   qat::io::remove_tree(dir);
 }
@@ -152,8 +158,10 @@ TEST_CASE("dist worker", "[.dist_worker]") {
   const char* out = std::getenv("QAT_TEST_OUT");
   if (out == nullptr) return;  // only meaningful under the launcher
   const train::DistEnv env = train::DistEnv::from_env();
-  auto cfg = tiny_config(out, {"train.micro_batch=2", "train.grad_accum=1", "train.dist_timeout_s=30"});
-  train::Communicator comm(env, at::Device(at::kCPU), std::chrono::seconds(cfg.train.dist_timeout_s));
+  auto cfg =
+      tiny_config(out, {"train.micro_batch=2", "train.grad_accum=1", "train.dist_timeout_s=30"});
+  train::Communicator comm(env, at::Device(at::kCPU),
+                           std::chrono::seconds(cfg.train.dist_timeout_s));
   auto model = tiny_model(cfg);
   train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12), cfg, comm);
   const char* die_at = std::getenv("QAT_TEST_DIE_AT");
@@ -173,12 +181,14 @@ TEST_CASE("dist worker", "[.dist_worker]") {
 
 TEST_CASE("1 rank vs 2 ranks (Gloo, two processes) train the same model", "[trainer][dist]") {
   const std::string dir = qat::test::temp_dir();
-  const train::LaunchResult r = train::launch_local(2, {"/proc/self/exe", "[dist_worker]"}, {{"QAT_TEST_OUT", dir + "/two"}});
+  const train::LaunchResult r =
+      train::launch_local(2, {"/proc/self/exe", "[dist_worker]"}, {{"QAT_TEST_OUT", dir + "/two"}});
   INFO(r.message);
   REQUIRE(r.exit_code == 0);
   train::Communicator comm;
   // One rank with the same global batch: 2 micro-batches of 2.
-  const Run one = train_run(tiny_config(dir + "/one", {"train.micro_batch=2", "train.grad_accum=2"}), comm);
+  const Run one =
+      train_run(tiny_config(dir + "/one", {"train.micro_batch=2", "train.grad_accum=2"}), comm);
   const train::CheckpointData two = train::load_checkpoint(dir + "/two");
   CHECK(two.state.at("world_size") == 2);
   const auto two_records = train::read_metrics(dir + "/two/metrics.jsonl").records;
@@ -193,8 +203,9 @@ TEST_CASE("1 rank vs 2 ranks (Gloo, two processes) train the same model", "[trai
 
 TEST_CASE("a lost rank ends the run with the step and the last checkpoint", "[trainer][dist]") {
   const std::string dir = qat::test::temp_dir();
-  const train::LaunchResult r = train::launch_local(
-      2, {"/proc/self/exe", "[dist_worker]"}, {{"QAT_TEST_OUT", dir}, {"QAT_TEST_DIE_AT", "2"}}, /*grace=*/60);
+  const train::LaunchResult r =
+      train::launch_local(2, {"/proc/self/exe", "[dist_worker]"},
+                          {{"QAT_TEST_OUT", dir}, {"QAT_TEST_DIE_AT", "2"}}, /*grace=*/60);
   CHECK(r.exit_code != 0);
   CHECK(r.message.find("rank 1 exited with code 3") != std::string::npos);
   std::ifstream in(dir + "/error-rank0.txt");

@@ -24,10 +24,17 @@ inline std::shared_ptr<models::LlamaForCausalLM> tiny_model(const train::TrainCo
   auto model = std::make_shared<models::LlamaForCausalLM>(tiny_llama_config(kTinyVocab, false));
   at::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   switch (cfg.method) {
-    case train::Method::kFull: break;
-    case train::Method::kQat: recipes::apply_qat(*model, cfg); break;
-    case train::Method::kQlora: recipes::apply_qlora(*model, cfg); break;
-    case train::Method::kQatLora: recipes::apply_qat_lora(*model, cfg); break;
+    case train::Method::kFull:
+      break;
+    case train::Method::kQat:
+      recipes::apply_qat(*model, cfg);
+      break;
+    case train::Method::kQlora:
+      recipes::apply_qlora(*model, cfg);
+      break;
+    case train::Method::kQatLora:
+      recipes::apply_qat_lora(*model, cfg);
+      break;
   }
   return model;
 }
@@ -42,9 +49,11 @@ inline train::SequenceSet tiny_sequences(int64_t n, int64_t t, uint64_t seed) {
   return s;
 }
 
-inline train::TrainConfig tiny_config(const std::string& out_dir, const std::vector<std::string>& overrides = {}) {
+inline train::TrainConfig tiny_config(const std::string& out_dir,
+                                      const std::vector<std::string>& overrides = {}) {
   const std::string yaml =
-      "output_dir: " + out_dir + "\n"
+      "output_dir: " + out_dir +
+      "\n"
       "method: qat\n"
       "quant: {weight: gguf_q4_0}\n"
       "data: {seq_len: 16}\n"

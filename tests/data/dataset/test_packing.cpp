@@ -1,9 +1,8 @@
 // Packing invariants: every token once and in order, positions restarting per segment, labels
 // aligned and masked at segment starts and on padding; the padded (non-packed) mode.
-#include "tests/support/catch_torch.h"
-
 #include "data/dataset/packing.h"
 #include "data/dataset/random.h"
+#include "tests/support/catch_torch.h"
 
 using qat::data::Example;
 using qat::data::kIgnoreIndex;

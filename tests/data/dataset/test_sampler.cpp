@@ -1,12 +1,11 @@
 // The seeded PRNG and permutations (golden values: they must never drift), the distributed
 // sampler's shards, accumulation invariance and resume, calibration and the held-out split.
-#include "tests/support/catch_torch.h"
-
 #include <algorithm>
 #include <set>
 
 #include "data/dataset/random.h"
 #include "data/dataset/sampler.h"
+#include "tests/support/catch_torch.h"
 
 using Catch::Contains;
 using qat::data::DistributedSampler;

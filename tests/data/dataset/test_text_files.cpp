@@ -1,9 +1,8 @@
 // Raw text readers: .txt files and directories, JSON Lines, JSON records; every hostile input
 // is an error that names file:line.
-#include "tests/support/catch_torch.h"
-
 #include "data/dataset/text_files.h"
 #include "tests/data/dataset/dataset_support.h"
+#include "tests/support/catch_torch.h"
 
 using Catch::Contains;
 using qat::data::DocumentSplit;

@@ -42,7 +42,8 @@ inline models::LlamaConfig export_config(bool tied = false, int64_t hidden = 64,
 }
 
 // Weights N(0, 0.1), norms 1 + N(0, 0.1): every tensor matters to the logits.
-inline std::shared_ptr<models::LlamaForCausalLM> random_model(const models::LlamaConfig& cfg, uint64_t seed) {
+inline std::shared_ptr<models::LlamaForCausalLM> random_model(const models::LlamaConfig& cfg,
+                                                              uint64_t seed) {
   auto m = std::make_shared<models::LlamaForCausalLM>(cfg);
   torch::NoGradGuard no_grad;
   uint64_t s = seed * 1000;
@@ -55,8 +56,9 @@ inline std::shared_ptr<models::LlamaForCausalLM> random_model(const models::Llam
   return m;
 }
 
-inline fake_quant::FakeQuantizerConfig weight_fq(const std::string& name, int64_t group = 0,
-                                                 scheme::ScaleDtype dt = scheme::ScaleDtype::kFloat32) {
+inline fake_quant::FakeQuantizerConfig weight_fq(
+    const std::string& name, int64_t group = 0,
+    scheme::ScaleDtype dt = scheme::ScaleDtype::kFloat32) {
   fake_quant::FakeQuantizerConfig c;
   c.spec = scheme::QuantSpec::from_name(name);
   if (group > 0) c.spec = c.spec.with(scheme::Granularity::per_group(group));
@@ -89,10 +91,12 @@ inline void add_lora(models::LlamaForCausalLM& m, std::vector<std::string> targe
 
 // Replaces the linears matching `include` by NF4Linear (blocksize 64, double quant).
 inline void to_nf4(models::LlamaForCausalLM& m, const std::vector<std::string>& include) {
-  transforms::for_each_linear(m, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                                     const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
-    if (transforms::any_match(include, full)) parent.replace_linear(slot, nf4::NF4Linear::from_linear(*layer));
-  });
+  transforms::for_each_linear(
+      m, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
+             const std::shared_ptr<nn::LinearBase>& layer) {
+        if (transforms::any_match(include, full))
+          parent.replace_linear(slot, nf4::NF4Linear::from_linear(*layer));
+      });
 }
 
 inline at::Tensor logits_of(models::LlamaForCausalLM& m, const at::Tensor& ids) {

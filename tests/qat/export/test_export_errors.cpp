@@ -1,11 +1,8 @@
 // What export refuses and what it reports: formats that cannot hold a layer's quantization,
 // existing outputs, missing adapters; the opt-in requantization and its error report; manifests.
-#include "tests/support/catch_torch.h"
-
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "ops/kquant.h"
 #include "ops/quantize.h"
@@ -13,6 +10,7 @@
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
 #include "tests/qat/export/export_models.h"
+#include "tests/support/catch_torch.h"
 
 namespace {
 
@@ -20,8 +18,9 @@ namespace fs = std::filesystem;
 using namespace qat;
 using exporting::ExportFormat;
 
-exporting::ExportReport export_to(const std::shared_ptr<models::LlamaForCausalLM>& m, ExportFormat f,
-                                  const std::string& out, exporting::ExportOptions o = {}) {
+exporting::ExportReport export_to(const std::shared_ptr<models::LlamaForCausalLM>& m,
+                                  ExportFormat f, const std::string& out,
+                                  exporting::ExportOptions o = {}) {
   exporting::ExportSource src;
   src.model = m;
   src.tokenizer = test::smollm_tokenizer();
@@ -33,16 +32,20 @@ exporting::ExportReport export_to(const std::shared_ptr<models::LlamaForCausalLM
 
 }  // namespace
 
-TEST_CASE("Export names unknown formats and GGUF types, and refuses to overwrite without force", "[export]") {
+TEST_CASE("Export names unknown formats and GGUF types, and refuses to overwrite without force",
+          "[export]") {
   CHECK_THROWS_WITH(exporting::export_format_from_name("onnx"),
                     Catch::Contains("unknown format 'onnx'") && Catch::Contains("bnb-nf4"));
-  CHECK(exporting::export_format_from_name("compressed-tensors") == ExportFormat::kCompressedTensors);
-  CHECK_THROWS_WITH(exporting::gguf_type_from_name("q3_k"),
-                    Catch::Contains("unknown GGUF type 'q3_k'") && Catch::Contains("q5_1, q4_k, q5_k, q6_k"));
+  CHECK(exporting::export_format_from_name("compressed-tensors") ==
+        ExportFormat::kCompressedTensors);
+  CHECK_THROWS_WITH(
+      exporting::gguf_type_from_name("q3_k"),
+      Catch::Contains("unknown GGUF type 'q3_k'") && Catch::Contains("q5_1, q4_k, q5_k, q6_k"));
   CHECK(exporting::gguf_type_from_name("Q4_1") == io::GgmlType::kQ4_1);
   CHECK(exporting::gguf_type_from_name("q5_1") == io::GgmlType::kQ5_1);
   CHECK(exporting::gguf_type_from_name("Q5_K") == io::GgmlType::kQ5_K);
-  CHECK_THROWS_WITH(exporting::load_export_source("/nonexistent/model.gguf"), Catch::Contains("does not exist"));
+  CHECK_THROWS_WITH(exporting::load_export_source("/nonexistent/model.gguf"),
+                    Catch::Contains("does not exist"));
 
   const std::string dir = test::temp_dir();
   auto m = test::random_model(test::export_config(), 11);
@@ -53,15 +56,18 @@ TEST_CASE("Export names unknown formats and GGUF types, and refuses to overwrite
   o.force = true;
   CHECK_NOTHROW(export_to(m, ExportFormat::kHfMerged, dir + "/hf", o));
   CHECK_FALSE(fs::exists(dir + "/hf.partial"));
-  CHECK_THROWS_WITH(export_to(m, ExportFormat::kPeft, dir + "/adapter"), Catch::Contains("no LoRA adapters"));
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kPeft, dir + "/adapter"),
+                    Catch::Contains("no LoRA adapters"));
   CHECK_FALSE(fs::exists(dir + "/adapter"));  // a failed export leaves nothing behind
   CHECK_FALSE(fs::exists(dir + "/adapter.partial"));
 }
 
-TEST_CASE("A fake-quant scheme GGUF cannot store is an error unless requantization is asked for", "[export][gguf]") {
+TEST_CASE("A fake-quant scheme GGUF cannot store is an error unless requantization is asked for",
+          "[export][gguf]") {
   const std::string dir = test::temp_dir();
   auto m = test::random_model(test::export_config(), 12);
-  test::fake_quantize(*m, {"q_proj"}, test::weight_fq("int4", 64));  // groups of 64: not a GGUF block
+  test::fake_quantize(*m, {"q_proj"},
+                      test::weight_fq("int4", 64));  // groups of 64: not a GGUF block
   CHECK_THROWS_WITH(export_to(m, ExportFormat::kGguf, dir + "/a.gguf"),
                     Catch::Contains("model.layers.0.self_attn.q_proj") && Catch::Contains("int4") &&
                         Catch::Contains("--requantize"));
@@ -112,11 +118,15 @@ TEST_CASE("int8 in groups of 32 with fp16 scales is stored as Q8_0 exactly", "[e
   CHECK(man["format"] == "gguf");
   CHECK(man["source"] == "tiny");
   CHECK(man["scheme"]["blk.*.ffn_up.weight"][0] == "Q8_0 (fake-quant int8/g32/float16 (exact))");
-  CHECK(man["sizes"]["file_bytes"].get<int64_t>() == static_cast<int64_t>(fs::file_size(dir + "/m.gguf")));
+  CHECK(man["sizes"]["file_bytes"].get<int64_t>() ==
+        static_cast<int64_t>(fs::file_size(dir + "/m.gguf")));
   CHECK(man["tool_version"] == exporting::tool_version());
 }
 
-TEST_CASE("bitsandbytes export stores nf4 fake quant exactly without double quant and refuses it with double quant", "[export][bnb]") {
+TEST_CASE(
+    "bitsandbytes export stores nf4 fake quant exactly without double quant and refuses it with "
+    "double quant",
+    "[export][bnb]") {
   const std::string dir = test::temp_dir();
   auto m = test::random_model(test::export_config(), 15);
   test::fake_quantize(*m, {"o_proj"}, test::weight_fq("nf4"));
@@ -142,16 +152,19 @@ TEST_CASE("GGUF export refuses models llama.cpp would run differently", "[export
   cfg.sliding_window.assign(2, 16);
   cfg.model_type = "mistral";
   auto m = test::random_model(cfg, 16);
-  CHECK_THROWS_WITH(export_to(m, ExportFormat::kGguf, dir + "/w.gguf"), Catch::Contains("sliding-window"));
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kGguf, dir + "/w.gguf"),
+                    Catch::Contains("sliding-window"));
   // A tokenizer whose vocabulary does not match the model's embedding rows.
   auto small = test::export_config();
   small.vocab_size = 1000;
   auto m2 = test::random_model(small, 17);
-  CHECK_THROWS_WITH(export_to(m2, ExportFormat::kGguf, dir + "/v.gguf"), Catch::Contains("vocab_size is 1000"));
+  CHECK_THROWS_WITH(export_to(m2, ExportFormat::kGguf, dir + "/v.gguf"),
+                    Catch::Contains("vocab_size is 1000"));
 }
 
-TEST_CASE("GGUF k-quant export: whole super-blocks as Q4_K/Q6_K, other rows fall back as llama.cpp does",
-          "[export][gguf][kquant]") {
+TEST_CASE(
+    "GGUF k-quant export: whole super-blocks as Q4_K/Q6_K, other rows fall back as llama.cpp does",
+    "[export][gguf][kquant]") {
   const std::string dir = test::temp_dir();
   // hidden 256: attention and gate/up rows are whole super-blocks; down_proj's 384 inputs are not.
   auto m = test::random_model(test::export_config(false, /*hidden=*/256, /*ffn=*/384), 15);
@@ -181,6 +194,7 @@ TEST_CASE("GGUF k-quant export: whole super-blocks as Q4_K/Q6_K, other rows fall
   CHECK(f.tensor_info("token_embd.weight").type == io::GgmlType::kQ6_K);
   CHECK(f.metadata().get_u32("general.file_type") == 14);  // MOSTLY_Q4_K_S
   int fallbacks = 0;
-  for (const auto& n : r.notes) fallbacks += n.find("not whole 256-element super-blocks") != std::string::npos;
+  for (const auto& n : r.notes)
+    fallbacks += n.find("not whole 256-element super-blocks") != std::string::npos;
   CHECK(fallbacks == 2);  // blk.0.ffn_down and blk.1.ffn_down
 }

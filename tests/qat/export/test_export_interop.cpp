@@ -1,13 +1,10 @@
 // Every export format read back by its reference implementation (gguf-py, transformers, peft,
 // bitsandbytes, compressed-tensors). The models are exported first, then one Python run
 // (tests/ref/export_check.py) reads them all; the sections compare its results with our model.
-#include "tests/support/catch_torch.h"
-
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "ops/kquant.h"
 #include "ops/quantize.h"
@@ -17,6 +14,7 @@
 #include "qat/io/safetensors_torch.h"
 #include "qat/models/loader.h"
 #include "tests/qat/export/export_models.h"
+#include "tests/support/catch_torch.h"
 
 namespace {
 
@@ -55,7 +53,8 @@ struct Suite {
 };
 
 exporting::ExportReport run_export(const std::shared_ptr<models::LlamaForCausalLM>& m,
-                                   const exporting::TokenizerSource& tok, exporting::ExportOptions opt) {
+                                   const exporting::TokenizerSource& tok,
+                                   exporting::ExportOptions opt) {
   exporting::ExportSource src;
   src.model = m;
   src.tokenizer = tok;
@@ -82,7 +81,8 @@ const Suite& suite() {
       auto m = test::random_model(test::export_config(), 1);
       test::fake_quantize(*m, {"q_proj"}, test::weight_fq("gguf_q4_0"));
       test::fake_quantize(*m, {"k_proj"}, test::weight_fq("gguf_q5_0"));
-      test::fake_quantize(*m, {"v_proj"}, test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat16));
+      test::fake_quantize(*m, {"v_proj"},
+                          test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat16));
       test::fake_quantize(*m, {"o_proj"}, test::weight_fq("gguf_q5_1"));
       test::fake_quantize(*m, {"gate_proj", "up_proj"}, test::weight_fq("gguf_q8_0"));
       test::fake_quantize(*m, {"down_proj"}, test::weight_fq("gguf_q4_1"));
@@ -115,7 +115,8 @@ const Suite& suite() {
       c.report = run_export(m, tok, o);
       // The file's embedding is Q6_K: compare logits with our model on those values.
       const at::Tensor emb = m->model().embed_tokens()->weight;
-      const at::Tensor emb_q = ops::fake_quantize_kquant(emb.detach(), scheme::QuantSpec::from_name("gguf_q6_k"));
+      const at::Tensor emb_q =
+          ops::fake_quantize_kquant(emb.detach(), scheme::QuantSpec::from_name("gguf_q6_k"));
       {
         torch::NoGradGuard no_grad;
         emb.copy_(emb_q);
@@ -135,10 +136,13 @@ const Suite& suite() {
       c.report = run_export(m, tok, o);
       // Both sides compute with the bf16 weights of the file: ours loaded back in float32.
       c.logits = test::logits_of(*models::load_hf_model(o.out), s.ids);
-      job("hf", {{"kind", "hf"}, {"dir", o.out}, {"input_ids", s.ids_path}, {"strings", test::tokenizer_strings()}});
+      job("hf", {{"kind", "hf"},
+                 {"dir", o.out},
+                 {"input_ids", s.ids_path},
+                 {"strings", test::tokenizer_strings()}});
     }
-    {  // GGUF from dense + LoRA layers (merged, quantized to Q4_1), tied embeddings in Q8_0, and the
-       // tokenizer read from the HF export above (tokenizer.json -> GGUF keys).
+    {  // GGUF from dense + LoRA layers (merged, quantized to Q4_1), tied embeddings in Q8_0, and
+       // the tokenizer read from the HF export above (tokenizer.json -> GGUF keys).
       auto m = test::random_model(test::export_config(/*tied=*/true), 2);
       test::add_lora(*m, {"q_proj", "v_proj"}, 2);
       exporting::TokenizerSource hf_tok;
@@ -161,7 +165,8 @@ const Suite& suite() {
       base.out = s.base_dir = s.root + "/peft_base";
       base.hf_dtype = at::kFloat;
       run_export(m, tok, base);
-      test::add_lora(*m, {"q_proj", "v_proj", "down_proj"}, 4, /*r=*/4, /*alpha=*/6.0, /*rslora=*/true);
+      test::add_lora(*m, {"q_proj", "v_proj", "down_proj"}, 4, /*r=*/4, /*alpha=*/6.0,
+                     /*rslora=*/true);
       lora::LoraConfig lc;
       lc.r = 4;
       lc.alpha = 6.0;
@@ -175,9 +180,13 @@ const Suite& suite() {
       c.model = m;
       c.report = run_export(m, tok, o);
       c.logits = test::logits_of(*m, s.ids);
-      job("peft", {{"kind", "peft"}, {"base_dir", s.base_dir}, {"adapter_dir", o.out}, {"input_ids", s.ids_path}});
+      job("peft", {{"kind", "peft"},
+                   {"base_dir", s.base_dir},
+                   {"adapter_dir", o.out},
+                   {"input_ids", s.ids_path}});
     }
-    {  // bitsandbytes: NF4 attention (QLoRA base, one with an adapter), dense MLP; float32 compute dtype.
+    {  // bitsandbytes: NF4 attention (QLoRA base, one with an adapter), dense MLP; float32 compute
+       // dtype.
       auto m = test::random_model(test::export_config(), 5);
       test::to_nf4(*m, {"self_attn.*"});
       test::add_lora(*m, {"o_proj"}, 5);
@@ -190,9 +199,11 @@ const Suite& suite() {
       c.report = run_export(m, tok, o);
       job("bnb", {{"kind", "bnb"}, {"dir", o.out}});
     }
-    {  // compressed-tensors int4: int4/g32 fp16 fake quant on attention (exact), dense MLP in groups of 64.
+    {  // compressed-tensors int4: int4/g32 fp16 fake quant on attention (exact), dense MLP in
+       // groups of 64.
       auto m = test::random_model(test::export_config(), 6);
-      test::fake_quantize(*m, {"self_attn.*"}, test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat16));
+      test::fake_quantize(*m, {"self_attn.*"},
+                          test::weight_fq("int4", 32, scheme::ScaleDtype::kFloat16));
       exporting::ExportOptions o;
       o.format = ExportFormat::kCompressedTensors;
       o.out = s.root + "/ct";
@@ -205,27 +216,35 @@ const Suite& suite() {
     }
     const std::string jobs_path = s.root + "/jobs.json";
     std::ofstream(jobs_path) << jobs.dump(1);
-    test::run_python("export_check.py", {jobs_path});  // failures are reported per job (.error files)
+    test::run_python("export_check.py",
+                     {jobs_path});  // failures are reported per job (.error files)
     return s;
   }();
   return s;
 }
 
-// Our weight of a linear as a GGUF reader returns it: q/k rows in ggml's order, numpy shape [out, in].
+// Our weight of a linear as a GGUF reader returns it: q/k rows in ggml's order, numpy shape [out,
+// in].
 at::Tensor gguf_order(const std::string& hf, at::Tensor w, const models::LlamaConfig& cfg) {
-  if (hf.find(".self_attn.q_proj") != std::string::npos) return io::permute_qk(w, cfg.num_attention_heads);
-  if (hf.find(".self_attn.k_proj") != std::string::npos) return io::permute_qk(w, cfg.num_key_value_heads);
+  if (hf.find(".self_attn.q_proj") != std::string::npos)
+    return io::permute_qk(w, cfg.num_attention_heads);
+  if (hf.find(".self_attn.k_proj") != std::string::npos)
+    return io::permute_qk(w, cfg.num_key_value_heads);
   return w;
 }
 
-double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+double max_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
 
 }  // namespace
 
-TEST_CASE("Exports load in the reference readers with our weights and logits", "[export][interop]") {
+TEST_CASE("Exports load in the reference readers with our weights and logits",
+          "[export][interop]") {
   const Suite& s = suite();
 
-  SECTION("GGUF: fake-quant linears dequantize bit for bit in gguf-py, transformers' logits match") {
+  SECTION(
+      "GGUF: fake-quant linears dequantize bit for bit in gguf-py, transformers' logits match") {
     const Case& c = s.cases.at("gguf_exact");
     const auto ref = s.result("gguf_exact");
     const auto& cfg = c.model->config();
@@ -243,15 +262,17 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
     }
     CHECK(checked == 14);
     for (const auto& r : c.report.tensors) {
-      if (r.name.find("attn_v") != std::string::npos) CHECK(r.type == "Q4_0");  // int4/g32 fp16 -> Q4_0
+      if (r.name.find("attn_v") != std::string::npos)
+        CHECK(r.type == "Q4_0");  // int4/g32 fp16 -> Q4_0
       if (r.name.find("attn_output") != std::string::npos) CHECK(r.type == "Q5_1");
     }
     // Metadata types exactly as llama.cpp checks them; tokenizer keys copied.
     const auto info = s.result_json("gguf_exact");
-    for (const char* k : {"llama.context_length", "llama.embedding_length", "llama.block_count",
-                          "llama.feed_forward_length", "llama.attention.head_count",
-                          "llama.attention.head_count_kv", "llama.rope.dimension_count", "general.alignment",
-                          "general.quantization_version", "tokenizer.ggml.bos_token_id"}) {
+    for (const char* k :
+         {"llama.context_length", "llama.embedding_length", "llama.block_count",
+          "llama.feed_forward_length", "llama.attention.head_count",
+          "llama.attention.head_count_kv", "llama.rope.dimension_count", "general.alignment",
+          "general.quantization_version", "tokenizer.ggml.bos_token_id"}) {
       CAPTURE(k);
       CHECK(info["types"].value(k, "") == "UINT32");
     }
@@ -291,7 +312,8 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
       }
     }
     // (The model's embedding holds the Q6_K values since the export; see the suite.)
-    CHECK(test::bit_equal(ref.at("t/token_embd.weight"), c.model->model().embed_tokens()->weight.detach()));
+    CHECK(test::bit_equal(ref.at("t/token_embd.weight"),
+                          c.model->model().embed_tokens()->weight.detach()));
     CHECK(max_diff(ref.at("logits"), c.logits) < 1e-4);
   }
 
@@ -307,17 +329,20 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
       CHECK(test::bit_equal(ref.at("t/" + name), gguf_order(l.name, expected, cfg)));
     }
     const at::Tensor emb = c.model->model().embed_tokens()->weight.detach();
-    CHECK(test::bit_equal(ref.at("t/token_embd.weight"),
-                          ops::fake_quantize_dynamic(emb, scheme::QuantSpec::from_name("gguf_q8_0"), false).y));
+    CHECK(test::bit_equal(
+        ref.at("t/token_embd.weight"),
+        ops::fake_quantize_dynamic(emb, scheme::QuantSpec::from_name("gguf_q8_0"), false).y));
     CHECK(ref.count("t/output.weight") == 0);  // tied: llama.cpp reuses token_embd
-    CHECK(test::bit_equal(ref.at("t/output_norm.weight"), c.model->model().named_parameters()["norm.weight"]));
+    CHECK(test::bit_equal(ref.at("t/output_norm.weight"),
+                          c.model->model().named_parameters()["norm.weight"]));
     // Tokenizer converted from tokenizer.json back to GGUF keys equals the original GGUF's.
     const io::GgufFile f = io::GgufFile::open(c.report.out);
     const auto& src = *test::smollm_tokenizer().gguf;
-    for (const char* k : {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
-                          "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
-                          "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id",
-                          "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"}) {
+    for (const char* k :
+         {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
+          "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
+          "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id",
+          "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"}) {
       CAPTURE(k);
       REQUIRE(f.metadata().has(k));
       CHECK(f.metadata().at(k) == src.at(k));
@@ -379,12 +404,15 @@ TEST_CASE("Exports load in the reference readers with our weights and logits", "
     CHECK(checked == 14);
   }
 
-  SECTION("compressed-tensors int4: unpacked per the spec and by compressed-tensors, equal to ours") {
+  SECTION(
+      "compressed-tensors int4: unpacked per the spec and by compressed-tensors, equal to ours") {
     const Case& c = s.cases.at("ct");
     const auto ref = s.result("ct");
     const bool have_lib = s.result_json("ct")["compressed_tensors"].get<bool>();
-    if (!have_lib) WARN("compressed-tensors is not installed (pip install compressed-tensors==0.20.0): "
-                        "checked against the spec's unpacking only");
+    if (!have_lib)
+      WARN(
+          "compressed-tensors is not installed (pip install compressed-tensors==0.20.0): "
+          "checked against the spec's unpacking only");
     auto g64 = scheme::QuantSpec::from_name("int4").with(scheme::Granularity::per_group(64));
     g64.scale_dtype = scheme::ScaleDtype::kFloat16;
     int exact = 0;

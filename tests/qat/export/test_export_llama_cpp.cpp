@@ -1,24 +1,23 @@
 // The real engine: llama.cpp loads our GGUF exports of SmolLM2 and computes the logits of our
-// fake-quant forward; and llama-quantize's Q4_K_M file equals our Q4_K_M export byte for byte. llama.cpp's CPU matmuls quantize activations (Q8_0 / Q8_K) and keep the KV
-// cache in fp16, so logits are judged by agreement (top-1, KL divergence), while the weights
-// themselves are checked bit for bit elsewhere (test_export_smollm2.cpp, test_export_interop.cpp).
+// fake-quant forward; and llama-quantize's Q4_K_M file equals our Q4_K_M export byte for byte.
+// llama.cpp's CPU matmuls quantize activations (Q8_0 / Q8_K) and keep the KV cache in fp16, so
+// logits are judged by agreement (top-1, KL divergence), while the weights themselves are checked
+// bit for bit elsewhere (test_export_smollm2.cpp, test_export_interop.cpp).
 //
 // Hidden ([.llama_cpp]): it needs llama.cpp, which scripts/check-llama-cpp builds from the
 // llama-cpp-python sdist (PyPI) together with tests/ref/llama_cpp_logits.cpp and then runs this
 // case with $QAT_LLAMA_CPP_LOGITS pointing at that tool. It prints one JSON line per export.
-#include "tests/support/catch_torch.h"
-
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "qat/export/linears.h"
 #include "tests/qat/export/export_models.h"
+#include "tests/support/catch_torch.h"
 
 using namespace qat;
 
@@ -27,24 +26,30 @@ namespace {
 // Genesis 1:1-5 (King James Version, public domain).
 constexpr const char* kText =
     "In the beginning God created the heaven and the earth. And the earth was without form, and "
-    "void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face of "
-    "the waters. And God said, Let there be light: and there was light. And God saw the light, that "
-    "it was good: and God divided the light from the darkness. And God called the light Day, and the "
+    "void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face "
+    "of "
+    "the waters. And God said, Let there be light: and there was light. And God saw the light, "
+    "that "
+    "it was good: and God divided the light from the darkness. And God called the light Day, and "
+    "the "
     "darkness he called Night. And the evening and the morning were the first day.";
 
-at::Tensor llama_cpp_logits(const std::string& tool, const std::string& gguf, const std::vector<int32_t>& ids,
-                            int64_t vocab) {
+at::Tensor llama_cpp_logits(const std::string& tool, const std::string& gguf,
+                            const std::vector<int32_t>& ids, int64_t vocab) {
   const std::string dir = test::temp_dir();
   {
     std::ofstream f(dir + "/ids.i32", std::ios::binary);
-    f.write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 4));
+    f.write(reinterpret_cast<const char*>(ids.data()),
+            static_cast<std::streamsize>(ids.size() * 4));
   }
-  const std::string cmd = tool + " " + gguf + " " + dir + "/ids.i32 " + dir + "/logits.f32 2>" + dir + "/log.txt";
+  const std::string cmd =
+      tool + " " + gguf + " " + dir + "/ids.i32 " + dir + "/logits.f32 2>" + dir + "/log.txt";
   const int rc = std::system(cmd.c_str());
   if (rc != 0) {
     std::ifstream log(dir + "/log.txt");
     const std::string text((std::istreambuf_iterator<char>(log)), {});
-    FAIL("llama.cpp failed on " << gguf << ":\n" << text.substr(text.size() > 4000 ? text.size() - 4000 : 0));
+    FAIL("llama.cpp failed on " << gguf << ":\n"
+                                << text.substr(text.size() > 4000 ? text.size() - 4000 : 0));
   }
   const std::vector<uint8_t> bytes = test::read_bytes(dir + "/logits.f32");
   const auto n = static_cast<int64_t>(ids.size());
@@ -56,7 +61,8 @@ at::Tensor llama_cpp_logits(const std::string& tool, const std::string& gguf, co
 
 }  // namespace
 
-TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forward", "[.llama_cpp]") {
+TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forward",
+          "[.llama_cpp]") {
   const char* tool = std::getenv("QAT_LLAMA_CPP_LOGITS");
   REQUIRE(tool != nullptr);  // this case runs only when asked for (scripts/check-llama-cpp)
   const auto tokenizer = test::smollm_tokenizer_impl();
@@ -82,7 +88,8 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
     const at::Tensor lp = at::log_softmax(p_logits, -1), lq = at::log_softmax(q_logits, -1);
     return (lp.exp() * (lp - lq)).sum(-1);
   };
-  const at::Tensor id_tensor = at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+  const at::Tensor id_tensor =
+      at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
   at::Tensor float_logits;  // our float model, for the size of each quantization's own effect
   for (const Variant& v : variants) {
     CAPTURE(v.name);
@@ -108,13 +115,17 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
 
     const at::Tensor ours = test::logits_of(model, id_tensor)[0].to(at::kDouble);
     if (v.weight.empty()) float_logits = ours;
-    const at::Tensor theirs = llama_cpp_logits(tool, o.out, ids, model.config().vocab_size).to(at::kDouble);
+    const at::Tensor theirs =
+        llama_cpp_logits(tool, o.out, ids, model.config().vocab_size).to(at::kDouble);
     const at::Tensor kl = kl_of(ours, theirs);  // KL(ours || llama.cpp)
     const double top1 = ours.argmax(-1).eq(theirs.argmax(-1)).to(at::kDouble).mean().item<double>();
     const double mean_kl = kl.mean().item<double>();
     const double quant_kl = kl_of(float_logits, ours).mean().item<double>();  // KL(float || ours)
-    std::cout << nlohmann::json{{"check", "llama_cpp_logits"}, {"export", v.name}, {"tokens", ids.size()},
-                                {"top1_agreement", top1}, {"mean_kl", mean_kl},
+    std::cout << nlohmann::json{{"check", "llama_cpp_logits"},
+                                {"export", v.name},
+                                {"tokens", ids.size()},
+                                {"top1_agreement", top1},
+                                {"mean_kl", mean_kl},
                                 {"max_kl", kl.max().item<double>()},
                                 {"max_abs_logit_diff", (ours - theirs).abs().max().item<double>()},
                                 {"mean_kl_float_vs_ours", quant_kl}}
@@ -128,10 +139,12 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
   }
 }
 
-TEST_CASE("our Q4_K_M and Q5_K_M exports of SmolLM2 equal llama-quantize's, tensor for tensor", "[.llama_cpp]") {
+TEST_CASE("our Q4_K_M and Q5_K_M exports of SmolLM2 equal llama-quantize's, tensor for tensor",
+          "[.llama_cpp]") {
   const std::string mix = GENERATE(std::string("q4_k_m"), std::string("q5_k_m"));
   std::string upper = mix;
-  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  std::transform(upper.begin(), upper.end(), upper.begin(),
+                 [](unsigned char c) { return std::toupper(c); });
   const char* quantize = std::getenv("QAT_LLAMA_QUANTIZE");
   REQUIRE(quantize != nullptr);  // this case runs only when asked for (scripts/check-llama-cpp)
   const std::string dir = test::temp_dir();
@@ -144,8 +157,8 @@ TEST_CASE("our Q4_K_M and Q5_K_M exports of SmolLM2 equal llama-quantize's, tens
   o.out = dir + "/ours-" + mix + ".gguf";
   o.gguf_mix = mix;
   exporting::export_model(src, o);
-  const std::string cmd = std::string(quantize) + " " + dir + "/f32.gguf " + dir + "/theirs-" + mix + ".gguf " + upper +
-                          " 2 > " + dir + "/quantize.log 2>&1";
+  const std::string cmd = std::string(quantize) + " " + dir + "/f32.gguf " + dir + "/theirs-" +
+                          mix + ".gguf " + upper + " 2 > " + dir + "/quantize.log 2>&1";
   REQUIRE(std::system(cmd.c_str()) == 0);
 
   const io::GgufFile ours = io::GgufFile::open(dir + "/ours-" + mix + ".gguf");
@@ -164,8 +177,11 @@ TEST_CASE("our Q4_K_M and Q5_K_M exports of SmolLM2 equal llama-quantize's, tens
     same_bytes += bytes_ok;
     ++types[io::ggml_type_name(t.type)];
   }
-  std::cout << nlohmann::json{{"check", "llama_quantize_" + mix}, {"tensors", theirs.tensors().size()},
-                              {"same_type", same_type}, {"same_bytes", same_bytes}, {"types", types}}
+  std::cout << nlohmann::json{{"check", "llama_quantize_" + mix},
+                              {"tensors", theirs.tensors().size()},
+                              {"same_type", same_type},
+                              {"same_bytes", same_bytes},
+                              {"types", types}}
                    .dump()
             << std::endl;
 }

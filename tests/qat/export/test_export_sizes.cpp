@@ -2,14 +2,13 @@
 // checkpoint of a mid-sized random model (rows of 512 and 1536, the SmolLM2 vocabulary) must be
 // their tensors at 4.5 / 4.127 bits per weight plus headers and tokenizer, within 2%. The headers
 // are measured from the files with our readers, independently of the exporter's own accounting.
-#include "tests/support/catch_torch.h"
-
 #include <filesystem>
 #include <fstream>
 
 #include "qat/io/gguf_file.h"
 #include "qat/io/safetensors_torch.h"
 #include "tests/qat/export/export_models.h"
+#include "tests/support/catch_torch.h"
 
 namespace {
 
@@ -31,7 +30,8 @@ exporting::ExportReport export_medium(exporting::ExportOptions o) {
 
 }  // namespace
 
-TEST_CASE("GGUF Q4_0 on disk is its tensors at 4.5 bits plus the header, within 2%", "[export][gguf][size]") {
+TEST_CASE("GGUF Q4_0 on disk is its tensors at 4.5 bits plus the header, within 2%",
+          "[export][gguf][size]") {
   exporting::ExportOptions o;
   o.format = exporting::ExportFormat::kGguf;
   o.out = test::temp_dir() + "/m.gguf";
@@ -52,8 +52,10 @@ TEST_CASE("GGUF Q4_0 on disk is its tensors at 4.5 bits plus the header, within 
   CHECK(r.summary().find("on disk") != std::string::npos);
 }
 
-TEST_CASE("bitsandbytes NF4 on disk is 4.127 bits per linear weight plus dense tensors and headers, within 2%",
-          "[export][bnb][size]") {
+TEST_CASE(
+    "bitsandbytes NF4 on disk is 4.127 bits per linear weight plus dense tensors and headers, "
+    "within 2%",
+    "[export][bnb][size]") {
   exporting::ExportOptions o;
   o.format = exporting::ExportFormat::kBnbNf4;
   o.out = test::temp_dir() + "/nf4";
@@ -75,7 +77,8 @@ TEST_CASE("bitsandbytes NF4 on disk is 4.127 bits per linear weight plus dense t
     metadata += 8 + static_cast<int64_t>(n);
     const auto file = io::SafetensorsFile::open(e.path().string());
     for (const auto& name : file.names()) {
-      if (name.find("_proj.weight") == std::string::npos) continue;  // the NF4 pieces of the linears
+      if (name.find("_proj.weight") == std::string::npos)
+        continue;  // the NF4 pieces of the linears
       nf4_piece_bytes += static_cast<int64_t>(file.info(name).nbytes());
     }
   }

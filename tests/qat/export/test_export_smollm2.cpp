@@ -3,12 +3,11 @@
 // export, then every linear read back with our GGUF reader, bit for bit. (gguf-py's reading of
 // the same block types and transformers' logits from our GGUF files are checked on tiny models in
 // test_export_interop.cpp; here the point is the real shapes, the real tokenizer and the time.)
-#include "tests/support/catch_torch.h"
-
 #include "qat/export/linears.h"
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
 #include "tests/qat/export/export_models.h"
+#include "tests/support/catch_torch.h"
 
 using namespace qat;
 
@@ -34,8 +33,9 @@ TEST_CASE("SmolLM2 trained with GGUF fake quant exports to a GGUF that holds exa
     at::Tensor w = l.fake_quant->effective_weight();
     if (l.name.find("q_proj") != std::string::npos) w = io::permute_qk(w, cfg.num_attention_heads);
     if (l.name.find("k_proj") != std::string::npos) w = io::permute_qk(w, cfg.num_key_value_heads);
-    CHECK(f.tensor_info(name).type == (l.name.find("self_attn") != std::string::npos ? io::GgmlType::kQ4_0
-                                                                                       : io::GgmlType::kQ8_0));
+    CHECK(f.tensor_info(name).type == (l.name.find("self_attn") != std::string::npos
+                                           ? io::GgmlType::kQ4_0
+                                           : io::GgmlType::kQ8_0));
     // Our reader returns torch order; q/k stay in ggml's row order in the file.
     CHECK(test::bit_equal(f.dequantize(name), w));
     ++checked;
@@ -43,7 +43,8 @@ TEST_CASE("SmolLM2 trained with GGUF fake quant exports to a GGUF that holds exa
   CHECK(checked == 7 * 30);
   CHECK_FALSE(f.has_tensor("output.weight"));  // tied
   CHECK(f.metadata().get_string("tokenizer.ggml.pre") == "smollm");
-  CHECK(f.metadata().get_u32("general.file_type") == 2);  // most linears are Q4_0 (attention: 4 of 7)
+  CHECK(f.metadata().get_u32("general.file_type") ==
+        2);  // most linears are Q4_0 (attention: 4 of 7)
   INFO(report.summary());
   CHECK(report.file_bytes < 0.3 * 4 * cfg.num_parameters());  // far below float32
 }

@@ -1,8 +1,6 @@
 // llama.cpp's Q4_K_M mixture: the per-tensor types, and a dense export written with them. That the
 // types and bytes equal llama-quantize's own Q4_K_M file is checked against llama.cpp itself in
 // test_export_llama_cpp.cpp (scripts/check-llama-cpp).
-#include "tests/support/catch_torch.h"
-
 #include <set>
 
 #include "ops/kquant.h"
@@ -13,6 +11,7 @@
 #include "qat/io/gguf_llama.h"
 #include "qat/io/llama_mix.h"
 #include "tests/qat/export/export_models.h"
+#include "tests/support/catch_torch.h"
 
 using namespace qat;
 using io::GgmlType;
@@ -30,8 +29,10 @@ TEST_CASE("Q4_K_M: the types llama-quantize gives each tensor", "[export][gguf][
   for (int i = 0; i < 30; ++i) {
     CAPTURE(i);
     const std::string b = "blk." + std::to_string(i) + ".";
-    CHECK(type(b + "attn_v.weight", 30, 576, true) == (more.count(i) ? GgmlType::kQ8_0 : GgmlType::kQ5_0));
-    CHECK(type(b + "ffn_down.weight", 30, 1536, true) == (more.count(i) ? GgmlType::kQ6_K : GgmlType::kQ4_K));
+    CHECK(type(b + "attn_v.weight", 30, 576, true) ==
+          (more.count(i) ? GgmlType::kQ8_0 : GgmlType::kQ5_0));
+    CHECK(type(b + "ffn_down.weight", 30, 1536, true) ==
+          (more.count(i) ? GgmlType::kQ6_K : GgmlType::kQ4_K));
     CHECK(type(b + "attn_q.weight", 30, 576, true) == GgmlType::kQ5_0);
     CHECK(type(b + "ffn_up.weight", 30, 576, true) == GgmlType::kQ5_0);
   }
@@ -46,10 +47,13 @@ TEST_CASE("Q4_K_M: the types llama-quantize gives each tensor", "[export][gguf][
   CHECK(io::llama_mix_file_type("q4_k_m") == 15);
 }
 
-TEST_CASE("Q5_K_M: Q4_K_M's rules with Q5_K as the base type and Q5_1 as its fallback", "[export][gguf][kquant]") {
+TEST_CASE("Q5_K_M: Q4_K_M's rules with Q5_K as the base type and Q5_1 as its fallback",
+          "[export][gguf][kquant]") {
   CHECK(io::llama_mix_from_name("GGUF_Q5_K_M") == std::optional<std::string>("q5_k_m"));
   CHECK_FALSE(io::llama_mix_from_name("q5_k_s").has_value());
-  auto type = [](const std::string& name, int64_t row) { return io::llama_mix_type("q5_k_m", name, 32, row, false); };
+  auto type = [](const std::string& name, int64_t row) {
+    return io::llama_mix_type("q5_k_m", name, 32, row, false);
+  };
   CHECK(type("token_embd.weight", 4096) == GgmlType::kQ5_K);
   CHECK(type("output.weight", 4096) == GgmlType::kQ6_K);
   CHECK(type("output.weight", 576) == GgmlType::kQ8_0);
@@ -66,8 +70,10 @@ TEST_CASE("Q5_K_M: Q4_K_M's rules with Q5_K as the base type and Q5_1 as its fal
                       Catch::Contains("known: q4_k_m, q5_k_m"));
 }
 
-TEST_CASE("GGUF export with the Q4_K_M and Q5_K_M mixtures writes each tensor in its type with ggml's rule",
-          "[export][gguf][kquant]") {
+TEST_CASE(
+    "GGUF export with the Q4_K_M and Q5_K_M mixtures writes each tensor in its type with ggml's "
+    "rule",
+    "[export][gguf][kquant]") {
   const std::string mix = GENERATE(std::string("q4_k_m"), std::string("q5_k_m"));
   CAPTURE(mix);
   const bool q4 = mix == "q4_k_m";
@@ -92,15 +98,18 @@ TEST_CASE("GGUF export with the Q4_K_M and Q5_K_M mixtures writes each tensor in
     const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
     CAPTURE(name);
     const GgmlType t = io::llama_mix_type(mix, name, cfg.num_hidden_layers, l.layer->in_features(),
-                                                 cfg.tie_word_embeddings);
+                                          cfg.tie_word_embeddings);
     REQUIRE(f.tensor_info(name).type == t);
     seen.insert(io::ggml_type_name(t));
     at::Tensor w = l.merged_weight();
     const scheme::QuantSpec spec = io::gguf_block_spec(t);
-    at::Tensor expected = scheme::is_kquant(spec.format) ? ops::fake_quantize_kquant(w, spec)
-                                                         : ops::fake_quantize_dynamic(w, spec, false).y;
-    if (name.find("attn_q") != std::string::npos) expected = io::permute_qk(expected, cfg.num_attention_heads);
-    if (name.find("attn_k") != std::string::npos) expected = io::permute_qk(expected, cfg.num_key_value_heads);
+    at::Tensor expected = scheme::is_kquant(spec.format)
+                              ? ops::fake_quantize_kquant(w, spec)
+                              : ops::fake_quantize_dynamic(w, spec, false).y;
+    if (name.find("attn_q") != std::string::npos)
+      expected = io::permute_qk(expected, cfg.num_attention_heads);
+    if (name.find("attn_k") != std::string::npos)
+      expected = io::permute_qk(expected, cfg.num_key_value_heads);
     CHECK(test::bit_equal(f.dequantize(name), expected));
   }
   // use_more_bits(i, 8) picks layers 0, 3, 6, 7: their attn_v is Q6_K and their ffn_down Q8_0 (Q6_K

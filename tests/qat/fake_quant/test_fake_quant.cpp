@@ -1,9 +1,9 @@
 // Gradients of the fake-quant functions: STE, clipped STE, LSQ/LSQ+ against float64 finite
 // differences of the straight-through surrogate, and LSQ against ATen's learnable fake quant.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
+
+#include <catch2/catch.hpp>
 
 #include "qat/fake_quant/fake_quant.h"
 #include "tests/support/helpers.h"
@@ -12,7 +12,8 @@ using qat::fake_quant::GradMode;
 using qat::scheme::Granularity;
 using qat::scheme::QuantSpec;
 
-TEST_CASE("STE passes the gradient through, clipped STE zeroes it outside the range", "[fake_quant][grad]") {
+TEST_CASE("STE passes the gradient through, clipped STE zeroes it outside the range",
+          "[fake_quant][grad]") {
   const QuantSpec spec = QuantSpec::from_name("int4").with(Granularity::per_axis(0));
   at::Tensor x = qat::test::randn({4, 64}, 1).requires_grad_(true);
   // A static scale small enough that some elements clip.
@@ -73,12 +74,17 @@ TEST_CASE("LSQ and LSQ+ gradients match float64 finite differences", "[fake_quan
 
     // Frozen surrogate at the evaluation point, in float64.
     const at::Tensor xd = x.to(at::kDouble), sd = s.detach().to(at::kDouble).view({3, 1});
-    const at::Tensor zd = asym ? z.detach().to(at::kDouble).clamp(range.qmin, range.qmax).round().view({3, 1})
-                               : at::zeros({3, 1}, at::kDouble);
+    const at::Tensor zd =
+        asym ? z.detach().to(at::kDouble).clamp(range.qmin, range.qmax).round().view({3, 1})
+             : at::zeros({3, 1}, at::kDouble);
     const at::Tensor v = xd * (1.0 / sd);
     const at::Tensor c = v.round() + zd;
-    Surrogate sur{xd, v.round() - v, at::where(c < range.qmin, -1.0, at::where(c > range.qmax, 1.0, 0.0)), zd,
-                  static_cast<double>(range.qmin), static_cast<double>(range.qmax)};
+    Surrogate sur{xd,
+                  v.round() - v,
+                  at::where(c < range.qmin, -1.0, at::where(c > range.qmax, 1.0, 0.0)),
+                  zd,
+                  static_cast<double>(range.qmin),
+                  static_cast<double>(range.qmax)};
     REQUIRE((sur.region != 0).any().item<bool>());
     const at::Tensor gd = g.to(at::kDouble);
     auto loss = [&](const at::Tensor& xx, const at::Tensor& ss, const at::Tensor& zz) {
@@ -86,7 +92,8 @@ TEST_CASE("LSQ and LSQ+ gradients match float64 finite differences", "[fake_quan
     };
     const double h = 1e-6;
     // d/ds per channel
-    const at::Tensor fd_s = (loss(xd, sd * (1 + h), zd) - loss(xd, sd * (1 - h), zd)) / (2 * h * sd.view({3}));
+    const at::Tensor fd_s =
+        (loss(xd, sd * (1 + h), zd) - loss(xd, sd * (1 - h), zd)) / (2 * h * sd.view({3}));
     REQUIRE(at::allclose(s.grad().to(at::kDouble), fd_s * gf, 1e-4, 1e-6));
     // d/dx per element: perturb all at once (the surrogate is separable in x)
     const at::Tensor fd_x = ((sur.eval(xd + h, sd, zd) - sur.eval(xd - h, sd, zd)) / (2 * h)) * gd;
@@ -98,7 +105,8 @@ TEST_CASE("LSQ and LSQ+ gradients match float64 finite differences", "[fake_quan
   }
 }
 
-TEST_CASE("LSQ forward equals ATen's learnable fake quant bit for bit, gradients agree", "[fake_quant][lsq][aten]") {
+TEST_CASE("LSQ forward equals ATen's learnable fake quant bit for bit, gradients agree",
+          "[fake_quant][lsq][aten]") {
   const QuantSpec spec = QuantSpec::from_name("int4").with(Granularity::per_axis(0));
   const at::Tensor x = qat::test::randn({8, 64}, 9);
   const at::Tensor s0 = x.abs().amax(1) / 5.0;
@@ -112,7 +120,8 @@ TEST_CASE("LSQ forward equals ATen's learnable fake quant bit for bit, gradients
   at::Tensor s_ref = s0.clone().requires_grad_(true);
   at::Tensor z_ref = at::zeros({8}).requires_grad_(true);
   at::Tensor x_ref = x.clone().requires_grad_(true);
-  const at::Tensor y_ref = at::_fake_quantize_learnable_per_channel_affine(x_ref, s_ref, z_ref, 0, -8, 7, gf);
+  const at::Tensor y_ref =
+      at::_fake_quantize_learnable_per_channel_affine(x_ref, s_ref, z_ref, 0, -8, 7, gf);
   y_ref.backward(g);
   REQUIRE(qat::test::bit_equal(y.detach(), y_ref.detach()));
   REQUIRE(at::equal(xa.grad(), x_ref.grad()));
@@ -120,13 +129,16 @@ TEST_CASE("LSQ forward equals ATen's learnable fake quant bit for bit, gradients
   REQUIRE(at::allclose(s.grad(), s_ref.grad(), 1e-4, 1e-5));
 }
 
-TEST_CASE("LSQ rejects formats without an integer grid and bad shapes", "[fake_quant][lsq][errors]") {
+TEST_CASE("LSQ rejects formats without an integer grid and bad shapes",
+          "[fake_quant][lsq][errors]") {
   const QuantSpec fp8 = QuantSpec::from_name("fp8_e4m3");
-  REQUIRE_THROWS_WITH(qat::fake_quant::fake_quant_lsq(at::ones({2, 16}), at::ones({}), {}, fp8, 1.0),
-                      Catch::Contains("LSQ needs an integer grid"));
+  REQUIRE_THROWS_WITH(
+      qat::fake_quant::fake_quant_lsq(at::ones({2, 16}), at::ones({}), {}, fp8, 1.0),
+      Catch::Contains("LSQ needs an integer grid"));
   const QuantSpec i4 = QuantSpec::from_name("int4").with(Granularity::per_axis(0));
-  REQUIRE_THROWS_WITH(qat::fake_quant::fake_quant_lsq(at::ones({2, 16}), at::ones({3}), {}, i4, 1.0),
-                      Catch::Contains("expected 2 scales, got 3"));
+  REQUIRE_THROWS_WITH(
+      qat::fake_quant::fake_quant_lsq(at::ones({2, 16}), at::ones({3}), {}, i4, 1.0),
+      Catch::Contains("expected 2 scales, got 3"));
   const QuantSpec u4 = QuantSpec::from_name("uint4");
   REQUIRE_THROWS_WITH(qat::fake_quant::fake_quant_lsq(at::ones({2, 16}), at::ones({}), {}, u4, 1.0),
                       Catch::Contains("needs a zero_point"));

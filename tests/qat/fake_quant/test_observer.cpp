@@ -1,7 +1,7 @@
 // Range setting (min-max, percentile, MSE search), observers, and FakeQuantizer's delay/freeze.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
+
+#include <catch2/catch.hpp>
 
 #include "qat/fake_quant/fake_quantizer.h"
 #include "qat/fake_quant/observer.h"
@@ -66,11 +66,13 @@ TEST_CASE("observers: running min-max and moving average", "[observer]") {
   REQUIRE(at::allclose(ema.hi(), a.amax(1) * 0.75 + b.amax(1) * 0.25));
   const auto qp = ema.qparams();
   REQUIRE(at::allclose(qp.scale, at::maximum(ema.hi().abs(), ema.lo().abs()) / 127.0));
-  REQUIRE_THROWS_WITH(Observer(QuantSpec::from_name("gguf_q4_0"), {}, Observer::Mode::kRunningMinMax),
-                      Catch::Contains("derives every block's scale"));
+  REQUIRE_THROWS_WITH(
+      Observer(QuantSpec::from_name("gguf_q4_0"), {}, Observer::Mode::kRunningMinMax),
+      Catch::Contains("derives every block's scale"));
 }
 
-TEST_CASE("FakeQuantizer: identity during the delay, quantizes after, static observer freezes", "[observer][fake_quantizer]") {
+TEST_CASE("FakeQuantizer: identity during the delay, quantizes after, static observer freezes",
+          "[observer][fake_quantizer]") {
   FakeQuantizerConfig cfg;
   cfg.spec = QuantSpec::from_name("int4");
   cfg.scale_mode = ScaleMode::kStatic;
@@ -83,14 +85,15 @@ TEST_CASE("FakeQuantizer: identity during the delay, quantizes after, static obs
   REQUIRE(at::equal(fq->forward(x), x));  // step 1
   const at::Tensor y2 = fq->forward(x);   // step 2: observes x, quantizes
   REQUIRE_FALSE(at::equal(y2, x));
-  fq->forward(x * 1.5);                   // step 3: frozen (freeze_observer_after = 3)
+  fq->forward(x * 1.5);  // step 3: frozen (freeze_observer_after = 3)
   const at::Tensor big = x * 4;
-  fq->forward(big);                       // frozen: the range must not grow
+  fq->forward(big);  // frozen: the range must not grow
   const auto qp = fq->qparams_for(x);
   REQUIRE(qp.scale.item<float>() == Approx(x.abs().max().item<float>() / 7.0).epsilon(1e-6));
   REQUIRE(fq->step() == 5);
 
   FakeQuantizerConfig bad = cfg;
   bad.spec = QuantSpec::from_name("int8").with(Granularity::per_token());
-  REQUIRE_THROWS_WITH(FakeQuantizer(bad), Catch::Contains("use scale mode 'dynamic' for per_token"));
+  REQUIRE_THROWS_WITH(FakeQuantizer(bad),
+                      Catch::Contains("use scale mode 'dynamic' for per_token"));
 }

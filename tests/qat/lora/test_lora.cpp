@@ -103,7 +103,8 @@ TEST_CASE("apply_lora wraps the targets with PEFT names and freezes everything e
   for (const auto& [n, t] : params) names.insert(n);
   CHECK(names.count("model.layers.0.self_attn.q_proj.lora_A.weight") == 1);
   CHECK(names.count("model.layers.1.self_attn.v_proj.lora_B.weight") == 1);
-  CHECK(qat::models::state_dict(model).count("model.layers.0.self_attn.q_proj.base_layer.weight") == 1);
+  CHECK(qat::models::state_dict(model).count("model.layers.0.self_attn.q_proj.base_layer.weight") ==
+        1);
   for (const auto& p : model.named_parameters()) {
     CAPTURE(p.key());
     CHECK(p.value().requires_grad() == (names.count(p.key()) == 1));
@@ -118,7 +119,8 @@ TEST_CASE("apply_lora wraps the targets with PEFT names and freezes everything e
   CHECK_THROWS_WITH(bad.validate(), Catch::Contains("dropout"));
 }
 
-TEST_CASE("Merging folds the adapter into the weight and re-quantizing to NF4 reports its error", "[lora][nf4]") {
+TEST_CASE("Merging folds the adapter into the weight and re-quantizing to NF4 reports its error",
+          "[lora][nf4]") {
   const std::string kind = GENERATE("dense", "fake_quant", "nf4");
   CAPTURE(kind);
   struct Holder : qat::nn::ModuleWithLinears {
@@ -154,13 +156,15 @@ TEST_CASE("Merging folds the adapter into the weight and re-quantizing to NF4 re
   const auto report2 = qat::lora::merge_lora_to_nf4(holder, 64, true);
   REQUIRE(report2.size() == 1);
   REQUIRE(dynamic_cast<qat::nf4::NF4Linear*>(holder.proj.get()) != nullptr);
-  const at::Tensor wq = qat::nf4::NF4Tensor::quantize(w, qat::nf4::NF4Config{}).dequantize(at::kFloat);
+  const at::Tensor wq =
+      qat::nf4::NF4Tensor::quantize(w, qat::nf4::NF4Config{}).dequantize(at::kFloat);
   CHECK(report2[0].max_abs == Approx((w - wq).abs().max().item<double>()).epsilon(1e-6));
   CHECK(report2[0].rel_fro > 0.01);
   CHECK(report2[0].rel_fro < 0.2);
 }
 
-TEST_CASE("Activation checkpointing trains LoRA adapters over a frozen model exactly as without it", "[lora][models]") {
+TEST_CASE("Activation checkpointing trains LoRA adapters over a frozen model exactly as without it",
+          "[lora][models]") {
   const qat::models::LlamaConfig c = qat::test::tiny_llama_config(50, /*qkv_bias=*/false);
   auto build = [&](bool ckpt) {
     torch::manual_seed(21);
@@ -169,7 +173,8 @@ TEST_CASE("Activation checkpointing trains LoRA adapters over a frozen model exa
     cfg.r = 4;
     qat::lora::apply_lora(*m, cfg);
     torch::NoGradGuard no_grad;
-    for (auto& [n, t] : qat::lora::lora_parameters(*m)) t.normal_(0.0, 0.05);  // same seed, same values
+    for (auto& [n, t] : qat::lora::lora_parameters(*m))
+      t.normal_(0.0, 0.05);  // same seed, same values
     m->model().set_activation_checkpointing(ckpt);
     m->train();
     return m;

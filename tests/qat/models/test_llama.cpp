@@ -2,7 +2,6 @@
 // checkpointing changes no gradient, names follow transformers, configs are validated, sampling
 // keeps what top-k/top-p say. Logits against transformers are in test_llama_hf.cpp.
 #include <catch2/catch.hpp>
-
 #include <nlohmann/json.hpp>
 
 #include "qat/models/generate.h"
@@ -71,7 +70,8 @@ TEST_CASE("Decoding with the KV cache equals the full forward", "[models]") {
 
   auto small = model.make_cache(2, 4);
   model.forward(ids.narrow(1, 0, 4), &small);
-  CHECK_THROWS_WITH(model.forward(ids.narrow(1, 4, 1), &small), Catch::Contains("KV cache is full"));
+  CHECK_THROWS_WITH(model.forward(ids.narrow(1, 4, 1), &small),
+                    Catch::Contains("KV cache is full"));
 }
 
 TEST_CASE("A sliding window hides keys older than the window", "[models]") {
@@ -100,10 +100,12 @@ TEST_CASE("Activation checkpointing gives the same loss and gradients", "[models
     if (quantized) {
       qat::transforms::PrepareConfig pc;
       qat::fake_quant::FakeQuantizerConfig w;
-      w.spec = qat::scheme::QuantSpec::from_name("int4").with(qat::scheme::Granularity::per_group(16));
-      w.delay_steps = 1;  // quantization switches on at the second step
+      w.spec =
+          qat::scheme::QuantSpec::from_name("int4").with(qat::scheme::Granularity::per_group(16));
+      w.delay_steps = 1;                       // quantization switches on at the second step
       qat::fake_quant::FakeQuantizerConfig a;  // static per-tensor int8: a running observer
-      a.spec = qat::scheme::QuantSpec::from_name("int8").with(qat::scheme::Granularity::per_tensor());
+      a.spec =
+          qat::scheme::QuantSpec::from_name("int8").with(qat::scheme::Granularity::per_tensor());
       a.scale_mode = qat::fake_quant::ScaleMode::kStatic;
       pc.layer.weight = w;
       pc.layer.activation = a;
@@ -142,9 +144,14 @@ TEST_CASE("Activation checkpointing gives the same loss and gradients", "[models
 
 TEST_CASE("Model configs from config.json are checked", "[models]") {
   using nlohmann::json;
-  json ok = {{"model_type", "llama"}, {"vocab_size", 10}, {"hidden_size", 8},
-             {"intermediate_size", 16}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
-             {"num_key_value_heads", 1}, {"rope_parameters", {{"rope_theta", 500.0}, {"rope_type", "default"}}}};
+  json ok = {{"model_type", "llama"},
+             {"vocab_size", 10},
+             {"hidden_size", 8},
+             {"intermediate_size", 16},
+             {"num_hidden_layers", 1},
+             {"num_attention_heads", 2},
+             {"num_key_value_heads", 1},
+             {"rope_parameters", {{"rope_theta", 500.0}, {"rope_type", "default"}}}};
   const LlamaConfig c = LlamaConfig::from_hf_json(ok);
   CHECK(c.head_dim == 4);
   CHECK(c.rope_theta == 500.0);
@@ -155,11 +162,14 @@ TEST_CASE("Model configs from config.json are checked", "[models]") {
     j[key] = value;
     return j;
   };
-  CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("model_type", "gpt2")), Catch::Contains("not supported"));
+  CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("model_type", "gpt2")),
+                    Catch::Contains("not supported"));
   CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("num_key_value_heads", 3)),
                     Catch::Contains("multiple of num_key_value_heads"));
-  CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("hidden_size", "8")), Catch::Contains("must be an integer"));
-  CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("hidden_act", "gelu")), Catch::Contains("hidden_act"));
+  CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("hidden_size", "8")),
+                    Catch::Contains("must be an integer"));
+  CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("hidden_act", "gelu")),
+                    Catch::Contains("hidden_act"));
   CHECK_THROWS_WITH(LlamaConfig::from_hf_json(with("rope_parameters", {{"rope_type", "yarn"}})),
                     Catch::Contains("rope_type 'yarn'"));
   json missing = ok;
@@ -172,7 +182,8 @@ TEST_CASE("load_state_dict names what is missing, extra or misshapen", "[models]
   auto sd = qat::models::state_dict(model);
   std::map<std::string, at::Tensor> copy(sd.begin(), sd.end());
   copy.erase("model.norm.weight");
-  CHECK_THROWS_WITH(qat::models::load_state_dict(model, copy), Catch::Contains("model.norm.weight"));
+  CHECK_THROWS_WITH(qat::models::load_state_dict(model, copy),
+                    Catch::Contains("model.norm.weight"));
   copy = sd;
   copy["model.layers.9.mlp.up_proj.weight"] = at::zeros({1});
   CHECK_THROWS_WITH(qat::models::load_state_dict(model, copy), Catch::Contains("layers.9"));
@@ -228,7 +239,8 @@ TEST_CASE("Greedy generation equals argmax of full forwards", "[models]") {
   CHECK(qat::models::generate(model, prompt, cfg).size() == 3);
 }
 
-TEST_CASE("prepare and convert find the decoder's projections by their transformers names", "[models][prepare]") {
+TEST_CASE("prepare and convert find the decoder's projections by their transformers names",
+          "[models][prepare]") {
   torch::manual_seed(12);
   LlamaForCausalLM model(tiny_config());
   qat::transforms::PrepareConfig pc;
@@ -265,7 +277,8 @@ TEST_CASE("Packed sequences attend only within their document", "[models]") {
         pos.push_back(i);
         seg.push_back(static_cast<int64_t>(d));
       }
-    qat::models::PackedInputs packed{at::tensor(pos, at::kLong).view({1, 16}), at::tensor(seg, at::kLong).view({1, 16})};
+    qat::models::PackedInputs packed{at::tensor(pos, at::kLong).view({1, 16}),
+                                     at::tensor(seg, at::kLong).view({1, 16})};
     const at::Tensor together = model.forward(ids, nullptr, std::nullopt, &packed);
     int64_t start = 0;
     for (int64_t len : lengths) {

@@ -20,7 +20,8 @@ const std::string& reference_dir() {
 
 }  // namespace
 
-TEST_CASE("Logits equal transformers' for tiny random Llama, Qwen2, Mistral and tied models", "[models][interop]") {
+TEST_CASE("Logits equal transformers' for tiny random Llama, Qwen2, Mistral and tied models",
+          "[models][interop]") {
   const std::string kind = GENERATE("llama", "tied", "qwen2", "llama3", "mistral");
   CAPTURE(kind);
   const std::string dir = reference_dir() + "/" + kind;
@@ -38,7 +39,8 @@ TEST_CASE("Logits equal transformers' for tiny random Llama, Qwen2, Mistral and 
   CHECK(max_diff <= 1e-4);
 }
 
-TEST_CASE("Loading a checkpoint that does not fit the model names the problem", "[models][interop]") {
+TEST_CASE("Loading a checkpoint that does not fit the model names the problem",
+          "[models][interop]") {
   const std::string dir = qat::test::temp_dir();
   CHECK_THROWS_WITH(qat::models::load_hf_model(dir), Catch::Contains("has no config.json"));
   CHECK_THROWS_WITH(qat::models::load_model(dir + "/nothing"), Catch::Contains("does not exist"));

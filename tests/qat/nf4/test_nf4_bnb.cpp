@@ -1,10 +1,9 @@
 // NF4 + double quant against bitsandbytes 0.50.2 on the CPU (tests/ref/bnb_nf4_ref.py writes every
 // case, inputs and outputs, into one safetensors file in a single Python call): packed codes,
 // absmax, double-quant codes, nested absmax and offset byte-identical, dequantized values 0 ulp.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
+#include <catch2/catch.hpp>
 #include <map>
 #include <string>
 
@@ -16,7 +15,8 @@
 using qat::nf4::NF4Config;
 using qat::nf4::NF4Tensor;
 
-TEST_CASE("NF4 and double quant are byte-identical to bitsandbytes quantize_4bit on the CPU", "[nf4][interop]") {
+TEST_CASE("NF4 and double quant are byte-identical to bitsandbytes quantize_4bit on the CPU",
+          "[nf4][interop]") {
   const std::string dir = qat::test::temp_dir();
   const std::string path = dir + "/nf4_cases.safetensors";
   REQUIRE(qat::test::run_python("bnb_nf4_ref.py", {"cases", path}) == 0);

@@ -1,8 +1,8 @@
 // NF4Tensor storage accounting and NF4Linear: bits per parameter, bytes == formula, forward and
 // backward against an independent float64 computation, from_linear, and the config errors.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
+
+#include <catch2/catch.hpp>
 
 #include "qat/nf4/nf4_linear.h"
 #include "qat/nf4/nf4_tensor.h"
@@ -35,11 +35,11 @@ TEST_CASE("NF4Tensor survives to() and from_parts unchanged", "[nf4]") {
   const NF4Tensor t = NF4Tensor::quantize(w);
   const NF4Tensor moved = t.to(at::Device(at::kCPU));
   REQUIRE(qat::test::bit_equal(moved.dequantize(), t.dequantize()));
-  const NF4Tensor rebuilt = NF4Tensor::from_parts(t.codes(), t.absmax(), t.nested_absmax(), t.offset(),
-                                                  t.shape(), t.dtype(), t.config());
+  const NF4Tensor rebuilt = NF4Tensor::from_parts(t.codes(), t.absmax(), t.nested_absmax(),
+                                                  t.offset(), t.shape(), t.dtype(), t.config());
   REQUIRE(qat::test::bit_equal(rebuilt.dequantize(), t.dequantize()));
-  REQUIRE_THROWS_WITH(NF4Tensor::from_parts(t.codes(), t.absmax(), t.nested_absmax(), t.offset(), {34, 70},
-                                            t.dtype(), t.config()),
+  REQUIRE_THROWS_WITH(NF4Tensor::from_parts(t.codes(), t.absmax(), t.nested_absmax(), t.offset(),
+                                            {34, 70}, t.dtype(), t.config()),
                       Catch::Contains("codes must be uint8 with 1190 bytes"));
 }
 
@@ -64,13 +64,15 @@ TEST_CASE("NF4Linear bytes equal the NF4 formula plus the bias", "[nf4]") {
   REQUIRE(layer->parameters().empty());  // nothing trainable in the base layer
 }
 
-TEST_CASE("NF4Linear forward and backward match a float64 linear on the dequantized weight", "[nf4]") {
+TEST_CASE("NF4Linear forward and backward match a float64 linear on the dequantized weight",
+          "[nf4]") {
   qat::nn::Linear dense(96, 40, true);
   const auto layer = NF4Linear::from_linear(dense, NF4Config{64, true, 256});
   const at::Tensor w = layer->weight().dequantize(at::kFloat);
   REQUIRE(qat::test::bit_equal(layer->effective_weight(), w));
   // The NF4 weight is within half a level of the dense one.
-  REQUIRE((w - dense.weight().detach()).abs().max().item<float>() < 0.2f * dense.weight().abs().max().item<float>());
+  REQUIRE((w - dense.weight().detach()).abs().max().item<float>() <
+          0.2f * dense.weight().abs().max().item<float>());
 
   const at::Tensor x = qat::test::randn({3, 5, 96}, 7).requires_grad_(true);
   const at::Tensor y = layer->forward(x);

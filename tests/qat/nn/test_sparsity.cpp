@@ -1,12 +1,13 @@
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
+
+#include <catch2/catch.hpp>
 
 #include "qat/nn/fake_quant_linear.h"
 #include "qat/nn/sparsity.h"
 #include "tests/support/helpers.h"
 
-TEST_CASE("2:4 mask keeps the two largest magnitudes of every four, lower index on ties", "[sparsity]") {
+TEST_CASE("2:4 mask keeps the two largest magnitudes of every four, lower index on ties",
+          "[sparsity]") {
   const at::Tensor w = qat::test::randn({8, 64}, 1);
   const at::Tensor m = qat::nn::mask_2_4(w);
   REQUIRE(at::equal(m.reshape({-1, 4}).sum(1), at::full({128}, 2, at::kLong)));
@@ -20,7 +21,8 @@ TEST_CASE("2:4 mask keeps the two largest magnitudes of every four, lower index 
   REQUIRE_THROWS_WITH(qat::nn::mask_2_4(at::ones({2, 6})), Catch::Contains("multiple of 4"));
 }
 
-TEST_CASE("2:4 sparsity composes with fake quant: pruned weights stay exactly zero", "[sparsity][fake_quant]") {
+TEST_CASE("2:4 sparsity composes with fake quant: pruned weights stay exactly zero",
+          "[sparsity][fake_quant]") {
   for (const std::string f : {"int4", "uint4", "fp8_e4m3", "nf4", "gguf_q4_0", "gguf_q8_0"}) {
     qat::nn::Linear dense(128, 16);
     qat::nn::FakeQuantLinearConfig cfg;
@@ -34,7 +36,6 @@ TEST_CASE("2:4 sparsity composes with fake quant: pruned weights stay exactly ze
     qat::nn::FakeQuantLinear layer(dense, cfg);
     const at::Tensor we = layer.effective_weight();
     CAPTURE(f);
-    REQUIRE(at::equal(we.masked_select(layer.sparsity_mask().logical_not()),
-                      at::zeros({16 * 64})));
+    REQUIRE(at::equal(we.masked_select(layer.sparsity_mask().logical_not()), at::zeros({16 * 64})));
   }
 }

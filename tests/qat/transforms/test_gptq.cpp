@@ -3,11 +3,10 @@
 // error below round to nearest on correlated inputs; with a diagonal Hessian it is round to
 // nearest; and for every format the layer's fake quantization (what eval, convert and export
 // compute) keeps the original scales and gives GPTQ's values bit for bit.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 
 #include "ops/quantize.h"
 #include "qat/models/llama.h"
@@ -23,16 +22,19 @@ using scheme::QuantSpec;
 
 namespace {
 
-FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g, ScaleMode mode = ScaleMode::kDynamic) {
+FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g,
+                               ScaleMode mode = ScaleMode::kDynamic) {
   FakeQuantizerConfig c;
   c.spec = QuantSpec::from_name(name);
-  if (c.spec.traits().fixed_block == 0 && c.spec.format != scheme::Format::kNf4) c.spec.granularity = g;
+  if (c.spec.traits().fixed_block == 0 && c.spec.format != scheme::Format::kNf4)
+    c.spec.granularity = g;
   c.scale_mode = mode;
   c.observer_mode = fake_quant::Observer::Mode::kRunningMinMax;
   return c;
 }
 
-std::shared_ptr<nn::FakeQuantLinear> make_layer(const at::Tensor& w, const FakeQuantizerConfig& cfg) {
+std::shared_ptr<nn::FakeQuantLinear> make_layer(const at::Tensor& w,
+                                                const FakeQuantizerConfig& cfg) {
   nn::Linear dense(w.size(1), w.size(0), false, w.options());
   {
     torch::NoGradGuard g;
@@ -66,8 +68,8 @@ at::Tensor hessian_of(const at::Tensor& x) {
 // The paper's equation (3) with the inverse Hessian updated explicitly (the OBQ form that the
 // Cholesky formulation is an exact rewrite of), in float64, taking the columns in `order`; each
 // column rounded by fake quant with the layer's fixed (static) parameters.
-at::Tensor reference_gptq(const at::Tensor& w0, const at::Tensor& h, double damp, const QuantSpec& spec,
-                          const ops::QParams& qp, const at::Tensor& order) {
+at::Tensor reference_gptq(const at::Tensor& w0, const at::Tensor& h, double damp,
+                          const QuantSpec& spec, const ops::QParams& qp, const at::Tensor& order) {
   at::Tensor w = w0.to(at::kDouble).clone();
   at::Tensor hd = h.to(at::kDouble).index_select(0, order).index_select(1, order);
   hd = hd + at::eye(h.size(0), hd.options()) * (damp * hd.diagonal().mean().item<double>());
@@ -75,7 +77,8 @@ at::Tensor reference_gptq(const at::Tensor& w0, const at::Tensor& h, double damp
   at::Tensor q = at::empty_like(w);
   for (int64_t t = 0; t < w.size(1); ++t) {
     const int64_t j = order[t].item<int64_t>();
-    const at::Tensor qj = ops::fake_quantize(w.to(at::kFloat), spec, qp, false).y.select(1, j).to(at::kDouble);
+    const at::Tensor qj =
+        ops::fake_quantize(w.to(at::kFloat), spec, qp, false).y.select(1, j).to(at::kDouble);
     q.select(1, j).copy_(qj);
     const double d = hinv[t][t].item<double>();
     const at::Tensor e = (w.select(1, j) - qj) / d;
@@ -102,9 +105,10 @@ TEST_CASE("gptq equals a float64 reference of the paper's update (static scales)
         const at::Tensor h = hessian_of(correlated_inputs(512, 96) * at::linspace(0.2, 3, 96));
         auto layer = make_layer(w, weight_cfg(fmt, Granularity::per_group(32), ScaleMode::kStatic));
         const ops::QParams qp = layer->weight_quantizer()->qparams_for(w);
-        const at::Tensor order =
-            act_order ? std::get<1>(at::sort(h.diagonal(), true, 0, true)) : at::arange(96, at::kLong);
-        const at::Tensor ref = reference_gptq(w, h, 0.01, layer->weight_quantizer()->config().spec, qp, order);
+        const at::Tensor order = act_order ? std::get<1>(at::sort(h.diagonal(), true, 0, true))
+                                           : at::arange(96, at::kLong);
+        const at::Tensor ref =
+            reference_gptq(w, h, 0.01, layer->weight_quantizer()->config().spec, qp, order);
         transforms::GptqConfig cfg;
         cfg.block_size = 40;  // blocks that do not divide the width
         cfg.act_order = act_order;
@@ -125,7 +129,8 @@ TEST_CASE("gptq's output error is below round to nearest's and its report measur
   torch::manual_seed(2);
   const at::Tensor x = correlated_inputs(1024, 128);
   const at::Tensor h = hessian_of(x);
-  for (const std::string fmt : {"int4", "uint4", "gguf_q4_0", "gguf_q4_1", "gguf_q5_0", "nf4", "int3"}) {
+  for (const std::string fmt :
+       {"int4", "uint4", "gguf_q4_0", "gguf_q4_1", "gguf_q5_0", "nf4", "int3"}) {
     DYNAMIC_SECTION(fmt) {
       const at::Tensor w = at::randn({48, 128}) * 0.05;
       auto layer = make_layer(w, weight_cfg(fmt, Granularity::per_group(64)));
@@ -158,19 +163,24 @@ TEST_CASE("gptq with a diagonal Hessian is round to nearest", "[gptq]") {
   }
 }
 
-TEST_CASE("gptq keeps each group's scale: the layer's dynamic fake quant is GPTQ's rounding", "[gptq]") {
+TEST_CASE("gptq keeps each group's scale: the layer's dynamic fake quant is GPTQ's rounding",
+          "[gptq]") {
   torch::manual_seed(4);
   const at::Tensor h = hessian_of(correlated_inputs(256, 64));
   struct Case {
     std::string fmt;
     Granularity g;
   };
-  const std::vector<Case> cases = {
-      {"int4", Granularity::per_group(32)}, {"uint4", Granularity::per_axis(0)},
-      {"int8", Granularity::per_tensor()},  {"fp8_e4m3", Granularity::per_axis(0)},
-      {"uint2", Granularity::per_axis(1)},  {"nf4", {}},
-      {"gguf_q4_0", {}},                    {"gguf_q4_1", {}},
-      {"gguf_q5_1", {}},                    {"gguf_q8_0", {}}};
+  const std::vector<Case> cases = {{"int4", Granularity::per_group(32)},
+                                   {"uint4", Granularity::per_axis(0)},
+                                   {"int8", Granularity::per_tensor()},
+                                   {"fp8_e4m3", Granularity::per_axis(0)},
+                                   {"uint2", Granularity::per_axis(1)},
+                                   {"nf4", {}},
+                                   {"gguf_q4_0", {}},
+                                   {"gguf_q4_1", {}},
+                                   {"gguf_q5_1", {}},
+                                   {"gguf_q8_0", {}}};
   for (const auto& c : cases) {
     for (const auto dtype : {at::kFloat, at::kBFloat16}) {
       DYNAMIC_SECTION(c.fmt << " " << c.g.to_string() << " " << dtype) {
@@ -180,7 +190,8 @@ TEST_CASE("gptq keeps each group's scale: the layer's dynamic fake quant is GPTQ
         w[0].fill_(0.25);
         w[1].slice(0, 0, 32).copy_(at::linspace(-1, 1, 32));
         w[1][5] = 1.0;
-        w[2].slice(0, 32).copy_(at::where(at::arange(32).remainder(2).eq(0), at::full({32}, 0.5), at::full({32}, -0.5)));
+        w[2].slice(0, 32).copy_(at::where(at::arange(32).remainder(2).eq(0), at::full({32}, 0.5),
+                                          at::full({32}, -0.5)));
         w[3][7] = w[3].abs().max() * 2;
         w[3][9] = w[3][7];
         w = w.to(dtype);
@@ -193,7 +204,8 @@ TEST_CASE("gptq keeps each group's scale: the layer's dynamic fake quant is GPTQ
         const ops::QParams after = ops::choose_qparams(layer->weight(), spec);
         CHECK(at::equal(before.scale, after.scale));
         if (before.zero.defined()) CHECK(at::equal(before.zero, after.zero));
-        CHECK(at::equal(ops::fake_quantize_dynamic(layer->weight(), spec, false).y, layer->effective_weight()));
+        CHECK(at::equal(ops::fake_quantize_dynamic(layer->weight(), spec, false).y,
+                        layer->effective_weight()));
         CHECK(!at::equal(layer->weight(), w));
       }
     }
@@ -218,17 +230,20 @@ TEST_CASE("gptq refuses what it cannot round, with what to change", "[gptq]") {
   refuse(delayed, "no active weight quantizer");
 
   auto layer = make_layer(w, weight_cfg("int4", Granularity::per_group(32)));
-  CHECK_THROWS_WITH(transforms::gptq_layer(*layer, at::eye(128), {}), Catch::Contains("(256, 256)"));
+  CHECK_THROWS_WITH(transforms::gptq_layer(*layer, at::eye(128), {}),
+                    Catch::Contains("(256, 256)"));
   transforms::GptqConfig bad;
   bad.damp = -1;
   CHECK_THROWS_WITH(transforms::gptq_layer(*layer, h, bad), Catch::Contains("damp"));
   bad = {};
   bad.block_size = 0;
   CHECK_THROWS_WITH(transforms::gptq_layer(*layer, h, bad), Catch::Contains("block_size"));
-  CHECK_THROWS_WITH(transforms::gptq_layer(*layer, at::full({256, 256}, NAN), {}), Catch::Contains("NaN"));
+  CHECK_THROWS_WITH(transforms::gptq_layer(*layer, at::full({256, 256}, NAN), {}),
+                    Catch::Contains("NaN"));
 }
 
-TEST_CASE("gptq_llama rounds every decoder linear in sequence, on packed calibration data", "[gptq]") {
+TEST_CASE("gptq_llama rounds every decoder linear in sequence, on packed calibration data",
+          "[gptq]") {
   torch::manual_seed(5);
   models::LlamaForCausalLM model(test::tiny_llama_config(97, /*qkv_bias=*/true));
   transforms::PrepareConfig pc;
@@ -249,7 +264,8 @@ TEST_CASE("gptq_llama rounds every decoder linear in sequence, on packed calibra
   }
   std::vector<std::string> lines;
   model.train();
-  const auto reports = transforms::gptq_llama(model, batches, {}, [&](const std::string& l) { lines.push_back(l); });
+  const auto reports =
+      transforms::gptq_llama(model, batches, {}, [&](const std::string& l) { lines.push_back(l); });
   CHECK(model.is_training());  // mode restored
   REQUIRE(reports.size() == 14);
   CHECK(lines.size() == 2);
@@ -284,7 +300,8 @@ TEST_CASE("gptq_llama rounds every decoder linear in sequence, on packed calibra
   // Calibration that is all padding is an error, not a silent round to nearest.
   std::vector<transforms::CalibrationBatch> padding = {batches[0]};
   padding[0].packed->segments = at::full({2, 48}, -1, at::kLong);
-  CHECK_THROWS_WITH(transforms::gptq_llama(model, padding, {}), Catch::Contains("saw no calibration tokens"));
+  CHECK_THROWS_WITH(transforms::gptq_llama(model, padding, {}),
+                    Catch::Contains("saw no calibration tokens"));
 }
 
 TEST_CASE("gptq checks only what it rounds: the decoder layers, not lm_head", "[gptq]") {
@@ -305,5 +322,6 @@ TEST_CASE("gptq checks only what it rounds: the decoder layers, not lm_head", "[
   transforms::PrepareConfig lsq = pc;
   lsq.layer.weight = weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable);
   transforms::prepare(bad, lsq);
-  CHECK_THROWS_WITH(transforms::check_gptq_model(bad), Catch::Contains("model.layers.0.") && Catch::Contains("learnable"));
+  CHECK_THROWS_WITH(transforms::check_gptq_model(bad),
+                    Catch::Contains("model.layers.0.") && Catch::Contains("learnable"));
 }

@@ -1,11 +1,10 @@
 // prepare() swaps linears by name rules; convert() must give a model whose forward equals the
 // prepared (fake-quant) forward exactly: max |diff| = 0 over many seeds, shapes and formats.
-#include <catch2/catch.hpp>
-
 #include <ATen/ATen.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/optim/sgd.h>
 
+#include <catch2/catch.hpp>
 #include <random>
 
 #include "ops/kquant.h"
@@ -51,10 +50,12 @@ struct TinyModel : nn::ModuleWithLinears {
   }
 };
 
-FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g, ScaleMode mode = ScaleMode::kDynamic) {
+FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g,
+                               ScaleMode mode = ScaleMode::kDynamic) {
   FakeQuantizerConfig c;
   c.spec = QuantSpec::from_name(name);
-  if (c.spec.traits().fixed_block == 0 && c.spec.format != scheme::Format::kNf4) c.spec.granularity = g;
+  if (c.spec.traits().fixed_block == 0 && c.spec.format != scheme::Format::kNf4)
+    c.spec.granularity = g;
   c.scale_mode = mode;
   return c;
 }
@@ -68,7 +69,8 @@ TEST_CASE("prepare swaps linears by name rules, embeddings and lm_head stay dens
   cfg.layer.weight = weight_cfg("int4", Granularity::per_group(32));
   const auto swapped = transforms::prepare(m, cfg);
   REQUIRE(swapped == std::vector<std::string>{"up_proj", "self_attn.o_proj", "self_attn.q_proj"});
-  REQUIRE(dynamic_cast<nn::FakeQuantLinear*>(m.self_attn->q_proj.get()));  // the member sees the swap
+  REQUIRE(
+      dynamic_cast<nn::FakeQuantLinear*>(m.self_attn->q_proj.get()));  // the member sees the swap
   REQUIRE(dynamic_cast<nn::Linear*>(m.lm_head.get()));
 
   TinyModel m2(50, 32, 64, torch::kFloat);
@@ -82,12 +84,15 @@ TEST_CASE("prepare swaps linears by name rules, embeddings and lm_head stay dens
   REQUIRE_THROWS_WITH(transforms::prepare(m3, none), Catch::Contains("no linear layer matched"));
   transforms::PrepareConfig bad_group = cfg;
   bad_group.layer.weight = weight_cfg("int4", Granularity::per_group(48));
-  REQUIRE_THROWS_WITH(transforms::prepare(m3, bad_group), Catch::Contains("does not divide the last dimension"));
+  REQUIRE_THROWS_WITH(transforms::prepare(m3, bad_group),
+                      Catch::Contains("does not divide the last dimension"));
 }
 
-TEST_CASE("convert equals prepare exactly over 100+ seeds, shapes and formats", "[prepare][convert]") {
-  const std::vector<std::string> formats{"int4", "int8", "uint4", "int2", "fp8_e4m3", "fp8_e5m2", "nf4",
-                                         "gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "uint8", "int3", "gguf_q5_0"};
+TEST_CASE("convert equals prepare exactly over 100+ seeds, shapes and formats",
+          "[prepare][convert]") {
+  const std::vector<std::string> formats{"int4",     "int8", "uint4",     "int2",      "fp8_e4m3",
+                                         "fp8_e5m2", "nf4",  "gguf_q8_0", "gguf_q4_0", "gguf_q4_1",
+                                         "uint8",    "int3", "gguf_q5_0"};
   const std::vector<Granularity> grans{Granularity::per_group(32), Granularity::per_axis(0),
                                        Granularity::per_tensor(), Granularity::per_group(64)};
   std::mt19937 rng(1234);
@@ -167,8 +172,9 @@ TEST_CASE("k-quant layers: STE gradient, convert to ggml blocks exactly, fallbac
       const at::Tensor x = at::randn({5, 256}).to(dtype);
       const at::Tensor y = q->forward(x);
       y.to(at::kFloat).square().sum().backward();
-      const at::Tensor wq = qat::ops::fake_quantize_kquant(q->weight().detach(), cfg.layer.weight->spec)
-                                .requires_grad_(true);
+      const at::Tensor wq =
+          qat::ops::fake_quantize_kquant(q->weight().detach(), cfg.layer.weight->spec)
+              .requires_grad_(true);
       const at::Tensor y_ref = at::linear(x, wq);
       y_ref.to(at::kFloat).square().sum().backward();
       REQUIRE(qat::test::bit_equal(y, y_ref));

@@ -1,9 +1,8 @@
 // Golden strings of the human-readable formatters used by the progress bar, tables and plots.
-#include "tests/support/catch_torch.h"
-
 #include <cmath>
 #include <limits>
 
+#include "tests/support/catch_torch.h"
 #include "trainers/metrics/format.h"
 
 using namespace qat::train;

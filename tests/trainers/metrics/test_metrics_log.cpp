@@ -1,10 +1,9 @@
 // metrics.jsonl: records round-trip, a resumed run's file equals the uninterrupted run's byte for
 // byte, a torn last line (crash mid-write) is skipped with a warning, other damage is an error.
-#include "tests/support/catch_torch.h"
-
 #include <cmath>
 #include <fstream>
 
+#include "tests/support/catch_torch.h"
 #include "tests/support/helpers.h"
 #include "trainers/metrics/metrics_log.h"
 

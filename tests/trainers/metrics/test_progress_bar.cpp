@@ -1,12 +1,11 @@
 // The progress bar driven by an injected stream, clock and TTY flag: plain log lines off a
 // terminal (by step count and by time, never \r), one redrawn line on a terminal, rate limits,
 // ETA from the smoothed rate, and QAT_NO_PROGRESS.
-#include "tests/support/catch_torch.h"
-
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
+#include "tests/support/catch_torch.h"
 #include "trainers/metrics/progress_bar.h"
 
 using Catch::Contains;

@@ -1,8 +1,7 @@
 // The summary table's exact text and markdown layout.
-#include "tests/support/catch_torch.h"
-
 #include <cmath>
 
+#include "tests/support/catch_torch.h"
 #include "trainers/metrics/table.h"
 
 using Catch::Contains;

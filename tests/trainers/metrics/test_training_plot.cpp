@@ -1,14 +1,13 @@
 // The training-curve PNG, read back with libpng: size and format, background, frame and series
 // pixels where the axes put them, 1-2-5 ticks, and degenerate inputs (no records, one point,
 // NaN, a constant series) drawn rather than crashing.
-#include "tests/support/catch_torch.h"
-
 #include <png.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 
+#include "tests/support/catch_torch.h"
 #include "tests/support/helpers.h"
 #include "trainers/metrics/bitmap_font.h"
 #include "trainers/metrics/training_plot.h"
