@@ -214,8 +214,10 @@ void launch_group_stats(const void* x, DType dt, Layout l, float* stats, cudaStr
     const int threads = group_numel >= kStatsThreads
                             ? kStatsThreads
                             : static_cast<int>((group_numel + 31) / 32 * 32);
-    group_stats_kernel<T> < < <static_cast<unsigned>(l.count), threads> 0 ? threads : 32, 0,
-        stream >>> (static_cast<const T*>(x), l, stats);
+    const int block = threads > 0 ? threads : 32;  // (a named value: clang-format misreads a
+                                                   // `>` comparison inside a launch's <<<>>>)
+    group_stats_kernel<T>
+        <<<static_cast<unsigned>(l.count), block, 0, stream>>>(static_cast<const T*>(x), l, stats);
   });
   check_launch("group_stats");
 }
