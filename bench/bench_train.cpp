@@ -16,10 +16,10 @@
 
 #include "bench/bench_timing.h"
 #include "qat/models/llama.h"
+#include "recipes/config/recipe_config.h"
 #include "recipes/methods.h"
 #include "trainers/model_state.h"
 #include "trainers/optimizer.h"
-#include "trainers/train_config.h"
 
 using namespace qat;
 
@@ -48,20 +48,20 @@ models::LlamaConfig config(const Args& a) {
 // Milliseconds per optimizer step of `method`.
 double step_ms(const Args& a, const std::string& method) {
   const at::Device dev(a.device);
-  train::TrainConfig cfg = train::parse_train_config("method: " + method + "\n", "bench");
+  recipes::RecipeConfig cfg = recipes::parse_recipe_config("method: " + method + "\n", "bench");
   at::manual_seed(0);
   auto model =
       std::make_shared<models::LlamaForCausalLM>(config(a), at::TensorOptions().device(dev));
   switch (cfg.method) {
-    case train::Method::kFull:
+    case recipes::Method::kFull:
       break;
-    case train::Method::kQat:
+    case recipes::Method::kQat:
       recipes::apply_qat(*model, cfg);
       break;
-    case train::Method::kQlora:
+    case recipes::Method::kQlora:
       recipes::apply_qlora(*model, cfg);
       break;
-    case train::Method::kQatLora:
+    case recipes::Method::kQatLora:
       recipes::apply_qat_lora(*model, cfg);
       break;
   }

@@ -13,10 +13,10 @@ std::string resolve_model_path(const std::string& path) {
   return path == "default" ? models::default_model_path() : path;
 }
 
-models::Pretrained build_model(const train::TrainConfig& cfg, int device_index) {
+models::Pretrained build_model(const RecipeConfig& cfg, int device_index) {
   at::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   torch::TensorOptions options = torch::TensorOptions().dtype(at::kFloat);
-  if (cfg.train.device == "cuda") {
+  if (cfg.train.device == train::Device::kCuda) {
     TORCH_CHECK(at::hasCUDA(), cfg.source,
                 ": train.device=cuda but this build or machine has no CUDA device");
 #if defined(QAT_WITH_CUDA)
@@ -30,23 +30,21 @@ models::Pretrained build_model(const train::TrainConfig& cfg, int device_index) 
   models::Pretrained p = models::load_pretrained(resolve_model_path(cfg.model.path), options);
   auto& model = *p.model;
   switch (cfg.method) {
-    case train::Method::kFull:
+    case Method::kFull:
       break;
-    case train::Method::kQat:
+    case Method::kQat:
       apply_qat(model, cfg);
       break;
-    case train::Method::kQlora:
+    case Method::kQlora:
       apply_qlora(model, cfg);
       break;
-    case train::Method::kQatLora:
+    case Method::kQatLora:
       apply_qat_lora(model, cfg);
       break;
   }
-  if (cfg.model.dtype == "bf16") {
-    // Frozen weights in bf16 halve their memory; trainable ones stay float32 master weights.
-    TORCH_CHECK(cfg.train.device == "cuda", cfg.source,
-                ": model.dtype=bf16 needs train.device=cuda "
-                "(CPU training runs in float32)");
+  if (cfg.model.dtype == ModelDtype::kBf16) {
+    // Frozen weights in bf16 halve their memory; trainable ones stay float32 master weights
+    // (the config refuses model.dtype=bf16 on the CPU).
     c10::NoGradGuard no_grad;
     for (auto& param : model.parameters()) {
       if (!param.requires_grad()) param.set_data(param.to(at::kBFloat16));

@@ -17,7 +17,8 @@ struct Command {
 
 using CommandList = std::vector<Command>;
 
-// The process's own command line (main() records it): `--nproc` re-executes it once per rank.
+// The process's own command line (main() records it; empty until then): `--nproc` re-executes
+// it once per rank.
 void set_process_args(int argc, char** argv);
 const std::vector<std::string>& process_args();
 

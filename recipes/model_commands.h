@@ -5,6 +5,8 @@
 #include <ostream>
 #include <string>
 
+#include "recipes/command.h"
+
 namespace qat::recipes {
 
 struct InspectOptions {
@@ -30,5 +32,8 @@ int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& l
 
 // `qat formats`: the formats table (bits, mapping, block, scale dtype, LSQ).
 void print_formats(std::ostream& out);
+
+// Adds `formats`, `inspect` and `generate` to the command line.
+void add_model_commands(CLI::App& app, CommandList& commands);
 
 }  // namespace qat::recipes

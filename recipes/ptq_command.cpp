@@ -36,11 +36,52 @@ struct PtqOptions {
   transforms::GptqConfig gptq;
 };
 
+// Static scales: run the calibration sequences through the model in training mode (observers
+// update, nothing else changes: no gradients are taken).
+void calibrate_static_scales(models::LlamaForCausalLM& model,
+                             const std::vector<transforms::CalibrationBatch>& batches) {
+  const at::Device device = model.parameters().front().device();
+  c10::NoGradGuard no_grad;
+  model.train();
+  for (const auto& b : batches)
+    model.forward(b.tokens.to(device), nullptr, std::nullopt, b.packed ? &*b.packed : nullptr);
+  train::set_quantizer_steps(model, 0);
+}
+
+// GPTQ over the model's fake-quant layers, with a line per layer and a timing.
+void round_by_gptq(models::LlamaForCausalLM& model,
+                   const std::vector<transforms::CalibrationBatch>& batches, int64_t n,
+                   const transforms::GptqConfig& gptq) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto reports = transforms::gptq_llama(
+      model, batches, gptq, [](const std::string& line) { std::cerr << line << "\n"; });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "gptq: rounded " << reports.size() << " linears on " << n
+            << " calibration sequences in " << train::format_duration(secs) << "\n";
+}
+
+// Saves the model as a step-0 run: export and eval rebuild it from this config and load the
+// state. Returns the checkpoint's path.
+std::string save_ptq_run(const RecipeConfig& cfg, models::Pretrained& p, const TrainData& data,
+                         const std::string& method) {
+  train::CheckpointData ckpt;
+  ckpt.model = train::training_state(*p.model);
+  ckpt.optimizer["step"] = at::scalar_tensor(0, at::kLong);
+  ckpt.rng = train::rng_state(false);
+  ckpt.state = {{"step", 0},
+                {"config", to_yaml(cfg)},
+                {"world_size", 1},
+                {"run", {{"model", p.source}, {"data", data.description}, {"ptq", method}}}};
+  return train::save_checkpoint(cfg.output_dir + "/checkpoints", 0, ckpt, 1);
+}
+
+// The PTQ recipe: config -> model with the quant section -> data -> calibration (static scales)
+// -> round to nearest (and GPTQ) -> save as a run -> float reference -> table.
 int run_ptq(const PtqOptions& o) {
-  train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
-  TORCH_CHECK(cfg.method == train::Method::kQat, o.config,
+  RecipeConfig cfg = load_recipe_config(o.config, o.overrides);
+  TORCH_CHECK(cfg.method == Method::kQat, o.config,
               ": qat ptq quantizes with the `quant` section of a ",
-              "method: qat config, found method ", train::to_string(cfg.method));
+              "method: qat config, found method ", to_string(cfg.method));
   TORCH_CHECK(!train::latest_checkpoint(cfg.output_dir + "/checkpoints"), cfg.output_dir,
               " already holds a run: choose a new output_dir");
   cfg.quant.delay_steps = 0;  // nothing trains: quantize from the first forward
@@ -48,66 +89,40 @@ int run_ptq(const PtqOptions& o) {
   models::Pretrained p = build_model(cfg);                         // quant applied
   if (o.method == "gptq") transforms::check_gptq_model(*p.model);  // before any work
   const TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
-  auto& model = *p.model;
-  const bool bf16 = cfg.train.device == "cuda" && cfg.train.autocast != "off";
-  const at::Device device = model.parameters().front().device();
-
+  auto evaluate = [&](models::LlamaForCausalLM& m) {
+    return train::evaluate(m, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences,
+                           cfg.train.bf16());
+  };
   const int64_t n = std::min<int64_t>(o.calibration, data.train.size());
   const auto batches = calibration_batches(data.train, n, static_cast<uint64_t>(cfg.train.seed),
                                            cfg.train.micro_batch);
-
-  // Static scales: run the calibration sequences through the model in training mode (observers
-  // update, nothing else changes: no gradients are taken).
-  if (cfg.quant.scale_mode == "static") {
-    c10::NoGradGuard no_grad;
-    model.train();
-    for (const auto& b : batches)
-      model.forward(b.tokens.to(device), nullptr, std::nullopt, b.packed ? &*b.packed : nullptr);
-    train::set_quantizer_steps(model, 0);
+  if (cfg.quant.scale_mode == fake_quant::ScaleMode::kStatic) {
+    calibrate_static_scales(*p.model, batches);
     std::cerr << "calibrated static scales on " << n << " sequences\n";
   }
-  model.eval();
-  const train::EvalResult rtn =
-      train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+  p.model->eval();
+  const train::EvalResult rtn = evaluate(*p.model);
   train::EvalResult q = rtn;
   if (o.method == "gptq") {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto reports = transforms::gptq_llama(
-        model, batches, o.gptq, [](const std::string& line) { std::cerr << line << "\n"; });
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cerr << "gptq: rounded " << reports.size() << " linears on " << n
-              << " calibration sequences in " << train::format_duration(secs) << "\n";
-    q = train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
+    round_by_gptq(*p.model, batches, n, o.gptq);
+    q = evaluate(*p.model);
   }
-
-  // Save as a step-0 run: export and eval rebuild the model from this config and load the state.
-  train::CheckpointData ckpt;
-  ckpt.model = train::training_state(model);
-  ckpt.optimizer["step"] = at::scalar_tensor(0, at::kLong);
-  ckpt.rng = train::rng_state(false);
-  ckpt.state = {{"step", 0},
-                {"config", train::to_yaml(cfg)},
-                {"world_size", 1},
-                {"run", {{"model", p.source}, {"data", data.description}, {"ptq", o.method}}}};
-  const std::string path = train::save_checkpoint(cfg.output_dir + "/checkpoints", 0, ckpt, 1);
-
+  const std::string path = save_ptq_run(cfg, p, data, o.method);
   // The float reference on the same sequences.
-  train::TrainConfig float_cfg = cfg;
-  float_cfg.method = train::Method::kFull;
+  RecipeConfig float_cfg = cfg;
+  float_cfg.method = Method::kFull;
   p.model.reset();
-  models::Pretrained f = build_model(float_cfg);
-  const train::EvalResult fl = train::evaluate(*f.model, data.heldout, cfg.train.micro_batch, comm,
-                                               cfg.eval.sequences, bf16);
+  const train::EvalResult fl = evaluate(*build_model(float_cfg).model);
 
-  train::Table t("PTQ " + cfg.quant.weight + " (" + cfg.quant.scale_mode + " scales), held-out " +
-                 std::to_string(q.tokens) + " tokens");
+  const std::string w = cfg.quant.weight.name;
+  train::Table t("PTQ " + w + " (" + fake_quant::to_string(cfg.quant.scale_mode) +
+                 " scales), held-out " + std::to_string(q.tokens) + " tokens");
   t.add_column("model");
   t.add_column("eval loss", train::NumberFormat::fixed(4));
   t.add_column("perplexity", train::NumberFormat::fixed(3));
   t.add_row({"float", fl.loss, fl.perplexity});
-  t.add_row({"PTQ " + cfg.quant.weight + " round to nearest", rtn.loss, rtn.perplexity});
-  if (o.method == "gptq") t.add_row({"PTQ " + cfg.quant.weight + " GPTQ", q.loss, q.perplexity});
+  t.add_row({"PTQ " + w + " round to nearest", rtn.loss, rtn.perplexity});
+  if (o.method == "gptq") t.add_row({"PTQ " + w + " GPTQ", q.loss, q.perplexity});
   std::cout << t.to_text() << "saved " << path << " (qat export " << cfg.output_dir
             << " --format ...)\n";
   return 0;

@@ -15,63 +15,62 @@
 
 namespace qat::recipes {
 
-nn::FakeQuantLinearConfig fake_quant_layer_config(const train::QuantSection& q,
-                                                  const std::string& weight_format) {
+nn::FakeQuantLinearConfig fake_quant_layer_config(const QuantSection& q,
+                                                  const scheme::QuantSpec& weight_format) {
   using scheme::Granularity;
-  using scheme::QuantSpec;
   fake_quant::FakeQuantizerConfig w;
-  w.spec = QuantSpec::from_name(weight_format);
+  w.spec = weight_format;
   if (w.spec.traits().fixed_block == 0 && w.spec.format != scheme::Format::kNf4) {
     // Formats without a block of their own: per group when asked, else per output channel.
     w.spec.granularity =
         q.group_size > 0 ? Granularity::per_group(q.group_size) : Granularity::per_axis(0);
   }
-  w.scale_mode = fake_quant::scale_mode_from_name(q.scale_mode);
-  w.range.method = fake_quant::range_method_from_name(q.range);
-  w.grad = q.grad == "clipped_ste" ? fake_quant::GradMode::kClippedSte : fake_quant::GradMode::kSte;
+  w.scale_mode = q.scale_mode;
+  w.range.method = q.range;
+  w.grad = q.grad;
   w.delay_steps = q.delay_steps;
   w.freeze_observer_after = q.freeze_observer_after;
   nn::FakeQuantLinearConfig layer;
   layer.weight = w;
-  if (q.activation != "none") {
+  if (q.activation) {
     fake_quant::FakeQuantizerConfig a;
-    a.spec = QuantSpec::from_name(q.activation).with(Granularity::per_token());
+    a.spec = q.activation.spec->with(Granularity::per_token());
     a.delay_steps = q.delay_steps;
     layer.activation = a;
   }
   return layer;
 }
 
-std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const train::TrainConfig& cfg) {
+std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const RecipeConfig& cfg) {
   transforms::PrepareConfig pc;
   pc.exclude = cfg.quant.exclude;
-  const std::optional<std::string> mix = io::llama_mix_from_name(cfg.quant.weight);
+  const std::optional<std::string>& mix = cfg.quant.weight.mix;
   if (mix) {
     // llama.cpp's mixture: every layer in the type llama-quantize would give it, fallbacks
     // included.
     const models::LlamaConfig& mc = model.config();
-    pc.layer = fake_quant_layer_config(
-        cfg.quant, io::gguf_block_spec(io::llama_mix_base_type(*mix)).to_string());
+    pc.layer =
+        fake_quant_layer_config(cfg.quant, io::gguf_block_spec(io::llama_mix_base_type(*mix)));
     pc.choose = [&](const std::string& name,
                     const nn::LinearBase& layer) -> std::optional<nn::FakeQuantLinearConfig> {
       const auto gguf = io::hf_to_gguf_name(name + ".weight");
-      TORCH_CHECK(gguf, "quant.weight=", cfg.quant.weight, ": linear '", name,
+      TORCH_CHECK(gguf, "quant.weight=", cfg.quant.weight.name, ": linear '", name,
                   "' has no GGUF name");
       const io::GgmlType t = io::llama_mix_type(*mix, *gguf, mc.num_hidden_layers,
                                                 layer.in_features(), mc.tie_word_embeddings);
-      return fake_quant_layer_config(cfg.quant, io::gguf_block_spec(t).to_string());
+      return fake_quant_layer_config(cfg.quant, io::gguf_block_spec(t));
     };
   } else {
-    pc.layer = fake_quant_layer_config(cfg.quant, cfg.quant.weight);
+    pc.layer = fake_quant_layer_config(cfg.quant, *cfg.quant.weight.spec);
   }
-  if (cfg.quant.fallback != "none")
-    pc.fallback = fake_quant_layer_config(cfg.quant, cfg.quant.fallback);
+  if (cfg.quant.fallback)
+    pc.fallback = fake_quant_layer_config(cfg.quant, *cfg.quant.fallback.spec);
   return transforms::prepare(model, pc);
 }
 
-std::string init_quantized_weights(models::LlamaForCausalLM& model, const train::TrainConfig& cfg,
+std::string init_quantized_weights(models::LlamaForCausalLM& model, const RecipeConfig& cfg,
                                    const train::SequenceSet& train_set) {
-  if (cfg.quant.init != "gptq") return {};
+  if (cfg.quant.init != QuantInit::kGptq) return {};
   const auto t0 = std::chrono::steady_clock::now();
   const auto batches =
       calibration_batches(train_set, cfg.quant.init_calibration,

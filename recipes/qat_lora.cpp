@@ -6,8 +6,7 @@
 
 namespace qat::recipes {
 
-std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model,
-                                        const train::TrainConfig& cfg) {
+std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const RecipeConfig& cfg) {
   std::vector<std::string> swapped = apply_qat(model, cfg);
   lora::apply_lora(model, lora_config(cfg));
   return swapped;

@@ -8,7 +8,7 @@
 
 namespace qat::recipes {
 
-lora::LoraConfig lora_config(const train::TrainConfig& cfg) {
+lora::LoraConfig lora_config(const RecipeConfig& cfg) {
   lora::LoraConfig lc;
   lc.r = cfg.lora.r;
   lc.alpha = cfg.lora.alpha;
@@ -19,8 +19,7 @@ lora::LoraConfig lora_config(const train::TrainConfig& cfg) {
   return lc;
 }
 
-std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model,
-                                     const train::TrainConfig& cfg) {
+std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const RecipeConfig& cfg) {
   const lora::LoraConfig lc = lora_config(cfg);
   nf4::NF4Config nc;
   nc.double_quant = cfg.nf4.double_quant;

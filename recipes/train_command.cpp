@@ -38,8 +38,8 @@ struct EvalOptions {
   int64_t sequences = -1;
 };
 
-at::Device device_of(const train::TrainConfig& cfg, const train::DistEnv& env) {
-  if (cfg.train.device == "cuda")
+at::Device device_of(const RecipeConfig& cfg, const train::DistEnv& env) {
+  if (cfg.train.device == train::Device::kCuda)
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
   return at::Device(at::kCPU);
 }
@@ -51,38 +51,67 @@ int64_t count_params(torch::nn::Module& m, bool trainable_only) {
   return n;
 }
 
-int run_train(const TrainOptions& o) {
-  if (o.nproc > 1 && std::getenv("RANK") == nullptr) {
-    std::vector<std::string> args = process_args();
-    args[0] = "/proc/self/exe";
-    const train::LaunchResult r = train::launch_local(o.nproc, args);
-    if (r.exit_code != 0) std::cerr << "qat train: " << r.message << "\n";
-    return r.exit_code;
+void print_run_header(const RecipeConfig& cfg, const models::Pretrained& p, const TrainData& data,
+                      const train::DistEnv& env, const train::Communicator& comm) {
+  std::cerr << "qat train: " << to_string(cfg.method) << " on " << p.source << "\n"
+            << "  parameters: " << count_params(*p.model, false) << " total, "
+            << count_params(*p.model, true) << " trainable\n"
+            << "  data: " << data.description << "\n"
+            << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
+            << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
+            << "  output: " << cfg.output_dir << "\n";
+}
+
+void print_run_summary(const train::TrainSummary& s) {
+  train::Table t("run summary");
+  t.add_column("");
+  t.add_column("value");
+  t.add_row({"steps", std::to_string(s.steps)});
+  if (s.first_eval) t.add_row({"eval loss (start)", train::format_fixed(s.first_eval->loss, 4)});
+  if (s.last_eval) {
+    t.add_row({"eval loss (end)", train::format_fixed(s.last_eval->loss, 4)});
+    t.add_row({"perplexity (end)", train::format_fixed(s.last_eval->perplexity, 3)});
   }
-  const train::TrainConfig cfg = train::load_train_config(o.config, o.overrides);
+  t.add_row({"time", train::format_duration(s.train_seconds)});
+  t.add_row({"throughput", train::format_rate(s.tokens_per_second, "tok/s")});
+  t.add_row({"peak memory", train::format_bytes(s.peak_memory_bytes)});
+  t.add_row({"checkpoint", s.last_checkpoint});
+  std::cout << t.to_text();
+}
+
+// --nproc N: this process becomes the launcher of N ranks of itself.
+int launch_ranks(int nproc) {
+  std::vector<std::string> args = process_args();
+  TORCH_CHECK(!args.empty(),
+              "qat train --nproc: the command line was not recorded (main() calls "
+              "set_process_args)");
+  args[0] = "/proc/self/exe";
+  const train::LaunchResult r = train::launch_local(nproc, args);
+  if (r.exit_code != 0) std::cerr << "qat train: " << r.message << "\n";
+  return r.exit_code;
+}
+
+// The training recipe, every method: config -> model with the method applied -> data ->
+// (quant.init) -> trainer -> summary. Runs on every rank.
+int run_train(const TrainOptions& o) {
+  if (o.nproc > 1 && std::getenv("RANK") == nullptr) return launch_ranks(o.nproc);
+  const RecipeConfig cfg = load_recipe_config(o.config, o.overrides);
+  train::prepare_output_dir(cfg.output_dir);  // before the slow loads
   const train::DistEnv env = train::DistEnv::from_env();
-  const bool main = env.rank == 0;
   models::Pretrained p = build_model(cfg, env.local_rank);
   train::Communicator comm(env, device_of(cfg, env),
                            std::chrono::seconds(cfg.train.dist_timeout_s));
   TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
-  if (main) {
-    std::cerr << "qat train: " << train::to_string(cfg.method) << " on " << p.source << "\n"
-              << "  parameters: " << count_params(*p.model, false) << " total, "
-              << count_params(*p.model, true) << " trainable\n"
-              << "  data: " << data.description << "\n"
-              << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
-              << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
-              << "  output: " << cfg.output_dir << "\n";
-  }
+  if (env.rank == 0) print_run_header(cfg, p, data, env, comm);
   // quant.init: gptq rounds the fresh model by GPTQ before step 1. Every rank computes it on the
   // same sequences; the trainer then starts all ranks from rank 0's weights.
   if (!train::latest_checkpoint(cfg.output_dir + "/checkpoints")) {
     const std::string line = init_quantized_weights(*p.model, cfg, data.train);
-    if (main && !line.empty()) std::cerr << "  " << line << "\n";
+    if (env.rank == 0 && !line.empty()) std::cerr << "  " << line << "\n";
   }
-  nlohmann::json info = {{"model", p.source}, {"data", data.description}, {"init", cfg.quant.init}};
-  train::Trainer trainer(p.model, data.train, data.heldout, cfg, comm, info);
+  nlohmann::json info = {
+      {"model", p.source}, {"data", data.description}, {"init", to_string(cfg.quant.init)}};
+  train::Trainer trainer(p.model, data.train, data.heldout, cfg.trainer_config(), comm, info);
   train::TrainSummary s;
   try {
     s = trainer.fit();
@@ -90,48 +119,33 @@ int run_train(const TrainOptions& o) {
     std::cerr << "qat train: error: " << e.what() << "\n";
     return 1;
   }
-  if (main) {
-    train::Table t("run summary");
-    t.add_column("");
-    t.add_column("value");
-    t.add_row({"steps", std::to_string(s.steps)});
-    if (s.first_eval) t.add_row({"eval loss (start)", train::format_fixed(s.first_eval->loss, 4)});
-    if (s.last_eval) {
-      t.add_row({"eval loss (end)", train::format_fixed(s.last_eval->loss, 4)});
-      t.add_row({"perplexity (end)", train::format_fixed(s.last_eval->perplexity, 3)});
-    }
-    t.add_row({"time", train::format_duration(s.train_seconds)});
-    t.add_row({"throughput", train::format_rate(s.tokens_per_second, "tok/s")});
-    t.add_row({"peak memory", train::format_bytes(s.peak_memory_bytes)});
-    t.add_row({"checkpoint", s.last_checkpoint});
-    std::cout << t.to_text();
-  }
+  if (env.rank == 0) print_run_summary(s);
   return 0;
 }
 
 int run_eval(const EvalOptions& o) {
-  train::TrainConfig cfg;
+  RecipeConfig cfg;
   std::optional<train::CheckpointData> ckpt;
   if (fs::is_directory(o.target)) {
     ckpt = train::load_checkpoint(o.target);
-    cfg = train::parse_train_config(ckpt->state.at("config").get<std::string>(),
-                                    o.target + " (saved config)", o.overrides);
+    cfg = parse_recipe_config(ckpt->state.at("config").get<std::string>(),
+                              o.target + " (saved config)", o.overrides);
     const bool device_given =
         std::any_of(o.overrides.begin(), o.overrides.end(),
                     [](const std::string& kv) { return kv.rfind("train.device=", 0) == 0; });
-    if (cfg.train.device == "cuda" && !at::hasCUDA() && !device_given) {
+    if (cfg.train.device == train::Device::kCuda && !at::hasCUDA() && !device_given) {
       // A run trained on a GPU, read where there is none: its checkpoint holds CPU tensors, so
       // evaluate here in float32 rather than fail on the saved device.
       std::cerr
           << "note: " << o.target << " was trained with train.device=cuda and this machine has no "
           << "CUDA device: evaluating on the CPU in float32 (bf16 autocast off), so the loss can "
           << "differ from the run's own eval in the last digits\n";
-      cfg.train.device = "cpu";
-      cfg.train.autocast = "off";
-      cfg.model.dtype = "fp32";
+      cfg.train.device = train::Device::kCpu;
+      cfg.train.autocast = train::Autocast::kOff;
+      cfg.model.dtype = ModelDtype::kFp32;
     }
   } else {
-    cfg = train::load_train_config(o.target, o.overrides);
+    cfg = load_recipe_config(o.target, o.overrides);
   }
   train::Communicator comm;
   models::Pretrained p = build_model(cfg);
@@ -139,8 +153,7 @@ int run_eval(const EvalOptions& o) {
   TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   const int64_t n = o.sequences >= 0 ? o.sequences : cfg.eval.sequences;
   const train::EvalResult r =
-      train::evaluate(*p.model, data.heldout, cfg.train.micro_batch, comm, n,
-                      cfg.train.device == "cuda" && cfg.train.autocast != "off");
+      train::evaluate(*p.model, data.heldout, cfg.train.micro_batch, comm, n, cfg.train.bf16());
   std::cout << "eval: loss " << train::format_fixed(r.loss, 4) << "  perplexity "
             << train::format_fixed(r.perplexity, 3) << "  (" << r.tokens << " tokens, "
             << data.description << ")\n";

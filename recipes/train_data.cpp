@@ -48,21 +48,27 @@ train::SequenceSet to_tensors(const std::vector<data::PackedSequence>& seqs, int
 
 }  // namespace
 
-TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& tokenizer,
-                          const std::string& chat_template) {
+namespace {
+
+struct SplitExamples {
+  std::vector<data::Example> train, heldout;
+  int64_t documents = 0;
+};
+
+// The documents (text/jsonl) or records (alpaca/chat) of the `data` section, capped at
+// data.max_documents, split into train and held-out before tokenizing.
+SplitExamples read_examples(const RecipeConfig& cfg, const std::string& path,
+                            const data::Tokenizer& tokenizer, const std::string& chat_template) {
   const auto& d = cfg.data;
-  const std::string path = d.path == "default" ? data::default_corpus_path() : d.path;
   const uint64_t seed = static_cast<uint64_t>(cfg.train.seed);
-  const int32_t pad = tokenizer.pad_id().value_or(tokenizer.eos_id().value_or(0));
-  TrainData out;
-  std::vector<data::Example> train_ex, heldout_ex;
   auto cap = [&](auto& v) {
     if (d.max_documents > 0 && static_cast<int64_t>(v.size()) > d.max_documents)
       v.resize(static_cast<size_t>(d.max_documents));
   };
-  if (d.format == "text" || d.format == "jsonl") {
+  SplitExamples out;
+  if (d.format == DataFormat::kText || d.format == DataFormat::kJsonl) {
     std::vector<data::Document> docs;
-    if (d.format == "jsonl") {
+    if (d.format == DataFormat::kJsonl) {
       data::JsonlOptions jo;
       jo.text_field = d.field;
       docs = data::read_jsonl_documents(path, jo);
@@ -72,45 +78,62 @@ TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& 
     cap(docs);
     out.documents = static_cast<int64_t>(docs.size());
     auto [tr, ho] = data::split_items(docs, d.eval_fraction, seed);
-    train_ex = data::tokenize_documents(tr, tokenizer);
-    heldout_ex = data::tokenize_documents(ho, tokenizer);
-  } else {
-    std::vector<data::JsonRecord> records = data::read_json_records(path);
-    cap(records);
-    out.documents = static_cast<int64_t>(records.size());
-    auto [tr, ho] = data::split_items(records, d.eval_fraction, seed);
-    if (d.format == "alpaca") {
-      train_ex = data::alpaca_examples(tr, tokenizer);
-      heldout_ex = data::alpaca_examples(ho, tokenizer);
-    } else {
-      TORCH_CHECK(!chat_template.empty(), cfg.source,
-                  ": data.format=chat but the model has no chat template");
-      data::ChatTemplate tmpl(chat_template);
-      train_ex = data::chat_examples(tr, tokenizer, tmpl);
-      heldout_ex = data::chat_examples(ho, tokenizer, tmpl);
-    }
+    out.train = data::tokenize_documents(tr, tokenizer);
+    out.heldout = data::tokenize_documents(ho, tokenizer);
+    return out;
   }
-  std::vector<data::PackedSequence> train_seq, heldout_seq;
+  std::vector<data::JsonRecord> records = data::read_json_records(path);
+  cap(records);
+  out.documents = static_cast<int64_t>(records.size());
+  auto [tr, ho] = data::split_items(records, d.eval_fraction, seed);
+  if (d.format == DataFormat::kAlpaca) {
+    out.train = data::alpaca_examples(tr, tokenizer);
+    out.heldout = data::alpaca_examples(ho, tokenizer);
+    return out;
+  }
+  TORCH_CHECK(!chat_template.empty(), cfg.source,
+              ": data.format=chat but the model has no chat template");
+  data::ChatTemplate tmpl(chat_template);
+  out.train = data::chat_examples(tr, tokenizer, tmpl);
+  out.heldout = data::chat_examples(ho, tokenizer, tmpl);
+  return out;
+}
+
+// Packed (text/jsonl) or padded (instruction data) sequences of data.seq_len tokens.
+std::vector<data::PackedSequence> to_sequences(const std::vector<data::Example>& examples,
+                                               const DataSection& d, int32_t pad) {
   if (d.pack) {
     data::PackOptions po;
     po.seq_len = d.seq_len;
     po.pad_id = pad;
-    train_seq = data::pack_examples(train_ex, po);
-    heldout_seq = data::pack_examples(heldout_ex, po);
-  } else {
-    data::PadOptions po;
-    po.seq_len = d.seq_len;
-    po.pad_id = pad;
-    train_seq = data::pad_examples(train_ex, po);
-    heldout_seq = data::pad_examples(heldout_ex, po);
+    return data::pack_examples(examples, po);
   }
+  data::PadOptions po;
+  po.seq_len = d.seq_len;
+  po.pad_id = pad;
+  return data::pad_examples(examples, po);
+}
+
+}  // namespace
+
+TrainData load_train_data(const RecipeConfig& cfg, const data::Tokenizer& tokenizer,
+                          const std::string& chat_template) {
+  const auto& d = cfg.data;
+  const std::string path = d.path == "default" ? data::default_corpus_path() : d.path;
+  const int32_t pad = tokenizer.pad_id().value_or(tokenizer.eos_id().value_or(0));
+  const SplitExamples examples = read_examples(cfg, path, tokenizer, chat_template);
+  const std::vector<data::PackedSequence> train_seq = to_sequences(examples.train, d, pad);
+  const std::vector<data::PackedSequence> heldout_seq = to_sequences(examples.heldout, d, pad);
   TORCH_CHECK(!train_seq.empty(), path, ": no training sequences of ", d.seq_len,
               " tokens (too little data? lower data.seq_len or data.eval_fraction)");
+  TrainData out;
+  out.documents = examples.documents;
   out.train = to_tensors(train_seq, d.seq_len);
   out.heldout = to_tensors(heldout_seq, d.seq_len);
   std::ostringstream desc;
-  desc << d.format << " " << path << " (" << out.documents << " documents): " << out.train.size()
-       << " train / " << out.heldout.size() << " held-out sequences of " << d.seq_len << " tokens";
+  desc << to_string(d.format) << " " << path << " (" << out.documents
+       << " documents): " << out.train.size() << " train / " << out.heldout.size()
+       << " held-out sequences of " << d.seq_len << " tokens";
   out.description = desc.str();
   return out;
 }

@@ -7,7 +7,7 @@
 
 #include "data/tokenizer/tokenizer.h"
 #include "qat/transforms/gptq.h"
-#include "trainers/train_config.h"
+#include "recipes/config/recipe_config.h"
 #include "trainers/trainer.h"
 
 namespace qat::recipes {
@@ -19,7 +19,7 @@ struct TrainData {
   int64_t documents = 0;
 };
 
-TrainData load_train_data(const train::TrainConfig& cfg, const data::Tokenizer& tokenizer,
+TrainData load_train_data(const RecipeConfig& cfg, const data::Tokenizer& tokenizer,
                           const std::string& chat_template);
 
 // `n` training sequences drawn by the seeded calibration sampler, in batches of `batch`, with

@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #if defined(QAT_WITH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -60,17 +61,6 @@ class AutocastGuard {
   at::ScalarType prev_dtype_ = at::kBFloat16;
 };
 
-// Summed next-token cross-entropy of a batch: position t's logits predict labels[t + 1].
-at::Tensor token_loss_sum(models::LlamaForCausalLM& model, const at::Tensor& tokens,
-                          const at::Tensor& labels, const models::PackedInputs* packed) {
-  const at::Tensor logits = model.forward(tokens, nullptr, std::nullopt, packed);
-  const int64_t vocab = logits.size(-1);
-  const at::Tensor pred =
-      logits.narrow(1, 0, logits.size(1) - 1).reshape({-1, vocab}).to(at::kFloat);
-  const at::Tensor target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
-  return at::cross_entropy_loss(pred, target, {}, at::Reduction::Sum, -100);
-}
-
 int64_t count_targets(const at::Tensor& labels) {
   return labels.narrow(1, 1, labels.size(1) - 1).ne(-100).sum().item<int64_t>();
 }
@@ -101,21 +91,34 @@ double peak_memory(const at::Device& device) {
   return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
 }
 
-// The parts of a config that define the experiment (what is trained, on what): a resumed run
-// must match them. Steps, schedule, logging and checkpointing may change between sessions.
-std::string identity_yaml(TrainConfig c) {
-  const TrainConfig defaults;
-  c.source.clear();
-  c.output_dir = defaults.output_dir;
-  c.resume = defaults.resume;
-  c.train = defaults.train;
-  c.eval = defaults.eval;
-  c.checkpoint = defaults.checkpoint;
-  c.log = defaults.log;
-  return to_yaml(c);
+}  // namespace
+
+at::Tensor next_token_loss_sum(models::LlamaForCausalLM& model, const Batch& batch) {
+  const at::Tensor logits = model.forward(batch.tokens, nullptr, std::nullopt, batch.packed);
+  const int64_t vocab = logits.size(-1);
+  const at::Tensor pred =
+      logits.narrow(1, 0, logits.size(1) - 1).reshape({-1, vocab}).to(at::kFloat);
+  const at::Tensor target = batch.labels.narrow(1, 1, batch.labels.size(1) - 1).reshape({-1});
+  return at::cross_entropy_loss(pred, target, {}, at::Reduction::Sum, -100);
 }
 
-}  // namespace
+void prepare_output_dir(const std::string& dir) {
+  TORCH_CHECK(!dir.empty(), "output_dir is empty: name the run's directory");
+  std::error_code ec;
+  TORCH_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), "output_dir: '", dir,
+              "' exists and is not a directory (choose another output_dir)");
+  fs::create_directories(dir, ec);
+  TORCH_CHECK(!ec, "output_dir: cannot create '", dir, "': ", ec.message(),
+              " (choose a directory you can write, e.g. output_dir=runs/my-run)");
+  // A name of this process's own: ranks sharing the directory probe it at the same time.
+  const fs::path probe = fs::path(dir) / (".qat-write-test-" + std::to_string(::getpid()));
+  {
+    std::ofstream out(probe);
+    TORCH_CHECK(out && (out << "ok") && out.flush(), "output_dir: cannot write in '", dir,
+                "' (permission denied or read-only; choose another output_dir)");
+  }
+  fs::remove(probe, ec);
+}
 
 EvalResult evaluate(models::LlamaForCausalLM& model, const SequenceSet& data, int64_t batch_size,
                     Communicator& comm, int64_t max_sequences, bool autocast_bf16) {
@@ -138,9 +141,8 @@ EvalResult evaluate(models::LlamaForCausalLM& model, const SequenceSet& data, in
     const at::Tensor labels = rows(data.labels, idx, device);
     AutocastGuard autocast(autocast_bf16);
     const auto packed = packed_rows(data, idx, device);
-    loss_sum +=
-        token_loss_sum(model, rows(data.tokens, idx, device), labels, packed ? &*packed : nullptr)
-            .item<double>();
+    const Batch batch{rows(data.tokens, idx, device), labels, packed ? &*packed : nullptr};
+    loss_sum += next_token_loss_sum(model, batch).item<double>();
     count += count_targets(labels);
   }
   at::Tensor totals = at::tensor({loss_sum, static_cast<double>(count)}, at::kDouble);
@@ -156,14 +158,19 @@ EvalResult evaluate(models::LlamaForCausalLM& model, const SequenceSet& data, in
   return r;
 }
 
+// One fit(): the model, data and optimizer state, and the run's progress. fit() reads as its
+// phases: begin (resume or start fresh, open the logs), the step loop (train_step, log_step,
+// after_step), finish (last eval and save, summary, plot).
 struct Trainer::Impl {
   std::shared_ptr<models::LlamaForCausalLM> model;
   SequenceSet train, eval;
-  TrainConfig cfg;
+  TrainerConfig cfg;
   Communicator& comm;
   nlohmann::json run_info;
+  LossFunction loss_fn;
   at::Device device{at::kCPU};
   bool bf16 = false;
+  bool main = false;  // rank 0: writes files and prints
   std::vector<NamedParam> params;
   std::unique_ptr<AdamW> opt;
   std::unique_ptr<GradSync> sync;
@@ -172,16 +179,29 @@ struct Trainer::Impl {
   fs::path out_dir, ckpt_dir;
   std::string last_checkpoint = "(none yet)";
 
-  Impl(std::shared_ptr<models::LlamaForCausalLM> m, SequenceSet tr, SequenceSet ev, TrainConfig c,
-       Communicator& cm, nlohmann::json info)
+  // The run in progress.
+  int64_t start = 0;                        // the step this call starts from
+  std::optional<std::string> resumed_from;  // the checkpoint it resumed from
+  std::optional<MetricsWriter> metrics;     // rank 0
+  std::unique_ptr<ProgressBar> bar;
+  TrainSummary summary;
+  double tokens_done = 0;
+  int64_t saved_at = -1;  // the step of the last checkpoint written or resumed from
+  std::chrono::steady_clock::time_point t0;
+
+  Impl(std::shared_ptr<models::LlamaForCausalLM> m, SequenceSet tr, SequenceSet ev, TrainerConfig c,
+       Communicator& cm, nlohmann::json info, LossFunction loss)
       : model(std::move(m)),
         train(std::move(tr)),
         eval(std::move(ev)),
         cfg(std::move(c)),
         comm(cm),
-        run_info(std::move(info)) {
+        run_info(std::move(info)),
+        loss_fn(std::move(loss)) {
+    TORCH_CHECK(loss_fn, "the trainer needs a loss function");
     device = model->parameters().front().device();
-    bf16 = device.is_cuda() && cfg.train.autocast != "off";
+    bf16 = device.is_cuda() && cfg.train.autocast != Autocast::kOff;
+    main = comm.rank() == 0;
     params = trainable_parameters(*model);
     TORCH_CHECK(!params.empty(),
                 "the model has no trainable parameters: check the method and lora.targets");
@@ -192,6 +212,19 @@ struct Trainer::Impl {
     ac.weight_decay = cfg.train.weight_decay;
     opt = std::make_unique<AdamW>(params, ac);
     if (comm.distributed()) sync = std::make_unique<GradSync>(params, comm);
+    sampler = std::make_unique<data::DistributedSampler>(sampler_config());
+    schedule.lr = cfg.train.lr;
+    schedule.warmup_steps = cfg.train.warmup_steps;
+    schedule.total_steps = cfg.train.steps;
+    schedule.min_lr_ratio = cfg.train.min_lr_ratio;
+    schedule.kind = cfg.train.schedule;
+    schedule.validate();
+    out_dir = cfg.output_dir;
+    ckpt_dir = out_dir / "checkpoints";
+    model->model().set_activation_checkpointing(cfg.train.activation_checkpointing);
+  }
+
+  data::SamplerConfig sampler_config() const {
     data::SamplerConfig sc;
     sc.num_sequences = train.size();
     sc.global_batch_size = cfg.global_batch(comm.world_size());
@@ -199,21 +232,11 @@ struct Trainer::Impl {
     sc.rank = comm.rank();
     sc.accumulation_steps = cfg.train.grad_accum;
     sc.seed = static_cast<uint64_t>(cfg.train.seed);
-    TORCH_CHECK(
-        train.size() >= sc.global_batch_size, "only ", train.size(),
-        " training sequences for a global batch of ", sc.global_batch_size,
-        " (train.micro_batch x train.grad_accum x ranks): use more data, a shorter data.seq_len "
-        "or a smaller batch");
-    sampler = std::make_unique<data::DistributedSampler>(sc);
-    schedule.lr = cfg.train.lr;
-    schedule.warmup_steps = cfg.train.warmup_steps;
-    schedule.total_steps = cfg.train.steps;
-    schedule.min_lr_ratio = cfg.train.min_lr_ratio;
-    schedule.kind = schedule_from_name(cfg.train.schedule);
-    schedule.validate();
-    out_dir = cfg.output_dir;
-    ckpt_dir = out_dir / "checkpoints";
-    model->model().set_activation_checkpointing(cfg.train.activation_checkpointing);
+    TORCH_CHECK(train.size() >= sc.global_batch_size, "only ", train.size(),
+                " training sequences for a global batch of ", sc.global_batch_size,
+                " (train.micro_batch x train.grad_accum x ranks): use more data, a shorter "
+                "data.seq_len or a smaller batch");
+    return sc;
   }
 
   std::string failure(int64_t step, const std::string& what) const {
@@ -222,280 +245,316 @@ struct Trainer::Impl {
            (last_checkpoint == "(none yet)" ? "" : " (rerun the same command to resume from it)");
   }
 
-  std::string save(int64_t step, const nlohmann::json& extra) {
-    CheckpointData d;
-    if (comm.rank() == 0) {
-      d.model = training_state(*model);
-      d.optimizer = opt->state_dict();
-      d.rng = rng_state(device.is_cuda());
-      d.state = extra;
-      d.state["step"] = step;
-      data::SamplerCursor cur = sampler->cursor();
-      const int64_t per_epoch = sampler->steps_per_epoch();
-      cur.epoch = step / per_epoch;
-      cur.step = step % per_epoch;
-      d.state["data_cursor"] = nlohmann::json::parse(cur.to_json());
-      d.state["config"] = to_yaml(cfg);
-      d.state["run"] = run_info;
-      d.state["world_size"] = comm.world_size();
-      last_checkpoint =
-          save_checkpoint(ckpt_dir.string(), step, d, static_cast<int>(cfg.checkpoint.keep_last));
+  // --- begin: resume or start fresh, then open the logs ---------------------------------------
+
+  // The checkpoint to resume from: rank 0 decides, every rank must see it (a shared output_dir).
+  std::optional<std::string> choose_checkpoint() {
+    const std::optional<std::string> local_latest = latest_checkpoint(ckpt_dir.string());
+    if (!cfg.resume && local_latest && main) {
+      throw TrainingError(out_dir.string() + " already holds checkpoints (latest " + *local_latest +
+                          ") and resume is false: choose a new output_dir or remove the old run");
     }
-    comm.barrier();
-    if (comm.rank() != 0) last_checkpoint = (ckpt_dir / checkpoint_name(step)).string();
-    return last_checkpoint;
-  }
-};
-
-Trainer::Trainer(std::shared_ptr<models::LlamaForCausalLM> model, SequenceSet train_data,
-                 SequenceSet eval_data, TrainConfig cfg, Communicator& comm,
-                 nlohmann::json run_info)
-    : impl_(std::make_unique<Impl>(std::move(model), std::move(train_data), std::move(eval_data),
-                                   std::move(cfg), comm, std::move(run_info))) {}
-
-Trainer::~Trainer() = default;
-
-TrainSummary Trainer::fit() {
-  Impl& s = *impl_;
-  const TrainConfig& cfg = s.cfg;
-  Communicator& comm = s.comm;
-  const bool main = comm.rank() == 0;
-  TrainSummary summary;
-  fs::create_directories(s.out_dir);
-
-  // Start: identical trainable weights on every rank (rank 0's), or the checkpoint's.
-  int64_t start = 0;
-  std::optional<std::string> resume_from;
-  // Rank 0 decides; every rank must see the same checkpoint (a shared output_dir).
-  const std::optional<std::string> local_latest = latest_checkpoint(s.ckpt_dir.string());
-  if (!cfg.resume && local_latest && main) {
-    throw TrainingError(s.out_dir.string() + " already holds checkpoints (latest " + *local_latest +
-                        ") and resume is false: choose a new output_dir or remove the old run");
-  }
-  {
     at::Tensor chosen = at::scalar_tensor(
         static_cast<int64_t>(cfg.resume && local_latest ? checkpoint_step(*local_latest) : -1),
         at::kLong);
-    if (s.device.is_cuda()) chosen = chosen.to(s.device);
+    if (device.is_cuda()) chosen = chosen.to(device);
     comm.broadcast(chosen, 0);
     const int64_t step0 = chosen.cpu().item<int64_t>();
-    if (step0 >= 0) {
-      const std::string wanted = (s.ckpt_dir / checkpoint_name(step0)).string();
-      TORCH_CHECK(std::filesystem::exists(fs::path(wanted) / "trainer_state.json"), "rank ",
-                  comm.rank(), " cannot see ", wanted,
-                  " that rank 0 resumes from: output_dir must be shared by all ranks");
-      resume_from = wanted;
-    }
+    if (step0 < 0) return std::nullopt;
+    const std::string wanted = (ckpt_dir / checkpoint_name(step0)).string();
+    TORCH_CHECK(fs::exists(fs::path(wanted) / "trainer_state.json"), "rank ", comm.rank(),
+                " cannot see ", wanted,
+                " that rank 0 resumes from: output_dir must be shared by all ranks");
+    return wanted;
   }
-  if (resume_from) {
-    CheckpointData d = load_checkpoint(*resume_from);
-    // The run must be the same experiment: what the model is and what it trains on.
-    if (d.state.contains("config")) {
-      const TrainConfig saved = parse_train_config(d.state["config"].get<std::string>(),
-                                                   *resume_from + " (saved config)");
-      TORCH_CHECK(identity_yaml(saved) == identity_yaml(cfg), *resume_from,
-                  " was written by a different run (method, ",
-                  "model, quant, lora, nf4 or data differ from this config): use a new output_dir, "
-                  "or set resume=false "
-                  "in a fresh directory");
-    }
+
+  // Loads a checkpoint after checking it continues this experiment with this batch.
+  void restore(const std::string& path) {
+    CheckpointData d = load_checkpoint(path);
+    if (d.state.contains("config") && cfg.check_same_run)
+      cfg.check_same_run(d.state["config"].get<std::string>(), path);
     const int64_t saved_world = d.state.value("world_size", comm.world_size());
-    load_training_state(*s.model, d.model);
-    s.opt->load_state_dict(d.optimizer);
+    load_training_state(*model, d.model);
+    opt->load_state_dict(d.optimizer);
     set_rng_state(d.rng);
+    start = d.state.at("step").get<int64_t>();
     if (comm.rank() != 0) {
       // Only rank 0's generator is saved: give the other ranks their own stream again.
       at::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ULL +
-                      static_cast<uint64_t>(comm.rank()) +
-                      7919ULL * static_cast<uint64_t>(d.state.at("step").get<int64_t>()));
+                      static_cast<uint64_t>(comm.rank()) + 7919ULL * static_cast<uint64_t>(start));
     }
-    start = d.state.at("step").get<int64_t>();
-    TORCH_CHECK(start <= cfg.train.steps, *resume_from, " is at step ", start,
-                " but train.steps is ", cfg.train.steps,
-                ": raise train.steps to continue, or choose a new output_dir");
+    TORCH_CHECK(start <= cfg.train.steps, path, " is at step ", start, " but train.steps is ",
+                cfg.train.steps, ": raise train.steps to continue, or choose a new output_dir");
     if (d.state.contains("data_cursor")) {
       const data::SamplerCursor cur = data::SamplerCursor::from_json(d.state["data_cursor"].dump());
-      TORCH_CHECK(
-          !cur.global_batch_size || *cur.global_batch_size == cfg.global_batch(comm.world_size()),
-          *resume_from, " was trained with a global batch of ", cur.global_batch_size.value_or(0),
-          " (", saved_world, " ranks); this run has ", cfg.global_batch(comm.world_size()), " (",
-          comm.world_size(),
-          " ranks): keep train.micro_batch x train.grad_accum x ranks the same to resume");
-      TORCH_CHECK(cur.epoch * s.sampler->steps_per_epoch() + cur.step == start, *resume_from,
+      const int64_t batch = cfg.global_batch(comm.world_size());
+      TORCH_CHECK(!cur.global_batch_size || *cur.global_batch_size == batch, path,
+                  " was trained with a global batch of ", cur.global_batch_size.value_or(0), " (",
+                  saved_world, " ranks); this run has ", batch, " (", comm.world_size(),
+                  " ranks): keep train.micro_batch x train.grad_accum x ranks the same to resume");
+      TORCH_CHECK(cur.epoch * sampler->steps_per_epoch() + cur.step == start, path,
                   ": the data cursor does not match the step; was the data changed?");
     }
-    s.last_checkpoint = *resume_from;
+    last_checkpoint = path;
+    resumed_from = path;
+    saved_at = start;
     summary.resumed_from = start;
-  } else {
+  }
+
+  // A fresh run: identical trainable weights on every rank (rank 0's), a seed per rank.
+  void start_fresh() {
     c10::NoGradGuard no_grad;
-    for (auto& p : s.params) comm.broadcast(p.param, 0);
+    for (auto& p : params) comm.broadcast(p.param, 0);
     at::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ULL +
                     static_cast<uint64_t>(comm.rank()));
   }
-  if (main) {
-    std::ofstream(s.out_dir / "config.yaml") << "# resolved config of this run (qat train)\n"
-                                             << to_yaml(cfg);
+
+  void open_logs() {
+    const fs::path metrics_path = out_dir / "metrics.jsonl";
+    if (main) {
+      std::ofstream(out_dir / "config.yaml") << "# resolved config of this run (qat train)\n"
+                                             << cfg.config_yaml;
+      metrics = resumed_from ? MetricsWriter::open(metrics_path.string(), start)
+                             : MetricsWriter::create(metrics_path.string());
+    }
+    ProgressOptions po;
+    po.total = cfg.train.steps;
+    po.initial_step = start;
+    po.enabled = main && cfg.log.progress != Progress::kOff;
+    if (cfg.log.progress == Progress::kBar) po.tty = true;
+    if (cfg.log.progress == Progress::kLines) po.tty = false;
+    bar = std::make_unique<ProgressBar>(po);
+    if (resumed_from)
+      bar->print("resumed from " + *resumed_from + " at step " + std::to_string(start));
   }
-  const fs::path metrics_path = s.out_dir / "metrics.jsonl";
-  std::optional<MetricsWriter> metrics;
-  if (main)
-    metrics = resume_from ? MetricsWriter::open(metrics_path.string(), start)
-                          : MetricsWriter::create(metrics_path.string());
 
-  ProgressOptions po;
-  po.total = cfg.train.steps;
-  po.initial_step = start;
-  po.enabled = main && cfg.log.progress != "off";
-  if (cfg.log.progress == "bar") po.tty = true;
-  if (cfg.log.progress == "lines") po.tty = false;
-  ProgressBar bar(po);
-  if (resume_from) bar.print("resumed from " + *resume_from + " at step " + std::to_string(start));
+  void begin() {
+    prepare_output_dir(out_dir.string());
+    if (const std::optional<std::string> path = choose_checkpoint())
+      restore(*path);
+    else
+      start_fresh();
+    open_logs();
+    t0 = std::chrono::steady_clock::now();
+  }
 
-  const int64_t eval_batch = cfg.train.micro_batch;
-  auto run_eval = [&](int64_t step) {
-    EvalResult r = evaluate(*s.model, s.eval, eval_batch, comm, cfg.eval.sequences, s.bf16);
+  // --- the step loop ---------------------------------------------------------------------------
+
+  EvalResult run_eval(int64_t step) {
+    const EvalResult r =
+        evaluate(*model, eval, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
     if (main) {
       metrics->write(step, "eval",
                      {{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens}});
       std::ostringstream line;
       line << "eval  step " << step << "  loss " << format_fixed(r.loss, 4) << "  ppl "
            << format_fixed(r.perplexity, 3) << "  (" << r.tokens << " tokens)";
-      bar.print(line.str());
+      bar->print(line.str());
     }
     if (!summary.first_eval) summary.first_eval = r;
     summary.last_eval = r;
     return r;
+  }
+
+  struct StepResult {
+    double loss = 0, grad_norm = 0, lr = 0, seconds = 0;
   };
 
-  int64_t step = start;
-  const auto t0 = std::chrono::steady_clock::now();
-  double tokens_done = 0;
-  int64_t saved_at = resume_from ? start : -1;
-  try {
-    if (!resume_from && cfg.eval.at_start && s.eval.size() > 0) run_eval(0);
-    s.model->train();
-    const int64_t per_epoch = s.sampler->steps_per_epoch();
-    for (; step < cfg.train.steps; ++step) {
-      if (stop_after_ >= 0 && step - start >= stop_after_) break;
-      const auto ts = std::chrono::steady_clock::now();
-      std::vector<std::vector<int64_t>> micro;
-      for (int64_t m = 0; m < cfg.train.grad_accum; ++m)
-        micro.push_back(s.sampler->micro_batch(step / per_epoch, step % per_epoch, m));
-      // The global number of targets this step: the loss denominator on every rank.
-      int64_t local_targets = 0;
-      for (const auto& idx : micro)
-        local_targets += count_targets(s.train.labels.index_select(0, at::tensor(idx, at::kLong)));
-      at::Tensor counts = at::tensor({static_cast<double>(local_targets)}, at::kDouble);
-      if (s.device.is_cuda()) counts = counts.to(s.device);
-      comm.all_reduce_sum(counts);
-      const double global_targets = counts.cpu().item<double>();
-      TORCH_CHECK(global_targets > 0, "step ", step,
-                  ": the batch has no target tokens (all labels are -100)");
+  // This rank's micro-batches of optimizer step `step`, and the global number of targets in
+  // them (all ranks): the loss denominator on every rank.
+  std::pair<std::vector<std::vector<int64_t>>, double> step_batches(int64_t step) {
+    const int64_t per_epoch = sampler->steps_per_epoch();
+    std::vector<std::vector<int64_t>> micro;
+    for (int64_t m = 0; m < cfg.train.grad_accum; ++m)
+      micro.push_back(sampler->micro_batch(step / per_epoch, step % per_epoch, m));
+    int64_t local_targets = 0;
+    for (const auto& idx : micro)
+      local_targets += count_targets(train.labels.index_select(0, at::tensor(idx, at::kLong)));
+    at::Tensor counts = at::tensor({static_cast<double>(local_targets)}, at::kDouble);
+    if (device.is_cuda()) counts = counts.to(device);
+    comm.all_reduce_sum(counts);
+    const double global_targets = counts.cpu().item<double>();
+    TORCH_CHECK(global_targets > 0, "step ", step,
+                ": the batch has no target tokens (all labels are -100)");
+    return {std::move(micro), global_targets};
+  }
 
-      s.opt->zero_grad();
-      at::Tensor loss_total =
-          at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(s.device));
-      for (size_t m = 0; m < micro.size(); ++m) {
-        set_quantizer_steps(*s.model, step);
-        if (s.sync) s.sync->prepare(m + 1 == micro.size());
-        const at::Tensor tokens = rows(s.train.tokens, micro[m], s.device);
-        const at::Tensor labels = rows(s.train.labels, micro[m], s.device);
-        const auto packed = packed_rows(s.train, micro[m], s.device);
-        at::Tensor loss;
-        {
-          AutocastGuard autocast(s.bf16);
-          loss = token_loss_sum(*s.model, tokens, labels, packed ? &*packed : nullptr) /
-                 global_targets;
-        }
-        loss.backward();
-        loss_total += loss.detach().to(at::kDouble);
-        tokens_done += static_cast<double>(tokens.numel()) * comm.world_size();
+  // One optimizer step: forward and backward over the micro-batches (gradients summed over
+  // ranks), clip, update. Throws TrainingError on a non-finite loss or gradient norm.
+  StepResult train_step(int64_t step) {
+    const auto ts = std::chrono::steady_clock::now();
+    const auto [micro, global_targets] = step_batches(step);
+    opt->zero_grad();
+    at::Tensor loss_total = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+    for (size_t m = 0; m < micro.size(); ++m) {
+      set_quantizer_steps(*model, step);
+      if (sync) sync->prepare(m + 1 == micro.size());
+      const auto packed = packed_rows(train, micro[m], device);
+      const Batch batch{rows(train.tokens, micro[m], device), rows(train.labels, micro[m], device),
+                        packed ? &*packed : nullptr};
+      at::Tensor loss;
+      {
+        AutocastGuard autocast(bf16);
+        loss = loss_fn(*model, batch) / global_targets;
       }
-      if (s.sync) s.sync->finish();
-      comm.all_reduce_sum(loss_total);
-      const double loss = loss_total.item<double>();
-      if (!std::isfinite(loss)) {
-        throw TrainingError(s.failure(
-            step + 1, "the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") +
-                          " (lower train.lr, enable train.max_grad_norm, or check the data)"));
-      }
-      const double norm = clip_grad_norm(s.params, cfg.train.max_grad_norm);
-      if (!std::isfinite(norm)) {
-        throw TrainingError(s.failure(
-            step + 1, "the gradient norm is " + std::string(std::isnan(norm) ? "NaN" : "infinite") +
-                          " although the loss is finite (lower train.lr or check the data)"));
-      }
-      const double lr = s.schedule.at(step);
-      s.opt->step(lr);
-      const double dt =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
-      const double step_tokens =
-          static_cast<double>(cfg.global_batch(comm.world_size()) * s.train.seq_len());
-      const int64_t done = step + 1;
-      if (main) {
-        if (done % cfg.log.every == 0 || done == cfg.train.steps) {
-          metrics->write(done, "train",
-                         {{"loss", loss},
-                          {"lr", lr},
-                          {"grad_norm", norm},
-                          {"tokens_per_s", step_tokens / dt},
-                          {"step_s", dt},
-                          {"peak_mem_bytes", peak_memory(s.device)}});
-        }
-        std::vector<ProgressField> fields{{"loss", format_fixed(loss, 3)},
-                                          {"lr", format_scientific(lr, 1)}};
-        fields.push_back({"mem", format_bytes(peak_memory(s.device))});
-        bar.update(done, fields, step_tokens);
-      }
-      if (cfg.eval.every > 0 && done % cfg.eval.every == 0 && done != cfg.train.steps &&
-          s.eval.size() > 0) {
-        run_eval(done);
-        s.model->train();
-      }
-      if (cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0) {
-        const std::string path = s.save(done, {});
-        saved_at = done;
-        if (main) bar.print("saved " + path);
-      }
-      if (on_step_) on_step_(done);
+      loss.backward();
+      loss_total += loss.detach().to(at::kDouble);
+      tokens_done += static_cast<double>(batch.tokens.numel()) * comm.world_size();
+    }
+    if (sync) sync->finish();
+    comm.all_reduce_sum(loss_total);
+    StepResult r;
+    r.loss = loss_total.item<double>();
+    if (!std::isfinite(r.loss)) {
+      throw TrainingError(failure(step + 1, "the loss is " + non_finite(r.loss) +
+                                                " (lower train.lr, enable train.max_grad_norm, "
+                                                "or check the data)"));
+    }
+    r.grad_norm = clip_grad_norm(params, cfg.train.max_grad_norm);
+    if (!std::isfinite(r.grad_norm)) {
+      throw TrainingError(failure(step + 1, "the gradient norm is " + non_finite(r.grad_norm) +
+                                                " although the loss is finite (lower train.lr "
+                                                "or check the data)"));
+    }
+    r.lr = schedule.at(step);
+    opt->step(r.lr);
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+    return r;
+  }
+
+  static std::string non_finite(double v) { return std::isnan(v) ? "NaN" : "infinite"; }
+
+  // Metrics line and progress bar after step `done` (rank 0).
+  void log_step(int64_t done, const StepResult& r) {
+    if (!main) return;
+    const double step_tokens =
+        static_cast<double>(cfg.global_batch(comm.world_size()) * train.seq_len());
+    const double mem = peak_memory(device);
+    if (done % cfg.log.every == 0 || done == cfg.train.steps) {
+      metrics->write(done, "train",
+                     {{"loss", r.loss},
+                      {"lr", r.lr},
+                      {"grad_norm", r.grad_norm},
+                      {"tokens_per_s", step_tokens / r.seconds},
+                      {"step_s", r.seconds},
+                      {"peak_mem_bytes", mem}});
+    }
+    bar->update(done,
+                {{"loss", format_fixed(r.loss, 3)},
+                 {"lr", format_scientific(r.lr, 1)},
+                 {"mem", format_bytes(mem)}},
+                step_tokens);
+  }
+
+  std::string save(int64_t step) {
+    CheckpointData d;
+    if (main) {
+      d.model = training_state(*model);
+      d.optimizer = opt->state_dict();
+      d.rng = rng_state(device.is_cuda());
+      d.state = nlohmann::json::object();
+      d.state["step"] = step;
+      data::SamplerCursor cur = sampler->cursor();
+      const int64_t per_epoch = sampler->steps_per_epoch();
+      cur.epoch = step / per_epoch;
+      cur.step = step % per_epoch;
+      d.state["data_cursor"] = nlohmann::json::parse(cur.to_json());
+      d.state["config"] = cfg.config_yaml;
+      d.state["run"] = run_info;
+      d.state["world_size"] = comm.world_size();
+      last_checkpoint =
+          save_checkpoint(ckpt_dir.string(), step, d, static_cast<int>(cfg.checkpoint.keep_last));
+    }
+    comm.barrier();
+    if (!main) last_checkpoint = (ckpt_dir / checkpoint_name(step)).string();
+    saved_at = step;
+    if (main) bar->print("saved " + last_checkpoint);
+    return last_checkpoint;
+  }
+
+  // The periodic evaluation and checkpoint after step `done`.
+  void after_step(int64_t done) {
+    if (cfg.eval.every > 0 && done % cfg.eval.every == 0 && done != cfg.train.steps &&
+        eval.size() > 0) {
+      run_eval(done);
+      model->train();
+    }
+    if (cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0) save(done);
+  }
+
+  // A failure inside the loop as the TrainingError the user sees (step, last good checkpoint).
+  [[noreturn]] void rethrow_failure(int64_t step) {
+    bar->finish();
+    try {
+      throw;
+    } catch (const TrainingError&) {
+      throw;
+    } catch (const CommError& e) {
+      throw TrainingError(failure(step + 1, std::string("lost contact with another rank (") +
+                                                e.what() +
+                                                "); a rank died, hung or exceeded "
+                                                "train.dist_timeout_s=" +
+                                                std::to_string(cfg.train.dist_timeout_s)));
+    } catch (const c10::OutOfMemoryError&) {
+      throw TrainingError(failure(step + 1,
+                                  "out of memory: lower train.micro_batch (raise "
+                                  "train.grad_accum to keep the batch), shorten data.seq_len or "
+                                  "set train.activation_checkpointing=true"));
+    }
+  }
+
+  // --- finish: last evaluation and checkpoint, summary, plot ----------------------------------
+
+  TrainSummary finish(int64_t step) {
+    if (step >= cfg.train.steps && eval.size() > 0) run_eval(step);
+    if (saved_at != step) save(step);
+    bar->finish();
+    summary.steps = step;
+    summary.train_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    summary.tokens_per_second = summary.train_seconds > 0 ? tokens_done / summary.train_seconds : 0;
+    summary.peak_memory_bytes = peak_memory(device);
+    summary.last_checkpoint = last_checkpoint;
+    if (main && cfg.log.plot) {
+      const MetricsFile mf = read_metrics((out_dir / "metrics.jsonl").string());
+      PlotOptions opts;
+      opts.title = cfg.run_name + " training loss";
+      write_training_plot(mf.records, (out_dir / "loss.png").string(), opts);
+    }
+    return summary;
+  }
+};
+
+Trainer::Trainer(std::shared_ptr<models::LlamaForCausalLM> model, SequenceSet train_data,
+                 SequenceSet eval_data, TrainerConfig cfg, Communicator& comm,
+                 nlohmann::json run_info, LossFunction loss)
+    : impl_(std::make_unique<Impl>(std::move(model), std::move(train_data), std::move(eval_data),
+                                   std::move(cfg), comm, std::move(run_info), std::move(loss))) {}
+
+Trainer::~Trainer() = default;
+
+TrainSummary Trainer::fit() {
+  Impl& s = *impl_;
+  s.begin();
+  int64_t step = s.start;
+  try {
+    if (!s.resumed_from && s.cfg.eval.at_start && s.eval.size() > 0) s.run_eval(0);
+    s.model->train();
+    for (; step < s.cfg.train.steps; ++step) {
+      if (stop_after_ >= 0 && step - s.start >= stop_after_) break;
+      const Impl::StepResult r = s.train_step(step);
+      s.log_step(step + 1, r);
+      s.after_step(step + 1);
+      if (on_step_) on_step_(step + 1);
     }
   } catch (const TrainingError&) {
-    bar.finish();
-    throw;
-  } catch (const CommError& e) {
-    bar.finish();
-    throw TrainingError(
-        s.failure(step + 1, std::string("lost contact with another rank (") + e.what() +
-                                "); a rank died, hung or exceeded train.dist_timeout_s=" +
-                                std::to_string(cfg.train.dist_timeout_s)));
-  } catch (const c10::OutOfMemoryError& e) {
-    bar.finish();
-    throw TrainingError(
-        s.failure(step + 1,
-                  "out of memory: lower train.micro_batch (raise train.grad_accum to "
-                  "keep the batch), shorten data.seq_len or set "
-                  "train.activation_checkpointing=true"));
+    s.rethrow_failure(step);
+  } catch (const CommError&) {
+    s.rethrow_failure(step);
+  } catch (const c10::OutOfMemoryError&) {
+    s.rethrow_failure(step);
   }
-  const bool finished = step >= cfg.train.steps;
-  if (finished && s.eval.size() > 0) run_eval(step);
-  if (saved_at != step) {
-    const std::string path = s.save(step, {});
-    if (main) bar.print("saved " + path);
-  }
-  bar.finish();
-  summary.steps = step;
-  summary.train_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  summary.tokens_per_second = summary.train_seconds > 0 ? tokens_done / summary.train_seconds : 0;
-  summary.peak_memory_bytes = peak_memory(s.device);
-  summary.last_checkpoint = s.last_checkpoint;
-  if (main && cfg.log.plot) {
-    const MetricsFile mf = read_metrics(metrics_path.string());
-    PlotOptions opts;
-    opts.title = to_string(cfg.method) + " training loss";
-    write_training_plot(mf.records, (s.out_dir / "loss.png").string(), opts);
-  }
-  return summary;
+  return s.finish(step);
 }
 
 }  // namespace qat::train

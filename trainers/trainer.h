@@ -23,11 +23,12 @@
 #include <string>
 
 #include "trainers/dist.h"
-#include "trainers/train_config.h"
+#include "trainers/trainer_config.h"
 
 namespace qat::models {
 class LlamaForCausalLM;
-}
+struct PackedInputs;
+}  // namespace qat::models
 
 namespace qat::train {
 
@@ -41,6 +42,20 @@ struct SequenceSet {
   int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
   int64_t seq_len() const { return tokens.defined() ? tokens.size(1) : 0; }
 };
+
+// One micro-batch on the model's device: tokens and labels (B, T), and the packing of its rows
+// (null when the data is not packed).
+struct Batch {
+  at::Tensor tokens, labels;
+  const models::PackedInputs* packed = nullptr;
+};
+
+// What the trainer minimizes: the SUM of a per-target loss over the batch's targets (labels !=
+// -100, position t predicting labels[t + 1]); the trainer divides by the global target count.
+using LossFunction = std::function<at::Tensor(models::LlamaForCausalLM&, const Batch&)>;
+
+// The default loss: summed next-token cross-entropy, in float32.
+at::Tensor next_token_loss_sum(models::LlamaForCausalLM& model, const Batch& batch);
 
 struct EvalResult {
   double loss = 0;        // mean token cross-entropy
@@ -72,10 +87,12 @@ class Trainer {
  public:
   // `model` is prepared for the method (fake quant / LoRA / NF4 applied) and on the config's
   // device; its trainable parameters must be float32. `run_info` goes into every checkpoint's
-  // trainer_state.json (source model, data description).
+  // trainer_state.json (source model, data description). `loss` is what training minimizes
+  // (evaluation always reports next-token cross-entropy).
   Trainer(std::shared_ptr<models::LlamaForCausalLM> model, SequenceSet train_data,
-          SequenceSet eval_data, TrainConfig cfg, Communicator& comm,
-          nlohmann::json run_info = nlohmann::json::object());
+          SequenceSet eval_data, TrainerConfig cfg, Communicator& comm,
+          nlohmann::json run_info = nlohmann::json::object(),
+          LossFunction loss = next_token_loss_sum);
   ~Trainer();
 
   // Runs (or resumes, when the output directory holds a checkpoint and cfg.resume) to

@@ -28,9 +28,11 @@ struct Run {
   std::vector<train::Record> records;
 };
 
-Run train_run(const train::TrainConfig& cfg, train::Communicator& comm, int64_t stop_after = -1) {
+Run train_run(const recipes::RecipeConfig& cfg, train::Communicator& comm,
+              int64_t stop_after = -1) {
   auto model = tiny_model(cfg);
-  train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12), cfg, comm);
+  train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12),
+                         cfg.trainer_config(), comm);
   if (stop_after >= 0) trainer.set_stop_after(stop_after);
   Run r;
   r.summary = trainer.fit();
@@ -126,7 +128,8 @@ TEST_CASE("a NaN loss stops the run naming the step and the last good checkpoint
     c10::NoGradGuard no_grad;
     model->model().embed_tokens()->weight.fill_(std::nan(""));
   }
-  train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12), cfg, comm);
+  train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12),
+                         cfg.trainer_config(), comm);
   try {
     trainer.fit();
     FAIL("no error");
@@ -145,7 +148,7 @@ TEST_CASE("the trainer refuses data smaller than one global batch", "[trainer]")
   auto cfg = tiny_config(dir, {"train.micro_batch=8", "train.grad_accum=16"});
   train::Communicator comm;
   CHECK_THROWS_WITH(train::Trainer(tiny_model(cfg), tiny_sequences(64, 16, 1),
-                                   tiny_sequences(8, 16, 2), cfg, comm),
+                                   tiny_sequences(8, 16, 2), cfg.trainer_config(), comm),
                     Catch::Contains("global batch of 128"));
   qat::io::remove_tree(dir);
 }
@@ -163,7 +166,8 @@ TEST_CASE("dist worker", "[.dist_worker]") {
   train::Communicator comm(env, at::Device(at::kCPU),
                            std::chrono::seconds(cfg.train.dist_timeout_s));
   auto model = tiny_model(cfg);
-  train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12), cfg, comm);
+  train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12),
+                         cfg.trainer_config(), comm);
   const char* die_at = std::getenv("QAT_TEST_DIE_AT");
   if (die_at != nullptr && env.rank == 1) {
     const int64_t at_step = std::atoll(die_at);

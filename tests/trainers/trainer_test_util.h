@@ -8,9 +8,9 @@
 #include <string>
 
 #include "qat/models/llama.h"
+#include "recipes/config/recipe_config.h"
 #include "recipes/methods.h"
 #include "tests/qat/models/tiny_llama.h"
-#include "trainers/train_config.h"
 #include "trainers/trainer.h"
 
 namespace qat::test {
@@ -19,20 +19,20 @@ constexpr int64_t kTinyVocab = 96;
 
 // The same model for a given config on every call (and in every process): seeded init, then
 // the config's method applied (LoRA init is seeded by train.seed).
-inline std::shared_ptr<models::LlamaForCausalLM> tiny_model(const train::TrainConfig& cfg) {
+inline std::shared_ptr<models::LlamaForCausalLM> tiny_model(const recipes::RecipeConfig& cfg) {
   at::manual_seed(1234);
   auto model = std::make_shared<models::LlamaForCausalLM>(tiny_llama_config(kTinyVocab, false));
   at::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   switch (cfg.method) {
-    case train::Method::kFull:
+    case recipes::Method::kFull:
       break;
-    case train::Method::kQat:
+    case recipes::Method::kQat:
       recipes::apply_qat(*model, cfg);
       break;
-    case train::Method::kQlora:
+    case recipes::Method::kQlora:
       recipes::apply_qlora(*model, cfg);
       break;
-    case train::Method::kQatLora:
+    case recipes::Method::kQatLora:
       recipes::apply_qat_lora(*model, cfg);
       break;
   }
@@ -49,8 +49,8 @@ inline train::SequenceSet tiny_sequences(int64_t n, int64_t t, uint64_t seed) {
   return s;
 }
 
-inline train::TrainConfig tiny_config(const std::string& out_dir,
-                                      const std::vector<std::string>& overrides = {}) {
+inline recipes::RecipeConfig tiny_config(const std::string& out_dir,
+                                         const std::vector<std::string>& overrides = {}) {
   const std::string yaml =
       "output_dir: " + out_dir +
       "\n"
@@ -60,7 +60,7 @@ inline train::TrainConfig tiny_config(const std::string& out_dir,
       "train: {steps: 6, micro_batch: 4, grad_accum: 1, lr: 1.0e-3, warmup_steps: 2, seed: 3}\n"
       "eval: {sequences: 8}\n"
       "log: {progress: off, plot: false}\n";
-  return train::parse_train_config(yaml, "test.yaml", overrides);
+  return recipes::parse_recipe_config(yaml, "test.yaml", overrides);
 }
 
 }  // namespace qat::test
