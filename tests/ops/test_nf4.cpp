@@ -18,8 +18,9 @@
 
 namespace {
 
-const std::filesystem::path kFixture = std::filesystem::path(__FILE__).parent_path().parent_path() /
-                                       "fixtures" / "bnb_dynamic_map_signed.txt";
+// From the source tree (QAT_SOURCE_DIR), not __FILE__: ccache may compile with relative paths.
+const std::filesystem::path kFixture =
+    std::filesystem::path(QAT_SOURCE_DIR) / "tests" / "fixtures" / "bnb_dynamic_map_signed.txt";
 
 }  // namespace
 

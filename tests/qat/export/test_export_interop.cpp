@@ -240,7 +240,7 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
 }  // namespace
 
 TEST_CASE("Exports load in the reference readers with our weights and logits",
-          "[export][interop]") {
+          "[export][interop][slow]") {
   const Suite& s = suite();
 
   SECTION(
