@@ -6,6 +6,7 @@ add_library(qat_pch OBJECT ${CMAKE_CURRENT_LIST_DIR}/pch.cpp)
 target_link_libraries(qat_pch PRIVATE qat::torch)
 target_precompile_headers(qat_pch PRIVATE <torch/nn/module.h> <ATen/ATen.h>)
 qat_set_warnings(qat_pch)
+qat_set_numerics(qat_pch)
 
 # qat_use_pch(target): compile target's C++ sources with the shared precompiled header.
 function(qat_use_pch target)

@@ -48,12 +48,11 @@ bool gptq_applies(models::LlamaForCausalLM& model) {
 }
 
 void set_fake_quant(torch::nn::Module& model, bool on) {
-  transforms::for_each_linear(model,
-                              [&](nn::ModuleWithLinears&, const std::string&, const std::string&,
-                                  const std::shared_ptr<nn::LinearBase>& layer) {
-                                if (auto fq = std::dynamic_pointer_cast<nn::FakeQuantLinear>(layer))
-                                  fq->set_fake_quant_enabled(on);
-                              });
+  nn::for_each_linear(model, [&](nn::ModuleWithLinears&, const std::string&, const std::string&,
+                                 const std::shared_ptr<nn::LinearBase>& layer) {
+    if (auto fq = std::dynamic_pointer_cast<nn::FakeQuantLinear>(layer))
+      fq->set_fake_quant_enabled(on);
+  });
 }
 
 // Max |exported - trained| over every fake-quant linear, reading the GGUF back with our loader
@@ -62,14 +61,14 @@ std::pair<int64_t, double> check_export(models::LlamaForCausalLM& trained,
                                         const std::string& gguf) {
   auto exported = models::load_gguf_model(gguf);
   std::map<std::string, std::shared_ptr<nn::LinearBase>> theirs;
-  transforms::for_each_linear(
-      *exported, [&](nn::ModuleWithLinears&, const std::string&, const std::string& name,
-                     const std::shared_ptr<nn::LinearBase>& layer) { theirs[name] = layer; });
+  nn::for_each_linear(*exported,
+                      [&](nn::ModuleWithLinears&, const std::string&, const std::string& name,
+                          const std::shared_ptr<nn::LinearBase>& layer) { theirs[name] = layer; });
   int64_t n = 0;
   double worst = 0;
   c10::NoGradGuard no_grad;
   trained.eval();
-  transforms::for_each_linear(
+  nn::for_each_linear(
       trained, [&](nn::ModuleWithLinears&, const std::string&, const std::string& name,
                    const std::shared_ptr<nn::LinearBase>& layer) {
         if (!std::dynamic_pointer_cast<nn::FakeQuantLinear>(layer)) return;

@@ -2,7 +2,6 @@
 // with double quantization (bitsandbytes' format, byte for byte); LoRA adapters on them are the
 // only trainable parameters, so gradients and optimizer state exist for a few million numbers.
 #include "qat/lora/lora.h"
-#include "qat/nf4/nf4_linear.h"
 #include "qat/transforms/prepare.h"
 #include "recipes/methods.h"
 
@@ -21,19 +20,10 @@ lora::LoraConfig lora_config(const RecipeConfig& cfg) {
 
 std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const RecipeConfig& cfg) {
   const lora::LoraConfig lc = lora_config(cfg);
-  nf4::NF4Config nc;
-  nc.double_quant = cfg.nf4.double_quant;
-  nc.blocksize = cfg.nf4.block_size;
-  std::vector<std::string> swapped;
-  transforms::for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                                         const std::string& full,
-                                         const std::shared_ptr<nn::LinearBase>& layer) {
-    if (!transforms::any_match(lc.target_modules, full) || transforms::any_match(lc.exclude, full))
-      return;
-    parent.replace_linear(slot, nf4::NF4Linear::from_linear(*layer, nc));
-    swapped.push_back(full);
-  });
-  TORCH_CHECK(!swapped.empty(), "qlora: no linear matches lora.targets");
+  transforms::PrepareNf4Config nc{lc.target_modules, lc.exclude, {}};
+  nc.layer.double_quant = cfg.nf4.double_quant;
+  nc.layer.blocksize = cfg.nf4.block_size;
+  const std::vector<std::string> swapped = transforms::prepare_nf4(model, nc);
   lora::apply_lora(model, lc);
   return swapped;
 }

@@ -78,8 +78,7 @@ struct TrainerConfig {
   std::string config_yaml;
   // Called on resume with the checkpoint's saved config and its path: throws if that checkpoint
   // was written by a different experiment (another method, model, quantization, data...).
-  std::function<void(const std::string& saved_yaml, const std::string& checkpoint)>
-      check_same_run;
+  std::function<void(const std::string& saved_yaml, const std::string& checkpoint)> check_same_run;
 
   int64_t global_batch(int world_size) const {
     return train.micro_batch * train.grad_accum * world_size;

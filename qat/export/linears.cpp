@@ -4,7 +4,7 @@
 #include <torch/autograd.h>
 
 #include "ops/kquant.h"
-#include "qat/transforms/prepare.h"
+#include "qat/nn/module_walk.h"
 
 namespace qat::exporting {
 
@@ -52,7 +52,7 @@ at::Tensor FakeQuantWeight::values() const {
 
 std::vector<LinearView> collect_linears(models::LlamaForCausalLM& model) {
   std::vector<LinearView> out;
-  transforms::for_each_linear(
+  nn::for_each_linear(
       model, [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
                  const std::shared_ptr<nn::LinearBase>& layer) {
         LinearView v;

@@ -1,6 +1,6 @@
 // What each linear of a model is, seen by the writers: a dense layer, a fake-quant layer (its
 // spec, codes and qparams exactly as the forward uses them), an NF4 layer, and whether a LoRA
-// adapter sits on top. One walk (transforms::for_each_linear) classifies them all.
+// adapter sits on top. One walk (nn::for_each_linear) classifies them all.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
-#include "qat/nn/checkpoint.h"
+#include "qat/fake_quant/recompute.h"
 
 namespace qat::fake_quant {
 
@@ -110,7 +110,7 @@ at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
   const bool training = is_training();
   // A checkpointed layer runs twice per step (nn::checkpoint): the second run sees the step and
   // the observer exactly as the first one left them, and changes neither.
-  const bool recompute = training && nn::recomputing();
+  const bool recompute = training && recomputing();
   const int64_t step = step_.item<int64_t>() - (recompute ? 1 : 0);
   if (training && !recompute) step_.add_(1);
   if (!cfg_.enabled || step < cfg_.delay_steps) return x;

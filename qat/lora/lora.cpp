@@ -7,7 +7,7 @@
 #include <set>
 
 #include "qat/nf4/nf4_linear.h"
-#include "qat/transforms/prepare.h"
+#include "qat/nn/module_walk.h"
 
 namespace qat::lora {
 
@@ -78,13 +78,11 @@ std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& 
   cfg.validate();
   for (auto& p : model.parameters()) p.set_requires_grad(false);
   std::vector<std::string> wrapped;
-  transforms::for_each_linear(
+  nn::for_each_linear(
       model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
                  const std::shared_ptr<nn::LinearBase>& layer) {
         if (dynamic_cast<LoraLinear*>(layer.get())) return;  // already adapted
-        if (!transforms::any_match(cfg.target_modules, full) ||
-            transforms::any_match(cfg.exclude, full))
-          return;
+        if (!nn::any_match(cfg.target_modules, full) || nn::any_match(cfg.exclude, full)) return;
         parent.replace_linear(slot, std::make_shared<LoraLinear>(layer, cfg));
         wrapped.push_back(full);
       });
@@ -107,7 +105,7 @@ std::vector<std::pair<std::string, at::Tensor>> lora_parameters(const torch::nn:
 
 std::vector<std::string> merge_lora(torch::nn::Module& model) {
   std::vector<std::string> merged;
-  transforms::for_each_linear(
+  nn::for_each_linear(
       model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
                  const std::shared_ptr<nn::LinearBase>& layer) {
         auto* lora = dynamic_cast<LoraLinear*>(layer.get());
@@ -136,7 +134,7 @@ std::vector<RequantError> merge_lora_to_nf4(torch::nn::Module& model, int64_t bl
   std::vector<RequantError> report;
   const std::vector<std::string> merged = merge_lora(model);
   const std::set<std::string> to_quantize(merged.begin(), merged.end());
-  transforms::for_each_linear(
+  nn::for_each_linear(
       model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
                  const std::shared_ptr<nn::LinearBase>& layer) {
         if (!to_quantize.count(full)) return;  // only what carried an adapter

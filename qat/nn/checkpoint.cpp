@@ -2,16 +2,10 @@
 
 #include <torch/autograd.h>
 
+#include "qat/fake_quant/recompute.h"
+
 namespace qat::nn {
 namespace {
-
-thread_local bool t_recomputing = false;
-
-struct RecomputeScope {
-  RecomputeScope() : previous(t_recomputing) { t_recomputing = true; }
-  ~RecomputeScope() { t_recomputing = previous; }
-  bool previous;
-};
 
 // Holds the block function inside the autograd context (saved_data takes IValues only).
 struct BlockHolder : torch::CustomClassHolder {
@@ -43,7 +37,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     at::Tensor y;
     {
       at::AutoGradMode enable(true);
-      RecomputeScope scope;
+      fake_quant::RecomputeScope scope;
       y = holder->fn(inputs[0]);
     }
     auto result = torch::autograd::grad({y}, inputs, {grads[0]}, /*retain_graph=*/false,
@@ -54,10 +48,6 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
 };
 
 }  // namespace
-
-bool recomputing() {
-  return t_recomputing;
-}
 
 at::Tensor checkpoint(const BlockFn& fn, const at::Tensor& input,
                       const std::vector<at::Tensor>& params) {

@@ -18,12 +18,9 @@ namespace qat::nn {
 
 using BlockFn = std::function<at::Tensor(const at::Tensor&)>;
 
-// `params`: the block's parameters; those that require grad receive their gradients.
-// True while backward re-runs a checkpointed block. Stateful modules (step counters, observers,
-// sparsity masks) must not advance then: the recomputation has to see the state the original
-// forward left and reproduce its output exactly.
-bool recomputing();
-
+// `params`: the block's parameters; those that require grad receive their gradients. While
+// backward re-runs the block, fake_quant::recomputing() (qat/fake_quant/recompute.h) is true, so
+// stateful modules (step counters, observers, sparsity masks) do not advance a second time.
 at::Tensor checkpoint(const BlockFn& fn, const at::Tensor& input,
                       const std::vector<at::Tensor>& params);
 

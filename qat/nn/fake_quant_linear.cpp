@@ -4,7 +4,7 @@
 #include <torch/autograd.h>
 
 #include "ops/kquant.h"
-#include "qat/nn/checkpoint.h"
+#include "qat/fake_quant/recompute.h"
 
 namespace qat::nn {
 
@@ -35,7 +35,8 @@ at::Tensor FakeQuantLinear::masked_weight() const {
 }
 
 at::Tensor FakeQuantLinear::forward(const at::Tensor& x) {
-  if (is_training() && !recomputing()) {  // a checkpoint recomputation reuses this step's mask
+  if (is_training() &&
+      !fake_quant::recomputing()) {  // a checkpoint recomputation reuses this step's mask
     const int64_t step = step_.item<int64_t>();
     const int64_t every = cfg_.sparsity.recompute_every;
     if (mask_.defined() && every > 0 && step > 0 && step % every == 0)

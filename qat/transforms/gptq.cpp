@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "ops/element_fake_quant.h"
-#include "qat/transforms/prepare.h"
+#include "qat/nn/module_walk.h"
 
 namespace qat::transforms {
 
@@ -348,15 +348,15 @@ std::vector<std::vector<Target>> gptq_targets(models::LlamaForCausalLM& model) {
   size_t total = 0;
   for (int64_t l = 0; l < m.num_layers(); ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
-    for_each_linear(*m.layer(l),
-                    [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
-                        const std::shared_ptr<nn::LinearBase>& layer) {
-                      auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
-                      if (fq == nullptr || !fq->weight_quantizer()) return;
-                      check_gptq_layer(*fq, prefix + full);
-                      targets[static_cast<size_t>(l)].push_back({prefix + full, fq});
-                      ++total;
-                    });
+    nn::for_each_linear(*m.layer(l),
+                        [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
+                            const std::shared_ptr<nn::LinearBase>& layer) {
+                          auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
+                          if (fq == nullptr || !fq->weight_quantizer()) return;
+                          check_gptq_layer(*fq, prefix + full);
+                          targets[static_cast<size_t>(l)].push_back({prefix + full, fq});
+                          ++total;
+                        });
   }
   TORCH_CHECK(total > 0,
               "gptq: the model has no fake-quantized linear layers in its decoder layers ",

@@ -1,96 +1,91 @@
 #include "qat/transforms/prepare.h"
 
-#include <fnmatch.h>
-
 #include <set>
 
+#include "qat/nf4/nf4_linear.h"
 #include "qat/nn/quantized_linear.h"
 
 namespace qat::transforms {
 
 namespace {
 
-std::string join(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
-}
+// What a dense linear the rules selected becomes, given its full name.
+using MakeLayer = std::function<std::shared_ptr<nn::LinearBase>(const std::string& full,
+                                                                const nn::LinearBase& layer)>;
 
-}  // namespace
-
-bool any_match(const std::vector<std::string>& patterns, const std::string& name) {
-  for (const auto& p : patterns)
-    if (name_matches(p, name)) return true;
-  return false;
-}
-
-void for_each_linear(torch::nn::Module& model, const SlotVisitor& fn) {
-  std::vector<std::pair<std::string, std::shared_ptr<nn::ModuleWithLinears>>> parents;
-  if (auto* self = dynamic_cast<nn::ModuleWithLinears*>(&model)) {
-    parents.emplace_back("", std::shared_ptr<nn::ModuleWithLinears>(self, [](auto*) {}));
-  }
-  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-    if (auto p = std::dynamic_pointer_cast<nn::ModuleWithLinears>(item.value()))
-      parents.emplace_back(item.key(), p);
-  }
-  for (auto& [path, parent] : parents)
-    for (const auto& [name, layer] : parent->linears()) fn(*parent, name, join(path, name), layer);
-}
-
-bool name_matches(const std::string& pattern, const std::string& name) {
-  if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
-  const std::string suffix = "*." + pattern;
-  return fnmatch(suffix.c_str(), name.c_str(), 0) == 0;
-}
-
-std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg) {
-  TORCH_CHECK(
-      cfg.layer.weight || cfg.layer.activation || cfg.layer.sparsity.enabled,
-      "prepare: the layer config quantizes nothing (no weight, no activation, no sparsity)");
+// Swaps every dense linear (nn::Linear) whose name `include` selects and `exclude` does not for
+// make(name, layer); layers already swapped are left alone. `what` names the caller in errors.
+std::vector<std::string> swap_dense(torch::nn::Module& model, const char* what,
+                                    const std::vector<std::string>& include,
+                                    const std::vector<std::string>& exclude,
+                                    const MakeLayer& make) {
   std::vector<std::string> swapped;
   std::set<std::string> in_slots;
-  for_each_linear(model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
-                             const std::string& full,
-                             const std::shared_ptr<nn::LinearBase>& layer) {
-    in_slots.insert(full);
-    if (!dynamic_cast<nn::Linear*>(layer.get())) return;  // already prepared or not dense
-    if (!any_match(cfg.include, full) || any_match(cfg.exclude, full)) return;
-    const nn::FakeQuantLinearConfig* use = &cfg.layer;
-    const std::optional<nn::FakeQuantLinearConfig> chosen =
-        cfg.choose ? cfg.choose(full, *layer) : std::optional<nn::FakeQuantLinearConfig>();
-    const std::vector<int64_t> shape{layer->out_features(), layer->in_features()};
-    if (chosen) {
-      use = &*chosen;
-    } else if (cfg.layer.weight && !cfg.layer.weight->spec.groups_divide(shape)) {
-      const scheme::QuantSpec& spec = cfg.layer.weight->spec;
-      TORCH_CHECK(cfg.fallback, "prepare: linear '", full, "' (in_features ", layer->in_features(),
-                  "): the block size ", spec.granularity.group_size, " of ", spec.to_string(),
-                  " does not divide the last dimension; set a fallback format for such layers ",
-                  "(quant.fallback: llama.cpp falls back from Q4_K to gguf_q5_0, from Q5_K to "
-                  "gguf_q5_1, from Q6_K to gguf_q8_0), ",
-                  "choose a block size that divides it, or exclude the layer");
-      use = &*cfg.fallback;
-    }
-    parent.replace_linear(slot, std::make_shared<nn::FakeQuantLinear>(*layer, *use));
-    swapped.push_back(full);
-  });
+  nn::for_each_linear(
+      model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
+                 const std::shared_ptr<nn::LinearBase>& layer) {
+        in_slots.insert(full);
+        if (!dynamic_cast<nn::Linear*>(layer.get())) return;  // already swapped or not dense
+        if (!nn::any_match(include, full) || nn::any_match(exclude, full)) return;
+        parent.replace_linear(slot, make(full, *layer));
+        swapped.push_back(full);
+      });
   // A dense linear the rules select but that no slot holds cannot be swapped: say so.
   for (const auto& item : model.named_modules("", false)) {
     if (!std::dynamic_pointer_cast<nn::Linear>(item.value())) continue;
     const std::string& full = item.key();
     TORCH_CHECK(
-        in_slots.count(full) || !any_match(cfg.include, full) || any_match(cfg.exclude, full),
-        "prepare: linear '", full, "' matches the rules but its parent does not hold it in a ",
+        in_slots.count(full) || !nn::any_match(include, full) || nn::any_match(exclude, full), what,
+        ": linear '", full, "' matches the rules but its parent does not hold it in a ",
         "swappable slot (derive the parent from qat::nn::ModuleWithLinears and register it ",
         "with register_linear)");
   }
-  TORCH_CHECK(!swapped.empty(),
-              "prepare: no linear layer matched include=", c10::Join(",", cfg.include),
-              " exclude=", c10::Join(",", cfg.exclude));
+  TORCH_CHECK(!swapped.empty(), what, ": no linear layer matched include=", c10::Join(",", include),
+              " exclude=", c10::Join(",", exclude));
   return swapped;
+}
+
+}  // namespace
+
+std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg) {
+  TORCH_CHECK(
+      cfg.layer.weight || cfg.layer.activation || cfg.layer.sparsity.enabled,
+      "prepare: the layer config quantizes nothing (no weight, no activation, no sparsity)");
+  return swap_dense(
+      model, "prepare", cfg.include, cfg.exclude,
+      [&](const std::string& full, const nn::LinearBase& layer) {
+        const nn::FakeQuantLinearConfig* use = &cfg.layer;
+        const std::optional<nn::FakeQuantLinearConfig> chosen =
+            cfg.choose ? cfg.choose(full, layer) : std::optional<nn::FakeQuantLinearConfig>();
+        const std::vector<int64_t> shape{layer.out_features(), layer.in_features()};
+        if (chosen) {
+          use = &*chosen;
+        } else if (cfg.layer.weight && !cfg.layer.weight->spec.groups_divide(shape)) {
+          const scheme::QuantSpec& spec = cfg.layer.weight->spec;
+          TORCH_CHECK(cfg.fallback, "prepare: linear '", full, "' (in_features ",
+                      layer.in_features(), "): the block size ", spec.granularity.group_size,
+                      " of ", spec.to_string(),
+                      " does not divide the last dimension; set a fallback format for such layers ",
+                      "(quant.fallback: llama.cpp falls back from Q4_K to gguf_q5_0, from Q5_K to "
+                      "gguf_q5_1, from Q6_K to gguf_q8_0), ",
+                      "choose a block size that divides it, or exclude the layer");
+          use = &*cfg.fallback;
+        }
+        return std::make_shared<nn::FakeQuantLinear>(layer, *use);
+      });
+}
+
+std::vector<std::string> prepare_nf4(torch::nn::Module& model, const PrepareNf4Config& cfg) {
+  cfg.layer.validate();
+  return swap_dense(model, "prepare_nf4", cfg.include, cfg.exclude,
+                    [&](const std::string&, const nn::LinearBase& layer) {
+                      return nf4::NF4Linear::from_linear(layer, cfg.layer);
+                    });
 }
 
 std::vector<std::string> convert(torch::nn::Module& model) {
   std::vector<std::string> converted;
-  for_each_linear(
+  nn::for_each_linear(
       model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
                  const std::shared_ptr<nn::LinearBase>& layer) {
         auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());

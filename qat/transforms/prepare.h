@@ -1,9 +1,10 @@
 // prepare(): swap dense linear layers for FakeQuantLinear by name rules.
+// prepare_nf4(): swap dense linear layers for frozen NF4 weights (NF4Linear) by name rules.
 // convert(): swap every FakeQuantLinear for a QuantizedLinear holding packed codes.
 //
-// Names are full module paths ("model.layers.0.self_attn.q_proj"). A rule is a glob (fnmatch
-// syntax); it matches a name if it matches the whole name or a dotted suffix of it, so "q_proj"
-// and "*.q_proj" both pick every q_proj, as PEFT's target_modules do.
+// The rules are include/exclude lists of globs matched against full module names
+// (nn::name_matches, qat/nn/module_walk.h: "q_proj" picks every q_proj, as PEFT's
+// target_modules do).
 #pragma once
 
 #include <functional>
@@ -12,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "qat/nf4/nf4_tensor.h"
 #include "qat/nn/fake_quant_linear.h"
+#include "qat/nn/module_walk.h"
 
 namespace qat::transforms {
 
@@ -34,20 +37,22 @@ struct PrepareConfig {
       choose;
 };
 
-bool name_matches(const std::string& pattern, const std::string& name);
-// True when `name` matches one of the patterns.
-bool any_match(const std::vector<std::string>& patterns, const std::string& name);
-
-// Calls fn(parent, slot, full_name, layer) for every linear a model holds in a swappable slot
-// (nn::ModuleWithLinears), parents in module order. fn may replace the layer in its slot.
-using SlotVisitor =
-    std::function<void(nn::ModuleWithLinears& parent, const std::string& slot,
-                       const std::string& full_name, const std::shared_ptr<nn::LinearBase>& layer)>;
-void for_each_linear(torch::nn::Module& model, const SlotVisitor& fn);
-
 // Returns the names of the swapped layers, in order. Throws if a matching linear is not held in
 // a swappable slot (see nn::ModuleWithLinears) or if nothing matched.
 std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg);
+
+// QLoRA's base layers: each dense linear the rules select becomes an nf4::NF4Linear holding its
+// weight in bitsandbytes' NF4 format (block size and double quant from `layer`), frozen; LoRA
+// adapters go on top afterwards (lora::apply_lora).
+struct PrepareNf4Config {
+  std::vector<std::string> include{"*"};
+  std::vector<std::string> exclude{"lm_head", "*embed*"};
+  nf4::NF4Config layer;
+};
+
+// As prepare(): the names of the swapped layers, in order; throws on a matching linear outside a
+// swappable slot or if nothing matched.
+std::vector<std::string> prepare_nf4(torch::nn::Module& model, const PrepareNf4Config& cfg);
 
 // Returns the names of the converted layers.
 std::vector<std::string> convert(torch::nn::Module& model);

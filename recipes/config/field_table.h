@@ -134,8 +134,8 @@ class Reader {
       if (std::find(known_.begin(), known_.end(), key) != known_.end()) continue;
       std::ostringstream keys;
       for (size_t i = 0; i < known_.size(); ++i) keys << (i ? ", " : "") << known_[i];
-      TORCH_CHECK(false, where(kv.first), full(key), ": unknown key (expected one of: ",
-                  keys.str(), ")");
+      TORCH_CHECK(false, where(kv.first), full(key), ": unknown key (expected one of: ", keys.str(),
+                  ")");
     }
   }
 
@@ -147,9 +147,7 @@ class Reader {
   }
 
  private:
-  std::string full(const std::string& key) const {
-    return path_.empty() ? key : path_ + "." + key;
-  }
+  std::string full(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
   static std::string kind(const YAML::Node& n) {
     if (n.IsMap()) return "a mapping";
@@ -282,9 +280,7 @@ class Checker {
   }
 
  private:
-  std::string full(const std::string& key) const {
-    return path_.empty() ? key : path_ + "." + key;
-  }
+  std::string full(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
   template <class T, class A>
   void check(const char* key, const T& value, const A& attr) {

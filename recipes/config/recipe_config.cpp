@@ -21,8 +21,8 @@ static std::optional<std::string> config_parse(const std::string& text, WeightFo
     out = WeightFormat::named(text);
     return std::nullopt;
   } catch (const c10::Error&) {
-    return "unknown format '" + text + "' (see `qat formats`, or a llama.cpp mixture: " +
-           io::known_llama_mixes() + ")";
+    return "unknown format '" + text +
+           "' (see `qat formats`, or a llama.cpp mixture: " + io::known_llama_mixes() + ")";
   }
 }
 static std::string config_text(const OptionalFormat& f) {
@@ -178,10 +178,11 @@ void visit_fields(V& v, LoraSection& s) {
   });
   v.field("dropout", s.dropout, in_range(0.0, 1.0, /*hi_open=*/true));
   v.field("rslora", s.rslora);
-  v.field("targets", s.targets, [](const std::vector<std::string>& t) -> std::optional<std::string> {
-    if (!t.empty()) return std::nullopt;
-    return std::string("is empty: name the projections to adapt");
-  });
+  v.field("targets", s.targets,
+          [](const std::vector<std::string>& t) -> std::optional<std::string> {
+            if (!t.empty()) return std::nullopt;
+            return std::string("is empty: name the projections to adapt");
+          });
 }
 
 template <class V>
@@ -305,8 +306,7 @@ void validate_combinations(const RecipeConfig& c) {
   if (quant.init == QuantInit::kGptq) {
     TORCH_CHECK(c.method == Method::kQat, at,
                 "quant.init: gptq starts method qat from GPTQ-rounded weights; method ",
-                to_string(c.method),
-                " does not train fake-quant weights (use quant.init: rtn)");
+                to_string(c.method), " does not train fake-quant weights (use quant.init: rtn)");
     TORCH_CHECK(quant.scale_mode == fake_quant::ScaleMode::kDynamic && quant.delay_steps == 0, at,
                 "quant.init: gptq needs quant.scale_mode: dynamic and quant.delay_steps: 0 (GPTQ "
                 "rounds with the scales fake quant uses from the first step)");

@@ -63,7 +63,7 @@ struct OptionalFormat {
 };
 
 struct ModelSection {
-  std::string path = "default";         // .gguf, HF directory, or "default" (SmolLM2-135M-Instruct)
+  std::string path = "default";  // .gguf, HF directory, or "default" (SmolLM2-135M-Instruct)
   ModelDtype dtype = ModelDtype::kFp32;  // frozen weights: fp32 or bf16 (trainable ones are fp32)
 };
 
@@ -77,11 +77,11 @@ struct QuantSection {
   fake_quant::ScaleMode scale_mode = fake_quant::ScaleMode::kDynamic;  // dynamic|static|learnable
   fake_quant::RangeMethod range = fake_quant::RangeMethod::kMinMax;    // minmax|percentile|mse
   fake_quant::GradMode grad = fake_quant::GradMode::kSte;              // ste | clipped_ste
-  int64_t delay_steps = 0;              // optimizer steps before fake quant switches on
-  int64_t freeze_observer_after = -1;   // static scales: stop updating after N steps
+  int64_t delay_steps = 0;             // optimizer steps before fake quant switches on
+  int64_t freeze_observer_after = -1;  // static scales: stop updating after N steps
   std::vector<std::string> exclude = {"lm_head", "embed_tokens"};  // name patterns left dense
-  QuantInit init = QuantInit::kRtn;     // method qat, fresh runs: rtn or gptq
-  int64_t init_calibration = 32;        // gptq: training sequences to calibrate on
+  QuantInit init = QuantInit::kRtn;  // method qat, fresh runs: rtn or gptq
+  int64_t init_calibration = 32;     // gptq: training sequences to calibrate on
 };
 
 struct LoraSection {

@@ -91,10 +91,10 @@ inline void add_lora(models::LlamaForCausalLM& m, std::vector<std::string> targe
 
 // Replaces the linears matching `include` by NF4Linear (blocksize 64, double quant).
 inline void to_nf4(models::LlamaForCausalLM& m, const std::vector<std::string>& include) {
-  transforms::for_each_linear(
+  nn::for_each_linear(
       m, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
              const std::shared_ptr<nn::LinearBase>& layer) {
-        if (transforms::any_match(include, full))
+        if (nn::any_match(include, full))
           parent.replace_linear(slot, nf4::NF4Linear::from_linear(*layer));
       });
 }

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "ops/kquant.h"
+#include "qat/nf4/nf4_linear.h"
 #include "qat/nn/quantized_linear.h"
 #include "qat/transforms/prepare.h"
 #include "tests/support/helpers.h"
@@ -86,6 +87,38 @@ TEST_CASE("prepare swaps linears by name rules, embeddings and lm_head stay dens
   bad_group.layer.weight = weight_cfg("int4", Granularity::per_group(48));
   REQUIRE_THROWS_WITH(transforms::prepare(m3, bad_group),
                       Catch::Contains("does not divide the last dimension"));
+}
+
+TEST_CASE("prepare_nf4 swaps the selected dense linears for frozen NF4 weights", "[prepare][nf4]") {
+  torch::manual_seed(0);
+  TinyModel m(50, 64, 128, torch::kFloat);
+  const at::Tensor q_weight = m.self_attn->q_proj->effective_weight().clone();
+  const at::Tensor o_weight = m.self_attn->o_proj->effective_weight().clone();
+  transforms::PrepareNf4Config cfg;
+  cfg.include = {"q_proj", "o_proj", "lm_head"};
+  cfg.exclude = {"lm_head"};
+  cfg.layer.blocksize = 32;
+  cfg.layer.double_quant = false;
+  REQUIRE(transforms::prepare_nf4(m, cfg) ==
+          std::vector<std::string>{"self_attn.o_proj", "self_attn.q_proj"});
+  auto* q = dynamic_cast<nf4::NF4Linear*>(m.self_attn->q_proj.get());  // the member sees the swap
+  REQUIRE(q != nullptr);
+  REQUIRE(q->weight().config().blocksize == 32);
+  REQUIRE_FALSE(q->weight().config().double_quant);
+  // The weight is the NF4 quantization of the original one; o_proj keeps its bias.
+  REQUIRE(
+      at::equal(q->effective_weight(), nf4::NF4Tensor::quantize(q_weight, cfg.layer).dequantize()));
+  REQUIRE(at::equal(m.self_attn->o_proj->effective_weight(),
+                    nf4::NF4Tensor::quantize(o_weight, cfg.layer).dequantize()));
+  REQUIRE(m.self_attn->o_proj->bias().defined());
+  REQUIRE(dynamic_cast<nn::Linear*>(m.lm_head.get()));  // excluded
+  REQUIRE(dynamic_cast<nn::Linear*>(m.up_proj.get()));  // not included
+
+  // Layers already swapped are left alone, so nothing matches a second time.
+  REQUIRE_THROWS_WITH(transforms::prepare_nf4(m, cfg), Catch::Contains("no linear layer matched"));
+  TinyModel m2(50, 64, 128, torch::kFloat);
+  cfg.layer.blocksize = 48;
+  REQUIRE_THROWS(transforms::prepare_nf4(m2, cfg));  // not a power of two: NF4Config says so
 }
 
 TEST_CASE("convert equals prepare exactly over 100+ seeds, shapes and formats",
