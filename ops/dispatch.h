@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "qat/scheme/format.h"
@@ -31,18 +32,20 @@ decltype(auto) dispatch_format(scheme::Format f, Fn&& fn) {
       return fn(FormatTag<Format::kQ8_0>{});
     case Format::kQ4_0:
       return fn(FormatTag<Format::kQ4_0>{});
+    case Format::kQ4_1:
+      return fn(FormatTag<Format::kQ4_1>{});
     case Format::kQ5_0:
       return fn(FormatTag<Format::kQ5_0>{});
     case Format::kQ5_1:
       return fn(FormatTag<Format::kQ5_1>{});
-    case Format::kQ4_1:
-      break;
     case Format::kQ4_K:
     case Format::kQ5_K:
     case Format::kQ6_K:  // super-block formats have no per-element path (ops/kquant.h)
       throw std::invalid_argument("dispatch_format: k-quant formats go through ops/kquant.h");
   }
-  return fn(FormatTag<Format::kQ4_1>{});
+  // No default above: -Wswitch names this switch when a Format is added.
+  throw std::invalid_argument("dispatch_format: unknown format " +
+                              std::to_string(static_cast<int>(f)));
 }
 
 }  // namespace qat::ops

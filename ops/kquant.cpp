@@ -12,14 +12,27 @@ namespace qat::ops {
 
 namespace {
 
+// "gguf_q4_k, gguf_q5_k, gguf_q6_k" (with_fallback: "gguf_q5_0 in place of Q4_K, ..."), from the
+// formats table.
+std::string kquant_names(bool with_fallback) {
+  std::string names;
+  for (const scheme::FormatTraits& t : scheme::kFormatTraits) {
+    if (!scheme::is_kquant(t.format)) continue;
+    names += names.empty() ? "" : ", ";
+    names += with_fallback ? std::string(scheme::traits(t.gguf.row_fallback).name) +
+                                 " in place of " + std::string(t.gguf.name)
+                           : std::string(t.name);
+  }
+  return names;
+}
+
 void check_spec(const scheme::QuantSpec& spec, at::IntArrayRef shape, const char* what) {
   TORCH_CHECK(scheme::is_kquant(spec.format), what, ": format '", spec.traits().name,
-              "' is not a k-quant (gguf_q4_k, gguf_q5_k, gguf_q6_k)");
-  TORCH_CHECK(
-      spec.groups_divide(shape), what, ": ", spec.traits().name,
-      " quantizes super-blocks of 256 along the last dimension; a tensor of shape ", shape,
-      " does not split into them (llama.cpp falls back for such tensors: gguf_q5_0 in place of ",
-      "Q4_K, gguf_q5_1 in place of Q5_K, gguf_q8_0 in place of Q6_K; or exclude the layer)");
+              "' is not a k-quant (", kquant_names(false), ")");
+  TORCH_CHECK(spec.groups_divide(shape), what, ": ", spec.traits().name,
+              " quantizes super-blocks of 256 along the last dimension; a tensor of shape ", shape,
+              " does not split into them (llama.cpp falls back for such tensors: ",
+              kquant_names(true), "; or exclude the layer)");
 }
 
 std::vector<int64_t> with_last(at::IntArrayRef shape, int64_t last) {

@@ -11,6 +11,8 @@
 // `llama-quantize` output (tests/ops/test_kquants.cpp checks against libggml-base), and
 // fake_quant == dequantize(quantize) bit for bit.
 //
+// The block structs are qat/scheme/blocks.h's; the code reads and writes them as bytes at their
+// fields' offsets (the k* constants below):
 // Q4_K (144 bytes): f16 d, f16 dmin, u8 scales[12] (8 six-bit scales + 8 six-bit mins),
 //   u8 qs[128]; 8 sub-blocks of 32, y = (d * sc) * q - (dmin * m), q in 0..15.
 // Q5_K (176 bytes): Q4_K's d, dmin and scales, then u8 qh[32] (the fifth bits), u8 qs[128];
@@ -23,15 +25,40 @@
 #pragma once
 
 #include "ops/quant_math.h"
+#include "qat/scheme/blocks.h"
 
 namespace qat::ops::kquant {
 
 namespace m = qat::ops::math;
 
+using scheme::BlockQ4_K;
+using scheme::BlockQ5_K;
+using scheme::BlockQ6_K;
+
 inline constexpr int kSuperBlock = 256;
-inline constexpr int kQ4KBytes = 144;
-inline constexpr int kQ5KBytes = 176;
-inline constexpr int kQ6KBytes = 210;
+static_assert(kSuperBlock == scheme::traits(scheme::Format::kQ4_K).fixed_block &&
+                  kSuperBlock == scheme::traits(scheme::Format::kQ5_K).fixed_block &&
+                  kSuperBlock == scheme::traits(scheme::Format::kQ6_K).fixed_block,
+              "k-quant super-blocks are 256 elements");
+// Field offsets. Q4_K and Q5_K share d, dmin and scales; their codes start at different offsets.
+inline constexpr int kDminOffset = offsetof(BlockQ4_K, dmin);
+inline constexpr int kScalesOffset = offsetof(BlockQ4_K, scales);
+static_assert(offsetof(BlockQ4_K, d) == 0 && offsetof(BlockQ5_K, d) == 0 &&
+                  offsetof(BlockQ5_K, dmin) == kDminOffset &&
+                  offsetof(BlockQ5_K, scales) == kScalesOffset,
+              "Q4_K and Q5_K share their header");
+inline constexpr int kQ5KQhOffset = offsetof(BlockQ5_K, qh);
+template <int kNmax>
+inline constexpr int kAffineQsOffset = kNmax == 15 ? offsetof(BlockQ4_K, qs)
+                                                   : offsetof(BlockQ5_K, qs);
+inline constexpr int kQ6KQhOffset = offsetof(BlockQ6_K, qh);
+inline constexpr int kQ6KScalesOffset = offsetof(BlockQ6_K, scales);
+inline constexpr int kQ6KDOffset = offsetof(BlockQ6_K, d);
+static_assert(offsetof(BlockQ6_K, ql) == 0, "Q6_K starts with ql");
+// The largest block, for a buffer that holds any of them.
+inline constexpr int kMaxBlockBytes = sizeof(BlockQ6_K);
+static_assert(sizeof(BlockQ4_K) <= kMaxBlockBytes && sizeof(BlockQ5_K) <= kMaxBlockBytes,
+              "kMaxBlockBytes holds every k-quant block");
 
 // ggml's nearest_int: adding 1.5 * 2^23 rounds to an integer (nearest, ties to even) and leaves
 // it in the low mantissa bits. Equal to rint() for |v| < 2^22; larger values wrap as ggml's do.
@@ -294,7 +321,7 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
   // Scales and mins become 6-bit multiples of the fp16 super-block d and dmin.
   const float inv_scale = max_scale > 0.0f ? m::div_rn(63.0f, max_scale) : 0.0f;
   const float inv_min = max_min > 0.0f ? m::div_rn(63.0f, max_min) : 0.0f;
-  uint8_t* packed = out + 4;
+  uint8_t* packed = out + kScalesOffset;
   for (int j = 0; j < 12; ++j) packed[j] = 0;
   for (int j = 0; j < 8; ++j) {
     uint8_t ls = static_cast<uint8_t>(nearest_int(m::mul_rn(inv_scale, scales[j])));
@@ -311,10 +338,10 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
     }
   }
   store_half(out, m::div_rn(max_scale, 63.0f));
-  store_half(out + 2, m::div_rn(max_min, 63.0f));
+  store_half(out + kDminOffset, m::div_rn(max_min, 63.0f));
   // Codes against the stored (rounded) parameters. A sub-block whose scale rounds to 0 keeps the
   // codes of its fit, as ggml does (they dequantize to -dmin*m whatever they are).
-  const float d = half_at(out), dmin = half_at(out + 2);
+  const float d = half_at(out), dmin = half_at(out + kDminOffset);
   for (int j = 0; j < 8; ++j) {
     int sc = 0, mn = 0;
     q4k_scale_min(j, packed, &sc, &mn);
@@ -328,8 +355,8 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
   }
   // Sub-blocks 2c and 2c+1 share bytes qs[32c .. 32c+32): low nibbles, then high nibbles. Q5_K
   // keeps the fifth bit of element 32j + l at bit j of qh[l].
-  uint8_t* qh = out + 16;
-  uint8_t* qs = kNmax == 15 ? out + 16 : out + 48;
+  uint8_t* qh = out + kQ5KQhOffset;
+  uint8_t* qs = out + kAffineQsOffset<kNmax>;
   if (kNmax == 31) {
     for (int l = 0; l < 32; ++l) qh[l] = 0;
     for (int j = 0; j < 8; ++j) {
@@ -347,10 +374,10 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
 // One Q4_K or Q5_K block -> 256 floats (ggml's dequantize_row_q4_K / q5_K).
 template <int kNmax>
 QAT_HD void dequantize_block_affine_k(const uint8_t* blk, float* y) {
-  const float d = half_at(blk), dmin = half_at(blk + 2);
-  const uint8_t* packed = blk + 4;
-  const uint8_t* qh = blk + 16;
-  const uint8_t* qs = kNmax == 15 ? blk + 16 : blk + 48;
+  const float d = half_at(blk), dmin = half_at(blk + kDminOffset);
+  const uint8_t* packed = blk + kScalesOffset;
+  const uint8_t* qh = blk + kQ5KQhOffset;
+  const uint8_t* qs = blk + kAffineQsOffset<kNmax>;
   for (int j = 0; j < 8; ++j) {
     int sc = 0, mn = 0;
     q4k_scale_min(j, packed, &sc, &mn);
@@ -499,18 +526,18 @@ QAT_HD void quantize_block_q6k(const float* x, uint8_t* out) {
     }
   }
   if (max_abs_scale < 1e-15f) {  // an all-zero block: every byte 0 (d = +0)
-    for (int i = 0; i < kQ6KBytes; ++i) out[i] = 0;
+    for (int i = 0; i < static_cast<int>(sizeof(BlockQ6_K)); ++i) out[i] = 0;
     return;
   }
   // The 16 scales become int8 multiples of the fp16 d = max_scale / -128.
   const float iscale = m::div_rn(-128.0f, max_scale);
-  store_half(out + 208, m::div_rn(1.0f, iscale));
-  int8_t* sc = reinterpret_cast<int8_t*>(out + 192);
+  store_half(out + kQ6KDOffset, m::div_rn(1.0f, iscale));
+  int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6KScalesOffset);
   for (int b = 0; b < 16; ++b) {
     const int v = nearest_int(m::mul_rn(iscale, scales[b]));
     sc[b] = static_cast<int8_t>(v > 127 ? 127 : v);
   }
-  const float d = half_at(out + 208);
+  const float d = half_at(out + kQ6KDOffset);
   for (int b = 0; b < 16; ++b) {
     const float db = m::mul_rn(d, static_cast<float>(sc[b]));
     if (db == 0.0f) continue;  // keeps the fit's codes, as ggml (they dequantize to 0)
@@ -523,7 +550,7 @@ QAT_HD void quantize_block_q6k(const float* x, uint8_t* out) {
   // In each half of 128, element 32s + l (s = 0..3) keeps its low nibble in ql[64h + l + 32(s&1)]
   // (low nibble for s < 2, high for s >= 2) and its top 2 bits at qh[32h + l] >> 2s.
   uint8_t* ql = out;
-  uint8_t* qh = out + 128;
+  uint8_t* qh = out + kQ6KQhOffset;
   for (int h = 0; h < 2; ++h) {
     const uint8_t* Lh = L + 128 * h;
     for (int l = 0; l < 32; ++l) {
@@ -538,9 +565,9 @@ QAT_HD void quantize_block_q6k(const float* x, uint8_t* out) {
 // One 210-byte block -> 256 floats (ggml's dequantize_row_q6_K).
 QAT_HD void dequantize_block_q6k(const uint8_t* blk, float* y) {
   const uint8_t* ql = blk;
-  const uint8_t* qh = blk + 128;
-  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-  const float d = half_at(blk + 208);
+  const uint8_t* qh = blk + kQ6KQhOffset;
+  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + kQ6KScalesOffset);
+  const float d = half_at(blk + kQ6KDOffset);
   for (int h = 0; h < 2; ++h) {
     for (int s = 0; s < 4; ++s) {
       for (int l = 0; l < 32; ++l) {
@@ -555,38 +582,84 @@ QAT_HD void dequantize_block_q6k(const uint8_t* blk, float* y) {
 }
 
 // ---- dispatch on the format -----------------------------------------------------------------
+//
+// The switches list every Format, with no default, so -Wswitch names them when one is added. Device
+// code cannot throw: the front-ends (ops/kquant.cpp, qat/io/gguf_blocks.cpp) accept k-quants only,
+// and a format that is not one quantizes to nothing and dequantizes to NaN.
 
+// Bytes of one block of `f` (0 for a format that is not a k-quant). A switch rather than a look
+// into scheme::kFormatTraits, which is host memory; blocks.h ties the sizes to the table.
 QAT_HD int block_bytes(scheme::Format f) {
-  return f == scheme::Format::kQ4_K   ? kQ4KBytes
-         : f == scheme::Format::kQ5_K ? kQ5KBytes
-                                      : kQ6KBytes;
+  switch (f) {
+    case scheme::Format::kQ4_K:
+      return sizeof(BlockQ4_K);
+    case scheme::Format::kQ5_K:
+      return sizeof(BlockQ5_K);
+    case scheme::Format::kQ6_K:
+      return sizeof(BlockQ6_K);
+    case scheme::Format::kInt:
+    case scheme::Format::kUInt:
+    case scheme::Format::kFp8E4M3:
+    case scheme::Format::kFp8E5M2:
+    case scheme::Format::kNf4:
+    case scheme::Format::kQ8_0:
+    case scheme::Format::kQ4_0:
+    case scheme::Format::kQ4_1:
+    case scheme::Format::kQ5_0:
+    case scheme::Format::kQ5_1:
+      break;  // not a k-quant
+  }
+  return 0;
 }
 
 QAT_HD void quantize_block(scheme::Format f, const float* x, uint8_t* out) {
   switch (f) {
     case scheme::Format::kQ4_K:
       quantize_block_affine_k<15>(x, out);
-      break;
+      return;
     case scheme::Format::kQ5_K:
       quantize_block_affine_k<31>(x, out);
-      break;
-    default:
+      return;
+    case scheme::Format::kQ6_K:
       quantize_block_q6k(x, out);
-      break;
+      return;
+    case scheme::Format::kInt:
+    case scheme::Format::kUInt:
+    case scheme::Format::kFp8E4M3:
+    case scheme::Format::kFp8E5M2:
+    case scheme::Format::kNf4:
+    case scheme::Format::kQ8_0:
+    case scheme::Format::kQ4_0:
+    case scheme::Format::kQ4_1:
+    case scheme::Format::kQ5_0:
+    case scheme::Format::kQ5_1:
+      return;  // not a k-quant: no block (block_bytes is 0)
   }
 }
 QAT_HD void dequantize_block(scheme::Format f, const uint8_t* blk, float* y) {
   switch (f) {
     case scheme::Format::kQ4_K:
       dequantize_block_affine_k<15>(blk, y);
-      break;
+      return;
     case scheme::Format::kQ5_K:
       dequantize_block_affine_k<31>(blk, y);
-      break;
-    default:
+      return;
+    case scheme::Format::kQ6_K:
       dequantize_block_q6k(blk, y);
-      break;
+      return;
+    case scheme::Format::kInt:
+    case scheme::Format::kUInt:
+    case scheme::Format::kFp8E4M3:
+    case scheme::Format::kFp8E5M2:
+    case scheme::Format::kNf4:
+    case scheme::Format::kQ8_0:
+    case scheme::Format::kQ4_0:
+    case scheme::Format::kQ4_1:
+    case scheme::Format::kQ5_0:
+    case scheme::Format::kQ5_1:
+      break;  // not a k-quant
   }
+  for (int i = 0; i < kSuperBlock; ++i) y[i] = NAN;
 }
 // In place: x (256 floats) -> dequantize(quantize(x)); all NaN when x holds a non-finite value.
 QAT_HD void fake_quant_block(scheme::Format f, float* x) {
@@ -594,7 +667,7 @@ QAT_HD void fake_quant_block(scheme::Format f, float* x) {
     for (int i = 0; i < kSuperBlock; ++i) x[i] = NAN;
     return;
   }
-  uint8_t blk[kQ6KBytes];
+  uint8_t blk[kMaxBlockBytes];
   quantize_block(f, x, blk);
   dequantize_block(f, blk, x);
 }

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "qat/scheme/blocks.h"
+
 namespace qat::ops {
 
 namespace {
@@ -74,6 +76,7 @@ at::Tensor pack_gguf_blocks(const at::Tensor& codes, const QuantSpec& spec, cons
   const auto& t = spec.traits();
   TORCH_CHECK(t.fixed_block == 32, "pack_gguf_blocks: ", t.name, " is not a GGUF block format");
   spec.validate_for(codes.sizes());
+  const scheme::Block32Layout l = scheme::block32_layout(spec.format);
   const int64_t k = codes.size(-1);
   const at::Tensor c = codes.contiguous().view({-1, 32});
   const int64_t nb = c.size(0);
@@ -86,54 +89,53 @@ at::Tensor pack_gguf_blocks(const at::Tensor& codes, const QuantSpec& spec, cons
         .view(at::kByte)
         .view({nb, 2});
   };
+  // The fields in struct order (qat/scheme/blocks.h): d, then m, qh, qs where the format has them.
   std::vector<at::Tensor> parts{half_bytes(qp.scale)};
-  if (spec.has_zero_point()) parts.push_back(half_bytes(qp.zero));  // q4_1, q5_1: fp16 m
-  if (spec.format == Format::kQ8_0) {
+  if (l.m >= 0) parts.push_back(half_bytes(qp.zero));  // q4_1, q5_1: fp16 m
+  if (l.qh >= 0) {
+    // qh: 4 bytes; bit j of byte b is the fifth bit of element 8b + j.
+    const at::Tensor hi = c.bitwise_right_shift(4).bitwise_and(1).view({nb, 4, 8});
+    parts.push_back(hi.bitwise_left_shift(at::arange(8, hi.options())).sum(2).to(at::kByte));
+  }
+  if (l.bytes - l.qs == 32) {  // a byte per code (Q8_0)
     parts.push_back(c);
-  } else {
-    if (t.max_bits == 5) {
-      // qh: 4 bytes; bit j of byte b is the fifth bit of element 8b + j.
-      const at::Tensor hi = c.bitwise_right_shift(4).bitwise_and(1).view({nb, 4, 8});
-      parts.push_back(hi.bitwise_left_shift(at::arange(8, hi.options())).sum(2).to(at::kByte));
-    }
+  } else {  // two nibbles per byte
     const at::Tensor lo = c.bitwise_and(0x0f);
     parts.push_back(lo.slice(1, 0, 16).bitwise_or(lo.slice(1, 16, 32).bitwise_left_shift(4)));
   }
-  return at::cat(parts, 1).view(with_last(codes.sizes(), k / 32 * t.block_bytes));
+  return at::cat(parts, 1).view(with_last(codes.sizes(), k / 32 * l.bytes));
 }
 
 UnpackedBlocks unpack_gguf_blocks(const at::Tensor& blocks, const QuantSpec& spec) {
   check_codes(blocks, "unpack_gguf_blocks");
   const auto& t = spec.traits();
   TORCH_CHECK(t.fixed_block == 32, "unpack_gguf_blocks: ", t.name, " is not a GGUF block format");
+  const scheme::Block32Layout l = scheme::block32_layout(spec.format);
   const int64_t kb = blocks.size(-1);
-  TORCH_CHECK(kb % t.block_bytes == 0, "unpack_gguf_blocks: the last dimension (", kb,
-              " bytes) is not a whole number of ", t.block_bytes, "-byte ", t.name, " blocks");
-  const at::Tensor b = blocks.contiguous().view({-1, t.block_bytes});
+  TORCH_CHECK(kb % l.bytes == 0, "unpack_gguf_blocks: the last dimension (", kb,
+              " bytes) is not a whole number of ", l.bytes, "-byte ", t.name, " blocks");
+  const at::Tensor b = blocks.contiguous().view({-1, l.bytes});
   const int64_t nb = b.size(0);
   auto half_at = [&](int64_t off) {
     return b.slice(1, off, off + 2).contiguous().view(at::kHalf).to(at::kFloat).view({nb});
   };
   UnpackedBlocks r;
-  // d, then m (q4_1, q5_1), then qh (q5_0, q5_1), then qs.
-  const int64_t qh_off = spec.has_zero_point() ? 4 : 2;
-  const int64_t qs_off = qh_off + (t.max_bits == 5 ? 4 : 0);
-  at::Tensor qs = b.slice(1, qs_off, t.block_bytes);
-  at::Tensor codes = spec.format == Format::kQ8_0
+  at::Tensor qs = b.slice(1, l.qs, l.bytes);
+  at::Tensor codes = l.bytes - l.qs == 32
                          ? qs.contiguous()
                          : at::cat({qs.bitwise_and(0x0f), qs.bitwise_right_shift(4)}, 1);
-  if (t.max_bits == 5) {
-    const at::Tensor qh = b.slice(1, qh_off, qh_off + 4).unsqueeze(2);  // [nb, 4, 1]
+  if (l.qh >= 0) {
+    const at::Tensor qh = b.slice(1, l.qh, l.qh + 4).unsqueeze(2);  // [nb, 4, 1]
     const at::Tensor hi =
         qh.bitwise_right_shift(at::arange(8, qh.options())).bitwise_and(1).reshape({nb, 32});
     codes = codes.bitwise_or(hi.bitwise_left_shift(4));
   }
-  const auto shape = with_last(blocks.sizes(), kb / t.block_bytes * 32);
+  const auto shape = with_last(blocks.sizes(), kb / l.bytes * 32);
   r.codes = codes.view(shape);
   const auto sshape = spec.scale_shape(shape);
   r.qparams.scale = half_at(0).view(sshape);
-  r.qparams.zero = spec.has_zero_point() ? half_at(2).view(sshape)
-                                         : at::zeros({nb}, r.qparams.scale.options()).view(sshape);
+  r.qparams.zero = l.m >= 0 ? half_at(l.m).view(sshape)
+                            : at::zeros({nb}, r.qparams.scale.options()).view(sshape);
   return r;
 }
 

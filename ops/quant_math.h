@@ -384,9 +384,19 @@ QAT_HD ScaleZero range_to_scale(Format f, int bits, ScaleDtype dt, float lo, flo
       return {sanitize_scale(div_rn(fmax_f(fabsf(lo), fabsf(hi)), E5M2::kMax), dt), 0.0f};
     case Format::kNf4:
       return {fmax_f(fabsf(lo), fabsf(hi)), 0.0f};  // absmax, kept in fp32 as bitsandbytes
-    default:
-      return {0.0f, 0.0f};  // GGUF formats use group_scale (they need the signed max)
+    case Format::kQ8_0:
+    case Format::kQ4_0:
+    case Format::kQ4_1:
+    case Format::kQ5_0:
+    case Format::kQ5_1:
+    case Format::kQ4_K:
+    case Format::kQ5_K:
+    case Format::kQ6_K:
+      break;  // GGUF formats use group_scale (they need the signed max); k-quants ops/kquant.h
   }
+  // No default above, so -Wswitch names this switch when a Format is added. Device code cannot
+  // throw: a format without a range rule gets a zero scale (the front-ends never pass one).
+  return {0.0f, 0.0f};
 }
 QAT_HD ScaleZero group_scale(Format f, int bits, ScaleDtype dt, const GroupStats& s) {
   switch (f) {
@@ -400,9 +410,17 @@ QAT_HD ScaleZero group_scale(Format f, int bits, ScaleDtype dt, const GroupStats
       return {div_rn(add_rn(s.max, -s.min), 15.0f), s.min};
     case Format::kQ5_1:  // ggml: d = (max - min) / 31, m = min
       return {div_rn(add_rn(s.max, -s.min), 31.0f), s.min};
-    default:
-      return range_to_scale(f, bits, dt, s.min, s.max);
+    case Format::kInt:
+    case Format::kUInt:
+    case Format::kFp8E4M3:
+    case Format::kFp8E5M2:
+    case Format::kNf4:
+    case Format::kQ4_K:  // k-quants: no per-group scale (range_to_scale gives 0)
+    case Format::kQ5_K:
+    case Format::kQ6_K:
+      break;
   }
+  return range_to_scale(f, bits, dt, s.min, s.max);
 }
 
 QAT_HD GroupQParams make_group_qparams(Format f, int bits, float scale, float zero) {
@@ -431,7 +449,12 @@ QAT_HD GroupQParams make_group_qparams(Format f, int bits, float scale, float ze
       g.deq_scale = half_bits_to_float(float_to_half_bits(scale));
       g.deq_zero = half_bits_to_float(float_to_half_bits(zero));
       break;
-    default:
+    case Format::kFp8E4M3:  // the code is the scaled value itself
+    case Format::kFp8E5M2:
+    case Format::kNf4:
+    case Format::kQ4_K:  // k-quants: no per-group qparams (ops/kquant.h)
+    case Format::kQ5_K:
+    case Format::kQ6_K:
       break;
   }
   return g;
@@ -462,7 +485,8 @@ QAT_HD int quantize_value(float x, const GroupQParams& g) {
   } else if constexpr (F == Format::kQ5_0) {
     const float v = trunc_f(add_rn(mul_rn(x, g.inv_scale), 16.5f));
     return static_cast<int>(fmin_f(fmax_f(v, 0.0f), 31.0f));
-  } else {  // kQ4_1, kQ5_1
+  } else {
+    static_assert(F == Format::kQ4_1 || F == Format::kQ5_1, "quantize_value: no rule for F");
     constexpr float kMax = F == Format::kQ5_1 ? 31.0f : 15.0f;
     const float v = trunc_f(add_rn(mul_rn(add_rn(x, -g.zero), g.inv_scale), 0.5f));
     return static_cast<int>(fmin_f(fmax_f(v, 0.0f), kMax));
@@ -485,7 +509,8 @@ QAT_HD float dequantize_value(int code, const GroupQParams& g) {
     return mul_rn(static_cast<float>(code - 8), g.deq_scale);
   } else if constexpr (F == Format::kQ5_0) {
     return mul_rn(static_cast<float>(code - 16), g.deq_scale);
-  } else {  // kQ4_1, kQ5_1: y = q*d + m, two roundings (no FMA), as gguf-py's reference
+  } else {  // y = q*d + m, two roundings (no FMA), as gguf-py's reference
+    static_assert(F == Format::kQ4_1 || F == Format::kQ5_1, "dequantize_value: no rule for F");
     return add_rn(mul_rn(static_cast<float>(code), g.deq_scale), g.deq_zero);
   }
 }
@@ -504,6 +529,9 @@ QAT_HD bool in_range(float x, const GroupQParams& g) {
   } else if constexpr (F == Format::kNf4) {
     return fabsf(mul_rn(x, g.inv_scale)) <= 1.0f;
   } else {
+    static_assert(F == Format::kQ8_0 || F == Format::kQ4_0 || F == Format::kQ4_1 ||
+                      F == Format::kQ5_0 || F == Format::kQ5_1,
+                  "in_range: no rule for F");
     return true;  // GGUF blocks always take their range from the block itself
   }
 }

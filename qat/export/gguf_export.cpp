@@ -38,34 +38,16 @@ double type_bits(GgmlType t) {
   return 8.0 * tr->type_size / tr->block_size;
 }
 
-// The ggml file type (llama_ftype) named after the type most linears have.
+// The ggml file type (llama_ftype, general.file_type) named after the type most linears have:
+// a block type's from its format's row (scheme::kFormatTraits), the plain types' from llama.h.
 uint32_t file_type(GgmlType t) {
-  switch (t) {
-    case GgmlType::kF32:
-      return 0;
-    case GgmlType::kF16:
-      return 1;
-    case GgmlType::kQ4_0:
-      return 2;
-    case GgmlType::kQ4_1:
-      return 3;
-    case GgmlType::kQ8_0:
-      return 7;
-    case GgmlType::kQ5_0:
-      return 8;
-    case GgmlType::kQ5_1:
-      return 9;
-    case GgmlType::kQ4_K:
-      return 14;  // MOSTLY_Q4_K_S: Q4_K throughout (Q4_K_M mixes in Q6_K)
-    case GgmlType::kQ5_K:
-      return 16;  // MOSTLY_Q5_K_S
-    case GgmlType::kQ6_K:
-      return 18;
-    case GgmlType::kBF16:
-      return 32;
-    default:
-      return 0;
-  }
+  if (const auto f = io::block_format(t))
+    return static_cast<uint32_t>(scheme::traits(*f).gguf.llama_ftype);
+  if (t == GgmlType::kF32) return 0;    // LLAMA_FTYPE_ALL_F32
+  if (t == GgmlType::kF16) return 1;    // LLAMA_FTYPE_MOSTLY_F16
+  if (t == GgmlType::kBF16) return 32;  // LLAMA_FTYPE_MOSTLY_BF16
+  TORCH_CHECK(false, "export gguf: no llama.cpp file type for ggml type ", io::ggml_type_name(t),
+              " (export writes F32, F16, BF16 and the block types of the gguf_* formats)");
 }
 
 struct Packed {

@@ -1,29 +1,61 @@
 #include "qat/io/gguf.h"
 
+#include <array>
 #include <stdexcept>
 #include <unordered_set>
 
 #include "qat/io/byte_cursor.h"
+#include "qat/scheme/format.h"
 
 namespace qat::io {
 
 namespace {
 
-// Indexed by ggml type id; block sizes and bytes per block as ggml's type_traits (ggml.c).
+// ggml's types (ggml.c type_traits: block size, bytes per block), indexed by ggml type id. The
+// types a scheme::Format stores come from its row (scheme::kFormatTraits: gguf.type, gguf.name,
+// fixed_block, block_bytes); the list below is the others, which the reader parses but no format
+// produces: the plain types and the block types we do not quantize to.
 constexpr uint32_t kNumGgmlIds = 42;
+struct OtherType {
+  uint32_t id;
+  GgmlTypeTraits traits;
+};
 // clang-format off
-constexpr GgmlTypeTraits kGgmlTypes[kNumGgmlIds] = {
-  {"F32", 1, 4}, {"F16", 1, 2}, {"Q4_0", 32, 18}, {"Q4_1", 32, 20}, {"", 0, 0}, {"", 0, 0},
-  {"Q5_0", 32, 22}, {"Q5_1", 32, 24}, {"Q8_0", 32, 34}, {"Q8_1", 32, 36},
-  {"Q2_K", 256, 84}, {"Q3_K", 256, 110}, {"Q4_K", 256, 144}, {"Q5_K", 256, 176},
-  {"Q6_K", 256, 210}, {"Q8_K", 256, 292}, {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74},
-  {"IQ3_XXS", 256, 98}, {"IQ1_S", 256, 50}, {"IQ4_NL", 32, 18}, {"IQ3_S", 256, 110},
-  {"IQ2_S", 256, 82}, {"IQ4_XS", 256, 136}, {"I8", 1, 1}, {"I16", 1, 2}, {"I32", 1, 4},
-  {"I64", 1, 8}, {"F64", 1, 8}, {"IQ1_M", 256, 56}, {"BF16", 1, 2}, {"", 0, 0}, {"", 0, 0},
-  {"", 0, 0}, {"TQ1_0", 256, 54}, {"TQ2_0", 256, 66}, {"", 0, 0}, {"", 0, 0}, {"", 0, 0},
-  {"MXFP4", 32, 17}, {"NVFP4", 64, 36}, {"Q1_0", 128, 18},
+constexpr OtherType kOtherTypes[] = {
+  {0, {"F32", 1, 4}}, {1, {"F16", 1, 2}}, {9, {"Q8_1", 32, 36}},
+  {10, {"Q2_K", 256, 84}}, {11, {"Q3_K", 256, 110}}, {15, {"Q8_K", 256, 292}},
+  {16, {"IQ2_XXS", 256, 66}}, {17, {"IQ2_XS", 256, 74}}, {18, {"IQ3_XXS", 256, 98}},
+  {19, {"IQ1_S", 256, 50}}, {20, {"IQ4_NL", 32, 18}}, {21, {"IQ3_S", 256, 110}},
+  {22, {"IQ2_S", 256, 82}}, {23, {"IQ4_XS", 256, 136}}, {24, {"I8", 1, 1}}, {25, {"I16", 1, 2}},
+  {26, {"I32", 1, 4}}, {27, {"I64", 1, 8}}, {28, {"F64", 1, 8}}, {29, {"IQ1_M", 256, 56}},
+  {30, {"BF16", 1, 2}}, {34, {"TQ1_0", 256, 54}}, {35, {"TQ2_0", 256, 66}},
+  {39, {"MXFP4", 32, 17}}, {40, {"NVFP4", 64, 36}}, {41, {"Q1_0", 128, 18}},
 };
 // clang-format on
+
+// The whole table: kOtherTypes, then every format's row that has a GGUF type. An id filled twice
+// leaves block_size -1, which the static_assert below catches.
+constexpr std::array<GgmlTypeTraits, kNumGgmlIds> make_ggml_types() {
+  std::array<GgmlTypeTraits, kNumGgmlIds> table{};
+  auto fill = [&table](uint32_t id, GgmlTypeTraits t) {
+    table[id] = table[id].block_size == 0 ? t : GgmlTypeTraits{"", -1, 0};
+  };
+  for (const OtherType& o : kOtherTypes) fill(o.id, o.traits);
+  for (const scheme::FormatTraits& f : scheme::kFormatTraits) {
+    if (f.gguf.type >= 0) {
+      fill(static_cast<uint32_t>(f.gguf.type), {f.gguf.name, f.fixed_block, f.block_bytes});
+    }
+  }
+  return table;
+}
+constexpr std::array<GgmlTypeTraits, kNumGgmlIds> kGgmlTypes = make_ggml_types();
+constexpr bool each_id_once() {
+  for (const GgmlTypeTraits& t : kGgmlTypes) {
+    if (t.block_size < 0) return false;
+  }
+  return true;
+}
+static_assert(each_id_once(), "a ggml type id is both in kOtherTypes and in a format's row");
 
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 constexpr char kAlignmentKey[] = "general.alignment";

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstdio>
 
+#include "qat/io/gguf_blocks.h"
+
 namespace qat::io {
 
 namespace {
@@ -53,10 +55,9 @@ std::string known_llama_mixes() {
 }
 
 GgmlType kquant_fallback(GgmlType t) {
-  if (t == GgmlType::kQ4_K) return GgmlType::kQ5_0;
-  if (t == GgmlType::kQ5_K) return GgmlType::kQ5_1;
-  if (t == GgmlType::kQ6_K) return GgmlType::kQ8_0;
-  return t;
+  const auto f = block_format(t);
+  if (!f.has_value()) return t;
+  return *block_type(scheme::traits(*f).gguf.row_fallback);  // the format itself if none
 }
 
 std::optional<std::string> llama_mix_from_name(const std::string& name) {
@@ -69,15 +70,13 @@ std::optional<std::string> llama_mix_from_name(const std::string& name) {
 
 GgmlType llama_mix_type(const std::string& mix, const std::string& gguf_name, int64_t n_layers,
                         int64_t row_elems, bool tied) {
-  const GgmlType base = mix_or_throw(mix).base;
-  if (gguf_name == "output.weight" || (tied && gguf_name == "token_embd.weight")) {
-    return row_elems % 256 != 0 ? GgmlType::kQ8_0 : GgmlType::kQ6_K;
-  }
-  GgmlType type = base;
+  GgmlType type = mix_or_throw(mix).base;
   int layer = -1;
-  if (std::sscanf(gguf_name.c_str(), "blk.%d.", &layer) == 1 &&
-      (ends_with(gguf_name, ".attn_v.weight") || ends_with(gguf_name, ".ffn_down.weight")) &&
-      use_more_bits(layer, n_layers)) {
+  if (gguf_name == "output.weight" || (tied && gguf_name == "token_embd.weight")) {
+    type = GgmlType::kQ6_K;  // rows not of whole super-blocks: Q8_0, Q6_K's fallback
+  } else if (std::sscanf(gguf_name.c_str(), "blk.%d.", &layer) == 1 &&
+             (ends_with(gguf_name, ".attn_v.weight") || ends_with(gguf_name, ".ffn_down.weight")) &&
+             use_more_bits(layer, n_layers)) {
     type = GgmlType::kQ6_K;
   }
   return row_elems % 256 != 0 ? kquant_fallback(type) : type;

@@ -20,9 +20,7 @@ struct QuantSpec {
 
   const FormatTraits& traits() const { return scheme::traits(format); }
   CodeRange code_range() const { return scheme::code_range(format, bits); }
-  bool has_zero_point() const {
-    return format == Format::kUInt || format == Format::kQ4_1 || format == Format::kQ5_1;
-  }
+  bool has_zero_point() const { return traits().zero_point; }
   // "int4/g32", "gguf_q4_0", "fp8_e4m3/axis0", ...
   std::string to_string() const;
 
