@@ -272,8 +272,9 @@ AxisTicks nice_ticks(double lo, double hi, int target, double min_step) {
   return t;
 }
 
-PlotResult write_training_plot(const std::vector<Record>& records, const std::string& png_path,
-                               const PlotOptions& opt) {
+namespace {
+
+void check_options(const PlotOptions& opt) {
   if (opt.width < kMinWidth || opt.height < kMinHeight) {
     throw std::invalid_argument("write_training_plot: image must be at least " +
                                 std::to_string(kMinWidth) + "x" + std::to_string(kMinHeight) +
@@ -291,78 +292,165 @@ PlotResult write_training_plot(const std::vector<Record>& records, const std::st
     throw std::invalid_argument("write_training_plot: smoothing must be in [0, 1), got " +
                                 std::to_string(opt.smoothing));
   }
+}
 
-  // The series, in step order; values that cannot be drawn become gaps.
+struct Series {
   std::vector<Point> train, eval, lr;
+};
+
+// The series, in step order; values that cannot be drawn become gaps.
+Series collect_series(const std::vector<Record>& records, const PlotOptions& opt) {
+  Series s;
   for (const Record& r : records) {
     const double x = static_cast<double>(r.step);
     if (r.kind == opt.train_kind || r.kind == opt.eval_kind) {
       double y = r.number(opt.loss_field);
       if (!std::isfinite(y) || (opt.log_y && y <= 0)) y = std::nan("");
-      (r.kind == opt.train_kind ? train : eval).push_back({x, y});
+      (r.kind == opt.train_kind ? s.train : s.eval).push_back({x, y});
     }
     if (r.kind == opt.train_kind && opt.lr_panel) {
       const double v = r.number(opt.lr_field);
-      if (r.fields.contains(opt.lr_field)) lr.push_back({x, std::isfinite(v) ? v : std::nan("")});
+      if (r.fields.contains(opt.lr_field)) s.lr.push_back({x, std::isfinite(v) ? v : std::nan("")});
     }
   }
-  for (auto* s : {&train, &eval, &lr}) {
-    std::stable_sort(s->begin(), s->end(),
+  for (auto* v : {&s.train, &s.eval, &s.lr}) {
+    std::stable_sort(v->begin(), v->end(),
                      [](const Point& a, const Point& b) { return a.x < b.x; });
   }
-  PlotResult result;
-  result.train_points = count_finite(train);
-  result.eval_points = count_finite(eval);
-  result.lr_points = count_finite(lr);
-  const bool has_loss = result.train_points + result.eval_points > 0;
-  const bool has_lr = has_loss && result.lr_points > 0;
+  return s;
+}
 
-  // Layout: title, loss panel, optional lr panel, x tick labels and title at the bottom.
-  Canvas c(opt.width, opt.height, kBackground);
-  const int left = 78, right = opt.width - 18, top = 44, bottom = opt.height - 46;
-  PixelRect loss_panel{left, top, right, bottom};
-  PixelRect lr_rect;
+// Where things go: the loss panel, the optional lr panel below it, the outer margins.
+struct Layout {
+  int left = 0, right = 0, top = 0, bottom = 0;
+  PixelRect loss_panel, lr_rect;
+  bool has_lr = false;
+  const PixelRect& bottom_panel() const { return has_lr ? lr_rect : loss_panel; }
+};
+
+Layout plot_layout(const PlotOptions& opt, bool has_lr) {
+  Layout l;
+  l.left = 78;
+  l.right = opt.width - 18;
+  l.top = 44;
+  l.bottom = opt.height - 46;
+  l.has_lr = has_lr;
+  l.loss_panel = {l.left, l.top, l.right, l.bottom};
   if (has_lr) {
-    const int lr_h = std::max(50, (bottom - top) / 4);
-    lr_rect = {left, bottom - lr_h + 1, right, bottom};
-    loss_panel.bottom = lr_rect.top - 26;
+    const int lr_h = std::max(50, (l.bottom - l.top) / 4);
+    l.lr_rect = {l.left, l.bottom - lr_h + 1, l.right, l.bottom};
+    l.loss_panel.bottom = l.lr_rect.top - 26;
   }
-  result.loss_panel = loss_panel;
-  c.text((opt.width - Canvas::text_width(opt.title, 2)) / 2, 12, opt.title, kText, 2);
-  const PixelRect& bottom_panel = has_lr ? lr_rect : loss_panel;
-  const std::string x_title = "step";
-  c.text((left + right - Canvas::text_width(x_title)) / 2, bottom + 24, x_title, kText);
-  c.text(left, loss_panel.top - 12, opt.log_y ? "loss (log scale)" : "loss", kText);
+  return l;
+}
 
+// x axis: integer steps over every series.
+AxisTicks x_ticks(const Series& s, const Layout& l) {
+  double xmin = INFINITY, xmax = -INFINITY;
+  for (const auto* v : {&s.train, &s.eval, &s.lr}) {
+    for (const Point& p : *v) {
+      if (std::isnan(p.y)) continue;
+      xmin = std::min(xmin, p.x);
+      xmax = std::max(xmax, p.x);
+    }
+  }
+  const int x_target = std::max(2, (l.right - l.left) / 110);
+  return nice_ticks(xmin, xmax, x_target, 1.0);
+}
+
+// The loss curves (raw train, its EMA, eval) inside the loss panel; returns the legend.
+std::vector<LegendEntry> draw_losses(Canvas& c, const Series& s, const PlotOptions& opt,
+                                     const PlotResult& result, const Scale& sx, const Scale& sy) {
+  std::vector<LegendEntry> legend;
+  double smoothing = opt.smoothing;
+  if (std::isnan(smoothing)) {
+    // An averaging window of ~1/50 of the run: smooth enough to read the trend, short enough
+    // not to lag visibly behind a fast initial drop.
+    smoothing = std::clamp(1.0 - 50.0 / static_cast<double>(result.train_points), 0.0, 0.98);
+  }
+  const bool ema = smoothing > 0 && result.train_points >= 3;
+  if (result.train_points > 0) {
+    draw_series(c, s.train, sx, sy, ema ? kTrainRaw : kTrainEma, ema ? 1 : 2, 0);
+    legend.push_back({"train loss", ema ? kTrainRaw : kTrainEma, ema ? 1 : 2, false});
+  }
+  if (ema) {
+    draw_series(c, ema_series(s.train, smoothing), sx, sy, kTrainEma, 2, 0);
+    legend.push_back({"train loss (EMA)", kTrainEma, 2, false});
+  }
+  if (result.eval_points > 0) {
+    draw_series(c, s.eval, sx, sy, kEval, 2, 3.5);
+    legend.push_back({"eval loss", kEval, 2, true});
+  }
+  return legend;
+}
+
+// The learning-rate panel under the loss panel.
+void draw_lr_panel(Canvas& c, const Series& s, const Layout& l, const AxisTicks& xt,
+                   const Scale& sx) {
+  const PixelRect& r = l.lr_rect;
+  double lmin = INFINITY, lmax = -INFINITY;
+  finite_range(s.lr, lmin, lmax);
+  const Axis la = linear_axis(lmin, lmax, std::nan(""), std::nan(""), std::max(3, r.height() / 30));
+  const Scale sl{la.lo, la.hi, false, static_cast<double>(r.bottom), static_cast<double>(r.top)};
+  draw_x_grid(c, r, xt, sx);
+  draw_y_axis(c, r, la, sl);
+  c.set_clip({r.left + 1, r.top + 1, r.right - 1, r.bottom - 1});
+  draw_series(c, s.lr, sx, sl, kLr, 2, 0);
+  draw_frame(c, r);
+  c.text(l.left, r.top - 12, "learning rate", kText);
+}
+
+// x ticks and labels under the bottom panel; tick marks on every panel.
+void draw_x_labels(Canvas& c, const Layout& l, const AxisTicks& xt, const Scale& sx) {
+  for (double v : xt.values) {
+    const int x = static_cast<int>(std::lround(sx.map(v)));
+    for (const PixelRect* r : {&l.loss_panel, l.has_lr ? &l.lr_rect : nullptr}) {
+      if (r) c.fill_rect({x, r->bottom + 1, x, r->bottom + kTickLength}, kAxis);
+    }
+    const std::string label = x_label(v, xt.step);
+    c.text(x - Canvas::text_width(label) / 2, l.bottom_panel().bottom + kTickLength + 4, label,
+           kText);
+  }
+}
+
+}  // namespace
+
+PlotResult write_training_plot(const std::vector<Record>& records, const std::string& png_path,
+                               const PlotOptions& opt) {
+  check_options(opt);
+  const Series s = collect_series(records, opt);
+  PlotResult result;
+  result.train_points = count_finite(s.train);
+  result.eval_points = count_finite(s.eval);
+  result.lr_points = count_finite(s.lr);
+  const bool has_loss = result.train_points + result.eval_points > 0;
+  const Layout l = plot_layout(opt, has_loss && result.lr_points > 0);
+  const PixelRect& loss_panel = l.loss_panel;
+  result.loss_panel = loss_panel;
+
+  // Title, x title and loss title; an empty frame with a message when there is nothing to draw.
+  Canvas c(opt.width, opt.height, kBackground);
+  c.text((opt.width - Canvas::text_width(opt.title, 2)) / 2, 12, opt.title, kText, 2);
+  const std::string x_title = "step";
+  c.text((l.left + l.right - Canvas::text_width(x_title)) / 2, l.bottom + 24, x_title, kText);
+  c.text(l.left, loss_panel.top - 12, opt.log_y ? "loss (log scale)" : "loss", kText);
   if (!has_loss) {
     const std::string msg = "no loss values to plot";
-    c.text((left + right - Canvas::text_width(msg, 2)) / 2,
+    c.text((l.left + l.right - Canvas::text_width(msg, 2)) / 2,
            (loss_panel.top + loss_panel.bottom - Canvas::text_height(2)) / 2, msg, kMuted, 2);
     draw_frame(c, loss_panel);
     c.write_png(png_path);
     return result;
   }
 
-  // x axis: integer steps over every series.
-  double xmin = INFINITY, xmax = -INFINITY;
-  for (const auto* s : {&train, &eval, &lr}) {
-    for (const Point& p : *s) {
-      if (std::isnan(p.y)) continue;
-      xmin = std::min(xmin, p.x);
-      xmax = std::max(xmax, p.x);
-    }
-  }
-  const int x_target = std::max(2, (right - left) / 110);
-  const AxisTicks xt = nice_ticks(xmin, xmax, x_target, 1.0);
-  const Scale sx{xt.lo, xt.hi, false, static_cast<double>(left + kPlotInset),
-                 static_cast<double>(right - kPlotInset)};
+  const AxisTicks xt = x_ticks(s, l);
+  const Scale sx{xt.lo, xt.hi, false, static_cast<double>(l.left + kPlotInset),
+                 static_cast<double>(l.right - kPlotInset)};
   result.x_min = xt.lo;
   result.x_max = xt.hi;
-
-  // Loss axis.
   double ymin = INFINITY, ymax = -INFINITY;
-  finite_range(train, ymin, ymax);
-  finite_range(eval, ymin, ymax);
+  finite_range(s.train, ymin, ymax);
+  finite_range(s.eval, ymin, ymax);
   const int y_target = std::max(2, loss_panel.height() / 60);
   const Axis ya = opt.log_y ? log_axis(ymin, ymax, opt.y_min, opt.y_max)
                             : linear_axis(ymin, ymax, opt.y_min, opt.y_max, y_target);
@@ -376,52 +464,10 @@ PlotResult write_training_plot(const std::vector<Record>& records, const std::st
   draw_y_axis(c, loss_panel, ya, sy);
   c.set_clip(
       {loss_panel.left + 1, loss_panel.top + 1, loss_panel.right - 1, loss_panel.bottom - 1});
-  std::vector<LegendEntry> legend;
-  double smoothing = opt.smoothing;
-  if (std::isnan(smoothing)) {
-    // An averaging window of ~1/50 of the run: smooth enough to read the trend, short enough
-    // not to lag visibly behind a fast initial drop.
-    smoothing = std::clamp(1.0 - 50.0 / static_cast<double>(result.train_points), 0.0, 0.98);
-  }
-  const bool ema = smoothing > 0 && result.train_points >= 3;
-  if (result.train_points > 0) {
-    draw_series(c, train, sx, sy, ema ? kTrainRaw : kTrainEma, ema ? 1 : 2, 0);
-    legend.push_back({"train loss", ema ? kTrainRaw : kTrainEma, ema ? 1 : 2, false});
-  }
-  if (ema) {
-    draw_series(c, ema_series(train, smoothing), sx, sy, kTrainEma, 2, 0);
-    legend.push_back({"train loss (EMA)", kTrainEma, 2, false});
-  }
-  if (result.eval_points > 0) {
-    draw_series(c, eval, sx, sy, kEval, 2, 3.5);
-    legend.push_back({"eval loss", kEval, 2, true});
-  }
+  const std::vector<LegendEntry> legend = draw_losses(c, s, opt, result, sx, sy);
   draw_frame(c, loss_panel);
-
-  if (has_lr) {
-    double lmin = INFINITY, lmax = -INFINITY;
-    finite_range(lr, lmin, lmax);
-    const Axis la =
-        linear_axis(lmin, lmax, std::nan(""), std::nan(""), std::max(3, lr_rect.height() / 30));
-    const Scale sl{la.lo, la.hi, false, static_cast<double>(lr_rect.bottom),
-                   static_cast<double>(lr_rect.top)};
-    draw_x_grid(c, lr_rect, xt, sx);
-    draw_y_axis(c, lr_rect, la, sl);
-    c.set_clip({lr_rect.left + 1, lr_rect.top + 1, lr_rect.right - 1, lr_rect.bottom - 1});
-    draw_series(c, lr, sx, sl, kLr, 2, 0);
-    draw_frame(c, lr_rect);
-    c.text(left, lr_rect.top - 12, "learning rate", kText);
-  }
-
-  // x ticks and labels under the bottom panel; tick marks on every panel.
-  for (double v : xt.values) {
-    const int x = static_cast<int>(std::lround(sx.map(v)));
-    for (const PixelRect* r : {&loss_panel, has_lr ? &lr_rect : nullptr}) {
-      if (r) c.fill_rect({x, r->bottom + 1, x, r->bottom + kTickLength}, kAxis);
-    }
-    const std::string label = x_label(v, xt.step);
-    c.text(x - Canvas::text_width(label) / 2, bottom_panel.bottom + kTickLength + 4, label, kText);
-  }
+  if (l.has_lr) draw_lr_panel(c, s, l, xt, sx);
+  draw_x_labels(c, l, xt, sx);
   draw_legend(c, loss_panel, legend);
   c.write_png(png_path);
   return result;
