@@ -1,160 +1,115 @@
+// write_training_plot with cairo: an image (PNG) or SVG surface, anti-aliased strokes, text in the
+// fontconfig "sans-serif" face (DejaVu Sans on Debian). Built only where CMake found cairo;
+// training_plot_off.cpp stands in elsewhere.
 #include "trainers/metrics/training_plot.h"
 
+#include <cairo-svg.h>
+#include <cairo.h>
+
 #include <algorithm>
+#include <cctype>
 #include <cmath>
-#include <cstdio>
+#include <memory>
 #include <stdexcept>
 
-#include "trainers/metrics/format.h"
+#include "trainers/metrics/plot_axes.h"
 
 namespace qat::train {
 
 namespace {
 
+using plot::Axis;
+using plot::Scale;
+
+struct Colour {
+  int r, g, b;
+};
+
 // Colours: the matplotlib "tab10" blue / orange / green, so the chart reads like a familiar one.
-constexpr Rgb kBackground{255, 255, 255};
-constexpr Rgb kAxis{60, 60, 60};
-constexpr Rgb kText{30, 30, 30};
-constexpr Rgb kGrid{222, 222, 222};
-constexpr Rgb kLegendBorder{190, 190, 190};
-constexpr Rgb kTrainRaw{174, 199, 232};
-constexpr Rgb kTrainEma{31, 119, 180};
-constexpr Rgb kEval{255, 127, 14};
-constexpr Rgb kLr{44, 160, 44};
-constexpr Rgb kMuted{130, 130, 130};
+constexpr Colour kBackground{255, 255, 255};
+constexpr Colour kAxis{60, 60, 60};
+constexpr Colour kText{30, 30, 30};
+constexpr Colour kGrid{222, 222, 222};
+constexpr Colour kLegendBorder{190, 190, 190};
+constexpr Colour kTrainRaw{174, 199, 232};
+constexpr Colour kTrainEma{31, 119, 180};
+constexpr Colour kEval{255, 127, 14};
+constexpr Colour kLr{44, 160, 44};
+constexpr Colour kMuted{130, 130, 130};
 
 constexpr int kMinWidth = 320;  // below this the tick labels overlap
 constexpr int kMinHeight = 200;
+constexpr int kMaxSide = 16384;  // far beyond any chart; cairo's image surfaces stop at 32767
 constexpr int kTickLength = 4;
-constexpr double kPad = 0.05;  // y margin around the data, so extremes stay off the frame
+constexpr double kMarkerRadius = 3.5;
+
+struct Font {
+  double size;
+  bool bold = false;
+};
+constexpr Font kLabelFont{11};  // tick labels, legend
+constexpr Font kAxisFont{12};   // axis titles
+constexpr Font kTitleFont{15, true};
+constexpr Font kMessageFont{18};  // "no loss values to plot"
+// Half a digit's height in DejaVu Sans (digits are 0.73 em tall): a label's baseline goes this
+// far below the line it is centred on.
+double half_digit(Font f) {
+  return 0.36 * f.size;
+}
 
 struct Point {
   double x;
   double y;  // NaN: a gap (a skipped value)
 };
 
-double nice_step(double raw) {
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  const double m = raw / mag;
-  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * mag;
-}
-
-// A value-to-pixel map; `log` maps log10(v) linearly.
-struct Scale {
-  double lo, hi;
-  bool log;
-  double pix_lo, pix_hi;
-  double map(double v) const {
-    const double t = log ? (std::log10(v) - std::log10(lo)) / (std::log10(hi) - std::log10(lo))
-                         : (v - lo) / (hi - lo);
-    return pix_lo + t * (pix_hi - pix_lo);
-  }
+struct Series {
+  std::vector<Point> train, eval, lr;
 };
 
-struct Axis {
-  double lo, hi;
-  std::vector<double> ticks;
-  double step;  // linear tick step; 0 on a log axis
-  bool log;
-};
-
-// Linear axis over data in [dmin, dmax] plus a kPad margin (not below 0 for non-negative data),
-// or the caller's fixed ends; ticks are the 1-2-5 multiples inside.
-Axis linear_axis(double dmin, double dmax, double fixed_lo, double fixed_hi, int target) {
-  double lo = std::isnan(fixed_lo) ? dmin : fixed_lo;
-  double hi = std::isnan(fixed_hi) ? dmax : fixed_hi;
-  if (hi > lo) {
-    const double pad = kPad * (hi - lo);
-    if (std::isnan(fixed_lo)) lo = lo >= 0 ? std::max(0.0, lo - pad) : lo - pad;
-    if (std::isnan(fixed_hi)) hi += pad;
-  } else {
-    // A constant series (or a fixed end beyond the data): a range centred on it.
-    const double pad = lo != 0 ? 0.1 * std::fabs(lo) : 1.0;
-    lo -= pad;
-    hi = lo + 2 * pad;
+void check_options(const PlotOptions& opt) {
+  const std::string size = std::to_string(opt.width) + "x" + std::to_string(opt.height);
+  if (opt.width < kMinWidth || opt.height < kMinHeight) {
+    throw std::invalid_argument("write_training_plot: image must be at least " +
+                                std::to_string(kMinWidth) + "x" + std::to_string(kMinHeight) +
+                                ", got " + size);
   }
-  const AxisTicks t = nice_ticks(lo, hi, target);
-  Axis axis{lo, hi, {}, t.step, false};
-  const double eps = 1e-9 * t.step;
-  for (double v : t.values) {
-    if (v >= lo - eps && v <= hi + eps) axis.ticks.push_back(v);
+  if (opt.width > kMaxSide || opt.height > kMaxSide) {
+    throw std::invalid_argument("write_training_plot: image must be at most " +
+                                std::to_string(kMaxSide) + " pixels per side, got " + size);
   }
-  return axis;
+  if (!std::isnan(opt.y_min) && !std::isnan(opt.y_max) && !(opt.y_min < opt.y_max)) {
+    throw std::invalid_argument("write_training_plot: y_min must be < y_max, got " +
+                                std::to_string(opt.y_min) + " and " + std::to_string(opt.y_max));
+  }
+  if (opt.log_y && (opt.y_min <= 0 || opt.y_max <= 0)) {
+    throw std::invalid_argument("write_training_plot: a log-scale y range must be positive");
+  }
+  if (!std::isnan(opt.smoothing) && !(opt.smoothing >= 0 && opt.smoothing < 1)) {
+    throw std::invalid_argument("write_training_plot: smoothing must be in [0, 1), got " +
+                                std::to_string(opt.smoothing));
+  }
 }
 
-// Log axis over positive data, padded by kPad of its decades.
-Axis log_axis(double dmin, double dmax, double fixed_lo, double fixed_hi) {
-  double llo = std::log10(std::isnan(fixed_lo) ? dmin : fixed_lo);
-  double lhi = std::log10(std::isnan(fixed_hi) ? dmax : fixed_hi);
-  if (lhi - llo < 1e-9) {
-    llo -= 0.05;
-    lhi += 0.05;
-  }
-  const double pad = kPad * (lhi - llo);
-  if (std::isnan(fixed_lo)) llo -= pad;
-  if (std::isnan(fixed_hi)) lhi += pad;
-  const double lo = std::pow(10.0, llo), hi = std::pow(10.0, lhi);
-  auto ticks_with = [&](std::initializer_list<double> mantissas) {
-    std::vector<double> v;
-    for (int k = static_cast<int>(std::floor(llo)); k <= static_cast<int>(std::ceil(lhi)); ++k) {
-      for (double m : mantissas) {
-        const double t = m * std::pow(10.0, k);
-        if (t >= lo && t <= hi) v.push_back(t);
-      }
+// The series, in step order; values that cannot be drawn become gaps.
+Series collect_series(const std::vector<Record>& records, const PlotOptions& opt) {
+  Series s;
+  for (const Record& r : records) {
+    const double x = static_cast<double>(r.step);
+    if (r.kind == opt.train_kind || r.kind == opt.eval_kind) {
+      double y = r.number(opt.loss_field);
+      if (!std::isfinite(y) || (opt.log_y && y <= 0)) y = std::nan("");
+      (r.kind == opt.train_kind ? s.train : s.eval).push_back({x, y});
     }
-    return v;
-  };
-  // 1-2-5 per decade; over many decades powers of ten only; within a factor of ~5, every digit.
-  std::vector<double> ticks = ticks_with({1, 2, 5});
-  if (ticks.size() > 10) ticks = ticks_with({1});
-  if (ticks.size() < 3) ticks = ticks_with({1, 2, 3, 4, 5, 6, 7, 8, 9});
-  if (ticks.size() < 3 || ticks.size() > 12) {
-    ticks.clear();
-    for (double v : nice_ticks(lo, hi, 5).values) {
-      if (v >= lo && v <= hi && v > 0) ticks.push_back(v);
+    if (r.kind == opt.train_kind && opt.lr_panel && r.fields.contains(opt.lr_field)) {
+      const double v = r.number(opt.lr_field);
+      s.lr.push_back({x, std::isfinite(v) ? v : std::nan("")});
     }
   }
-  return {lo, hi, ticks, 0, true};
-}
-
-std::string y_label(double v, const Axis& axis) {
-  if (v == 0) return "0";
-  char buf[32];
-  const double a = std::fabs(v);
-  if (axis.log || a < 1e-3 || a >= 1e5) {
-    std::snprintf(buf, sizeof(buf), "%g", v);
-    return buf;
+  for (auto* v : {&s.train, &s.eval, &s.lr}) {
+    std::stable_sort(v->begin(), v->end(),
+                     [](const Point& a, const Point& b) { return a.x < b.x; });
   }
-  const int decimals =
-      std::clamp(static_cast<int>(-std::floor(std::log10(axis.step) + 1e-9)), 0, 6);
-  return format_fixed(v, decimals);
-}
-
-std::string x_label(double v, double step) {
-  if (step >= 1000) {
-    const int decimals =
-        std::clamp(static_cast<int>(-std::floor(std::log10(step / 1000) + 1e-9)), 0, 3);
-    return format_fixed(v / 1000, decimals) + "k";
-  }
-  return format_fixed(v, 0);
-}
-
-// Draws a polyline that breaks at NaN; a point with no finite neighbour is drawn as a dot.
-void draw_series(Canvas& c, const std::vector<Point>& pts, const Scale& sx, const Scale& sy,
-                 Rgb color, int thickness, double marker_radius) {
-  for (std::size_t i = 0; i < pts.size(); ++i) {
-    if (std::isnan(pts[i].y)) continue;
-    const double px = sx.map(pts[i].x), py = sy.map(pts[i].y);
-    const bool next = i + 1 < pts.size() && !std::isnan(pts[i + 1].y);
-    const bool prev = i > 0 && !std::isnan(pts[i - 1].y);
-    if (next) c.line(px, py, sx.map(pts[i + 1].x), sy.map(pts[i + 1].y), color, thickness);
-    if (!next && !prev && marker_radius <= 0) c.disc(px, py, thickness, color);
-  }
-  if (marker_radius > 0) {
-    for (const Point& p : pts) {
-      if (!std::isnan(p.y)) c.disc(sx.map(p.x), sy.map(p.y), marker_radius, color);
-    }
-  }
+  return s;
 }
 
 // TensorBoard's smoothing: ema = s * ema + (1 - s) * y, divided by (1 - s^n) so the first
@@ -184,168 +139,289 @@ void finite_range(const std::vector<Point>& pts, double& lo, double& hi) {
   }
 }
 
-void draw_frame(Canvas& c, const PixelRect& r) {
-  c.reset_clip();
-  c.fill_rect({r.left, r.top, r.right, r.top}, kAxis);
-  c.fill_rect({r.left, r.bottom, r.right, r.bottom}, kAxis);
-  c.fill_rect({r.left, r.top, r.left, r.bottom}, kAxis);
-  c.fill_rect({r.right, r.top, r.right, r.bottom}, kAxis);
+// A cairo context in pixel coordinates: (x, y) is the centre of pixel column x, row y, so a
+// 1-px stroke along integer coordinates covers exactly one row or column.
+class Painter {
+ public:
+  explicit Painter(cairo_surface_t* surface) : cr_(cairo_create(surface)) {
+    cairo_translate(cr_, 0.5, 0.5);
+    cairo_set_line_join(cr_, CAIRO_LINE_JOIN_ROUND);
+  }
+  ~Painter() { cairo_destroy(cr_); }
+  Painter(const Painter&) = delete;
+  Painter& operator=(const Painter&) = delete;
+
+  void fill_rect(const PixelRect& r, Colour c) {
+    colour(c);
+    cairo_rectangle(cr_, r.left - 0.5, r.top - 0.5, r.width(), r.height());
+    cairo_fill(cr_);
+  }
+  void frame(const PixelRect& r, Colour c) {
+    colour(c);
+    cairo_set_line_width(cr_, 1);
+    cairo_rectangle(cr_, r.left, r.top, r.right - r.left, r.bottom - r.top);
+    cairo_stroke(cr_);
+  }
+  // A straight line; `dash` > 0 draws it dashed (dash on, dash off).
+  void segment(double x0, double y0, double x1, double y1, Colour c, double width,
+               double dash = 0) {
+    colour(c);
+    cairo_set_line_width(cr_, width);
+    if (dash > 0) cairo_set_dash(cr_, &dash, 1, 0);
+    cairo_move_to(cr_, x0, y0);
+    cairo_line_to(cr_, x1, y1);
+    cairo_stroke(cr_);
+    cairo_set_dash(cr_, nullptr, 0, 0);
+  }
+  void disc(double cx, double cy, double radius, Colour c) {
+    colour(c);
+    cairo_new_sub_path(cr_);
+    cairo_arc(cr_, cx, cy, radius, 0, 2 * M_PI);
+    cairo_fill(cr_);
+  }
+  // Points joined by one stroked path that breaks at NaN; a point with no finite neighbour is
+  // drawn as a dot `width` in radius.
+  void polyline(const std::vector<Point>& pts, Colour c, double width);
+
+  // Text with its baseline at y; the x anchor is the left end (align 0), the middle (0.5) or the
+  // right end (1). Drawn at whole device pixels, so hinted glyphs stay sharp.
+  void text(double x, double y, const std::string& s, Colour c, Font font, double align = 0);
+  double text_width(const std::string& s, Font font) {
+    use_font(font);
+    cairo_text_extents_t e;
+    cairo_text_extents(cr_, s.c_str(), &e);
+    return e.x_advance;
+  }
+
+  // Drawing is clipped to the inside of r (its frame excluded) until unclip().
+  void clip_inside(const PixelRect& r) {
+    cairo_save(cr_);
+    cairo_rectangle(cr_, r.left + 0.5, r.top + 0.5, r.right - r.left - 1, r.bottom - r.top - 1);
+    cairo_clip(cr_);
+  }
+  void unclip() { cairo_restore(cr_); }
+
+ private:
+  void colour(Colour c) { cairo_set_source_rgb(cr_, c.r / 255.0, c.g / 255.0, c.b / 255.0); }
+  void use_font(Font font) {
+    cairo_select_font_face(cr_, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
+                           font.bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr_, font.size);
+  }
+
+  cairo_t* cr_;
+};
+
+void Painter::polyline(const std::vector<Point>& pts, Colour c, double width) {
+  colour(c);
+  cairo_set_line_width(cr_, width);
+  cairo_set_line_cap(cr_, CAIRO_LINE_CAP_ROUND);
+  for (std::size_t i = 0; i < pts.size(); ++i) {
+    if (std::isnan(pts[i].y)) continue;
+    const bool prev = i > 0 && !std::isnan(pts[i - 1].y);
+    const bool next = i + 1 < pts.size() && !std::isnan(pts[i + 1].y);
+    if (!prev && !next) {
+      cairo_stroke(cr_);
+      disc(pts[i].x, pts[i].y, width, c);
+    } else if (!prev) {
+      cairo_move_to(cr_, pts[i].x, pts[i].y);
+    } else {
+      cairo_line_to(cr_, pts[i].x, pts[i].y);
+    }
+  }
+  cairo_stroke(cr_);
+  cairo_set_line_cap(cr_, CAIRO_LINE_CAP_BUTT);
 }
 
-// Grid lines and tick labels of a y axis.
-void draw_y_axis(Canvas& c, const PixelRect& r, const Axis& axis, const Scale& sy) {
-  for (double v : axis.ticks) {
-    const int y = static_cast<int>(std::lround(sy.map(v)));
-    c.hline_dashed(r.left + 1, r.right - 1, y, kGrid, 4);
-    c.fill_rect({r.left - kTickLength, y, r.left - 1, y}, kAxis);
-    const std::string label = y_label(v, axis);
-    c.text(r.left - kTickLength - 3 - Canvas::text_width(label), y - 3, label, kText);
+void Painter::text(double x, double y, const std::string& s, Colour c, Font font, double align) {
+  use_font(font);
+  cairo_text_extents_t e;
+  cairo_text_extents(cr_, s.c_str(), &e);
+  // The 0.5 translation undone, then rounded: the pen starts on a pixel corner.
+  const double dx = std::round(x - align * e.x_advance + 0.5) - 0.5;
+  const double dy = std::round(y + 0.5) - 0.5;
+  colour(c);
+  cairo_move_to(cr_, dx, dy);
+  cairo_show_text(cr_, s.c_str());
+  cairo_new_path(cr_);
+}
+
+// Where a data point goes in pixels. Far-off values (a point outside a fixed y range) are
+// clamped to a million pixels: cairo's 24.8 fixed-point coordinates overflow near 8.4 million,
+// and a clamped line still crosses the image within a fraction of a pixel of the true one.
+std::vector<Point> to_pixels(const std::vector<Point>& pts, const Scale& sx, const Scale& sy) {
+  constexpr double kFar = 1e6;
+  std::vector<Point> out;
+  out.reserve(pts.size());
+  for (const Point& p : pts) {
+    const double y = std::isnan(p.y) ? p.y : std::clamp(sy.map(p.y), -kFar, kFar);
+    out.push_back({std::clamp(sx.map(p.x), -kFar, kFar), y});
+  }
+  return out;
+}
+
+// Title, axis titles, and the panels: the loss panel, and under it the lr panel if there is one.
+struct Layout {
+  int left, right, top, bottom;  // outer bounds of the panels
+  PixelRect loss;
+  PixelRect lr;  // empty (right < left) without an lr panel
+  bool has_lr() const { return lr.right >= lr.left; }
+  const PixelRect& bottom_panel() const { return has_lr() ? lr : loss; }
+};
+
+Layout make_layout(const PlotOptions& opt, bool with_lr) {
+  Layout l{78, opt.width - 18, 44, opt.height - 46, {}, {}};
+  l.loss = {l.left, l.top, l.right, l.bottom};
+  if (with_lr) {
+    const int lr_h = std::max(50, (l.bottom - l.top) / 4);
+    l.lr = {l.left, l.bottom - lr_h + 1, l.right, l.bottom};
+    l.loss.bottom = l.lr.top - 26;
+  }
+  return l;
+}
+
+void draw_titles(Painter& p, const Layout& l, const PlotOptions& opt) {
+  p.text(opt.width / 2.0, 26, opt.title, kText, kTitleFont, 0.5);
+  p.text(l.left, l.loss.top - 7, opt.log_y ? "loss (log scale)" : "loss", kText, kAxisFont);
+  if (l.has_lr()) p.text(l.left, l.lr.top - 7, "learning rate", kText, kAxisFont);
+  p.text((l.left + l.right) / 2.0, l.bottom + 36, "step", kText, kAxisFont, 0.5);
+}
+
+// Dashed grid lines at the x ticks, inside a panel.
+void draw_x_grid(Painter& p, const PixelRect& r, const AxisTicks& ticks, const Scale& sx) {
+  for (double v : ticks.values) {
+    const double x = std::round(sx.map(v));
+    p.segment(x, r.top + 1, x, r.bottom - 1, kGrid, 1, 4);
   }
 }
 
-void draw_x_grid(Canvas& c, const PixelRect& r, const AxisTicks& ticks, const Scale& sx) {
+// Grid lines, tick marks and labels of a y axis.
+void draw_y_axis(Painter& p, const PixelRect& r, const Axis& axis, const Scale& sy) {
+  for (double v : axis.ticks) {
+    const double y = std::round(sy.map(v));
+    p.segment(r.left + 1, y, r.right - 1, y, kGrid, 1, 4);
+    p.segment(r.left - kTickLength, y, r.left - 1, y, kAxis, 1);
+    p.text(r.left - kTickLength - 4, y + half_digit(kLabelFont), plot::y_label(v, axis), kText,
+           kLabelFont, 1);
+  }
+}
+
+// Tick marks under every panel, labels under the bottom one.
+void draw_x_axis(Painter& p, const Layout& l, const AxisTicks& ticks, const Scale& sx) {
   for (double v : ticks.values) {
-    const int x = static_cast<int>(std::lround(sx.map(v)));
-    c.vline_dashed(x, r.top + 1, r.bottom - 1, kGrid, 4);
+    const double x = std::round(sx.map(v));
+    for (const PixelRect* r : {&l.loss, l.has_lr() ? &l.lr : nullptr}) {
+      if (r) p.segment(x, r->bottom + 1, x, r->bottom + kTickLength, kAxis, 1);
+    }
+    p.text(x, l.bottom_panel().bottom + kTickLength + 4 + kLabelFont.size,
+           plot::x_label(v, ticks.step), kText, kLabelFont, 0.5);
   }
 }
 
 struct LegendEntry {
   std::string label;
-  Rgb color;
-  int thickness;
+  Colour colour;
+  double width;
   bool marker;
 };
 
-void draw_legend(Canvas& c, const PixelRect& panel, const std::vector<LegendEntry>& entries) {
+// A boxed legend in the top-right corner of the panel, left out where it would take more than
+// half the panel's width or run past its bottom (a very small image).
+void draw_legend(Painter& p, const PixelRect& panel, const std::vector<LegendEntry>& entries) {
   if (entries.empty()) return;
-  int text_w = 0;
-  for (const auto& e : entries) text_w = std::max(text_w, Canvas::text_width(e.label));
-  constexpr int kRow = 13, kSwatch = 20;
-  const int w = 8 + kSwatch + 6 + text_w + 8;
-  const int h = 6 + static_cast<int>(entries.size()) * kRow + 2;
+  double text_w = 0;
+  for (const auto& e : entries) text_w = std::max(text_w, p.text_width(e.label, kLabelFont));
+  constexpr int kRow = 17, kSwatch = 24;
+  const int w = 10 + kSwatch + 8 + static_cast<int>(std::ceil(text_w)) + 10;
+  const int h = 6 + static_cast<int>(entries.size()) * kRow;
   const PixelRect box{panel.right - 10 - w, panel.top + 10, panel.right - 10, panel.top + 10 + h};
-  c.reset_clip();
-  c.fill_rect(box, kLegendBorder);
-  c.fill_rect({box.left + 1, box.top + 1, box.right - 1, box.bottom - 1}, kBackground);
+  if (box.bottom > panel.bottom - 10 || 2 * w > panel.width()) return;  // a tiny image: no room
+  p.fill_rect(box, kBackground);
+  p.frame(box, kLegendBorder);
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
-    const int y = box.top + 6 + static_cast<int>(i) * kRow;
-    const int sx = box.left + 8;
-    c.line(sx, y + 3, sx + kSwatch, y + 3, e.color, e.thickness);
-    if (e.marker) c.disc(sx + kSwatch / 2.0, y + 3, 3.5, e.color);
-    c.text(sx + kSwatch + 6, y, e.label, kText);
+    const double y = box.top + 3 + kRow * (i + 0.5);  // the row's middle
+    const int sx = box.left + 10;
+    p.segment(sx, y, sx + kSwatch, y, e.colour, e.width);
+    if (e.marker) p.disc(sx + kSwatch / 2.0, y, kMarkerRadius, e.colour);
+    p.text(sx + kSwatch + 8, y + half_digit(kLabelFont), e.label, kText, kLabelFont);
   }
 }
 
-}  // namespace
-
-double PlotResult::x_pixel(double step) const {
-  const double lo = loss_panel.left + kPlotInset, hi = loss_panel.right - kPlotInset;
-  return lo + (step - x_min) / (x_max - x_min) * (hi - lo);
-}
-
-double PlotResult::y_pixel(double loss) const {
-  const double t =
-      log_y ? (std::log10(loss) - std::log10(y_min)) / (std::log10(y_max) - std::log10(y_min))
-            : (loss - y_min) / (y_max - y_min);
-  return loss_panel.bottom + t * (loss_panel.top - loss_panel.bottom);
-}
-
-AxisTicks nice_ticks(double lo, double hi, int target, double min_step) {
-  if (!std::isfinite(lo) || !std::isfinite(hi) || target < 1) {
-    throw std::invalid_argument("nice_ticks: need a finite range and target >= 1");
+// The train (raw and EMA) and eval lines of the loss panel; returns their legend.
+std::vector<LegendEntry> draw_loss_series(Painter& p, const Series& s, const PlotResult& result,
+                                          const Scale& sx, const Scale& sy, double smoothing) {
+  if (std::isnan(smoothing)) {
+    // An averaging window of ~1/50 of the run: smooth enough to read the trend, short enough
+    // not to lag visibly behind a fast initial drop.
+    smoothing = std::clamp(1.0 - 50.0 / static_cast<double>(result.train_points), 0.0, 0.98);
   }
-  if (hi < lo) std::swap(lo, hi);
-  if (!(hi > lo)) {
-    // A constant series still gets a range around it (the line is drawn mid-panel).
-    const double pad = lo != 0 ? 0.1 * std::fabs(lo) : 1.0;
-    lo -= pad;
-    hi += pad;
+  const bool ema = smoothing > 0 && result.train_points >= 3;
+  std::vector<LegendEntry> legend;
+  if (result.train_points > 0) {
+    const Colour c = ema ? kTrainRaw : kTrainEma;
+    p.polyline(to_pixels(s.train, sx, sy), c, ema ? 1 : 2);
+    legend.push_back({"train loss", c, ema ? 1.0 : 2.0, false});
   }
-  AxisTicks t;
-  t.step = std::max(nice_step((hi - lo) / target), min_step);
-  const double k0 = std::floor(lo / t.step + 1e-9), k1 = std::ceil(hi / t.step - 1e-9);
-  t.lo = k0 * t.step;
-  t.hi = k1 * t.step;
-  for (double k = k0; k <= k1 + 0.5; k += 1) t.values.push_back(k * t.step);
-  return t;
-}
-
-namespace {
-
-void check_options(const PlotOptions& opt) {
-  if (opt.width < kMinWidth || opt.height < kMinHeight) {
-    throw std::invalid_argument("write_training_plot: image must be at least " +
-                                std::to_string(kMinWidth) + "x" + std::to_string(kMinHeight) +
-                                ", got " + std::to_string(opt.width) + "x" +
-                                std::to_string(opt.height));
+  if (ema) {
+    p.polyline(to_pixels(ema_series(s.train, smoothing), sx, sy), kTrainEma, 2);
+    legend.push_back({"train loss (EMA)", kTrainEma, 2, false});
   }
-  if (!std::isnan(opt.y_min) && !std::isnan(opt.y_max) && !(opt.y_min < opt.y_max)) {
-    throw std::invalid_argument("write_training_plot: y_min must be < y_max, got " +
-                                std::to_string(opt.y_min) + " and " + std::to_string(opt.y_max));
-  }
-  if (opt.log_y && (opt.y_min <= 0 || opt.y_max <= 0)) {
-    throw std::invalid_argument("write_training_plot: a log-scale y range must be positive");
-  }
-  if (!std::isnan(opt.smoothing) && !(opt.smoothing >= 0 && opt.smoothing < 1)) {
-    throw std::invalid_argument("write_training_plot: smoothing must be in [0, 1), got " +
-                                std::to_string(opt.smoothing));
-  }
-}
-
-struct Series {
-  std::vector<Point> train, eval, lr;
-};
-
-// The series, in step order; values that cannot be drawn become gaps.
-Series collect_series(const std::vector<Record>& records, const PlotOptions& opt) {
-  Series s;
-  for (const Record& r : records) {
-    const double x = static_cast<double>(r.step);
-    if (r.kind == opt.train_kind || r.kind == opt.eval_kind) {
-      double y = r.number(opt.loss_field);
-      if (!std::isfinite(y) || (opt.log_y && y <= 0)) y = std::nan("");
-      (r.kind == opt.train_kind ? s.train : s.eval).push_back({x, y});
+  if (result.eval_points > 0) {
+    const std::vector<Point> pts = to_pixels(s.eval, sx, sy);
+    p.polyline(pts, kEval, 2);
+    for (const Point& q : pts) {
+      if (!std::isnan(q.y)) p.disc(q.x, q.y, kMarkerRadius, kEval);
     }
-    if (r.kind == opt.train_kind && opt.lr_panel) {
-      const double v = r.number(opt.lr_field);
-      if (r.fields.contains(opt.lr_field)) s.lr.push_back({x, std::isfinite(v) ? v : std::nan("")});
-    }
+    legend.push_back({"eval loss", kEval, 2, true});
   }
-  for (auto* v : {&s.train, &s.eval, &s.lr}) {
-    std::stable_sort(v->begin(), v->end(),
-                     [](const Point& a, const Point& b) { return a.x < b.x; });
-  }
-  return s;
+  return legend;
 }
 
-// Where things go: the loss panel, the optional lr panel below it, the outer margins.
-struct Layout {
-  int left = 0, right = 0, top = 0, bottom = 0;
-  PixelRect loss_panel, lr_rect;
-  bool has_lr = false;
-  const PixelRect& bottom_panel() const { return has_lr ? lr_rect : loss_panel; }
-};
+// The loss panel: y axis from the train and eval values, grid, series, frame and legend. Fills
+// in the loss axis range of `result`.
+void draw_loss_panel(Painter& p, const Series& s, const Layout& l, const AxisTicks& xt,
+                     const Scale& sx, const PlotOptions& opt, PlotResult& result) {
+  double ymin = INFINITY, ymax = -INFINITY;
+  finite_range(s.train, ymin, ymax);
+  finite_range(s.eval, ymin, ymax);
+  const int y_target = std::max(2, l.loss.height() / 60);
+  const Axis ya = opt.log_y ? plot::log_axis(ymin, ymax, opt.y_min, opt.y_max)
+                            : plot::linear_axis(ymin, ymax, opt.y_min, opt.y_max, y_target);
+  const Scale sy{ya.lo, ya.hi, ya.log, static_cast<double>(l.loss.bottom),
+                 static_cast<double>(l.loss.top)};
+  result.y_min = ya.lo;
+  result.y_max = ya.hi;
+  result.log_y = ya.log;
 
-Layout plot_layout(const PlotOptions& opt, bool has_lr) {
-  Layout l;
-  l.left = 78;
-  l.right = opt.width - 18;
-  l.top = 44;
-  l.bottom = opt.height - 46;
-  l.has_lr = has_lr;
-  l.loss_panel = {l.left, l.top, l.right, l.bottom};
-  if (has_lr) {
-    const int lr_h = std::max(50, (l.bottom - l.top) / 4);
-    l.lr_rect = {l.left, l.bottom - lr_h + 1, l.right, l.bottom};
-    l.loss_panel.bottom = l.lr_rect.top - 26;
-  }
-  return l;
+  draw_x_grid(p, l.loss, xt, sx);
+  draw_y_axis(p, l.loss, ya, sy);
+  p.clip_inside(l.loss);
+  const std::vector<LegendEntry> legend = draw_loss_series(p, s, result, sx, sy, opt.smoothing);
+  p.unclip();
+  p.frame(l.loss, kAxis);
+  draw_legend(p, l.loss, legend);
 }
 
-// x axis: integer steps over every series.
-AxisTicks x_ticks(const Series& s, const Layout& l) {
+void draw_lr_panel(Painter& p, const std::vector<Point>& lr, const Layout& l, const AxisTicks& xt,
+                   const Scale& sx) {
+  double lmin = INFINITY, lmax = -INFINITY;
+  finite_range(lr, lmin, lmax);
+  const Axis la =
+      plot::linear_axis(lmin, lmax, std::nan(""), std::nan(""), std::max(3, l.lr.height() / 30));
+  const Scale sl{la.lo, la.hi, false, static_cast<double>(l.lr.bottom),
+                 static_cast<double>(l.lr.top)};
+  draw_x_grid(p, l.lr, xt, sx);
+  draw_y_axis(p, l.lr, la, sl);
+  p.clip_inside(l.lr);
+  p.polyline(to_pixels(lr, sx, sl), kLr, 2);
+  p.unclip();
+  p.frame(l.lr, kAxis);
+}
+
+// The step axis: integer ticks over every series' finite points, steps x_min and x_max
+// kPlotInset pixels inside the frame.
+AxisTicks step_ticks(const Series& s, const Layout& l, Scale& sx) {
   double xmin = INFINITY, xmax = -INFINITY;
   for (const auto* v : {&s.train, &s.eval, &s.lr}) {
     for (const Point& p : *v) {
@@ -354,68 +430,77 @@ AxisTicks x_ticks(const Series& s, const Layout& l) {
       xmax = std::max(xmax, p.x);
     }
   }
-  const int x_target = std::max(2, (l.right - l.left) / 110);
-  return nice_ticks(xmin, xmax, x_target, 1.0);
+  const AxisTicks xt = nice_ticks(xmin, xmax, std::max(2, (l.right - l.left) / 110), 1.0);
+  sx = {xt.lo, xt.hi, false, static_cast<double>(l.left + kPlotInset),
+        static_cast<double>(l.right - kPlotInset)};
+  return xt;
 }
 
-// The loss curves (raw train, its EMA, eval) inside the loss panel; returns the legend.
-std::vector<LegendEntry> draw_losses(Canvas& c, const Series& s, const PlotOptions& opt,
-                                     const PlotResult& result, const Scale& sx, const Scale& sy) {
-  std::vector<LegendEntry> legend;
-  double smoothing = opt.smoothing;
-  if (std::isnan(smoothing)) {
-    // An averaging window of ~1/50 of the run: smooth enough to read the trend, short enough
-    // not to lag visibly behind a fast initial drop.
-    smoothing = std::clamp(1.0 - 50.0 / static_cast<double>(result.train_points), 0.0, 0.98);
-  }
-  const bool ema = smoothing > 0 && result.train_points >= 3;
-  if (result.train_points > 0) {
-    draw_series(c, s.train, sx, sy, ema ? kTrainRaw : kTrainEma, ema ? 1 : 2, 0);
-    legend.push_back({"train loss", ema ? kTrainRaw : kTrainEma, ema ? 1 : 2, false});
-  }
-  if (ema) {
-    draw_series(c, ema_series(s.train, smoothing), sx, sy, kTrainEma, 2, 0);
-    legend.push_back({"train loss (EMA)", kTrainEma, 2, false});
-  }
-  if (result.eval_points > 0) {
-    draw_series(c, s.eval, sx, sy, kEval, 2, 3.5);
-    legend.push_back({"eval loss", kEval, 2, true});
-  }
-  return legend;
+struct SurfaceDeleter {
+  void operator()(cairo_surface_t* s) const { cairo_surface_destroy(s); }
+};
+using Surface = std::unique_ptr<cairo_surface_t, SurfaceDeleter>;
+
+bool is_svg_path(const std::string& path) {
+  if (path.size() < 4) return false;
+  std::string ext = path.substr(path.size() - 4);
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return ext == ".svg";
 }
 
-// The learning-rate panel under the loss panel.
-void draw_lr_panel(Canvas& c, const Series& s, const Layout& l, const AxisTicks& xt,
-                   const Scale& sx) {
-  const PixelRect& r = l.lr_rect;
-  double lmin = INFINITY, lmax = -INFINITY;
-  finite_range(s.lr, lmin, lmax);
-  const Axis la = linear_axis(lmin, lmax, std::nan(""), std::nan(""), std::max(3, r.height() / 30));
-  const Scale sl{la.lo, la.hi, false, static_cast<double>(r.bottom), static_cast<double>(r.top)};
-  draw_x_grid(c, r, xt, sx);
-  draw_y_axis(c, r, la, sl);
-  c.set_clip({r.left + 1, r.top + 1, r.right - 1, r.bottom - 1});
-  draw_series(c, s.lr, sx, sl, kLr, 2, 0);
-  draw_frame(c, r);
-  c.text(l.left, r.top - 12, "learning rate", kText);
+// An SVG surface writes to its file as it goes (it is opened here); an image surface is written
+// as a PNG by save().
+Surface open_surface(const std::string& path, int width, int height) {
+  Surface s(is_svg_path(path) ? cairo_svg_surface_create(path.c_str(), width, height)
+                              : cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+  const cairo_status_t st = cairo_surface_status(s.get());
+  if (st != CAIRO_STATUS_SUCCESS) {
+    throw std::runtime_error("write_training_plot: cannot write " +
+                             std::string(is_svg_path(path) ? "SVG " : "PNG ") + path + ": " +
+                             cairo_status_to_string(st));
+  }
+  if (is_svg_path(path)) cairo_svg_surface_set_document_unit(s.get(), CAIRO_SVG_UNIT_PX);
+  return s;
 }
 
-// x ticks and labels under the bottom panel; tick marks on every panel.
-void draw_x_labels(Canvas& c, const Layout& l, const AxisTicks& xt, const Scale& sx) {
-  for (double v : xt.values) {
-    const int x = static_cast<int>(std::lround(sx.map(v)));
-    for (const PixelRect* r : {&l.loss_panel, l.has_lr ? &l.lr_rect : nullptr}) {
-      if (r) c.fill_rect({x, r->bottom + 1, x, r->bottom + kTickLength}, kAxis);
+void save(cairo_surface_t* s, const std::string& path) {
+  const bool svg = is_svg_path(path);
+  cairo_surface_flush(s);
+  cairo_status_t st = cairo_surface_status(s);
+  if (st == CAIRO_STATUS_SUCCESS) {
+    if (svg) {
+      cairo_surface_finish(s);
+      st = cairo_surface_status(s);
+    } else {
+      st = cairo_surface_write_to_png(s, path.c_str());
     }
-    const std::string label = x_label(v, xt.step);
-    c.text(x - Canvas::text_width(label) / 2, l.bottom_panel().bottom + kTickLength + 4, label,
-           kText);
   }
+  if (st != CAIRO_STATUS_SUCCESS) {
+    throw std::runtime_error("write_training_plot: cannot write " +
+                             std::string(svg ? "SVG " : "PNG ") + path + ": " +
+                             cairo_status_to_string(st));
+  }
+}
+
+// Everything but the empty-plot case, on a white surface; fills in `result`'s ranges.
+void draw_chart(Painter& p, const Series& s, const Layout& l, const PlotOptions& opt,
+                PlotResult& result) {
+  Scale sx{};
+  const AxisTicks xt = step_ticks(s, l, sx);
+  result.x_min = xt.lo;
+  result.x_max = xt.hi;
+  draw_loss_panel(p, s, l, xt, sx, opt, result);
+  if (l.has_lr()) draw_lr_panel(p, s.lr, l, xt, sx);
+  draw_x_axis(p, l, xt, sx);
 }
 
 }  // namespace
 
-PlotResult write_training_plot(const std::vector<Record>& records, const std::string& png_path,
+bool training_plots_available() {
+  return true;
+}
+
+PlotResult write_training_plot(const std::vector<Record>& records, const std::string& path,
                                const PlotOptions& opt) {
   check_options(opt);
   const Series s = collect_series(records, opt);
@@ -424,52 +509,24 @@ PlotResult write_training_plot(const std::vector<Record>& records, const std::st
   result.eval_points = count_finite(s.eval);
   result.lr_points = count_finite(s.lr);
   const bool has_loss = result.train_points + result.eval_points > 0;
-  const Layout l = plot_layout(opt, has_loss && result.lr_points > 0);
-  const PixelRect& loss_panel = l.loss_panel;
-  result.loss_panel = loss_panel;
+  const Layout l = make_layout(opt, has_loss && result.lr_points > 0);
+  result.loss_panel = l.loss;
 
-  // Title, x title and loss title; an empty frame with a message when there is nothing to draw.
-  Canvas c(opt.width, opt.height, kBackground);
-  c.text((opt.width - Canvas::text_width(opt.title, 2)) / 2, 12, opt.title, kText, 2);
-  const std::string x_title = "step";
-  c.text((l.left + l.right - Canvas::text_width(x_title)) / 2, l.bottom + 24, x_title, kText);
-  c.text(l.left, loss_panel.top - 12, opt.log_y ? "loss (log scale)" : "loss", kText);
-  if (!has_loss) {
-    const std::string msg = "no loss values to plot";
-    c.text((l.left + l.right - Canvas::text_width(msg, 2)) / 2,
-           (loss_panel.top + loss_panel.bottom - Canvas::text_height(2)) / 2, msg, kMuted, 2);
-    draw_frame(c, loss_panel);
-    c.write_png(png_path);
-    return result;
+  Surface surface = open_surface(path, opt.width, opt.height);
+  {
+    Painter p(surface.get());
+    p.fill_rect({0, 0, opt.width - 1, opt.height - 1}, kBackground);
+    draw_titles(p, l, opt);
+    if (has_loss) {
+      draw_chart(p, s, l, opt, result);
+    } else {
+      p.text((l.left + l.right) / 2.0,
+             (l.loss.top + l.loss.bottom) / 2.0 + half_digit(kMessageFont),
+             "no loss values to plot", kMuted, kMessageFont, 0.5);
+      p.frame(l.loss, kAxis);
+    }
   }
-
-  const AxisTicks xt = x_ticks(s, l);
-  const Scale sx{xt.lo, xt.hi, false, static_cast<double>(l.left + kPlotInset),
-                 static_cast<double>(l.right - kPlotInset)};
-  result.x_min = xt.lo;
-  result.x_max = xt.hi;
-  double ymin = INFINITY, ymax = -INFINITY;
-  finite_range(s.train, ymin, ymax);
-  finite_range(s.eval, ymin, ymax);
-  const int y_target = std::max(2, loss_panel.height() / 60);
-  const Axis ya = opt.log_y ? log_axis(ymin, ymax, opt.y_min, opt.y_max)
-                            : linear_axis(ymin, ymax, opt.y_min, opt.y_max, y_target);
-  const Scale sy{ya.lo, ya.hi, ya.log, static_cast<double>(loss_panel.bottom),
-                 static_cast<double>(loss_panel.top)};
-  result.y_min = ya.lo;
-  result.y_max = ya.hi;
-  result.log_y = ya.log;
-
-  draw_x_grid(c, loss_panel, xt, sx);
-  draw_y_axis(c, loss_panel, ya, sy);
-  c.set_clip(
-      {loss_panel.left + 1, loss_panel.top + 1, loss_panel.right - 1, loss_panel.bottom - 1});
-  const std::vector<LegendEntry> legend = draw_losses(c, s, opt, result, sx, sy);
-  draw_frame(c, loss_panel);
-  if (l.has_lr) draw_lr_panel(c, s, l, xt, sx);
-  draw_x_labels(c, l, xt, sx);
-  draw_legend(c, loss_panel, legend);
-  c.write_png(png_path);
+  save(surface.get(), path);
   return result;
 }
 
