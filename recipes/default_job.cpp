@@ -21,6 +21,7 @@
 #include "trainers/checkpoint.h"
 #include "trainers/metrics/format.h"
 #include "trainers/metrics/table.h"
+#include "trainers/metrics/training_plot.h"
 #include "trainers/trainer.h"
 
 namespace fs = std::filesystem;
@@ -248,7 +249,8 @@ std::string results_notes(const DemoRun& run, const Baselines& b, const QatResul
   const train::TrainSummary& s = qat.summary;
   out << "training: " << s.steps << " steps, " << train::format_rate(s.tokens_per_second, "tok/s")
       << ", peak memory " << train::format_bytes(s.peak_memory_bytes) << "; curve: " << run.o.out
-      << "/loss.png\n";
+      << (train::training_plots_available() ? "/loss.png\n"
+                                            : "/metrics.jsonl (no plots in this build)\n");
   const double expected = static_cast<double>(
       std::max<int64_t>(1, e.report.theoretical_bytes + e.report.metadata_bytes));
   out << "export: " << e.path << " ("

@@ -515,13 +515,22 @@ struct Trainer::Impl {
     summary.tokens_per_second = summary.train_seconds > 0 ? tokens_done / summary.train_seconds : 0;
     summary.peak_memory_bytes = peak_memory(device);
     summary.last_checkpoint = last_checkpoint;
-    if (main && cfg.log.plot) {
-      const MetricsFile mf = read_metrics((out_dir / "metrics.jsonl").string());
-      PlotOptions opts;
-      opts.title = cfg.run_name + " training loss";
-      write_training_plot(mf.records, (out_dir / "loss.png").string(), opts);
-    }
+    if (main && cfg.log.plot) write_plot();
     return summary;
+  }
+
+  // loss.png from metrics.jsonl; a build without cairo (QAT_PLOTS) says so instead.
+  void write_plot() {
+    if (!training_plots_available()) {
+      bar->print(
+          "note: no loss.png: this build has no training plots (cairo was not found; "
+          "metrics.jsonl holds the curve, docs/metrics.md)");
+      return;
+    }
+    const MetricsFile mf = read_metrics((out_dir / "metrics.jsonl").string());
+    PlotOptions opts;
+    opts.title = cfg.run_name + " training loss";
+    write_training_plot(mf.records, (out_dir / "loss.png").string(), opts);
   }
 };
 
