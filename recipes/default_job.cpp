@@ -19,6 +19,7 @@
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
 #include "trainers/checkpoint.h"
+#include "trainers/fidelity.h"
 #include "trainers/metrics/format.h"
 #include "trainers/metrics/table.h"
 #include "trainers/metrics/training_plot.h"
@@ -111,6 +112,13 @@ struct DemoRun {
     return train::evaluate(model, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences,
                            cfg.train.bf16());
   }
+  // How close `model`'s next-token distributions are to the float model's on the same held-out
+  // sequences (KLD, same top-1).
+  train::FidelityReport fidelity(models::LlamaForCausalLM& model,
+                                 models::LlamaForCausalLM& reference, const TrainData& data) {
+    return train::compare_on_sequences(model, reference, data.heldout, cfg.eval.sequences,
+                                       cfg.train.micro_batch);
+  }
 
   void log(const std::string& line) const { std::cerr << "[" << elapsed() << "] " << line << "\n"; }
   std::string elapsed() const {
@@ -120,8 +128,11 @@ struct DemoRun {
 };
 
 struct Baselines {
+  std::shared_ptr<models::LlamaForCausalLM> reference;  // the float model
   train::EvalResult float_eval, ptq_eval;
   std::optional<train::EvalResult> gptq_eval;
+  train::FidelityReport ptq_fidelity;  // vs the float model
+  std::optional<train::FidelityReport> gptq_fidelity;
 };
 
 // 1. The pretrained model in float, then rounded to nearest in the QAT format (PTQ), then by
@@ -135,10 +146,12 @@ Baselines run_baselines(DemoRun& run, TrainData& data) {
   data = load_train_data(cfg, *base.tokenizer, base.chat_template);
   run.log(base.source + "\n  data: " + data.description);
   Baselines b;
+  b.reference = build_model(float_cfg).model;
   b.float_eval = run.evaluate(*base.model, data);
   run.log("float: eval loss " + train::format_fixed(b.float_eval.loss, 4));
   apply_qat(*base.model, cfg);
   b.ptq_eval = run.evaluate(*base.model, data);
+  b.ptq_fidelity = run.fidelity(*base.model, *b.reference, data);
   run.log("PTQ " + cfg.quant.weight.name + ": eval loss " +
           train::format_fixed(b.ptq_eval.loss, 4));
   if (run.o.gptq_calibration > 0 && gptq_applies(*base.model)) {
@@ -147,6 +160,7 @@ Baselines run_baselines(DemoRun& run, TrainData& data) {
                             static_cast<uint64_t>(cfg.train.seed), cfg.train.micro_batch);
     transforms::gptq_llama(*base.model, batches, {});
     b.gptq_eval = run.evaluate(*base.model, data);
+    b.gptq_fidelity = run.fidelity(*base.model, *b.reference, data);
     run.log("PTQ " + cfg.quant.weight.name + " by GPTQ: eval loss " +
             train::format_fixed(b.gptq_eval->loss, 4));
   }
@@ -157,12 +171,13 @@ struct QatResult {
   models::Pretrained model;
   train::TrainSummary summary;
   train::EvalResult eval, float_weights;  // with fake quant, and its latent weights without
+  train::FidelityReport fidelity;         // with fake quant, vs the float model
 };
 
 // 2. QAT: the same format, fine-tuned (resumes if the output directory holds a checkpoint).
-QatResult run_qat(DemoRun& run, const TrainData& data) {
+QatResult run_qat(DemoRun& run, const TrainData& data, models::LlamaForCausalLM& reference) {
   const RecipeConfig& cfg = run.cfg;
-  QatResult r{build_model(cfg), {}, {}, {}};
+  QatResult r{build_model(cfg), {}, {}, {}, {}};
   if (!train::latest_checkpoint(cfg.output_dir + "/checkpoints")) {  // quant.init: gptq
     const std::string line = init_quantized_weights(*r.model.model, cfg, data.train);
     if (!line.empty()) run.log(line);
@@ -174,6 +189,7 @@ QatResult run_qat(DemoRun& run, const TrainData& data) {
   set_fake_quant(*r.model.model, false);
   r.float_weights = run.evaluate(*r.model.model, data);
   set_fake_quant(*r.model.model, true);
+  r.fidelity = run.fidelity(*r.model.model, reference, data);
   run.log("QAT: eval loss " + train::format_fixed(r.eval.loss, 4) +
           " (its weights without fake quant: " + train::format_fixed(r.float_weights.loss, 4) +
           ")");
@@ -215,20 +231,25 @@ train::Table results_table(const DemoRun& run, const Baselines& b, const QatResu
   t.add_column("eval loss", train::NumberFormat::fixed(4));
   t.add_column("perplexity", train::NumberFormat::fixed(3));
   t.add_column("loss vs float", train::NumberFormat::fixed(4).with_sign());
-  t.add_row({"float (pretrained)", f, b.float_eval.perplexity, 0.0});
+  t.add_column("KLD vs float", train::NumberFormat::fixed(4));
+  t.add_column("same top-1", train::NumberFormat::percent(1));
+  t.add_row({"float (pretrained)", f, b.float_eval.perplexity, 0.0, 0.0, 1.0});
   // k-quants search their scales (ggml's rule) rather than rounding to nearest from min-max.
   t.add_row({cfg.quant.weight.is_kquant() ? "PTQ (ggml's k-quant search)" : "PTQ round-to-nearest",
-             b.ptq_eval.loss, b.ptq_eval.perplexity, b.ptq_eval.loss - f});
+             b.ptq_eval.loss, b.ptq_eval.perplexity, b.ptq_eval.loss - f, b.ptq_fidelity.kld_mean,
+             b.ptq_fidelity.same_top1});
   if (b.gptq_eval) {
     t.add_row({"PTQ GPTQ (" + std::to_string(calibration) + " calib. seqs)", b.gptq_eval->loss,
-               b.gptq_eval->perplexity, b.gptq_eval->loss - f});
+               b.gptq_eval->perplexity, b.gptq_eval->loss - f, b.gptq_fidelity->kld_mean,
+               b.gptq_fidelity->same_top1});
   }
   t.add_row({"QAT (" + std::to_string(qat.summary.steps) + " steps" +
                  (cfg.quant.init == QuantInit::kGptq ? ", from GPTQ)" : ")"),
-             qat.eval.loss, qat.eval.perplexity, qat.eval.loss - f});
+             qat.eval.loss, qat.eval.perplexity, qat.eval.loss - f, qat.fidelity.kld_mean,
+             qat.fidelity.same_top1});
   t.add_separator();
   t.add_row({"QAT weights, fake quant off", qat.float_weights.loss, qat.float_weights.perplexity,
-             qat.float_weights.loss - f});
+             qat.float_weights.loss - f, "", ""});
   return t;
 }
 
@@ -269,7 +290,7 @@ int run_default_job(const DefaultJobOptions& o) {
   DemoRun run(o);
   TrainData data;
   const Baselines baselines = run_baselines(run, data);
-  QatResult qat = run_qat(run, data);
+  QatResult qat = run_qat(run, data, *baselines.reference);
   const ExportResult exported = export_gguf(run, qat);
   const int64_t calibration = std::min(o.gptq_calibration, data.train.size());
   const train::Table table = results_table(run, baselines, qat, calibration);

@@ -42,6 +42,15 @@ std::string init_quantized_weights(models::LlamaForCausalLM& model, const Recipe
 // `device_index`: the CUDA device (LOCAL_RANK) when train.device is cuda; it becomes current.
 models::Pretrained build_model(const RecipeConfig& cfg, int device_index = 0);
 
+// distill.enabled: the frozen teacher (distill.teacher in distill.teacher_dtype, no gradients,
+// eval mode) on the same device as build_model's.
+std::shared_ptr<models::LlamaForCausalLM> build_teacher(const RecipeConfig& cfg,
+                                                        int device_index = 0);
+
+// What training minimizes: next-token cross-entropy, or distillation from build_teacher() when
+// distill.enabled (trainers/distill.h).
+train::LossFunction training_loss(const RecipeConfig& cfg, int device_index = 0);
+
 // The LoRA config of the `lora` section (targets, r, alpha, dropout, rsLoRA; quant.exclude).
 lora::LoraConfig lora_config(const RecipeConfig& cfg);
 

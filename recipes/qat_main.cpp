@@ -1,10 +1,11 @@
-// The `qat` command line: `demo` (the default job), `train`, `eval`, `ptq`, `export`, `generate`,
-// `inspect`, `formats`. Command groups live in recipes/*_command.cpp and default_job.cpp.
+// The `qat` command line: `demo` (the default job), `train`, `eval`, `text`, `ptq`, `export`,
+// `generate`, `inspect`, `formats`. Command groups live in recipes/*_command.cpp and default_job.cpp.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "recipes/command.h"
 #include "recipes/default_job.h"
+#include "recipes/eval_command.h"
 #include "recipes/export_command.h"
 #include "recipes/model_commands.h"
 #include "recipes/ptq_command.h"
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   qat::recipes::add_model_commands(app, commands);
   qat::recipes::add_default_job_command(app, commands);
   qat::recipes::add_train_commands(app, commands);
+  qat::recipes::add_eval_command(app, commands);
   qat::recipes::add_ptq_command(app, commands);
   qat::recipes::add_export_command(app, commands);
 

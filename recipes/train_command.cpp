@@ -1,6 +1,5 @@
 // `qat train`: load the config, build the model for its method, load the data, and run the
 // trainer on every rank; with --nproc N it first spawns N local ranks of itself.
-// `qat eval`: the held-out loss and perplexity of a model or of a run's latest checkpoint.
 #include "recipes/train_command.h"
 
 #include <ATen/ATen.h>
@@ -32,12 +31,6 @@ struct TrainOptions {
   int nproc = 1;
 };
 
-struct EvalOptions {
-  std::string target;  // a run directory, a checkpoint, or a config
-  std::vector<std::string> overrides;
-  int64_t sequences = -1;
-};
-
 at::Device device_of(const RecipeConfig& cfg, const train::DistEnv& env) {
   if (cfg.train.device == train::Device::kCuda)
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
@@ -60,6 +53,12 @@ void print_run_header(const RecipeConfig& cfg, const models::Pretrained& p, cons
             << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
             << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
             << "  output: " << cfg.output_dir << "\n";
+  if (cfg.distill.enabled) {
+    const DistillSection& d = cfg.distill;
+    std::cerr << "  distill: teacher " << (d.teacher == "start" ? p.source : d.teacher) << " ("
+              << to_string(d.teacher_dtype) << "), temperature " << d.temperature << ", ce_weight "
+              << d.ce_weight << "\n";
+  }
 }
 
 void print_run_summary(const train::TrainSummary& s) {
@@ -111,7 +110,9 @@ int run_train(const TrainOptions& o) {
   }
   nlohmann::json info = {
       {"model", p.source}, {"data", data.description}, {"init", to_string(cfg.quant.init)}};
-  train::Trainer trainer(p.model, data.train, data.heldout, cfg.trainer_config(), comm, info);
+  if (cfg.distill.enabled) info["teacher"] = cfg.distill.teacher;
+  train::Trainer trainer(p.model, data.train, data.heldout, cfg.trainer_config(), comm, info,
+                         training_loss(cfg, env.local_rank));
   train::TrainSummary s;
   try {
     s = trainer.fit();
@@ -120,43 +121,6 @@ int run_train(const TrainOptions& o) {
     return 1;
   }
   if (env.rank == 0) print_run_summary(s);
-  return 0;
-}
-
-int run_eval(const EvalOptions& o) {
-  RecipeConfig cfg;
-  std::optional<train::CheckpointData> ckpt;
-  if (fs::is_directory(o.target)) {
-    ckpt = train::load_checkpoint(o.target);
-    cfg = parse_recipe_config(ckpt->state.at("config").get<std::string>(),
-                              o.target + " (saved config)", o.overrides);
-    const bool device_given =
-        std::any_of(o.overrides.begin(), o.overrides.end(),
-                    [](const std::string& kv) { return kv.rfind("train.device=", 0) == 0; });
-    if (cfg.train.device == train::Device::kCuda && !at::hasCUDA() && !device_given) {
-      // A run trained on a GPU, read where there is none: its checkpoint holds CPU tensors, so
-      // evaluate here in float32 rather than fail on the saved device.
-      std::cerr
-          << "note: " << o.target << " was trained with train.device=cuda and this machine has no "
-          << "CUDA device: evaluating on the CPU in float32 (bf16 autocast off), so the loss can "
-          << "differ from the run's own eval in the last digits\n";
-      cfg.train.device = train::Device::kCpu;
-      cfg.train.autocast = train::Autocast::kOff;
-      cfg.model.dtype = ModelDtype::kFp32;
-    }
-  } else {
-    cfg = load_recipe_config(o.target, o.overrides);
-  }
-  train::Communicator comm;
-  models::Pretrained p = build_model(cfg);
-  if (ckpt) train::load_training_state(*p.model, ckpt->model);
-  TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
-  const int64_t n = o.sequences >= 0 ? o.sequences : cfg.eval.sequences;
-  const train::EvalResult r =
-      train::evaluate(*p.model, data.heldout, cfg.train.micro_batch, comm, n, cfg.train.bf16());
-  std::cout << "eval: loss " << train::format_fixed(r.loss, 4) << "  perplexity "
-            << train::format_fixed(r.perplexity, 3) << "  (" << r.tokens << " tokens, "
-            << data.description << ")\n";
   return 0;
 }
 
@@ -176,16 +140,6 @@ void add_train_commands(CLI::App& app, CommandList& commands) {
                    "local ranks to spawn (data parallel; Gloo on CPU, NCCL on GPU)")
       ->check(CLI::Range(1, 1024));
   commands.push_back({train, [o] { return run_train(*o); }});
-
-  auto e = std::make_shared<EvalOptions>();
-  auto* eval = app.add_subcommand(
-      "eval", "Held-out loss and perplexity of a run's latest checkpoint or of a config's model");
-  eval->add_option("target", e->target, "run directory, checkpoint directory or recipe YAML")
-      ->required();
-  eval->add_option("overrides", e->overrides, "key=value overrides of the config");
-  eval->add_option("--sequences", e->sequences,
-                   "held-out sequences to evaluate (default: eval.sequences, 0 = all)");
-  commands.push_back({eval, [e] { return run_eval(*e); }});
 }
 
 }  // namespace qat::recipes

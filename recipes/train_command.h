@@ -1,4 +1,4 @@
-// `qat train <config.yaml> [key=value ...] [--nproc N]` and `qat eval`.
+// `qat train <config.yaml> [key=value ...] [--nproc N]`.
 #pragma once
 
 #include "recipes/command.h"

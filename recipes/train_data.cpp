@@ -55,6 +55,26 @@ struct SplitExamples {
   int64_t documents = 0;
 };
 
+// The documents of a text/jsonl `data` section, capped at data.max_documents.
+std::vector<data::Document> read_documents(const RecipeConfig& cfg, const std::string& path) {
+  const auto& d = cfg.data;
+  std::vector<data::Document> docs;
+  if (d.format == DataFormat::kJsonl) {
+    data::JsonlOptions jo;
+    jo.text_field = d.field;
+    docs = data::read_jsonl_documents(path, jo);
+  } else {
+    docs = data::read_corpus_documents(path);
+  }
+  if (d.max_documents > 0 && static_cast<int64_t>(docs.size()) > d.max_documents)
+    docs.resize(static_cast<size_t>(d.max_documents));
+  return docs;
+}
+
+std::string data_path(const DataSection& d) {
+  return d.path == "default" ? data::default_corpus_path() : d.path;
+}
+
 // The documents (text/jsonl) or records (alpaca/chat) of the `data` section, capped at
 // data.max_documents, split into train and held-out before tokenizing.
 SplitExamples read_examples(const RecipeConfig& cfg, const std::string& path,
@@ -67,15 +87,7 @@ SplitExamples read_examples(const RecipeConfig& cfg, const std::string& path,
   };
   SplitExamples out;
   if (d.format == DataFormat::kText || d.format == DataFormat::kJsonl) {
-    std::vector<data::Document> docs;
-    if (d.format == DataFormat::kJsonl) {
-      data::JsonlOptions jo;
-      jo.text_field = d.field;
-      docs = data::read_jsonl_documents(path, jo);
-    } else {
-      docs = data::read_corpus_documents(path);
-    }
-    cap(docs);
+    const std::vector<data::Document> docs = read_documents(cfg, path);
     out.documents = static_cast<int64_t>(docs.size());
     auto [tr, ho] = data::split_items(docs, d.eval_fraction, seed);
     out.train = data::tokenize_documents(tr, tokenizer);
@@ -119,7 +131,7 @@ std::vector<data::PackedSequence> to_sequences(const std::vector<data::Example>&
 TrainData load_train_data(const RecipeConfig& cfg, const data::Tokenizer& tokenizer,
                           const std::string& chat_template) {
   const auto& d = cfg.data;
-  const std::string path = d.path == "default" ? data::default_corpus_path() : d.path;
+  const std::string path = data_path(d);
   const int32_t pad = tokenizer.pad_id().value_or(tokenizer.eos_id().value_or(0));
   const SplitExamples examples = read_examples(cfg, path, tokenizer, chat_template);
   const std::vector<data::PackedSequence> train_seq = to_sequences(examples.train, d, pad);
@@ -157,6 +169,28 @@ std::vector<transforms::CalibrationBatch> calibration_batches(const train::Seque
     out.push_back(std::move(c));
   }
   return out;
+}
+
+}  // namespace qat::recipes
+
+namespace qat::recipes {
+
+std::string split_text(const RecipeConfig& cfg, Split split) {
+  TORCH_CHECK(cfg.data.format == DataFormat::kText || cfg.data.format == DataFormat::kJsonl,
+              cfg.source, ": data.format=", to_string(cfg.data.format),
+              " has no plain text split; give a text with --text FILE");
+  const std::vector<data::Document> docs = read_documents(cfg, data_path(cfg.data));
+  const auto parts =
+      data::split_items(docs, cfg.data.eval_fraction, static_cast<uint64_t>(cfg.train.seed));
+  std::string text;
+  for (const data::Document& doc : split == Split::kHeldout ? parts.second : parts.first) {
+    if (!text.empty()) text += "\n\n";
+    text += doc.text;
+  }
+  TORCH_CHECK(!text.empty(), cfg.source, ": no ",
+              split == Split::kHeldout ? "held-out" : "training",
+              " documents (check data.eval_fraction)");
+  return text;
 }
 
 }  // namespace qat::recipes

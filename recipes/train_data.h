@@ -22,6 +22,12 @@ struct TrainData {
 TrainData load_train_data(const RecipeConfig& cfg, const data::Tokenizer& tokenizer,
                           const std::string& chat_template);
 
+// The training or held-out documents of a text/jsonl `data` section as one text (documents
+// joined by a blank line), the same split load_train_data makes: `qat eval --reference` scores
+// the held-out text by default; `qat text` writes either (for llama-perplexity, llama-imatrix).
+enum class Split { kTrain, kHeldout };
+std::string split_text(const RecipeConfig& cfg, Split split);
+
 // `n` training sequences drawn by the seeded calibration sampler, in batches of `batch`, with
 // their packing (positions, segments) when the data is packed: for static-scale calibration and
 // GPTQ.

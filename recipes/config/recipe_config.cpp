@@ -101,6 +101,15 @@ struct EnumNames<fake_quant::RangeMethod> {
   }
 };
 template <>
+struct EnumNames<TeacherDtype> {
+  using E = TeacherDtype;
+  static const std::vector<std::pair<E, const char*>>& get() {
+    static const std::vector<std::pair<E, const char*>> k{
+        {E::kFp32, "fp32"}, {E::kBf16, "bf16"}, {E::kNf4, "nf4"}};
+    return k;
+  }
+};
+template <>
 struct EnumNames<fake_quant::GradMode> {
   using E = fake_quant::GradMode;
   static const std::vector<std::pair<E, const char*>>& get() {
@@ -195,6 +204,19 @@ void visit_fields(V& v, Nf4Section& s) {
 }
 
 template <class V>
+void visit_fields(V& v, DistillSection& s) {
+  v.field("enabled", s.enabled);
+  v.field("teacher", s.teacher, non_empty());
+  v.field("teacher_dtype", s.teacher_dtype);
+  v.field("temperature", s.temperature, [](const double& t) -> std::optional<std::string> {
+    if (t > 0) return std::nullopt;
+    return std::string("must be > 0");
+  });
+  v.field("ce_weight", s.ce_weight, in_range(0.0, 1.0, /*hi_open=*/true));
+  v.field("chunk_tokens", s.chunk_tokens, at_least<int64_t>(0));
+}
+
+template <class V>
 void visit_fields(V& v, DataSection& s) {
   v.field("format", s.format);
   v.field("path", s.path);
@@ -256,6 +278,7 @@ void visit_fields(V& v, RecipeConfig& c) {
   v.section("quant", c.quant);
   v.section("lora", c.lora);
   v.section("nf4", c.nf4);
+  v.section("distill", c.distill);
   v.section("data", c.data);
   v.section("train", c.train, Part::kRun);
   v.section("eval", c.eval, Part::kRun);
@@ -338,6 +361,9 @@ std::string to_string(DataFormat f) {
 std::string to_string(QuantInit i) {
   return config::enum_name(i);
 }
+std::string to_string(TeacherDtype d) {
+  return config::enum_name(d);
+}
 
 WeightFormat WeightFormat::named(const std::string& name) {
   WeightFormat f;
@@ -372,8 +398,8 @@ train::TrainerConfig RecipeConfig::trainer_config() const {
                                                        const std::string& checkpoint) {
     const RecipeConfig saved = parse_recipe_config(saved_yaml, checkpoint + " (saved config)");
     TORCH_CHECK(identity_yaml(saved) == identity, checkpoint,
-                " was written by a different run (method, model, quant, lora, nf4 or data differ "
-                "from this config): use a new output_dir, or set resume=false in a fresh "
+                " was written by a different run (method, model, quant, lora, nf4, distill or data "
+                "differ from this config): use a new output_dir, or set resume=false in a fresh "
                 "directory");
   };
   return t;

@@ -42,6 +42,10 @@ enum class QuantInit { kRtn, kGptq };
 std::string to_string(ModelDtype d);
 std::string to_string(DataFormat f);
 std::string to_string(QuantInit i);
+// distill.teacher_dtype: the teacher's weights in float32, bf16, or NF4 (double quant) where
+// memory is short.
+enum class TeacherDtype { kFp32, kBf16, kNf4 };
+std::string to_string(TeacherDtype d);
 
 // quant.weight: a format from `qat formats`, parsed into its spec, or a llama.cpp mixture of
 // formats (qat/io/llama_mix.h).
@@ -98,6 +102,19 @@ struct Nf4Section {
   int64_t block_size = 64;
 };
 
+// Distillation (QAD): train against a frozen teacher's next-token distribution instead of (or
+// mixed with) the data's tokens (trainers/distill.h). Works with every method.
+struct DistillSection {
+  bool enabled = false;
+  // "start": the run's starting model (model.path in float, before the method's quantization);
+  // or a model path (.gguf or HF directory) with the same vocabulary.
+  std::string teacher = "start";
+  TeacherDtype teacher_dtype = TeacherDtype::kFp32;
+  double temperature = 1.0;  // tau: KD is tau^2 KL(teacher_tau || student_tau)
+  double ce_weight = 0.0;    // w in [0, 1): loss = (1 - w) KD + w cross-entropy
+  int64_t chunk_tokens = 0;  // target positions per chunk of the head's loss; 0: automatic
+};
+
 struct DataSection {
   DataFormat format = DataFormat::kText;  // text | jsonl | alpaca | chat
   std::string path = "default";           // a file or directory; "default": the bundled corpus
@@ -117,6 +134,7 @@ struct RecipeConfig {
   QuantSection quant;
   LoraSection lora;
   Nf4Section nf4;
+  DistillSection distill;
   DataSection data;
   train::TrainSection train;
   train::EvalSection eval;
@@ -141,7 +159,8 @@ RecipeConfig parse_recipe_config(const std::string& yaml, const std::string& sou
                                  const std::vector<std::string>& overrides = {});
 // The resolved config, every key.
 std::string to_yaml(const RecipeConfig& cfg);
-// What defines the experiment (method, model, quant, lora, nf4, data), for the resume check.
+// What defines the experiment (method, model, quant, lora, nf4, distill, data), for the resume
+// check.
 std::string identity_yaml(const RecipeConfig& cfg);
 
 }  // namespace qat::recipes

@@ -1,6 +1,6 @@
 // The training loop's promises: gradient accumulation and world size do not change the run,
-// a resumed run is bit-identical to an uninterrupted one, and failures name the step and the
-// last good checkpoint.
+// a resumed run is bit-identical to an uninterrupted one (with the cross-entropy and with
+// distillation from a teacher), and failures name the step and the last good checkpoint.
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +10,7 @@
 #include "tests/support/helpers.h"
 #include "tests/trainers/trainer_test_util.h"
 #include "trainers/checkpoint.h"
+#include "trainers/distill.h"
 #include "trainers/launch.h"
 #include "trainers/metrics/metrics_log.h"
 #include "trainers/model_state.h"
@@ -28,11 +29,22 @@ struct Run {
   std::vector<train::Record> records;
 };
 
-Run train_run(const recipes::RecipeConfig& cfg, train::Communicator& comm,
-              int64_t stop_after = -1) {
+// Distillation from the tiny model's float start (the same teacher in every process), chunked
+// in 5 target rows, tau 2, a quarter cross-entropy.
+train::LossFunction tiny_distillation() {
+  auto teacher = tiny_model(tiny_config(qat::test::temp_dir(), {"method=full"}));
+  train::HeadLossOptions o;
+  o.temperature = 2.0;
+  o.ce_weight = 0.25;
+  o.chunk_rows = 5;
+  return train::distillation_loss(teacher, o);
+}
+
+Run train_run(const recipes::RecipeConfig& cfg, train::Communicator& comm, int64_t stop_after = -1,
+              train::LossFunction loss = train::next_token_loss_sum) {
   auto model = tiny_model(cfg);
   train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12),
-                         cfg.trainer_config(), comm);
+                         cfg.trainer_config(), comm, nlohmann::json::object(), std::move(loss));
   if (stop_after >= 0) trainer.set_stop_after(stop_after);
   Run r;
   r.summary = trainer.fit();
@@ -89,17 +101,21 @@ TEST_CASE("gradient accumulation 1 vs 4 gives the same losses and weights", "[tr
 
 TEST_CASE("a resumed run is bit-identical to an uninterrupted one", "[trainer]") {
   // QAT + LoRA with dropout (the RNG must be restored), a fake-quant delay that ends after the
-  // interruption (the quantizer step counters must be restored) and a cosine schedule.
+  // interruption (the quantizer step counters must be restored) and a cosine schedule; trained
+  // on the cross-entropy, and by distillation from the float start.
+  const bool distill = GENERATE(false, true);
+  CAPTURE(distill);
+  auto loss = [&] { return distill ? tiny_distillation() : train::next_token_loss_sum; };
   const std::vector<std::string> opts{
       "method=qat_lora",    "lora.r=4",           "lora.dropout=0.1",   "quant.delay_steps=4",
       "checkpoint.every=3", "train.grad_accum=2", "train.micro_batch=2"};
   const std::string dir = qat::test::temp_dir();
   train::Communicator comm;
-  const Run full = train_run(tiny_config(dir + "/full", opts), comm);
-  const Run first = train_run(tiny_config(dir + "/split", opts), comm, /*stop_after=*/3);
+  const Run full = train_run(tiny_config(dir + "/full", opts), comm, -1, loss());
+  const Run first = train_run(tiny_config(dir + "/split", opts), comm, /*stop_after=*/3, loss());
   CHECK(first.summary.steps == 3);
   REQUIRE(train::latest_checkpoint(dir + "/split/checkpoints").has_value());
-  const Run resumed = train_run(tiny_config(dir + "/split", opts), comm);
+  const Run resumed = train_run(tiny_config(dir + "/split", opts), comm, -1, loss());
   CHECK(resumed.summary.resumed_from == 3);
   CHECK(resumed.summary.steps == 6);
   REQUIRE(full.state.size() == resumed.state.size());
@@ -166,8 +182,10 @@ TEST_CASE("dist worker", "[.dist_worker]") {
   train::Communicator comm(env, at::Device(at::kCPU),
                            std::chrono::seconds(cfg.train.dist_timeout_s));
   auto model = tiny_model(cfg);
+  const bool distill = std::getenv("QAT_TEST_DISTILL") != nullptr;
   train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12),
-                         cfg.trainer_config(), comm);
+                         cfg.trainer_config(), comm, nlohmann::json::object(),
+                         distill ? tiny_distillation() : train::next_token_loss_sum);
   const char* die_at = std::getenv("QAT_TEST_DIE_AT");
   if (die_at != nullptr && env.rank == 1) {
     const int64_t at_step = std::atoll(die_at);
@@ -184,15 +202,21 @@ TEST_CASE("dist worker", "[.dist_worker]") {
 }
 
 TEST_CASE("1 rank vs 2 ranks (Gloo, two processes) train the same model", "[trainer][dist]") {
+  // With the cross-entropy, and with distillation (its loss is normalised by the global target
+  // count as the cross-entropy is).
+  const bool distill = GENERATE(false, true);
+  CAPTURE(distill);
   const std::string dir = qat::test::temp_dir();
-  const train::LaunchResult r =
-      train::launch_local(2, {"/proc/self/exe", "[dist_worker]"}, {{"QAT_TEST_OUT", dir + "/two"}});
+  std::map<std::string, std::string> env{{"QAT_TEST_OUT", dir + "/two"}};
+  if (distill) env["QAT_TEST_DISTILL"] = "1";
+  const train::LaunchResult r = train::launch_local(2, {"/proc/self/exe", "[dist_worker]"}, env);
   INFO(r.message);
   REQUIRE(r.exit_code == 0);
   train::Communicator comm;
   // One rank with the same global batch: 2 micro-batches of 2.
   const Run one =
-      train_run(tiny_config(dir + "/one", {"train.micro_batch=2", "train.grad_accum=2"}), comm);
+      train_run(tiny_config(dir + "/one", {"train.micro_batch=2", "train.grad_accum=2"}), comm, -1,
+                distill ? tiny_distillation() : train::next_token_loss_sum);
   const train::CheckpointData two = train::load_checkpoint(dir + "/two");
   CHECK(two.state.at("world_size") == 2);
   const auto two_records = train::read_metrics(dir + "/two/metrics.jsonl").records;

@@ -80,7 +80,7 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
 }
 
 TEST_CASE("the shipped recipe configs parse", "[config]") {
-  for (const char* name : {"qat", "qlora", "qat_lora", "full"}) {
+  for (const char* name : {"qat", "qlora", "qat_lora", "full", "qad"}) {
     const std::string path =
         std::string(QAT_SOURCE_DIR) + "/recipes/configs/smollm2-135m/" + name + ".yaml";
     INFO(path);
@@ -204,4 +204,35 @@ TEST_CASE("an output_dir that cannot be created names output_dir", "[config]") {
                     Contains("output_dir: cannot create '" + file + "/sub'"));
   CHECK_NOTHROW(train::prepare_output_dir(dir + "/new/run"));
   CHECK(std::filesystem::is_directory(dir + "/new/run"));
+}
+
+TEST_CASE("the distill section: defaults, values, errors, and part of the run's identity",
+          "[config][distill]") {
+  const auto off = recipes::parse_recipe_config("method: qat\n", "a.yaml");
+  CHECK_FALSE(off.distill.enabled);
+  CHECK(off.distill.teacher == "start");
+  CHECK(off.distill.teacher_dtype == recipes::TeacherDtype::kFp32);
+  const auto on = recipes::parse_recipe_config(
+      "method: qlora\ndistill: {enabled: true, temperature: 2, ce_weight: 0.1, teacher_dtype: "
+      "nf4, chunk_tokens: 64}\n",
+      "b.yaml");
+  CHECK(on.distill.enabled);
+  CHECK(on.distill.temperature == 2.0);
+  CHECK(on.distill.ce_weight == 0.1);
+  CHECK(on.distill.teacher_dtype == recipes::TeacherDtype::kNf4);
+  CHECK(on.distill.chunk_tokens == 64);
+  CHECK_THAT(recipes::to_yaml(on), Contains("teacher_dtype: nf4"));
+  const auto on_qat = recipes::parse_recipe_config("method: qat\ndistill: {enabled: true}\n", "c");
+  CHECK(recipes::identity_yaml(off) != recipes::identity_yaml(on_qat));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config("method: qat\ndistill: {temperature: 0}\n", "x.yaml"),
+      Contains("distill.temperature must be > 0"));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config("method: qat\ndistill: {ce_weight: 1}\n", "x.yaml"),
+      Contains("distill.ce_weight must be in [0, 1), got 1"));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config("method: qat\ndistill: {teacher_dtype: int8}\n", "x.yaml"),
+      Contains("distill.teacher_dtype: expected one of fp32, bf16, nf4"));
+  CHECK_THROWS_WITH(recipes::parse_recipe_config("method: qat\ndistill: {teacher: ''}\n", "x"),
+                    Contains("distill.teacher must not be empty"));
 }
