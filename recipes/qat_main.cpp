@@ -1,5 +1,6 @@
 // The `qat` command line: `demo` (the default job), `train`, `eval`, `text`, `ptq`, `export`,
-// `generate`, `inspect`, `formats`. Command groups live in recipes/*_command.cpp and default_job.cpp.
+// `generate`, `inspect`, `formats`. Command groups live in recipes/*_command.cpp and
+// default_job.cpp.
 #include <CLI/CLI.hpp>
 #include <iostream>
 

@@ -70,8 +70,8 @@ TEST_CASE("qat eval --reference agrees with llama-perplexity --kl-divergence on 
       "/base.kld");
   const std::string theirs = run(std::string(perplexity) + " -m " + q40 + common +
                                  " --kl-divergence-base " + dir + "/base.kld --kl-divergence");
-  run(std::string(QAT_BINARY) + " eval " + q40 + " --reference " + base + " --text " +
-      text_path + " --context 256 --chunks 8 --json " + dir + "/ours.json");
+  run(std::string(QAT_BINARY) + " eval " + q40 + " --reference " + base + " --text " + text_path +
+      " --context 256 --chunks 8 --json " + dir + "/ours.json");
   std::ifstream in(dir + "/ours.json");
   const nlohmann::json ours = nlohmann::json::parse(in);
 
