@@ -182,8 +182,10 @@ QatResult run_qat(DemoRun& run, const TrainData& data, models::LlamaForCausalLM&
     const std::string line = init_quantized_weights(*r.model.model, cfg, data.train);
     if (!line.empty()) run.log(line);
   }
+  // Cross-entropy, or distillation from the float model with distill.enabled=true.
   train::Trainer trainer(r.model.model, data.train, data.heldout, cfg.trainer_config(), run.comm,
-                         {{"model", r.model.source}, {"data", data.description}});
+                         {{"model", r.model.source}, {"data", data.description}},
+                         training_loss(cfg));
   r.summary = trainer.fit();
   r.eval = *r.summary.last_eval;
   set_fake_quant(*r.model.model, false);
@@ -243,7 +245,8 @@ train::Table results_table(const DemoRun& run, const Baselines& b, const QatResu
                b.gptq_eval->perplexity, b.gptq_eval->loss - f, b.gptq_fidelity->kld_mean,
                b.gptq_fidelity->same_top1});
   }
-  t.add_row({"QAT (" + std::to_string(qat.summary.steps) + " steps" +
+  t.add_row({std::string(cfg.distill.enabled ? "QAD" : "QAT") + " (" +
+                 std::to_string(qat.summary.steps) + " steps" +
                  (cfg.quant.init == QuantInit::kGptq ? ", from GPTQ)" : ")"),
              qat.eval.loss, qat.eval.perplexity, qat.eval.loss - f, qat.fidelity.kld_mean,
              qat.fidelity.same_top1});
