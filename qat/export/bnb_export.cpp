@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include "ops/nf4.h"
@@ -119,6 +120,102 @@ std::optional<nf4::NF4Tensor> exact_nf4(const FakeQuantWeight& fw, std::string* 
                                     {}, fw.weight.sizes().vec(), fw.weight.scalar_type(), cfg);
 }
 
+// A linear's NF4 weight: an NF4Linear's as it is, an nf4 fake-quant weight's own pieces, or
+// (dense, LoRA, --requantize) its weight quantized. `reference` is set when quantized here.
+nf4::NF4Tensor linear_nf4(const Job& job, const LinearView& l, at::ScalarType dt,
+                          std::string* origin, at::Tensor* reference) {
+  const ExportOptions& opt = job.opt;
+  if (l.nf4 && !l.lora) {
+    *origin = "nf4 (exact)";
+    return l.nf4->weight();
+  }
+  if (l.fake_quant && !l.lora) {
+    const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
+    std::string why;
+    std::optional<nf4::NF4Tensor> exact;
+    if (!opt.nf4_double_quant)
+      exact = exact_nf4(fw, &why);
+    else
+      why = "double quantization re-rounds the absmax (export with double quant off)";
+    if (exact) {
+      TORCH_CHECK(at::equal(exact->dequantize(at::kFloat), fw.values()),
+                  "export bnb-nf4: internal error: '", l.name,
+                  "' NF4 pieces do not dequantize to the trained values");
+      *origin = "fake-quant " + fw.spec.to_string() + " (exact)";
+      return *exact;
+    }
+    TORCH_CHECK(
+        opt.requantize, "export bnb-nf4: linear '", l.name, "' was trained with ",
+        fw.spec.to_string(), " fake quant, which this checkpoint cannot store exactly: ", why,
+        ". Pass --requantize to quantize its trained weight to NF4 (the error is reported), ",
+        "or export a format that matches its scheme");
+    *origin = "requantized from " + fw.spec.to_string();
+  } else {
+    *origin = "quantized from " + l.describe();
+  }
+  *reference = l.merged_weight();
+  nf4::NF4Config cfg;
+  cfg.blocksize = opt.nf4_blocksize;
+  cfg.double_quant = opt.nf4_double_quant;
+  return nf4::NF4Tensor::quantize(reference->to(dt), cfg);
+}
+
+// p.weight and its quant-state tensors as bitsandbytes names them, and the report's row.
+void add_nf4(Job& job, TensorList& tensors, const std::string& p, const nf4::NF4Tensor& t,
+             const std::string& origin, const at::Tensor& reference, at::ScalarType dt,
+             const at::Tensor& table, const at::Tensor& dyn_map) {
+  tensors.emplace_back(p, t.codes().contiguous());
+  tensors.emplace_back(p + ".absmax", t.absmax().contiguous());
+  tensors.emplace_back(p + ".quant_map", table);
+  int64_t bytes =
+      t.codes().numel() + t.absmax().numel() * static_cast<int64_t>(t.absmax().element_size());
+  double bits = 4.0;
+  const double bs = static_cast<double>(t.blocksize());
+  if (t.double_quant()) {
+    tensors.emplace_back(p + ".nested_absmax", t.nested_absmax().contiguous());
+    tensors.emplace_back(p + ".nested_quant_map", dyn_map);
+    bytes += t.nested_absmax().numel() * 4;
+    bits += 8.0 / bs + 32.0 / (bs * static_cast<double>(t.config().nested_blocksize));
+  } else {
+    bits += 32.0 / bs;
+  }
+  // The state records the dtype the weight dequantizes to (the checkpoint's compute dtype).
+  const std::string state = quant_state_json(t, dt);
+  tensors.emplace_back(p + ".quant_state.bitsandbytes__nf4",
+                       at::from_blob(const_cast<char*>(state.data()),
+                                     {static_cast<int64_t>(state.size())}, at::kByte)
+                           .clone());
+  TensorRecord r;
+  r.name = p;
+  r.type =
+      std::string("NF4") + (t.double_quant() ? "+DQ" : "") + "/b" + std::to_string(t.blocksize());
+  r.origin = origin;
+  r.numel = t.numel();
+  r.bytes = bytes;
+  r.theoretical_bits = bits;
+  if (reference.defined()) {
+    const ErrorStats e = error_stats(reference, t.dequantize(at::kFloat));
+    r.max_abs_err = e.max_abs;
+    r.rel_fro_err = e.rel_fro;
+  }
+  job.report.tensors.push_back(std::move(r));
+}
+
+// config.json's quantization_config; double quant as the majority of layers have it.
+nlohmann::json quantization_config(bool double_quant, at::ScalarType dt) {
+  return {{"quant_method", "bitsandbytes"},
+          {"load_in_4bit", true},
+          {"load_in_8bit", false},
+          {"bnb_4bit_quant_type", "nf4"},
+          {"bnb_4bit_use_double_quant", double_quant},
+          {"bnb_4bit_compute_dtype", hf_dtype_name(dt)},
+          {"bnb_4bit_quant_storage", "uint8"},
+          {"llm_int8_skip_modules", nullptr},
+          {"llm_int8_threshold", 6.0},
+          {"llm_int8_has_fp16_weight", false},
+          {"llm_int8_enable_fp32_cpu_offload", false}};
+}
+
 }  // namespace
 
 void write_bnb_nf4(Job& job, const std::string& dir) {
@@ -131,91 +228,17 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
   const at::Tensor table = nf4_table();
   const at::Tensor dyn_map = ops::dynamic_map_signed();
   int dq_layers = 0, plain_layers = 0;
-
   for (const LinearView& l : job.linears) {
     if (l.bias().defined()) add_dense(job, tensors, l.name + ".bias", l.bias(), dt, "bias");
     if (l.name == "lm_head") {  // transformers keeps the head dense (llm_int8_skip_modules)
       add_dense(job, tensors, "lm_head.weight", l.merged_weight(), dt, "dense head");
       continue;
     }
-    nf4::NF4Tensor t;
     std::string origin;
     at::Tensor reference;  // the weight we rounded from, when we did
-    if (l.nf4 && !l.lora) {
-      t = l.nf4->weight();
-      origin = "nf4 (exact)";
-    } else if (l.fake_quant && !l.lora) {
-      const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
-      std::string why;
-      std::optional<nf4::NF4Tensor> exact;
-      if (!opt.nf4_double_quant)
-        exact = exact_nf4(fw, &why);
-      else
-        why = "double quantization re-rounds the absmax (export with double quant off)";
-      if (exact) {
-        TORCH_CHECK(at::equal(exact->dequantize(at::kFloat), fw.values()),
-                    "export bnb-nf4: internal error: '", l.name,
-                    "' NF4 pieces do not dequantize to the trained values");
-        t = *exact;
-        origin = "fake-quant " + fw.spec.to_string() + " (exact)";
-      } else {
-        TORCH_CHECK(
-            opt.requantize, "export bnb-nf4: linear '", l.name, "' was trained with ",
-            fw.spec.to_string(), " fake quant, which this checkpoint cannot store exactly: ", why,
-            ". Pass --requantize to quantize its trained weight to NF4 (the error is reported), ",
-            "or export a format that matches its scheme");
-        reference = l.merged_weight();
-        origin = "requantized from " + fw.spec.to_string();
-      }
-    } else {
-      reference = l.merged_weight();
-      origin = "quantized from " + l.describe();
-    }
-    if (reference.defined()) {
-      nf4::NF4Config cfg;
-      cfg.blocksize = opt.nf4_blocksize;
-      cfg.double_quant = opt.nf4_double_quant;
-      t = nf4::NF4Tensor::quantize(reference.to(dt), cfg);
-    }
-    t = t.to(at::kCPU);
-    const std::string p = l.name + ".weight";
-    tensors.emplace_back(p, t.codes().contiguous());
-    tensors.emplace_back(p + ".absmax", t.absmax().contiguous());
-    tensors.emplace_back(p + ".quant_map", table);
-    int64_t bytes =
-        t.codes().numel() + t.absmax().numel() * static_cast<int64_t>(t.absmax().element_size());
-    double bits = 4.0;
-    const double bs = static_cast<double>(t.blocksize());
-    if (t.double_quant()) {
-      tensors.emplace_back(p + ".nested_absmax", t.nested_absmax().contiguous());
-      tensors.emplace_back(p + ".nested_quant_map", dyn_map);
-      bytes += t.nested_absmax().numel() * 4;
-      bits += 8.0 / bs + 32.0 / (bs * static_cast<double>(t.config().nested_blocksize));
-      ++dq_layers;
-    } else {
-      bits += 32.0 / bs;
-      ++plain_layers;
-    }
-    // The state records the dtype the weight dequantizes to (the checkpoint's compute dtype).
-    const std::string state = quant_state_json(t, dt);
-    tensors.emplace_back(p + ".quant_state.bitsandbytes__nf4",
-                         at::from_blob(const_cast<char*>(state.data()),
-                                       {static_cast<int64_t>(state.size())}, at::kByte)
-                             .clone());
-    TensorRecord r;
-    r.name = p;
-    r.type =
-        std::string("NF4") + (t.double_quant() ? "+DQ" : "") + "/b" + std::to_string(t.blocksize());
-    r.origin = origin;
-    r.numel = t.numel();
-    r.bytes = bytes;
-    r.theoretical_bits = bits;
-    if (reference.defined()) {
-      const ErrorStats e = error_stats(reference, t.dequantize(at::kFloat));
-      r.max_abs_err = e.max_abs;
-      r.rel_fro_err = e.rel_fro;
-    }
-    job.report.tensors.push_back(std::move(r));
+    const nf4::NF4Tensor t = linear_nf4(job, l, dt, &origin, &reference).to(at::kCPU);
+    add_nf4(job, tensors, l.name + ".weight", t, origin, reference, dt, table, dyn_map);
+    ++(t.double_quant() ? dq_layers : plain_layers);
   }
   TORCH_CHECK(dq_layers + plain_layers > 0,
               "export bnb-nf4: the model has no linear layer to quantize");
@@ -224,19 +247,8 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
         "layers mix NF4 with and without double quant; bitsandbytes reads each "
         "layer's own quant_state, the config states the majority");
   }
-  const nlohmann::json qc = {{"quant_method", "bitsandbytes"},
-                             {"load_in_4bit", true},
-                             {"load_in_8bit", false},
-                             {"bnb_4bit_quant_type", "nf4"},
-                             {"bnb_4bit_use_double_quant", dq_layers >= plain_layers},
-                             {"bnb_4bit_compute_dtype", hf_dtype_name(dt)},
-                             {"bnb_4bit_quant_storage", "uint8"},
-                             {"llm_int8_skip_modules", nullptr},
-                             {"llm_int8_threshold", 6.0},
-                             {"llm_int8_has_fp16_weight", false},
-                             {"llm_int8_enable_fp32_cpu_offload", false}};
   io::save_safetensors_sharded(dir, tensors, opt.max_shard_bytes);
-  write_hf_config(dir, job.model.config(), dt, qc);
+  write_hf_config(dir, job.model.config(), dt, quantization_config(dq_layers >= plain_layers, dt));
   const TokenizerSource& tok = job.source.tokenizer;
   if (tok.gguf || !tok.hf_dir.empty())
     write_hf_tokenizer(dir, tok, job.model.config());

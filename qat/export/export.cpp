@@ -195,8 +195,10 @@ ExportSource load_export_source(const std::string& path) {
   return s;
 }
 
-ExportReport export_model(const ExportSource& source, const ExportOptions& opt) {
-  TORCH_CHECK(source.model, "export: no model given");
+namespace {
+
+// The output path can be written: not there (or --force), a file for GGUF, its parent created.
+void check_output(const ExportOptions& opt) {
   TORCH_CHECK(!opt.out.empty(), "export: no output path given (--out)");
   const fs::path out(opt.out);
   TORCH_CHECK(opt.force || !fs::exists(out), "export: output '", opt.out,
@@ -206,52 +208,34 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
                 "' is a directory; GGUF export ", "writes one file (e.g. model.gguf)");
   }
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
+}
 
-  ExportReport report;
-  report.format = opt.format;
-  report.out = opt.out;
-  detail::Job job{source, opt, *source.model, collect_linears(*source.model), {}, report};
-  job.others = non_linear_tensors(*source.model, job.linears);
-
-  const fs::path tmp = fs::path(opt.out + ".partial");
-  io::remove_tree(tmp);
-  try {
-    switch (opt.format) {
-      case ExportFormat::kGguf:
-        detail::write_gguf(job, tmp.string());
-        break;
-      default: {
-        fs::create_directories(tmp);
-        switch (opt.format) {
-          case ExportFormat::kHfMerged:
-            detail::write_hf_merged(job, tmp.string());
-            break;
-          case ExportFormat::kPeft:
-            detail::write_peft(job, tmp.string());
-            break;
-          case ExportFormat::kBnbNf4:
-            detail::write_bnb_nf4(job, tmp.string());
-            break;
-          case ExportFormat::kCompressedTensors:
-            detail::write_compressed_tensors(job, tmp.string());
-            break;
-          default:
-            TORCH_INTERNAL_ASSERT(false, "unhandled export format");
-        }
-      }
-    }
-  } catch (...) {
-    try {
-      io::remove_tree(tmp);
-    } catch (...) {  // keep the writer's error, which says what to fix
-    }
-    throw;
+// The format's writer into `tmp` (a file for GGUF, a directory otherwise).
+void run_writer(detail::Job& job, const fs::path& tmp) {
+  if (job.opt.format != ExportFormat::kGguf) fs::create_directories(tmp);
+  switch (job.opt.format) {
+    case ExportFormat::kGguf:
+      detail::write_gguf(job, tmp.string());
+      return;
+    case ExportFormat::kHfMerged:
+      detail::write_hf_merged(job, tmp.string());
+      return;
+    case ExportFormat::kPeft:
+      detail::write_peft(job, tmp.string());
+      return;
+    case ExportFormat::kBnbNf4:
+      detail::write_bnb_nf4(job, tmp.string());
+      return;
+    case ExportFormat::kCompressedTensors:
+      detail::write_compressed_tensors(job, tmp.string());
+      return;
   }
-  if (fs::exists(out)) io::remove_tree(out);
-  fs::rename(tmp, out);
+  TORCH_INTERNAL_ASSERT(false, "unhandled export format");
+}
 
-  // Sizes: every file written, against the tensors' theoretical bits.
-  if (opt.format == ExportFormat::kGguf) {
+// Sizes: every file written, against the tensors' theoretical bits.
+void measure_sizes(ExportReport& report, const fs::path& out, ExportFormat format) {
+  if (format == ExportFormat::kGguf) {
     report.files = {out.filename().string()};
     report.file_bytes = static_cast<int64_t>(fs::file_size(out));
   } else {
@@ -269,6 +253,36 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
   }
   report.theoretical_bytes = static_cast<int64_t>(std::ceil(theoretical_bits / 8.0));
   report.metadata_bytes = report.file_bytes - report.tensor_bytes;
+}
+
+}  // namespace
+
+// Written to <out>.partial and renamed, so a failed export leaves no half-written output.
+ExportReport export_model(const ExportSource& source, const ExportOptions& opt) {
+  TORCH_CHECK(source.model, "export: no model given");
+  check_output(opt);
+  const fs::path out(opt.out);
+  ExportReport report;
+  report.format = opt.format;
+  report.out = opt.out;
+  detail::Job job{source, opt, *source.model, collect_linears(*source.model), {}, report};
+  job.others = non_linear_tensors(*source.model, job.linears);
+
+  const fs::path tmp = fs::path(opt.out + ".partial");
+  io::remove_tree(tmp);
+  try {
+    run_writer(job, tmp);
+  } catch (...) {
+    try {
+      io::remove_tree(tmp);
+    } catch (...) {  // keep the writer's error, which says what to fix
+    }
+    throw;
+  }
+  if (fs::exists(out)) io::remove_tree(out);
+  fs::rename(tmp, out);
+
+  measure_sizes(report, out, opt.format);
   report.manifest = build_manifest(source, opt, report);
   const fs::path manifest = opt.format == ExportFormat::kGguf ? fs::path(opt.out + ".manifest.json")
                                                               : out / "manifest.json";

@@ -124,12 +124,9 @@ std::optional<Packed> exact_blocks(const FakeQuantWeight& fw, std::string* why) 
   return p;
 }
 
-}  // namespace
-
-void write_gguf(Job& job, const std::string& path) {
-  torch::NoGradGuard no_grad;
-  const models::LlamaConfig& cfg = job.model.config();
-  const ExportOptions& opt = job.opt;
+// The llama/qwen2 architecture metadata, or an error for what llama.cpp's architecture cannot
+// represent. Returns the architecture name.
+std::string check_architecture(const models::LlamaConfig& cfg) {
   TORCH_CHECK(cfg.model_type == "llama" || cfg.model_type == "qwen2" || cfg.model_type == "mistral",
               "export gguf: model_type '", cfg.model_type,
               "' has no GGUF mapping (llama, mistral, qwen2)");
@@ -143,49 +140,70 @@ void write_gguf(Job& job, const std::string& path) {
               "this exporter does not write yet; export with --format hf");
   TORCH_CHECK(!cfg.o_bias && !cfg.mlp_bias, "export gguf: attention output / MLP biases have no ",
               "tensors in llama.cpp's llama architecture; export with --format hf");
-  const std::string arch = cfg.model_type == "qwen2" ? "qwen2" : "llama";
-  const bool permute = arch == "llama";  // convert_hf_to_gguf.py permutes q/k for llama only
+  return cfg.model_type == "qwen2" ? "qwen2" : "llama";
+}
 
+// One GGUF export, step by step: header (architecture, tokenizer), token_embd, the linears,
+// the norms, then the file type and the file.
+struct GgufJob {
+  Job& job;
+  const models::LlamaConfig& cfg;
+  const ExportOptions& opt;
+  std::string arch;
+  bool permute;  // convert_hf_to_gguf.py permutes q/k for llama only
   io::GgufWriter w;
-  w.set_string("general.architecture", arch);
-  w.set_string("general.type", "model");
-  w.set_string("general.name",
-               job.source.name.empty() ? std::string("qat export") : job.source.name);
-  w.set_u32("general.alignment", 32);
-  const std::string p = arch + ".";
-  w.set_u32(p + "context_length", static_cast<uint32_t>(cfg.max_position_embeddings));
-  w.set_u32(p + "embedding_length", static_cast<uint32_t>(cfg.hidden_size));
-  w.set_u32(p + "block_count", static_cast<uint32_t>(cfg.num_hidden_layers));
-  w.set_u32(p + "feed_forward_length", static_cast<uint32_t>(cfg.intermediate_size));
-  w.set_u32(p + "attention.head_count", static_cast<uint32_t>(cfg.num_attention_heads));
-  w.set_u32(p + "attention.head_count_kv", static_cast<uint32_t>(cfg.num_key_value_heads));
-  w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(cfg.rms_norm_eps));
-  w.set_f32(p + "rope.freq_base", static_cast<float>(cfg.rope_theta));
-  w.set_u32(p + "rope.dimension_count", static_cast<uint32_t>(cfg.head_dim));
-  if (cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size) {
-    w.set_u32(p + "attention.key_length", static_cast<uint32_t>(cfg.head_dim));
-    w.set_u32(p + "attention.value_length", static_cast<uint32_t>(cfg.head_dim));
-  }
-  if (cfg.rope_scaling.type == "linear") {
-    w.set_string(p + "rope.scaling.type", "linear");
-    w.set_f32(p + "rope.scaling.factor", static_cast<float>(cfg.rope_scaling.factor));
-  }
-  w.set_u32(p + "vocab_size", static_cast<uint32_t>(cfg.vocab_size));
-  w.set_u32("general.file_type", 0);  // set below, once the linears' types are known
+  std::map<GgmlType, int> linear_types;
 
-  // Tokenizer: the source GGUF's keys as they are, or converted from an HF tokenizer.json.
-  const io::GgufMetadata tok = gguf_tokenizer_metadata(job.source.tokenizer, cfg.vocab_size);
-  w.copy_metadata(tok);
-  if (!tok.has("tokenizer.chat_template") && !job.source.tokenizer.chat_template.empty())
-    w.set_string("tokenizer.chat_template", job.source.tokenizer.chat_template);
-  const auto n_tokens = static_cast<int64_t>(tok.get_string_array("tokenizer.ggml.tokens").size());
-  TORCH_CHECK(n_tokens == cfg.vocab_size, "export gguf: the tokenizer has ", n_tokens,
-              " tokens but the model's vocab_size is ", cfg.vocab_size,
-              "; llama.cpp requires them to be equal");
+  explicit GgufJob(Job& j)
+      : job(j),
+        cfg(j.model.config()),
+        opt(j.opt),
+        arch(check_architecture(cfg)),
+        permute(arch == "llama") {}
 
-  auto record = [&](const std::string& name, GgmlType type, int64_t bytes, int64_t numel,
-                    const std::string& origin, const at::Tensor& reference,
-                    const at::Tensor& written) {
+  void write_architecture() {
+    w.set_string("general.architecture", arch);
+    w.set_string("general.type", "model");
+    w.set_string("general.name",
+                 job.source.name.empty() ? std::string("qat export") : job.source.name);
+    w.set_u32("general.alignment", 32);
+    const std::string p = arch + ".";
+    w.set_u32(p + "context_length", static_cast<uint32_t>(cfg.max_position_embeddings));
+    w.set_u32(p + "embedding_length", static_cast<uint32_t>(cfg.hidden_size));
+    w.set_u32(p + "block_count", static_cast<uint32_t>(cfg.num_hidden_layers));
+    w.set_u32(p + "feed_forward_length", static_cast<uint32_t>(cfg.intermediate_size));
+    w.set_u32(p + "attention.head_count", static_cast<uint32_t>(cfg.num_attention_heads));
+    w.set_u32(p + "attention.head_count_kv", static_cast<uint32_t>(cfg.num_key_value_heads));
+    w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(cfg.rms_norm_eps));
+    w.set_f32(p + "rope.freq_base", static_cast<float>(cfg.rope_theta));
+    w.set_u32(p + "rope.dimension_count", static_cast<uint32_t>(cfg.head_dim));
+    if (cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size) {
+      w.set_u32(p + "attention.key_length", static_cast<uint32_t>(cfg.head_dim));
+      w.set_u32(p + "attention.value_length", static_cast<uint32_t>(cfg.head_dim));
+    }
+    if (cfg.rope_scaling.type == "linear") {
+      w.set_string(p + "rope.scaling.type", "linear");
+      w.set_f32(p + "rope.scaling.factor", static_cast<float>(cfg.rope_scaling.factor));
+    }
+    w.set_u32(p + "vocab_size", static_cast<uint32_t>(cfg.vocab_size));
+    w.set_u32("general.file_type", 0);  // set by finish(), once the linears' types are known
+  }
+
+  // The source GGUF's tokenizer keys as they are, or converted from an HF tokenizer.json.
+  void write_tokenizer() {
+    const io::GgufMetadata tok = gguf_tokenizer_metadata(job.source.tokenizer, cfg.vocab_size);
+    w.copy_metadata(tok);
+    if (!tok.has("tokenizer.chat_template") && !job.source.tokenizer.chat_template.empty())
+      w.set_string("tokenizer.chat_template", job.source.tokenizer.chat_template);
+    const auto n_tokens =
+        static_cast<int64_t>(tok.get_string_array("tokenizer.ggml.tokens").size());
+    TORCH_CHECK(n_tokens == cfg.vocab_size, "export gguf: the tokenizer has ", n_tokens,
+                " tokens but the model's vocab_size is ", cfg.vocab_size,
+                "; llama.cpp requires them to be equal");
+  }
+
+  void record(const std::string& name, GgmlType type, int64_t bytes, int64_t numel,
+              const std::string& origin, const at::Tensor& reference, const at::Tensor& written) {
     TensorRecord r;
     r.name = name;
     r.type = io::ggml_type_name(type);
@@ -199,12 +217,12 @@ void write_gguf(Job& job, const std::string& path) {
       r.rel_fro_err = e.rel_fro;
     }
     job.report.tensors.push_back(std::move(r));
-  };
+  }
 
-  // A weight [rows, in] as `type`, q/k rows permuted into ggml's order.
-  // Returns the type written (a k-quant may fall back).
-  auto add_weight = [&](const std::string& gguf_name, const at::Tensor& weight, GgmlType type,
-                        int64_t qk_heads, const std::string& origin) -> GgmlType {
+  // A weight [rows, in] as `type`, q/k rows permuted into ggml's order. Returns the type
+  // written (a k-quant may fall back).
+  GgmlType add_weight(const std::string& gguf_name, const at::Tensor& weight, GgmlType type,
+                      int64_t qk_heads, const std::string& origin) {
     const at::Tensor x = weight.to(at::kFloat).contiguous();
     if (is_kquant_type(type) && x.size(-1) % 256 != 0) {
       const GgmlType fb = io::kquant_fallback(type);
@@ -230,28 +248,62 @@ void write_gguf(Job& job, const std::string& path) {
              type == GgmlType::kF32 ? at::Tensor() : rows, stored.to(at::kFloat));
     }
     return type;
-  };
+  }
 
-  const auto gguf_name = [](const std::string& hf) {
+  static std::string gguf_name(const std::string& hf) {
     const auto n = io::hf_to_gguf_name(hf);
     TORCH_CHECK(n, "export gguf: tensor '", hf, "' has no GGUF name");
     return *n;
-  };
+  }
 
-  // token_embd first, as convert_hf_to_gguf.py writes it.
-  const auto emb = job.others.find("model.embed_tokens.weight");
-  TORCH_CHECK(emb != job.others.end(), "export gguf: the model has no model.embed_tokens.weight");
-  auto mix_type = [&](const std::string& name, int64_t row_elems) {
+  GgmlType mix_type(const std::string& name, int64_t row_elems) const {
     return io::llama_mix_type(opt.gguf_mix, name, cfg.num_hidden_layers, row_elems,
                               cfg.tie_word_embeddings);
-  };
-  add_weight("token_embd.weight", emb->second,
-             opt.gguf_mix.empty() ? opt.gguf_embed_type
-                                  : mix_type("token_embd.weight", emb->second.size(-1)),
-             0, "embedding");
+  }
 
-  std::map<GgmlType, int> linear_types;
-  for (const LinearView& l : job.linears) {
+  // token_embd first, as convert_hf_to_gguf.py writes it.
+  void write_embedding() {
+    const auto emb = job.others.find("model.embed_tokens.weight");
+    TORCH_CHECK(emb != job.others.end(), "export gguf: the model has no model.embed_tokens.weight");
+    add_weight("token_embd.weight", emb->second,
+               opt.gguf_mix.empty() ? opt.gguf_embed_type
+                                    : mix_type("token_embd.weight", emb->second.size(-1)),
+               0, "embedding");
+  }
+
+  // A fake-quant linear: its blocks as trained when GGUF holds the format, else (with
+  // --requantize) its trained weight quantized to `chosen`.
+  void write_fake_quant_linear(const LinearView& l, const std::string& name, int64_t heads,
+                               GgmlType chosen) {
+    const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
+    std::string why;
+    if (auto pk = exact_blocks(fw, &why)) {
+      at::Tensor rows = pk->bytes;
+      if (heads > 0) rows = io::permute_qk(rows, heads).contiguous();
+      w.add_raw_tensor(name, pk->type, {l.layer->out_features(), l.layer->in_features()},
+                       rows.reshape({-1}));
+      record(name, pk->type, rows.numel(), fw.weight.numel(),
+             "fake-quant " + fw.spec.to_string() + " (exact)", {}, {});
+      ++linear_types[pk->type];
+    } else {
+      TORCH_CHECK(opt.requantize, "export gguf: linear '", l.name, "' was trained with ",
+                  fw.spec.to_string(), " fake quant, which GGUF cannot store exactly: ", why,
+                  ". Export it with a format that holds it (int4 symmetric groups: --format ct), ",
+                  "or pass --requantize to quantize its trained weight to ",
+                  io::ggml_type_name(chosen), " (the error is reported per tensor)");
+      const GgmlType written = add_weight(name, l.merged_weight(), chosen, heads,
+                                          "requantized from " + fw.spec.to_string());
+      ++linear_types[written];
+      job.report.notes.push_back("'" + l.name + "' (" + fw.spec.to_string() + ") requantized to " +
+                                 io::ggml_type_name(written));
+    }
+    if (l.fake_quant->activation_quantizer())
+      job.report.notes.push_back("'" + l.name +
+                                 "': activation fake quant is not stored in GGUF "
+                                 "(llama.cpp quantizes activations itself, to Q8)");
+  }
+
+  void write_linear(const LinearView& l) {
     const std::string name = gguf_name(l.name + ".weight");
     int64_t heads = 0;
     if (permute && l.name.find(".self_attn.q_proj") != std::string::npos)
@@ -262,35 +314,8 @@ void write_gguf(Job& job, const std::string& path) {
     const GgmlType chosen = !opt.gguf_mix.empty() ? mix_type(name, l.layer->in_features())
                             : is_head             ? opt.gguf_embed_type
                                                   : opt.gguf_type;
-
     if (l.fake_quant && !l.lora) {
-      const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
-      std::string why;
-      if (auto pk = exact_blocks(fw, &why)) {
-        at::Tensor rows = pk->bytes;
-        if (heads > 0) rows = io::permute_qk(rows, heads).contiguous();
-        w.add_raw_tensor(name, pk->type, {l.layer->out_features(), l.layer->in_features()},
-                         rows.reshape({-1}));
-        record(name, pk->type, rows.numel(), fw.weight.numel(),
-               "fake-quant " + fw.spec.to_string() + " (exact)", {}, {});
-        ++linear_types[pk->type];
-      } else {
-        TORCH_CHECK(
-            opt.requantize, "export gguf: linear '", l.name, "' was trained with ",
-            fw.spec.to_string(), " fake quant, which GGUF cannot store exactly: ", why,
-            ". Export it with a format that holds it (int4 symmetric groups: --format ct), ",
-            "or pass --requantize to quantize its trained weight to ", io::ggml_type_name(chosen),
-            " (the error is reported per tensor)");
-        const GgmlType written = add_weight(name, l.merged_weight(), chosen, heads,
-                                            "requantized from " + fw.spec.to_string());
-        ++linear_types[written];
-        job.report.notes.push_back("'" + l.name + "' (" + fw.spec.to_string() +
-                                   ") requantized to " + io::ggml_type_name(written));
-      }
-      if (l.fake_quant->activation_quantizer())
-        job.report.notes.push_back("'" + l.name +
-                                   "': activation fake quant is not stored in GGUF "
-                                   "(llama.cpp quantizes activations itself, to Q8)");
+      write_fake_quant_linear(l, name, heads, chosen);
     } else {
       const GgmlType written = add_weight(
           name, l.merged_weight(), chosen, heads,
@@ -306,28 +331,47 @@ void write_gguf(Job& job, const std::string& path) {
       record(bname, GgmlType::kF32, bb.numel() * 4, bb.numel(), "bias", {}, {});
     }
   }
-  for (const auto& [hf, t] : job.others) {
-    if (hf == "model.embed_tokens.weight") continue;
-    TORCH_CHECK(hf.size() > 12 && hf.compare(hf.size() - 11, 11, "norm.weight") == 0,
-                "export gguf: tensor '", hf,
-                "' is not an embedding, norm or linear; no GGUF mapping");
-    const std::string name = gguf_name(hf);
-    const at::Tensor f = t.to(at::kFloat).contiguous();
-    w.add_tensor(name, f, GgmlType::kF32);
-    record(name, GgmlType::kF32, f.numel() * 4, f.numel(), "norm", {}, {});
+
+  void write_norms() {
+    for (const auto& [hf, t] : job.others) {
+      if (hf == "model.embed_tokens.weight") continue;
+      TORCH_CHECK(hf.size() > 12 && hf.compare(hf.size() - 11, 11, "norm.weight") == 0,
+                  "export gguf: tensor '", hf,
+                  "' is not an embedding, norm or linear; no GGUF mapping");
+      const std::string name = gguf_name(hf);
+      const at::Tensor f = t.to(at::kFloat).contiguous();
+      w.add_tensor(name, f, GgmlType::kF32);
+      record(name, GgmlType::kF32, f.numel() * 4, f.numel(), "norm", {}, {});
+    }
   }
 
-  GgmlType main_type = opt.gguf_type;
-  int best = -1;
-  for (const auto& [t, n] : linear_types) {
-    if (n > best) best = n, main_type = t;
+  // general.file_type from the type most linears have (or the mixture's), then the file.
+  void finish(const std::string& path) {
+    GgmlType main_type = opt.gguf_type;
+    int best = -1;
+    for (const auto& [t, n] : linear_types) {
+      if (n > best) best = n, main_type = t;
+    }
+    w.set_u32("general.file_type",
+              opt.gguf_mix.empty() ? file_type(main_type) : io::llama_mix_file_type(opt.gguf_mix));
+    bool quantized = false;
+    for (const auto& r : job.report.tensors) quantized = quantized || r.type.rfind('Q', 0) == 0;
+    if (quantized) w.set_u32("general.quantization_version", 2);
+    w.write(path);
   }
-  w.set_u32("general.file_type",
-            opt.gguf_mix.empty() ? file_type(main_type) : io::llama_mix_file_type(opt.gguf_mix));
-  bool quantized = false;
-  for (const auto& r : job.report.tensors) quantized = quantized || r.type.rfind('Q', 0) == 0;
-  if (quantized) w.set_u32("general.quantization_version", 2);
-  w.write(path);
+};
+
+}  // namespace
+
+void write_gguf(Job& job, const std::string& path) {
+  torch::NoGradGuard no_grad;
+  GgufJob g(job);
+  g.write_architecture();
+  g.write_tokenizer();
+  g.write_embedding();
+  for (const LinearView& l : job.linears) g.write_linear(l);
+  g.write_norms();
+  g.finish(path);
 }
 
 }  // namespace qat::exporting::detail

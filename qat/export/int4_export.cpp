@@ -19,6 +19,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "qat/export/writers.h"
 #include "qat/io/safetensors_torch.h"
@@ -56,109 +57,115 @@ struct Int4Weight {
   int64_t group = 0;
 };
 
-}  // namespace
-
-void write_compressed_tensors(Job& job, const std::string& dir) {
-  torch::NoGradGuard no_grad;
-  const ExportOptions& opt = job.opt;
-  const at::ScalarType dt = opt.hf_dtype;
-  hf_dtype_name(dt);
-  TensorList tensors;
-  add_others(job, tensors, dt);
-  std::map<int64_t, std::vector<std::string>> by_group;  // group size -> module names
-  for (const LinearView& l : job.linears) {
-    if (l.bias().defined()) add_dense(job, tensors, l.name + ".bias", l.bias(), dt, "bias");
-    if (l.name == "lm_head") {  // vLLM keeps the head dense (config "ignore")
-      add_dense(job, tensors, "lm_head.weight", l.merged_weight(), dt, "dense head");
-      continue;
-    }
-    Int4Weight w;
-    std::string origin;
-    at::Tensor reference;
-    if (l.fake_quant && !l.lora) {
-      const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
-      const auto& s = fw.spec;
-      std::string why;
-      const bool grouped = s.granularity.kind == scheme::Granularity::Kind::kPerGroup;
-      if (s.format != scheme::Format::kInt || s.bits > 4) {
-        why = "int4 pack-quantized holds symmetric int2..int4 codes";
-      } else if (!grouped || fw.weight.size(-1) % s.granularity.group_size != 0) {
-        why = "only per-group scales along the input dimension map onto strategy \"group\"";
-      } else {
-        const at::Tensor sc = fw.qparams.scale.to(at::kFloat);
-        if (!at::equal(sc.to(dt).to(at::kFloat), sc)) {
-          why = "its " + scheme::to_string(s.scale_dtype) + " scales are not all " +
-                hf_dtype_name(dt) + " values (export with --dtype matching the scale dtype)";
-        } else {
-          w.codes = fw.codes;
-          w.scale = sc.reshape({fw.weight.size(0), -1});
-          w.group = s.granularity.group_size;
-          origin = "fake-quant " + s.to_string() + " (exact)";
-          TORCH_CHECK(at::equal(at::mul(w.codes.view(at::kChar)
-                                            .to(at::kFloat)
-                                            .reshape({w.scale.size(0), w.scale.size(1), -1}),
-                                        w.scale.unsqueeze(-1))
-                                    .reshape(w.codes.sizes()),
-                                fw.values()),
-                      "export ct: internal error: '", l.name,
-                      "' codes * scales differ from the trained weight");
-        }
-      }
-      if (!w.codes.defined()) {
-        TORCH_CHECK(opt.requantize, "export ct: linear '", l.name, "' was trained with ",
-                    s.to_string(),
-                    " fake quant, which int4 pack-quantized cannot store exactly: ", why,
-                    ". Pass --requantize to quantize its trained weight to int4 groups of ",
-                    opt.int4_group_size, " (the error is reported)");
-        reference = l.merged_weight();
-        origin = "requantized from " + s.to_string();
-      }
-    } else {
-      reference = l.merged_weight();
-      origin = "quantized from " + l.describe();
-    }
-    if (reference.defined()) {
-      const int64_t g = opt.int4_group_size;
-      TORCH_CHECK(reference.size(1) % g == 0, "export ct: linear '", l.name, "' has ",
-                  reference.size(1), " inputs, not a multiple of the group size ", g,
-                  " (--group-size)");
-      scheme::QuantSpec spec =
-          scheme::QuantSpec::from_name("int4").with(scheme::Granularity::per_group(g));
-      spec.scale_dtype = scale_dtype_of(dt);
-      const ops::QParams qp = ops::choose_qparams(reference, spec);
-      w.codes = ops::quantize(reference, spec, qp);
-      w.scale = qp.scale.to(at::kFloat).reshape({reference.size(0), -1});
-      w.group = g;
-    }
-    const std::string p = l.name;
-    const at::Tensor packed = pack_int4(w.codes);
-    const at::Tensor scale = w.scale.to(dt).contiguous();
-    tensors.emplace_back(p + ".weight_packed", packed);
-    tensors.emplace_back(p + ".weight_scale", scale);
-    tensors.emplace_back(p + ".weight_shape",
-                         at::tensor({w.codes.size(0), w.codes.size(1)}, at::kLong));
-    by_group[w.group].push_back(p);
-    TensorRecord r;
-    r.name = p + ".weight_packed";
-    r.type = "int4/g" + std::to_string(w.group);
-    r.origin = origin;
-    r.numel = w.codes.numel();
-    r.bytes = packed.numel() * 4 + scale.numel() * static_cast<int64_t>(scale.element_size());
-    r.theoretical_bits =
-        4.0 + 8.0 * static_cast<double>(scale.element_size()) / static_cast<double>(w.group);
-    if (reference.defined()) {
-      const at::Tensor deq =
-          (w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}) *
-           scale.to(at::kFloat).unsqueeze(-1))
-              .reshape(w.codes.sizes());
-      const ErrorStats e = error_stats(reference, deq);
-      r.max_abs_err = e.max_abs;
-      r.rel_fro_err = e.rel_fro;
-    }
-    job.report.tensors.push_back(std::move(r));
+// The int4 codes and scales of a fake-quant weight when pack-quantized holds it exactly;
+// nullopt and `why` when it does not.
+std::optional<Int4Weight> exact_int4(const FakeQuantWeight& fw, at::ScalarType dt,
+                                     const std::string& name, std::string* why) {
+  const auto& s = fw.spec;
+  const bool grouped = s.granularity.kind == scheme::Granularity::Kind::kPerGroup;
+  if (s.format != scheme::Format::kInt || s.bits > 4) {
+    *why = "int4 pack-quantized holds symmetric int2..int4 codes";
+    return std::nullopt;
   }
-  TORCH_CHECK(!by_group.empty(), "export ct: the model has no linear layer to quantize");
+  if (!grouped || fw.weight.size(-1) % s.granularity.group_size != 0) {
+    *why = "only per-group scales along the input dimension map onto strategy \"group\"";
+    return std::nullopt;
+  }
+  const at::Tensor sc = fw.qparams.scale.to(at::kFloat);
+  if (!at::equal(sc.to(dt).to(at::kFloat), sc)) {
+    *why = "its " + scheme::to_string(s.scale_dtype) + " scales are not all " + hf_dtype_name(dt) +
+           " values (export with --dtype matching the scale dtype)";
+    return std::nullopt;
+  }
+  Int4Weight w;
+  w.codes = fw.codes;
+  w.scale = sc.reshape({fw.weight.size(0), -1});
+  w.group = s.granularity.group_size;
+  TORCH_CHECK(at::equal(at::mul(w.codes.view(at::kChar)
+                                    .to(at::kFloat)
+                                    .reshape({w.scale.size(0), w.scale.size(1), -1}),
+                                w.scale.unsqueeze(-1))
+                            .reshape(w.codes.sizes()),
+                        fw.values()),
+              "export ct: internal error: '", name,
+              "' codes * scales differ from the trained weight");
+  return w;
+}
 
+// A weight quantized to symmetric int4 groups of --group-size (scales in `dt`).
+Int4Weight quantize_int4(const at::Tensor& reference, int64_t g, at::ScalarType dt,
+                         const std::string& name) {
+  TORCH_CHECK(reference.size(1) % g == 0, "export ct: linear '", name, "' has ", reference.size(1),
+              " inputs, not a multiple of the group size ", g, " (--group-size)");
+  scheme::QuantSpec spec =
+      scheme::QuantSpec::from_name("int4").with(scheme::Granularity::per_group(g));
+  spec.scale_dtype = scale_dtype_of(dt);
+  const ops::QParams qp = ops::choose_qparams(reference, spec);
+  Int4Weight w;
+  w.codes = ops::quantize(reference, spec, qp);
+  w.scale = qp.scale.to(at::kFloat).reshape({reference.size(0), -1});
+  w.group = g;
+  return w;
+}
+
+// A linear's int4 weight: its trained blocks as they are, or (dense, LoRA, --requantize) its
+// weight quantized. `reference` is set when quantized here (for the error report).
+Int4Weight linear_int4(const Job& job, const LinearView& l, at::ScalarType dt, std::string* origin,
+                       at::Tensor* reference) {
+  const ExportOptions& opt = job.opt;
+  if (l.fake_quant && !l.lora) {
+    const FakeQuantWeight fw = fake_quant_weight(*l.fake_quant);
+    std::string why;
+    if (auto w = exact_int4(fw, dt, l.name, &why)) {
+      *origin = "fake-quant " + fw.spec.to_string() + " (exact)";
+      return *w;
+    }
+    TORCH_CHECK(opt.requantize, "export ct: linear '", l.name, "' was trained with ",
+                fw.spec.to_string(),
+                " fake quant, which int4 pack-quantized cannot store exactly: ", why,
+                ". Pass --requantize to quantize its trained weight to int4 groups of ",
+                opt.int4_group_size, " (the error is reported)");
+    *origin = "requantized from " + fw.spec.to_string();
+  } else {
+    *origin = "quantized from " + l.describe();
+  }
+  *reference = l.merged_weight();
+  return quantize_int4(*reference, opt.int4_group_size, dt, l.name);
+}
+
+// The packed weight, its scales and shape (compressed-tensors' names), and the report's row.
+void add_int4(Job& job, TensorList& tensors, const std::string& p, const Int4Weight& w,
+              const std::string& origin, const at::Tensor& reference, at::ScalarType dt) {
+  const at::Tensor packed = pack_int4(w.codes);
+  const at::Tensor scale = w.scale.to(dt).contiguous();
+  tensors.emplace_back(p + ".weight_packed", packed);
+  tensors.emplace_back(p + ".weight_scale", scale);
+  tensors.emplace_back(p + ".weight_shape",
+                       at::tensor({w.codes.size(0), w.codes.size(1)}, at::kLong));
+  TensorRecord r;
+  r.name = p + ".weight_packed";
+  r.type = "int4/g" + std::to_string(w.group);
+  r.origin = origin;
+  r.numel = w.codes.numel();
+  r.bytes = packed.numel() * 4 + scale.numel() * static_cast<int64_t>(scale.element_size());
+  r.theoretical_bits =
+      4.0 + 8.0 * static_cast<double>(scale.element_size()) / static_cast<double>(w.group);
+  if (reference.defined()) {
+    const at::Tensor deq =
+        (w.codes.view(at::kChar).to(at::kFloat).reshape({w.scale.size(0), w.scale.size(1), -1}) *
+         scale.to(at::kFloat).unsqueeze(-1))
+            .reshape(w.codes.sizes());
+    const ErrorStats e = error_stats(reference, deq);
+    r.max_abs_err = e.max_abs;
+    r.rel_fro_err = e.rel_fro;
+  }
+  job.report.tensors.push_back(std::move(r));
+}
+
+// config.json's quantization_config: one group per group size (targets "Linear" when there is
+// only one), the head ignored when the model has its own.
+nlohmann::json quantization_config(const std::map<int64_t, std::vector<std::string>>& by_group,
+                                   bool has_head) {
   nlohmann::json groups = nlohmann::json::object();
   int i = 0;
   for (const auto& [g, names] : by_group) {
@@ -180,19 +187,43 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
                                               {"output_activations", nullptr},
                                               {"format", "pack-quantized"}};
   }
+  return {{"quant_method", "compressed-tensors"},
+          {"format", "pack-quantized"},
+          {"quantization_status", "compressed"},
+          {"config_groups", groups},
+          {"ignore", has_head ? nlohmann::json::array({"lm_head"}) : nlohmann::json::array()},
+          {"kv_cache_scheme", nullptr},
+          {"global_compression_ratio", nullptr},
+          {"sparsity_config", nlohmann::json::object()}};
+}
+
+}  // namespace
+
+void write_compressed_tensors(Job& job, const std::string& dir) {
+  torch::NoGradGuard no_grad;
+  const ExportOptions& opt = job.opt;
+  const at::ScalarType dt = opt.hf_dtype;
+  hf_dtype_name(dt);
+  TensorList tensors;
+  add_others(job, tensors, dt);
+  std::map<int64_t, std::vector<std::string>> by_group;  // group size -> module names
+  for (const LinearView& l : job.linears) {
+    if (l.bias().defined()) add_dense(job, tensors, l.name + ".bias", l.bias(), dt, "bias");
+    if (l.name == "lm_head") {  // vLLM keeps the head dense (config "ignore")
+      add_dense(job, tensors, "lm_head.weight", l.merged_weight(), dt, "dense head");
+      continue;
+    }
+    std::string origin;
+    at::Tensor reference;
+    const Int4Weight w = linear_int4(job, l, dt, &origin, &reference);
+    add_int4(job, tensors, l.name, w, origin, reference, dt);
+    by_group[w.group].push_back(l.name);
+  }
+  TORCH_CHECK(!by_group.empty(), "export ct: the model has no linear layer to quantize");
   const bool has_head = std::any_of(job.linears.begin(), job.linears.end(),
                                     [](const LinearView& l) { return l.name == "lm_head"; });
-  const nlohmann::json qc = {
-      {"quant_method", "compressed-tensors"},
-      {"format", "pack-quantized"},
-      {"quantization_status", "compressed"},
-      {"config_groups", groups},
-      {"ignore", has_head ? nlohmann::json::array({"lm_head"}) : nlohmann::json::array()},
-      {"kv_cache_scheme", nullptr},
-      {"global_compression_ratio", nullptr},
-      {"sparsity_config", nlohmann::json::object()}};
   io::save_safetensors_sharded(dir, tensors, opt.max_shard_bytes);
-  write_hf_config(dir, job.model.config(), dt, qc);
+  write_hf_config(dir, job.model.config(), dt, quantization_config(by_group, has_head));
   const TokenizerSource& tok = job.source.tokenizer;
   if (tok.gguf || !tok.hf_dir.empty())
     write_hf_tokenizer(dir, tok, job.model.config());

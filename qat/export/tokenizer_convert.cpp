@@ -85,6 +85,87 @@ std::optional<std::string> config_token(const json& cfg, const char* key) {
 
 }  // namespace
 
+namespace {
+
+// The BPE vocab (a duplicate token keeps its first id), and the added tokens (control and
+// user-defined ones) into `added`.
+json bpe_vocab(const std::vector<std::string>& tokens, const std::vector<int32_t>& types,
+               json& added) {
+  json vocab = json::object();
+  added = json::array();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const auto id = static_cast<int32_t>(i);
+    if (!vocab.contains(tokens[i])) vocab[tokens[i]] = id;
+    if (types[i] == kControl || types[i] == kUserDefined)
+      added.push_back(added_token(id, tokens[i], types[i] == kControl));
+  }
+  return vocab;
+}
+
+// "left right" merges as [left, right] pairs.
+json merge_pairs(const std::vector<std::string>& merges) {
+  json merge_list = json::array();
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const std::string& m = merges[i];
+    const size_t sp = m.find(' ', 1);  // a leading space would belong to the left token
+    TORCH_CHECK(sp != std::string::npos, "export: tokenizer.ggml.merges[", i, "] = '", m,
+                "' is not \"left right\"");
+    merge_list.push_back(json::array({m.substr(0, sp), m.substr(sp + 1)}));
+  }
+  return merge_list;
+}
+
+// The GGUF pre-tokenizer's regexes as isolated Splits, then byte-level without its own regex.
+json pre_tokenizers(const std::string& pre) {
+  json pretok = json::array();
+  for (const std::string& re : data::gguf_pre_regexes(pre)) {
+    pretok.push_back({{"type", "Split"},
+                      {"pattern", {{"Regex", re}}},
+                      {"behavior", "Isolated"},
+                      {"invert", false}});
+  }
+  pretok.push_back({{"type", "ByteLevel"},
+                    {"add_prefix_space", false},
+                    {"trim_offsets", true},
+                    {"use_regex", false}});
+  return pretok;
+}
+
+// Byte-level post-processing, or a template adding BOS / EOS when the GGUF says the tokenizer
+// adds them.
+json post_processor(const io::GgufMetadata& meta, const std::vector<std::string>& tokens) {
+  const bool add_bos = meta.get_optional<bool>("tokenizer.ggml.add_bos_token").value_or(false);
+  const bool add_eos = meta.get_optional<bool>("tokenizer.ggml.add_eos_token").value_or(false);
+  if (!add_bos && !add_eos) {
+    return {{"type", "ByteLevel"},
+            {"add_prefix_space", true},
+            {"trim_offsets", false},
+            {"use_regex", true}};
+  }
+  json single = json::array(), pair = json::array(), specials = json::object();
+  auto special = [&](const char* key) {
+    const auto id = optional_id(meta, key);
+    TORCH_CHECK(id && *id >= 0 && static_cast<size_t>(*id) < tokens.size(), "export: ", key,
+                " is missing or out of range but the tokenizer adds it");
+    const std::string& t = tokens[static_cast<size_t>(*id)];
+    specials[t] = {{"id", t}, {"ids", {*id}}, {"tokens", {t}}};
+    return json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}};
+  };
+  if (add_bos) single.push_back(special("tokenizer.ggml.bos_token_id"));
+  single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+  if (add_eos) single.push_back(special("tokenizer.ggml.eos_token_id"));
+  pair = single;
+  if (add_bos) pair.push_back(special("tokenizer.ggml.bos_token_id"));
+  pair.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
+  if (add_eos) pair.push_back(special("tokenizer.ggml.eos_token_id"));
+  return {{"type", "TemplateProcessing"},
+          {"single", single},
+          {"pair", pair},
+          {"special_tokens", specials}};
+}
+
+}  // namespace
+
 json tokenizer_json_from_gguf(const io::GgufMetadata& meta) {
   const std::string model = meta.get_string("tokenizer.ggml.model");
   TORCH_CHECK(model == "gpt2", "export: GGUF tokenizer model '", model, "' cannot be written as a ",
@@ -99,73 +180,16 @@ json tokenizer_json_from_gguf(const io::GgufMetadata& meta) {
                                          : std::vector<int32_t>(tokens.size(), kNormal);
   TORCH_CHECK(types.size() == tokens.size(), "export: tokenizer.ggml.token_type has ", types.size(),
               " entries for ", tokens.size(), " tokens");
-  const auto& merges = meta.get_string_array("tokenizer.ggml.merges");
-
-  json vocab = json::object();
-  json added = json::array();
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    const auto id = static_cast<int32_t>(i);
-    if (!vocab.contains(tokens[i])) vocab[tokens[i]] = id;  // a duplicate keeps its first id
-    if (types[i] == kControl || types[i] == kUserDefined)
-      added.push_back(added_token(id, tokens[i], types[i] == kControl));
-  }
-  json merge_list = json::array();
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const std::string& m = merges[i];
-    const size_t sp = m.find(' ', 1);  // a leading space would belong to the left token
-    TORCH_CHECK(sp != std::string::npos, "export: tokenizer.ggml.merges[", i, "] = '", m,
-                "' is not \"left right\"");
-    merge_list.push_back(json::array({m.substr(0, sp), m.substr(sp + 1)}));
-  }
-
-  json pretok = json::array();
-  for (const std::string& re : data::gguf_pre_regexes(*pre)) {
-    pretok.push_back({{"type", "Split"},
-                      {"pattern", {{"Regex", re}}},
-                      {"behavior", "Isolated"},
-                      {"invert", false}});
-  }
-  pretok.push_back({{"type", "ByteLevel"},
-                    {"add_prefix_space", false},
-                    {"trim_offsets", true},
-                    {"use_regex", false}});
-
-  json post = {{"type", "ByteLevel"},
-               {"add_prefix_space", true},
-               {"trim_offsets", false},
-               {"use_regex", true}};
-  const bool add_bos = meta.get_optional<bool>("tokenizer.ggml.add_bos_token").value_or(false);
-  const bool add_eos = meta.get_optional<bool>("tokenizer.ggml.add_eos_token").value_or(false);
-  if (add_bos || add_eos) {
-    json single = json::array(), pair = json::array(), specials = json::object();
-    auto special = [&](const char* key) {
-      const auto id = optional_id(meta, key);
-      TORCH_CHECK(id && *id >= 0 && static_cast<size_t>(*id) < tokens.size(), "export: ", key,
-                  " is missing or out of range but the tokenizer adds it");
-      const std::string& t = tokens[static_cast<size_t>(*id)];
-      specials[t] = {{"id", t}, {"ids", {*id}}, {"tokens", {t}}};
-      return json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}};
-    };
-    if (add_bos) single.push_back(special("tokenizer.ggml.bos_token_id"));
-    single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
-    if (add_eos) single.push_back(special("tokenizer.ggml.eos_token_id"));
-    pair = single;
-    if (add_bos) pair.push_back(special("tokenizer.ggml.bos_token_id"));
-    pair.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
-    if (add_eos) pair.push_back(special("tokenizer.ggml.eos_token_id"));
-    post = {{"type", "TemplateProcessing"},
-            {"single", single},
-            {"pair", pair},
-            {"special_tokens", specials}};
-  }
-
+  json added;
+  const json vocab = bpe_vocab(tokens, types, added);
+  const json merge_list = merge_pairs(meta.get_string_array("tokenizer.ggml.merges"));
   return {{"version", "1.0"},
           {"truncation", nullptr},
           {"padding", nullptr},
           {"added_tokens", added},
           {"normalizer", nullptr},
-          {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pretok}}},
-          {"post_processor", post},
+          {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre_tokenizers(*pre)}}},
+          {"post_processor", post_processor(meta, tokens)},
           {"decoder",
            {{"type", "ByteLevel"},
             {"add_prefix_space", true},
@@ -210,41 +234,30 @@ json tokenizer_config_from_gguf(const io::GgufMetadata& meta, const std::string&
   return cfg;
 }
 
-io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::string& chat_template,
-                                        int64_t vocab_size) {
-  const fs::path path = fs::path(dir) / "tokenizer.json";
-  TORCH_CHECK(fs::exists(path), "export gguf: ", dir, " has no tokenizer.json (a SentencePiece ",
-              "tokenizer.model cannot be converted to GGUF metadata yet)");
-  const std::string src = path.string();
-  const json tj = read_json(path);
-  const json& model = tj.at("model");
-  TORCH_CHECK(model.value("type", "") == "BPE" && !model.value("byte_fallback", false), src,
-              ": only byte-level BPE tokenizers convert to GGUF (found model type '",
-              model.value("type", ""), "'",
-              model.value("byte_fallback", false) ? " with byte_fallback" : "", ")");
-  TORCH_CHECK(!tj.contains("normalizer") || tj["normalizer"].is_null(), src,
-              ": a normalizer has no GGUF equivalent for byte-level BPE");
+namespace {
+
+// The GGUF pre-tokenizer name whose regexes are exactly the tokenizer.json's.
+std::string gguf_pre_name(const json& tj, const std::string& src) {
   TORCH_CHECK(tj.contains("pre_tokenizer") && !tj["pre_tokenizer"].is_null(), src,
               ": no pre_tokenizer");
-
   std::vector<std::string> regexes;
   collect_regexes(tj["pre_tokenizer"], regexes, src);
-  std::string pre;
   std::string tried;
   for (const char* name : kPreNames) {
-    if (data::gguf_pre_regexes(name) == regexes) {
-      pre = name;
-      break;
-    }
+    if (data::gguf_pre_regexes(name) == regexes) return name;
     tried += tried.empty() ? name : std::string(", ") + name;
   }
-  TORCH_CHECK(!pre.empty(), src,
-              ": its pre-tokenizer regexes match none of the GGUF pre-tokenizers ",
+  TORCH_CHECK(false, src, ": its pre-tokenizer regexes match none of the GGUF pre-tokenizers ",
               "this exporter knows (", tried, "); llama.cpp would split text differently");
+}
 
-  // Tokens by id: the BPE vocab, then added tokens (which may extend it).
+// Tokens by id with their GGUF types: the BPE vocab, then added tokens (which may extend it),
+// padded to vocab_size with "[PADi]" as convert_hf_to_gguf.py does.
+void hf_vocabulary(const json& tj, int64_t vocab_size, const std::string& src,
+                   std::vector<std::string>& tokens, std::vector<int32_t>& types) {
   std::map<int64_t, std::pair<std::string, int32_t>> by_id;
-  for (const auto& [tok, id] : model.at("vocab").items()) by_id[id.get<int64_t>()] = {tok, kNormal};
+  for (const auto& [tok, id] : tj.at("model").at("vocab").items())
+    by_id[id.get<int64_t>()] = {tok, kNormal};
   if (tj.contains("added_tokens")) {
     for (const auto& t : tj["added_tokens"]) {
       by_id[t.at("id").get<int64_t>()] = {t.at("content").get<std::string>(),
@@ -254,18 +267,21 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
   TORCH_CHECK(!by_id.empty() && by_id.begin()->first >= 0, src,
               ": empty vocabulary or negative ids");
   const int64_t n = std::max<int64_t>(by_id.rbegin()->first + 1, vocab_size);
-  std::vector<std::string> tokens(static_cast<size_t>(n));
-  std::vector<int32_t> types(static_cast<size_t>(n), kUnused);
+  tokens.assign(static_cast<size_t>(n), "");
+  types.assign(static_cast<size_t>(n), kUnused);
   for (int64_t i = 0; i < n; ++i) {
     auto it = by_id.find(i);
     if (it == by_id.end()) {
-      tokens[static_cast<size_t>(i)] =
-          "[PAD" + std::to_string(i) + "]";  // as convert_hf_to_gguf.py
+      tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";
     } else {
       tokens[static_cast<size_t>(i)] = it->second.first;
       types[static_cast<size_t>(i)] = it->second.second;
     }
   }
+}
+
+// Merges as "left right" strings (tokenizer.json has them as strings or as pairs).
+std::vector<std::string> hf_merges(const json& model, const std::string& src) {
   std::vector<std::string> merges;
   for (const auto& m : model.at("merges")) {
     if (m.is_string()) {
@@ -276,14 +292,14 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
       merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
     }
   }
+  return merges;
+}
 
-  io::GgufMetadata out;
-  out.set("tokenizer.ggml.model", io::GgufValue::string("gpt2"));
-  out.set("tokenizer.ggml.pre", io::GgufValue::string(pre));
-  out.set("tokenizer.ggml.tokens", io::GgufValue::string_array(tokens));
-  out.set("tokenizer.ggml.token_type", io::GgufValue::array<int32_t>(types));
-  out.set("tokenizer.ggml.merges", io::GgufValue::string_array(merges));
-
+// bos/eos/unk/pad ids: the token named in tokenizer_config.json, else config.json's id; and
+// add_bos/add_eos: a post-processor template that starts/ends with a special token, or the
+// config's flags.
+void set_special_tokens(io::GgufMetadata& out, const std::string& dir, const json& tj,
+                        const std::vector<std::string>& tokens) {
   const json cfg = fs::exists(fs::path(dir) / "tokenizer_config.json")
                        ? read_json(fs::path(dir) / "tokenizer_config.json")
                        : json::object();
@@ -291,8 +307,8 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
                         ? read_json(fs::path(dir) / "config.json")
                         : json::object();
   auto id_of = [&](const std::string& t) -> std::optional<uint32_t> {
-    for (int64_t i = 0; i < n; ++i) {
-      if (tokens[static_cast<size_t>(i)] == t) return static_cast<uint32_t>(i);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (tokens[i] == t) return static_cast<uint32_t>(i);
     }
     return std::nullopt;
   };
@@ -308,7 +324,6 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
       id = mcfg[model_key].get<uint32_t>();
     if (id) out.set(gguf_key, io::GgufValue::scalar<uint32_t>(*id));
   }
-  // add_bos: a post-processor template that starts with a special token, or the config's flag.
   bool add_bos = cfg.value("add_bos_token", false);
   bool add_eos = cfg.value("add_eos_token", false);
   if (tj.contains("post_processor") && tj["post_processor"].is_object() &&
@@ -319,6 +334,36 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
   }
   out.set("tokenizer.ggml.add_bos_token", io::GgufValue::scalar<bool>(add_bos));
   out.set("tokenizer.ggml.add_eos_token", io::GgufValue::scalar<bool>(add_eos));
+}
+
+}  // namespace
+
+io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::string& chat_template,
+                                        int64_t vocab_size) {
+  const fs::path path = fs::path(dir) / "tokenizer.json";
+  TORCH_CHECK(fs::exists(path), "export gguf: ", dir, " has no tokenizer.json (a SentencePiece ",
+              "tokenizer.model cannot be converted to GGUF metadata yet)");
+  const std::string src = path.string();
+  const json tj = read_json(path);
+  const json& model = tj.at("model");
+  TORCH_CHECK(model.value("type", "") == "BPE" && !model.value("byte_fallback", false), src,
+              ": only byte-level BPE tokenizers convert to GGUF (found model type '",
+              model.value("type", ""), "'",
+              model.value("byte_fallback", false) ? " with byte_fallback" : "", ")");
+  TORCH_CHECK(!tj.contains("normalizer") || tj["normalizer"].is_null(), src,
+              ": a normalizer has no GGUF equivalent for byte-level BPE");
+  const std::string pre = gguf_pre_name(tj, src);
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  hf_vocabulary(tj, vocab_size, src, tokens, types);
+
+  io::GgufMetadata out;
+  out.set("tokenizer.ggml.model", io::GgufValue::string("gpt2"));
+  out.set("tokenizer.ggml.pre", io::GgufValue::string(pre));
+  out.set("tokenizer.ggml.tokens", io::GgufValue::string_array(tokens));
+  out.set("tokenizer.ggml.token_type", io::GgufValue::array<int32_t>(types));
+  out.set("tokenizer.ggml.merges", io::GgufValue::string_array(hf_merges(model, src)));
+  set_special_tokens(out, dir, tj, tokens);
   if (!chat_template.empty())
     out.set("tokenizer.chat_template", io::GgufValue::string(chat_template));
   return out;
