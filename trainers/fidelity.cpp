@@ -39,6 +39,28 @@ at::Tensor chunk_logits(models::LlamaForCausalLM& m, const at::Tensor& ids, int6
   return m.logits(h[0].narrow(0, first, last - first)).to(at::kFloat);
 }
 
+// Both models in eval mode without gradients while alive; their modes restored after.
+class EvalModeGuard {
+ public:
+  EvalModeGuard(models::LlamaForCausalLM& a, models::LlamaForCausalLM& b)
+      : a_(a), b_(b), a_training_(a.is_training()), b_training_(b.is_training()) {
+    a_.eval();
+    b_.eval();
+  }
+  ~EvalModeGuard() {
+    if (a_training_) a_.train();
+    if (b_training_) b_.train();
+  }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  models::LlamaForCausalLM& a_;
+  models::LlamaForCausalLM& b_;
+  bool a_training_, b_training_;
+  c10::NoGradGuard no_grad_;
+};
+
 }  // namespace
 
 double percentile_sorted(const std::vector<double>& sorted, double fraction) {
@@ -186,10 +208,7 @@ FidelityReport compare_models(models::LlamaForCausalLM& model, models::LlamaForC
               " needs at least ", 2 * n_ctx, " (use a longer text or a smaller context)");
   int64_t n_chunk = total / n_ctx;
   if (options.chunks > 0) n_chunk = std::min(n_chunk, options.chunks);
-  const bool model_training = model.is_training(), reference_training = reference.is_training();
-  model.eval();
-  reference.eval();
-  c10::NoGradGuard no_grad;
+  EvalModeGuard modes(model, reference);
   const at::Device device = model.parameters().front().device();
   const at::Device ref_device = reference.parameters().front().device();
   const int64_t first = n_ctx / 2;
@@ -202,8 +221,6 @@ FidelityReport compare_models(models::LlamaForCausalLM& model, models::LlamaForC
     const at::Tensor zb = chunk_logits(reference, ids.to(ref_device), first, n_ctx - 1).to(device);
     acc.add(z, zb, ids[0].narrow(0, first + 1, n_ctx - 1 - first).to(device));
   }
-  if (model_training) model.train();
-  if (reference_training) reference.train();
   return acc.finish(n_chunk, n_ctx);
 }
 
@@ -213,10 +230,7 @@ FidelityReport compare_on_sequences(models::LlamaForCausalLM& model,
   TORCH_CHECK(batch >= 1, "fidelity: the batch must be >= 1");
   const int64_t n = max_sequences > 0 ? std::min(max_sequences, data.size()) : data.size();
   TORCH_CHECK(n > 0, "fidelity: no sequences to compare");
-  const bool model_training = model.is_training(), reference_training = reference.is_training();
-  model.eval();
-  reference.eval();
-  c10::NoGradGuard no_grad;
+  EvalModeGuard modes(model, reference);
   const at::Device device = model.parameters().front().device();
   const at::Device ref_device = reference.parameters().front().device();
   FidelityAccumulator acc;
@@ -239,8 +253,6 @@ FidelityReport compare_on_sequences(models::LlamaForCausalLM& model,
     acc.add(logits(model, device), logits(reference, ref_device).to(device),
             next.reshape({-1}).index_select(0, index).to(device));
   }
-  if (model_training) model.train();
-  if (reference_training) reference.train();
   return acc.finish(0, data.seq_len());
 }
 
