@@ -26,4 +26,27 @@ at::Tensor dequantize_kquant(const at::Tensor& blocks, const scheme::QuantSpec& 
 // NaN or Inf comes out all NaN.
 at::Tensor fake_quantize_kquant(const at::Tensor& x, const scheme::QuantSpec& spec);
 
+// ---- given parameters (learned k-quant scales, qat/fake_quant/fake_quant.h) ----------------
+
+// A k-quant tensor's parameters as its blocks store them, float32 holding exact values: per
+// super-block d (fp16 values; Q6_K's is signed) and dmin (Q4_K, Q5_K; undefined for Q6_K), shaped
+// [..., K/256]; per sub-block the scale codes (Q4_K, Q5_K: 0..63 for eight sub-blocks of 32;
+// Q6_K: -128..127 for sixteen of 16) and min codes (Q4_K, Q5_K: 0..63; undefined for Q6_K),
+// shaped [..., K/256 * sub-blocks].
+struct KQuantParams {
+  at::Tensor d, dmin, scales, mins;
+};
+
+// Sub-blocks per super-block: 8 (Q4_K, Q5_K) or 16 (Q6_K).
+int kquant_sub_blocks(scheme::Format f);
+
+// The parameters blocks hold (for example the ones quantize_kquant's search chose).
+KQuantParams kquant_params(const at::Tensor& blocks, const scheme::QuantSpec& spec);
+
+// Blocks that hold `p`, each element of x coded as ggml codes it against the scales it stored
+// (a sub-block of scale 0 gets code 0). dequantize_kquant of them is the learned fake quant's
+// forward. Runs on the CPU (x and p may live anywhere; the blocks come back on x's device).
+at::Tensor quantize_kquant_with(const at::Tensor& x, const KQuantParams& p,
+                                const scheme::QuantSpec& spec);
+
 }  // namespace qat::ops

@@ -291,6 +291,53 @@ inline void affine_fit_8_subblocks(const float* x, const float* w, float rmin, i
 }
 #endif
 
+// The 12 packed bytes of eight 6-bit scales and mins (the inverse of q4k_scale_min).
+QAT_HD void pack_scale_min_k(const uint8_t* ls, const uint8_t* lm, uint8_t* packed) {
+  for (int j = 0; j < 12; ++j) packed[j] = 0;
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      packed[j] = ls[j];
+      packed[j + 4] = lm[j];
+    } else {
+      packed[j + 4] = static_cast<uint8_t>((ls[j] & 0x0f) | ((lm[j] & 0x0f) << 4));
+      packed[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
+      packed[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
+    }
+  }
+}
+
+// ggml's code of x in a Q4_K/Q5_K sub-block of scale dj (!= 0) and min dm:
+// clamp(nearest((x + dm) / dj), 0, kNmax).
+// (The quotient is clamped to [-1, kNmax + 1] first, which changes no code, so that a tiny
+// learned dj cannot take nearest_int past 2^22, where it wraps.)
+template <int kNmax>
+QAT_HD uint8_t affine_k_code(float x, float dj, float dm) {
+  const float v = m::div_rn(m::add_rn(x, dm), dj);
+  const int l = nearest_int(m::fmin_f(m::fmax_f(v, -1.0f), static_cast<float>(kNmax + 1)));
+  return static_cast<uint8_t>(l < 0 ? 0 : (l > kNmax ? kNmax : l));
+}
+
+// The 256 codes of a Q4_K/Q5_K block into its qs (and Q5_K's qh) bytes. Sub-blocks 2c and 2c+1
+// share bytes qs[32c .. 32c+32): low nibbles, then high nibbles. Q5_K keeps the fifth bit of
+// element 32j + l at bit j of qh[l].
+template <int kNmax>
+QAT_HD void pack_codes_affine_k(const uint8_t* L, uint8_t* out) {
+  uint8_t* qh = out + kQ5KQhOffset;
+  uint8_t* qs = out + kAffineQsOffset<kNmax>;
+  if (kNmax == 31) {
+    for (int l = 0; l < 32; ++l) qh[l] = 0;
+    for (int j = 0; j < 8; ++j) {
+      for (int l = 0; l < 32; ++l) qh[l] |= static_cast<uint8_t>((L[32 * j + l] >> 4) << j);
+    }
+  }
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      qs[32 * c + l] =
+          static_cast<uint8_t>((L[64 * c + l] & 0x0f) | ((L[64 * c + 32 + l] & 0x0f) << 4));
+    }
+  }
+}
+
 // x: 256 finite floats -> one Q4_K (kNmax 15, 144 bytes) or Q5_K (kNmax 31, 176 bytes) block
 // (ggml's quantize_row_q4_K_ref / q5_K_ref).
 template <int kNmax>
@@ -321,54 +368,26 @@ QAT_HD void quantize_block_affine_k(const float* x, uint8_t* out) {
   // Scales and mins become 6-bit multiples of the fp16 super-block d and dmin.
   const float inv_scale = max_scale > 0.0f ? m::div_rn(63.0f, max_scale) : 0.0f;
   const float inv_min = max_min > 0.0f ? m::div_rn(63.0f, max_min) : 0.0f;
-  uint8_t* packed = out + kScalesOffset;
-  for (int j = 0; j < 12; ++j) packed[j] = 0;
+  uint8_t ls[8], lm[8];
   for (int j = 0; j < 8; ++j) {
-    uint8_t ls = static_cast<uint8_t>(nearest_int(m::mul_rn(inv_scale, scales[j])));
-    uint8_t lm = static_cast<uint8_t>(nearest_int(m::mul_rn(inv_min, mins[j])));
-    ls = ls > 63 ? 63 : ls;
-    lm = lm > 63 ? 63 : lm;
-    if (j < 4) {
-      packed[j] = ls;
-      packed[j + 4] = lm;
-    } else {
-      packed[j + 4] = static_cast<uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
-      packed[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
-      packed[j] |= static_cast<uint8_t>((lm >> 4) << 6);
-    }
+    ls[j] = static_cast<uint8_t>(nearest_int(m::mul_rn(inv_scale, scales[j])));
+    lm[j] = static_cast<uint8_t>(nearest_int(m::mul_rn(inv_min, mins[j])));
+    ls[j] = ls[j] > 63 ? 63 : ls[j];
+    lm[j] = lm[j] > 63 ? 63 : lm[j];
   }
+  pack_scale_min_k(ls, lm, out + kScalesOffset);
   store_half(out, m::div_rn(max_scale, 63.0f));
   store_half(out + kDminOffset, m::div_rn(max_min, 63.0f));
   // Codes against the stored (rounded) parameters. A sub-block whose scale rounds to 0 keeps the
   // codes of its fit, as ggml does (they dequantize to -dmin*m whatever they are).
   const float d = half_at(out), dmin = half_at(out + kDminOffset);
   for (int j = 0; j < 8; ++j) {
-    int sc = 0, mn = 0;
-    q4k_scale_min(j, packed, &sc, &mn);
-    const float dj = m::mul_rn(d, static_cast<float>(sc));
+    const float dj = m::mul_rn(d, static_cast<float>(ls[j]));
     if (dj == 0.0f) continue;
-    const float dm = m::mul_rn(dmin, static_cast<float>(mn));
-    for (int i = 0; i < 32; ++i) {
-      int l = nearest_int(m::div_rn(m::add_rn(x[32 * j + i], dm), dj));
-      L[32 * j + i] = static_cast<uint8_t>(l < 0 ? 0 : (l > kNmax ? kNmax : l));
-    }
+    const float dm = m::mul_rn(dmin, static_cast<float>(lm[j]));
+    for (int i = 0; i < 32; ++i) L[32 * j + i] = affine_k_code<kNmax>(x[32 * j + i], dj, dm);
   }
-  // Sub-blocks 2c and 2c+1 share bytes qs[32c .. 32c+32): low nibbles, then high nibbles. Q5_K
-  // keeps the fifth bit of element 32j + l at bit j of qh[l].
-  uint8_t* qh = out + kQ5KQhOffset;
-  uint8_t* qs = out + kAffineQsOffset<kNmax>;
-  if (kNmax == 31) {
-    for (int l = 0; l < 32; ++l) qh[l] = 0;
-    for (int j = 0; j < 8; ++j) {
-      for (int l = 0; l < 32; ++l) qh[l] |= static_cast<uint8_t>((L[32 * j + l] >> 4) << j);
-    }
-  }
-  for (int c = 0; c < 4; ++c) {
-    for (int l = 0; l < 32; ++l) {
-      qs[32 * c + l] =
-          static_cast<uint8_t>((L[64 * c + l] & 0x0f) | ((L[64 * c + 32 + l] & 0x0f) << 4));
-    }
-  }
+  pack_codes_affine_k<kNmax>(L, out);
 }
 
 // One Q4_K or Q5_K block -> 256 floats (ggml's dequantize_row_q4_K / q5_K).
@@ -507,6 +526,32 @@ inline void q6k_fit_8_subblocks(const float* x, uint8_t* L, float* scale_out) {
 }
 #endif
 
+// ggml's stored code (level + 32) of x in a Q6_K sub-block of scale db (!= 0):
+// clamp(nearest(x / db), -32, 31) + 32.
+// (Clamped to [-33, 32] first, as affine_k_code.)
+QAT_HD uint8_t q6k_code(float x, float db) {
+  int l = nearest_int(m::fmin_f(m::fmax_f(m::div_rn(x, db), -33.0f), 32.0f));
+  l = l < -32 ? -32 : (l > 31 ? 31 : l);
+  return static_cast<uint8_t>(l + 32);
+}
+
+// The 256 stored codes of a Q6_K block into its ql and qh bytes. In each half of 128, element
+// 32s + l (s = 0..3) keeps its low nibble in ql[64h + l + 32(s&1)] (low nibble for s < 2, high
+// for s >= 2) and its top 2 bits at qh[32h + l] >> 2s.
+QAT_HD void pack_codes_q6k(const uint8_t* L, uint8_t* out) {
+  uint8_t* ql = out;
+  uint8_t* qh = out + kQ6KQhOffset;
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* Lh = L + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      ql[64 * h + l] = static_cast<uint8_t>((Lh[l] & 0x0f) | ((Lh[l + 64] & 0x0f) << 4));
+      ql[64 * h + l + 32] = static_cast<uint8_t>((Lh[l + 32] & 0x0f) | ((Lh[l + 96] & 0x0f) << 4));
+      qh[32 * h + l] = static_cast<uint8_t>((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) |
+                                            ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
+    }
+  }
+}
+
 // x: 256 finite floats -> one 210-byte block (ggml's quantize_row_q6_K_ref).
 QAT_HD void quantize_block_q6k(const float* x, uint8_t* out) {
   uint8_t L[kSuperBlock];
@@ -541,25 +586,9 @@ QAT_HD void quantize_block_q6k(const float* x, uint8_t* out) {
   for (int b = 0; b < 16; ++b) {
     const float db = m::mul_rn(d, static_cast<float>(sc[b]));
     if (db == 0.0f) continue;  // keeps the fit's codes, as ggml (they dequantize to 0)
-    for (int i = 0; i < 16; ++i) {
-      int l = nearest_int(m::div_rn(x[16 * b + i], db));
-      l = l < -32 ? -32 : (l > 31 ? 31 : l);
-      L[16 * b + i] = static_cast<uint8_t>(l + 32);
-    }
+    for (int i = 0; i < 16; ++i) L[16 * b + i] = q6k_code(x[16 * b + i], db);
   }
-  // In each half of 128, element 32s + l (s = 0..3) keeps its low nibble in ql[64h + l + 32(s&1)]
-  // (low nibble for s < 2, high for s >= 2) and its top 2 bits at qh[32h + l] >> 2s.
-  uint8_t* ql = out;
-  uint8_t* qh = out + kQ6KQhOffset;
-  for (int h = 0; h < 2; ++h) {
-    const uint8_t* Lh = L + 128 * h;
-    for (int l = 0; l < 32; ++l) {
-      ql[64 * h + l] = static_cast<uint8_t>((Lh[l] & 0x0f) | ((Lh[l + 64] & 0x0f) << 4));
-      ql[64 * h + l + 32] = static_cast<uint8_t>((Lh[l + 32] & 0x0f) | ((Lh[l + 96] & 0x0f) << 4));
-      qh[32 * h + l] = static_cast<uint8_t>((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) |
-                                            ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
-    }
-  }
+  pack_codes_q6k(L, out);
 }
 
 // One 210-byte block -> 256 floats (ggml's dequantize_row_q6_K).
@@ -578,6 +607,68 @@ QAT_HD void dequantize_block_q6k(const uint8_t* blk, float* y) {
         y[e] = m::mul_rn(ds, static_cast<float>((lo | (hi << 4)) - 32));
       }
     }
+  }
+}
+
+// ---- blocks from given parameters (learned scales) -------------------------------------------
+//
+// What a trained k-quant layer exports: the super-block d (and dmin) and the sub-block scale (and
+// min) codes are the layer's learned ones, and each element takes the code ggml's final rounding
+// gives it against them (the step after the search in quantize_block_*): so dequantizing the block
+// gives the layer's fake-quant forward. A sub-block whose scale is 0 gets code 0 (level 0 in Q6_K);
+// it dequantizes to -dmin*m (0) whatever its codes are.
+
+// Q4_K/Q5_K: d and dmin fp16 values, ls and lm the eight 6-bit scale and min codes (0..63).
+template <int kNmax>
+QAT_HD void quantize_block_affine_k_with(const float* x, float d_in, float dmin_in,
+                                         const uint8_t* ls, const uint8_t* lm, uint8_t* out) {
+  uint8_t L[kSuperBlock];
+  store_half(out, d_in);
+  store_half(out + kDminOffset, dmin_in);
+  pack_scale_min_k(ls, lm, out + kScalesOffset);
+  const float d = half_at(out), dmin = half_at(out + kDminOffset);
+  for (int j = 0; j < 8; ++j) {
+    const float dj = m::mul_rn(d, static_cast<float>(ls[j]));
+    const float dm = m::mul_rn(dmin, static_cast<float>(lm[j]));
+    for (int i = 0; i < 32; ++i)
+      L[32 * j + i] = dj == 0.0f ? uint8_t{0} : affine_k_code<kNmax>(x[32 * j + i], dj, dm);
+  }
+  pack_codes_affine_k<kNmax>(L, out);
+}
+
+// Q6_K: d an fp16 value (signed), sc the sixteen int8 scale codes.
+QAT_HD void quantize_block_q6k_with(const float* x, float d_in, const int8_t* sc, uint8_t* out) {
+  uint8_t L[kSuperBlock];
+  store_half(out + kQ6KDOffset, d_in);
+  int8_t* scales = reinterpret_cast<int8_t*>(out + kQ6KScalesOffset);
+  for (int b = 0; b < 16; ++b) scales[b] = sc[b];
+  const float d = half_at(out + kQ6KDOffset);
+  for (int b = 0; b < 16; ++b) {
+    const float db = m::mul_rn(d, static_cast<float>(sc[b]));
+    for (int i = 0; i < 16; ++i)
+      L[16 * b + i] = db == 0.0f ? uint8_t{32} : q6k_code(x[16 * b + i], db);
+  }
+  pack_codes_q6k(L, out);
+}
+
+// The parameters a block holds: d, dmin (Q4_K/Q5_K; 0 for Q6_K) and the sub-block scale codes
+// (8 for Q4_K/Q5_K, 16 for Q6_K) and min codes (Q4_K/Q5_K), as floats.
+QAT_HD void read_block_params(scheme::Format f, const uint8_t* blk, float* d, float* dmin,
+                              float* scales, float* mins) {
+  if (f == scheme::Format::kQ6_K) {
+    *d = half_at(blk + kQ6KDOffset);
+    *dmin = 0.0f;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + kQ6KScalesOffset);
+    for (int b = 0; b < 16; ++b) scales[b] = static_cast<float>(sc[b]);
+    return;
+  }
+  *d = half_at(blk);
+  *dmin = half_at(blk + kDminOffset);
+  for (int j = 0; j < 8; ++j) {
+    int sc = 0, mn = 0;
+    q4k_scale_min(j, blk + kScalesOffset, &sc, &mn);
+    scales[j] = static_cast<float>(sc);
+    mins[j] = static_cast<float>(mn);
   }
 }
 

@@ -335,7 +335,11 @@ void print_formats(std::ostream& out) {
     out << std::setw(12) << std::string(t.name) << std::setw(8) << bits << std::setw(14)
         << mappings[static_cast<int>(t.mapping)] << std::setw(8)
         << (t.fixed_block ? std::to_string(t.fixed_block) : std::string("any")) << std::setw(10)
-        << scheme::to_string(t.scale_dtype) << (t.learnable_ok ? "lsq" : "-") << "\n";
+        << scheme::to_string(t.scale_dtype)
+        << (t.learnable_ok                             ? "lsq"
+            : t.mapping == scheme::Mapping::kGgufBlock ? (t.zero_point ? "d, m" : "d")
+                                                       : "-")
+        << "\n";
   }
 }
 

@@ -21,7 +21,8 @@ static bool ends_with(const std::string& s, const std::string& suffix) {
 
 bool decays(const std::string& name, const at::Tensor& param) {
   if (param.dim() < 2) return false;
-  return !(ends_with(name, ".scale") || ends_with(name, ".zero_point"));
+  return !(ends_with(name, ".scale") || ends_with(name, ".zero_point") ||
+           ends_with(name, ".sub_scale") || ends_with(name, ".sub_min"));
 }
 
 AdamW::AdamW(std::vector<NamedParam> params, AdamWConfig cfg)

@@ -37,7 +37,7 @@ FakeQuantWeight fake_quant_weight(const nn::FakeQuantLinear& layer) {
       layer.sparsity_mask().defined() ? layer.weight() * layer.sparsity_mask() : layer.weight();
   r.spec = fq->config().spec;
   if (scheme::is_kquant(r.spec.format)) {
-    r.codes = ops::quantize_kquant(r.weight, r.spec);
+    r.codes = fq->kquant_blocks(r.weight);
     return r;
   }
   r.qparams = fq->qparams_for(r.weight);

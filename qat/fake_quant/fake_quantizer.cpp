@@ -33,14 +33,21 @@ void FakeQuantizerConfig::validate() const {
   spec.validate();
   range.validate();
   TORCH_CHECK(delay_steps >= 0, "delay_steps must be >= 0, got ", delay_steps);
+  const bool learned_blocks = learns_block_scales(spec.format);
   if (scale_mode != ScaleMode::kDynamic) {
     TORCH_CHECK(spec.granularity.kind != K::kPerToken, "per-token scales change with every batch: ",
                 "use scale mode 'dynamic' for per_token, not '", to_string(scale_mode), "'");
-    TORCH_CHECK(spec.traits().fixed_block == 0 && spec.format != Format::kNf4, "format '",
-                spec.traits().name, "' derives each block's scale from the block: use scale mode ",
-                "'dynamic', not '", to_string(scale_mode), "'");
+    TORCH_CHECK((spec.traits().fixed_block == 0 && spec.format != Format::kNf4) ||
+                    (learned_blocks && scale_mode == ScaleMode::kLearnable),
+                "format '", spec.traits().name,
+                "' derives each block's scale from the block: ", "use scale mode 'dynamic'",
+                learned_blocks ? " or 'learnable'" : "", ", not '", to_string(scale_mode), "'");
   }
-  if (scale_mode == ScaleMode::kLearnable) {
+  if (scale_mode == ScaleMode::kLearnable && learned_blocks) {
+    TORCH_CHECK(range.method == RangeMethod::kMinMax, "learned block scales of '",
+                spec.traits().name, "' start from ggml's own rule: the range must be minmax, got ",
+                to_string(range.method));
+  } else if (scale_mode == ScaleMode::kLearnable) {
     TORCH_CHECK(spec.traits().learnable_ok,
                 "learnable (LSQ) scales need an int or uint format, got '", spec.traits().name,
                 "'");
@@ -63,13 +70,27 @@ FakeQuantizerImpl::FakeQuantizerImpl(FakeQuantizerConfig cfg, const at::Tensor& 
       cfg_.spec.validate_for(like.sizes());
       shape = cfg_.spec.scale_shape(like.sizes());
     } else {
+      TORCH_CHECK(!learns_block_scales(cfg_.spec.format), "learned block scales of '",
+                  cfg_.spec.traits().name, "' are for weights: give the weight to size them");
       TORCH_CHECK(cfg_.spec.granularity.kind == K::kPerTensor,
                   "a learnable activation scale is per-tensor (the shape is unknown up front)");
     }
     const auto opts = torch::TensorOptions().dtype(torch::kFloat);
+    // ggml block formats: "scale" is each block's d and "zero_point" its min m (Q4_1, Q5_1).
+    // k-quants: "scale" and "zero_point" are each super-block's d and dmin (dmin: Q4_K, Q5_K),
+    // "sub_scale" and "sub_min" its sub-blocks' scales and mins (see KQuantLearned).
+    const bool kquant = scheme::is_kquant(cfg_.spec.format);
+    const bool affine_kquant = kquant && cfg_.spec.format != Format::kQ6_K;
     scale_ = register_parameter("scale", torch::ones(shape, opts));
-    if (cfg_.spec.format == Format::kUInt) {
+    if (cfg_.spec.format == Format::kUInt || affine_kquant ||
+        (learns_block_scales(cfg_.spec.format) && cfg_.spec.has_zero_point())) {
       zero_point_ = register_parameter("zero_point", torch::zeros(shape, opts));
+    }
+    if (kquant) {
+      std::vector<int64_t> sub_shape = shape;
+      sub_shape.back() *= ops::kquant_sub_blocks(cfg_.spec.format);
+      sub_scale_ = register_parameter("sub_scale", torch::ones(sub_shape, opts));
+      if (affine_kquant) sub_min_ = register_parameter("sub_min", torch::zeros(sub_shape, opts));
     }
     initialized_ = register_buffer("initialized", torch::zeros({}, torch::kBool));
     if (like.defined()) init_learnable(like);
@@ -78,10 +99,30 @@ FakeQuantizerImpl::FakeQuantizerImpl(FakeQuantizerConfig cfg, const at::Tensor& 
 
 void FakeQuantizerImpl::init_learnable(const at::Tensor& x) {
   torch::NoGradGuard no_grad;
+  if (scheme::is_kquant(cfg_.spec.format)) {  // the parameters of ggml's own search
+    const KQuantLearned p = kquant_learned_init(x, cfg_.spec);
+    scale_.copy_(p.d.reshape(scale_.sizes()));
+    sub_scale_.copy_(p.sub_scale.reshape(sub_scale_.sizes()));
+    if (zero_point_.defined()) zero_point_.copy_(p.dmin.reshape(zero_point_.sizes()));
+    if (sub_min_.defined()) sub_min_.copy_(p.sub_min.reshape(sub_min_.sizes()));
+    initialized_.fill_(true);
+    return;
+  }
   const ops::QParams qp = range_qparams(x.detach(), cfg_.spec, cfg_.range);
   scale_.copy_(qp.scale.reshape(scale_.sizes()));
   if (zero_point_.defined()) zero_point_.copy_(qp.zero.reshape(zero_point_.sizes()));
   initialized_.fill_(true);
+}
+
+KQuantLearned FakeQuantizerImpl::kquant_learned() const {
+  return {scale_, zero_point_, sub_scale_, sub_min_};
+}
+
+at::Tensor FakeQuantizerImpl::kquant_blocks(const at::Tensor& w) const {
+  TORCH_CHECK(scheme::is_kquant(cfg_.spec.format), "kquant_blocks: the quantizer's format '",
+              cfg_.spec.traits().name, "' is not a k-quant");
+  if (cfg_.scale_mode != ScaleMode::kLearnable) return ops::quantize_kquant(w, cfg_.spec);
+  return ops::quantize_kquant_with(w, kquant_stored_params(kquant_learned(), cfg_.spec), cfg_.spec);
 }
 
 bool FakeQuantizerImpl::active() const {
@@ -97,6 +138,13 @@ ops::QParams FakeQuantizerImpl::qparams_for(const at::Tensor& x) const {
     case ScaleMode::kLearnable: {
       const scheme::CodeRange r = cfg_.spec.code_range();
       const auto shape = cfg_.spec.scale_shape(x.sizes());
+      TORCH_CHECK(!scheme::is_kquant(cfg_.spec.format), "qparams_for: a k-quant has no ",
+                  "per-group qparams; its blocks come from kquant_blocks()");
+      if (learns_block_scales(cfg_.spec.format)) {
+        const ops::QParams qp = gguf_stored_qparams(
+            scale_.detach(), zero_point_.defined() ? zero_point_.detach() : at::Tensor());
+        return {qp.scale.reshape(shape), qp.zero.reshape(shape)};
+      }
       at::Tensor zero = zero_point_.defined()
                             ? zero_point_.detach().clamp(r.qmin, r.qmax).round().reshape(shape)
                             : at::zeros(shape, scale_.options());
@@ -129,6 +177,12 @@ at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
       if (!initialized_.item<bool>()) init_learnable(x);
       const double gf = lsq_grad_factor(cfg_.spec, x.sizes());
       const auto shape = cfg_.spec.scale_shape(x.sizes());
+      if (scheme::is_kquant(cfg_.spec.format))
+        return fake_quant_kquant_learned(x, kquant_learned(), cfg_.spec);
+      if (learns_block_scales(cfg_.spec.format))
+        return fake_quant_gguf_learned(
+            x, scale_.reshape(shape),
+            zero_point_.defined() ? zero_point_.reshape(shape) : at::Tensor(), cfg_.spec, gf);
       return fake_quant_lsq(x, scale_.reshape(shape),
                             zero_point_.defined() ? zero_point_.reshape(shape) : at::Tensor(),
                             cfg_.spec, gf);

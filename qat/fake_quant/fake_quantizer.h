@@ -12,7 +12,8 @@ namespace qat::fake_quant {
 enum class ScaleMode {
   kDynamic,  // qparams from the tensor itself every call (weights per step, activations per token)
   kStatic,   // qparams from an observer: updated in training until frozen, fixed in eval
-  kLearnable,  // LSQ (int) / LSQ+ (uint): scale (and zero point) are trainable parameters
+  kLearnable,  // LSQ (int) / LSQ+ (uint): scale (and zero point) are trainable parameters;
+               // ggml block formats: each block's d (and m) trainable, stored as fp16
 };
 ScaleMode scale_mode_from_name(const std::string& name);
 std::string to_string(ScaleMode m);
@@ -41,6 +42,11 @@ class FakeQuantizerImpl : public torch::nn::Module {
 
   // The qparams the forward uses for x now (eval semantics: no observer update, no step).
   ops::QParams qparams_for(const at::Tensor& x) const;
+  // k-quants: the blocks the forward dequantizes for w now (ggml's search on w, or the learned
+  // parameters with w coded against them), as a GGUF tensor holds them.
+  at::Tensor kquant_blocks(const at::Tensor& w) const;
+  // Learned k-quants: the parameters (views of this module's).
+  KQuantLearned kquant_learned() const;
   // Whether the forward currently quantizes (enabled and past the delay).
   bool active() const;
 
@@ -58,9 +64,11 @@ class FakeQuantizerImpl : public torch::nn::Module {
 
   FakeQuantizerConfig cfg_;
   std::unique_ptr<Observer> observer_;
-  at::Tensor step_;         // buffer: training forwards seen (drives delay and freeze)
-  at::Tensor scale_;        // parameter (kLearnable)
-  at::Tensor zero_point_;   // parameter (kLearnable, uint)
+  at::Tensor step_;        // buffer: training forwards seen (drives delay and freeze)
+  at::Tensor scale_;       // parameter (kLearnable)
+  at::Tensor zero_point_;  // parameter (kLearnable, uint; ggml block and k-quant mins)
+  at::Tensor sub_scale_;   // parameters (kLearnable k-quants): sub-block scales and mins
+  at::Tensor sub_min_;
   at::Tensor initialized_;  // buffer (kLearnable): scale set from data yet
 };
 TORCH_MODULE(FakeQuantizer);

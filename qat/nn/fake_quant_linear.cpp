@@ -55,7 +55,11 @@ at::Tensor FakeQuantLinear::effective_weight() const {
   const at::Tensor w = masked_weight();
   if (!weight_fq_ || !weight_fq_->active()) return w;
   const scheme::QuantSpec& spec = weight_fq_->config().spec;
-  if (scheme::is_kquant(spec.format)) return ops::fake_quantize_kquant(w, spec);  // no qparams
+  if (scheme::is_kquant(spec.format)) {  // no qparams: the blocks themselves
+    if (weight_fq_->config().scale_mode != fake_quant::ScaleMode::kLearnable)
+      return ops::fake_quantize_kquant(w, spec);
+    return ops::dequantize_kquant(weight_fq_->kquant_blocks(w), spec, w.scalar_type());
+  }
   return ops::fake_quantize(w, spec, weight_fq_->qparams_for(w), false).y;
 }
 

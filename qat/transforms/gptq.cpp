@@ -62,9 +62,13 @@ void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name)
       "move one element without changing them; use a block format (gguf_q4_0, gguf_q4_1, "
       "gguf_q5_0, ",
       "gguf_q8_0, ...) or an int format");
-  TORCH_CHECK(c.scale_mode != ScaleMode::kLearnable, "gptq: ", name,
-              " has learnable (LSQ) scales, which ",
-              "move with the weight; use quant.scale_mode dynamic or static for GPTQ");
+  // Learned ggml block scales are parameters of their own: GPTQ rounds against them as they
+  // stand (fixed for the run), the way it rounds against a static observer's scales.
+  TORCH_CHECK(
+      c.scale_mode != ScaleMode::kLearnable || fake_quant::learns_block_scales(c.spec.format),
+      "gptq: ", name, " has learnable (LSQ) scales, which ",
+      "move with the weight; use quant.scale_mode dynamic or static for GPTQ (learned ",
+      "scales of ggml's block formats, gguf_q4_0 etc., work too)");
   TORCH_CHECK(
       c.scale_mode == ScaleMode::kStatic || c.range.method == fake_quant::RangeMethod::kMinMax,
       "gptq: ", name, " sets its weight scales by a clipping search (range ",

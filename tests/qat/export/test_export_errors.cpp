@@ -7,6 +7,7 @@
 #include "ops/kquant.h"
 #include "ops/quantize.h"
 #include "qat/export/linears.h"
+#include "qat/io/gguf_blocks.h"
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
 #include "tests/qat/export/export_models.h"
@@ -121,6 +122,108 @@ TEST_CASE("int8 in groups of 32 with fp16 scales is stored as Q8_0 exactly", "[e
   CHECK(man["sizes"]["file_bytes"].get<int64_t>() ==
         static_cast<int64_t>(fs::file_size(dir + "/m.gguf")));
   CHECK(man["tool_version"] == exporting::tool_version());
+}
+
+TEST_CASE("Learned ggml block scales export exactly: the file holds the learned fp16 d and m",
+          "[export][gguf][learned_blocks]") {
+  const std::string dir = test::temp_dir();
+  auto ends_with = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (const std::string f : {"gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "gguf_q5_0", "gguf_q5_1"}) {
+    CAPTURE(f);
+    auto m = test::random_model(test::export_config(), 16);
+    auto fq = test::weight_fq(f);
+    fq.scale_mode = fake_quant::ScaleMode::kLearnable;
+    // (q_proj and k_proj rows are permuted in a GGUF for llama.cpp's RoPE; the rest are not.)
+    test::fake_quantize(*m, {"mlp.*", "v_proj", "o_proj"}, fq);
+    {  // As training leaves them: every d and m moved off ggml's rule.
+      torch::NoGradGuard no_grad;
+      uint64_t seed = 100;
+      for (auto& p : m->named_parameters()) {
+        if (ends_with(p.key(), ".scale"))
+          p.value().mul_(1 + test::randn(p.value().sizes().vec(), seed++, 0.05));
+        if (ends_with(p.key(), ".zero_point"))
+          p.value().add_(test::randn(p.value().sizes().vec(), seed++, 0.01));
+      }
+    }
+    const std::string path = dir + "/" + f + ".gguf";
+    export_to(m, ExportFormat::kGguf, path);
+    const io::GgufFile file = io::GgufFile::open(path);
+    const auto spec = scheme::QuantSpec::from_name(f);
+    const int64_t block_bytes = spec.traits().block_bytes;
+    int checked = 0;
+    for (const auto& l : exporting::collect_linears(*m)) {
+      if (!l.fake_quant) continue;
+      const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
+      CAPTURE(name);
+      CHECK(file.tensor_info(name).type == *io::block_type(spec.format));
+      // Each block starts with its fp16 d (then m for Q4_1 and Q5_1): the learned values.
+      const auto fq_layer = l.fake_quant->weight_quantizer();
+      const qat::ops::QParams learned = fq_layer->qparams_for(l.fake_quant->weight());
+      const at::Tensor raw = file.raw(name);
+      const at::Tensor blocks = raw.reshape({raw.size(0), -1, block_bytes});
+      auto half_at = [&](int64_t byte) {
+        return blocks.slice(2, byte, byte + 2)
+            .contiguous()
+            .view(at::kHalf)
+            .to(at::kFloat)
+            .squeeze(2);
+      };
+      CHECK(at::equal(half_at(0), learned.scale));
+      CHECK_FALSE(at::equal(learned.scale, qat::ops::choose_qparams(l.fake_quant->weight(), spec)
+                                               .scale.to(at::kHalf)
+                                               .to(at::kFloat)));
+      if (spec.has_zero_point()) CHECK(at::equal(half_at(2), learned.zero));
+      // The file dequantizes to the weight the forward trained with: max |difference| = 0.
+      CHECK(test::bit_equal(file.dequantize(name), l.fake_quant->effective_weight()));
+      ++checked;
+    }
+    CHECK(checked == 10);
+  }
+}
+
+TEST_CASE("Learned k-quant scales export exactly: the file holds the learned blocks",
+          "[export][gguf][learned_blocks][kquant]") {
+  const std::string dir = test::temp_dir();
+  for (const std::string f : {"gguf_q4_k", "gguf_q5_k", "gguf_q6_k"}) {
+    CAPTURE(f);
+    // Rows of 256 and 512: whole super-blocks.
+    auto m = test::random_model(test::export_config(false, 256, 512, 4, 2), 17);
+    auto fq = test::weight_fq(f);
+    fq.scale_mode = fake_quant::ScaleMode::kLearnable;
+    test::fake_quantize(*m, {"mlp.*", "v_proj", "o_proj"}, fq);
+    {  // As training leaves them: every parameter moved off ggml's search.
+      torch::NoGradGuard no_grad;
+      uint64_t seed = 200;
+      for (auto& p : m->named_parameters()) {
+        const std::string& k = p.key();
+        if (k.find("weight_fake_quant.") != std::string::npos)
+          p.value().mul_(1 + test::randn(p.value().sizes().vec(), seed++, 0.05));
+      }
+    }
+    const std::string path = dir + "/" + f + ".gguf";
+    export_to(m, ExportFormat::kGguf, path);
+    const io::GgufFile file = io::GgufFile::open(path);
+    const auto spec = scheme::QuantSpec::from_name(f);
+    int checked = 0;
+    for (const auto& l : exporting::collect_linears(*m)) {
+      if (!l.fake_quant) continue;
+      const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
+      CAPTURE(name);
+      CHECK(file.tensor_info(name).type == *io::block_type(spec.format));
+      const at::Tensor w = l.fake_quant->weight();
+      const at::Tensor learned = l.fake_quant->weight_quantizer()->kquant_blocks(w);
+      CHECK(at::equal(file.raw(name).reshape(learned.sizes()), learned));
+      CHECK_FALSE(at::equal(learned, qat::ops::quantize_kquant(w, spec)));
+      // The file dequantizes to the weight the forward trained with: max |difference| = 0.
+      CHECK(test::bit_equal(file.dequantize(name), l.fake_quant->effective_weight()));
+      CHECK(test::bit_equal(file.dequantize(name),
+                            l.fake_quant->weight_quantizer()->forward(w.detach()).to(at::kFloat)));
+      ++checked;
+    }
+    CHECK(checked == 10);
+  }
 }
 
 TEST_CASE(

@@ -212,6 +212,35 @@ TEST_CASE("gptq keeps each group's scale: the layer's dynamic fake quant is GPTQ
   }
 }
 
+TEST_CASE("gptq rounds against learned ggml block scales, as the float64 reference with them",
+          "[gptq][learned_blocks]") {
+  torch::manual_seed(5);
+  for (const std::string fmt : {"gguf_q4_0", "gguf_q4_1", "gguf_q5_0", "gguf_q8_0"}) {
+    DYNAMIC_SECTION(fmt) {
+      const at::Tensor w = at::randn({16, 96});
+      const at::Tensor h = hessian_of(correlated_inputs(512, 96));
+      auto layer = make_layer(w, weight_cfg(fmt, {}, ScaleMode::kLearnable));
+      const auto fq = layer->weight_quantizer();
+      const ops::QParams qp = fq->qparams_for(w);  // ggml's rule, stored as fp16
+      const at::Tensor scale_before = fq->named_parameters()["scale"].clone();
+      const at::Tensor ref =
+          reference_gptq(w, h, 0.01, fq->config().spec, qp, at::arange(96, at::kLong));
+      transforms::GptqConfig cfg;
+      cfg.act_order = false;  // the reference's column order
+      const auto r = transforms::gptq_layer(*layer, h, cfg);
+      const double agree =
+          layer->effective_weight().to(at::kDouble).eq(ref).to(at::kDouble).mean().item<double>();
+      INFO("agreement " << agree);
+      CHECK(agree >= 0.98);
+      CHECK(r.gptq_error < r.rtn_error);
+      // The learned scales are what GPTQ rounded against; they stay as they were.
+      CHECK(at::equal(fq->named_parameters()["scale"], scale_before));
+      CHECK(at::equal(ops::fake_quantize(layer->weight(), fq->config().spec, qp, false).y,
+                      layer->effective_weight()));
+    }
+  }
+}
+
 TEST_CASE("gptq refuses what it cannot round, with what to change", "[gptq]") {
   const at::Tensor w = at::randn({8, 256});
   const at::Tensor h = at::eye(256);

@@ -69,9 +69,12 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
   CHECK_THROWS_WITH(
       recipes::parse_recipe_config("method: qat_lora\nquant: {init: gptq}\n", "x.yaml"),
       Contains("quant.init: gptq starts method qat"));
-  CHECK_THROWS_WITH(recipes::parse_recipe_config(
-                        "method: qat\nquant: {init: gptq, scale_mode: learnable}\n", "x.yaml"),
-                    Contains("quant.scale_mode: dynamic and quant.delay_steps: 0"));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config(
+          "method: qat\nquant: {init: gptq, weight: int4, scale_mode: learnable}\n", "x.yaml"),
+      Contains("quant.scale_mode: dynamic (or learnable with a ggml block format"));
+  CHECK_NOTHROW(recipes::parse_recipe_config(
+      "method: qat\nquant: {init: gptq, weight: gguf_q4_1, scale_mode: learnable}\n", "x.yaml"));
   CHECK_THROWS_WITH(recipes::parse_recipe_config(
                         "method: qat\nquant: {init: gptq, init_calibration: 0}\n", "x.yaml"),
                     Contains("quant.init_calibration must be >= 1"));
