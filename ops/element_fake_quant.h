@@ -17,6 +17,12 @@ class ElementFakeQuant {
   // copied). `dtype`: the tensor type the values come from and the results go to (float32,
   // float16 or bfloat16). Not for the k-quants (no per-group parameters).
   ElementFakeQuant(const QuantSpec& spec, const QParams& qp, at::ScalarType dtype);
+  // k-quants against stored parameters: one group per sub-block, with its scale dj = d * sc and
+  // min dm = dmin * m as the blocks store them (float32, one per sub-block; sub_min undefined for
+  // Q6_K). The value of x is what dequantizing its code gives (ops/kquant_math.h), so a weight
+  // rounded this way is what ops::quantize_kquant_with stores for it.
+  static ElementFakeQuant kquant(scheme::Format f, const at::Tensor& sub_scale,
+                                 const at::Tensor& sub_min, at::ScalarType dtype);
 
   int64_t groups() const { return static_cast<int64_t>(params_.size()); }
   // What fake_quantize outputs for the value x (a value of dtype) in group g.
@@ -27,6 +33,7 @@ class ElementFakeQuant {
   float to_dtype(float x) const { return to_dtype_(x); }
 
  private:
+  ElementFakeQuant() = default;
   std::vector<math::GroupQParams> params_;
   float (*fake_quant_)(float, const math::GroupQParams&) = nullptr;
   float (*to_dtype_)(float) = nullptr;

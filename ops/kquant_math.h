@@ -618,6 +618,19 @@ QAT_HD void dequantize_block_q6k(const uint8_t* blk, float* y) {
 // gives the layer's fake-quant forward. A sub-block whose scale is 0 gets code 0 (level 0 in Q6_K);
 // it dequantizes to -dmin*m (0) whatever its codes are.
 
+// One element against a stored sub-block scale and min: what dequantizing its code gives (GPTQ
+// rounds one element at a time, ops/element_fake_quant.h). Q4_K/Q5_K: y = dj * L - dm; Q6_K:
+// y = db * (L - 32); L from the codes above (0 where the scale is 0).
+template <int kNmax>
+QAT_HD float fake_quant_affine_k_value(float x, float dj, float dm) {
+  const float q = dj == 0.0f ? 0.0f : static_cast<float>(affine_k_code<kNmax>(x, dj, dm));
+  return m::add_rn(m::mul_rn(dj, q), -dm);
+}
+QAT_HD float fake_quant_q6k_value(float x, float db) {
+  const float q = db == 0.0f ? 0.0f : static_cast<float>(static_cast<int>(q6k_code(x, db)) - 32);
+  return m::mul_rn(db, q);
+}
+
 // Q4_K/Q5_K: d and dmin fp16 values, ls and lm the eight 6-bit scale and min codes (0..63).
 template <int kNmax>
 QAT_HD void quantize_block_affine_k_with(const float* x, float d_in, float dmin_in,

@@ -8,6 +8,7 @@
 
 #include "ops/dispatch.h"
 #include "ops/element_fake_quant.h"
+#include "ops/kquant_math.h"
 #include "ops/quant_math.h"
 
 namespace qat::ops::cpu {
@@ -260,6 +261,20 @@ float element_fake_quant(float x, const m::GroupQParams& g) {
   return static_cast<float>(out);
 }
 
+// The k-quant element against a stored sub-block scale (deq_scale) and min (deq_zero).
+template <int kNmax, typename T>
+float element_affine_k(float x, const m::GroupQParams& g) {
+  T out;
+  cpu::store(&out, 0, kquant::fake_quant_affine_k_value<kNmax>(x, g.deq_scale, g.deq_zero));
+  return static_cast<float>(out);
+}
+template <typename T>
+float element_q6k(float x, const m::GroupQParams& g) {
+  T out;
+  cpu::store(&out, 0, kquant::fake_quant_q6k_value(x, g.deq_scale));
+  return static_cast<float>(out);
+}
+
 template <typename T>
 float round_to(float x) {
   T out;
@@ -288,6 +303,37 @@ ElementFakeQuant::ElementFakeQuant(const QuantSpec& spec, const QParams& qp, at:
       fake_quant_ = &element_fake_quant<decltype(tag)::value, scalar_t>;
     });
   });
+}
+
+ElementFakeQuant ElementFakeQuant::kquant(scheme::Format f, const at::Tensor& sub_scale,
+                                          const at::Tensor& sub_min, at::ScalarType dtype) {
+  TORCH_CHECK(scheme::is_kquant(f), "ElementFakeQuant::kquant: '", scheme::traits(f).name,
+              "' is not a k-quant");
+  const bool affine = f != scheme::Format::kQ6_K;
+  TORCH_CHECK(sub_scale.defined() && sub_min.defined() == affine,
+              "ElementFakeQuant::kquant: ", scheme::traits(f).name,
+              affine ? " needs sub-block scales and mins" : " takes sub-block scales only");
+  const at::Tensor dj = sub_scale.detach().to(at::kCPU, at::kFloat).contiguous().view({-1});
+  const at::Tensor dm = affine ? sub_min.detach().to(at::kCPU, at::kFloat).contiguous().view({-1})
+                               : dj.new_zeros(dj.sizes());
+  TORCH_CHECK(dm.numel() == dj.numel(), "ElementFakeQuant::kquant: ", dj.numel(),
+              " sub-block scales but ", dm.numel(), " mins");
+  ElementFakeQuant e;
+  e.params_.resize(static_cast<size_t>(dj.numel()));
+  const float *pj = dj.data_ptr<float>(), *pm = dm.data_ptr<float>();
+  for (int64_t i = 0; i < dj.numel(); ++i) {
+    e.params_[static_cast<size_t>(i)].deq_scale = pj[i];
+    e.params_[static_cast<size_t>(i)].deq_zero = pm[i];
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "ElementFakeQuant::kquant", [&] {
+    TORCH_CHECK(dtype != at::kDouble,
+                "ElementFakeQuant: values must be float32, float16 or bfloat16");
+    e.to_dtype_ = &round_to<scalar_t>;
+    e.fake_quant_ = f == scheme::Format::kQ4_K   ? &element_affine_k<15, scalar_t>
+                    : f == scheme::Format::kQ5_K ? &element_affine_k<31, scalar_t>
+                                                 : &element_q6k<scalar_t>;
+  });
+  return e;
 }
 
 }  // namespace qat::ops

@@ -56,12 +56,12 @@ void check_gptq_layer(const nn::FakeQuantLinear& layer, const std::string& name)
               " has no active weight quantizer (quant.weight, and ",
               "delay_steps 0): nothing to round");
   const auto& c = fq->config();
-  TORCH_CHECK(
-      !scheme::is_kquant(c.spec.format), "gptq: ", name, " is quantized as ", c.spec.to_string(),
-      ": a k-quant super-block's scales come from a search over all of its values, so GPTQ cannot ",
-      "move one element without changing them; use a block format (gguf_q4_0, gguf_q4_1, "
-      "gguf_q5_0, ",
-      "gguf_q8_0, ...) or an int format");
+  TORCH_CHECK(!scheme::is_kquant(c.spec.format) || c.scale_mode == ScaleMode::kLearnable,
+              "gptq: ", name, " is quantized as ", c.spec.to_string(),
+              ": a k-quant super-block's scales come from a search over all of its values, so GPTQ "
+              "cannot move one element without changing them; with quant.scale_mode: learnable "
+              "the scales are the layer's own (they start from ggml's search) and GPTQ rounds "
+              "against them");
   // Learned ggml block scales are parameters of their own: GPTQ rounds against them as they
   // stand (fixed for the run), the way it rounds against a static observer's scales.
   TORCH_CHECK(
@@ -84,11 +84,31 @@ namespace {
 // How each element of a weight is rounded: the layer's fake quantization with the parameters its
 // quantizer gives the original weight (fixed for the whole run) and, for min-max scales, the
 // bounds that keep those parameters (see the top of gptq.h). Everything on the CPU, (out, in).
+// The rounder of a layer: its fake quant with fixed parameters, one group per scale (k-quants:
+// per sub-block, against the learned scales as the blocks store them).
+ops::ElementFakeQuant layer_rounder(const FakeQuantizerImpl& fq, const at::Tensor& weight) {
+  const QuantSpec& spec = fq.config().spec;
+  if (!scheme::is_kquant(spec.format))
+    return ops::ElementFakeQuant(spec, fq.qparams_for(weight.detach()), weight.scalar_type());
+  const ops::KQuantParams p = fake_quant::kquant_stored_params(fq.kquant_learned(), spec);
+  const int64_t j = ops::kquant_sub_blocks(spec.format);
+  const at::Tensor dj = p.d.repeat_interleave(j, -1) * p.scales;  // as the blocks compute them
+  const at::Tensor dm = p.dmin.defined() ? p.dmin.repeat_interleave(j, -1) * p.mins : at::Tensor();
+  return ops::ElementFakeQuant::kquant(spec.format, dj, dm, weight.scalar_type());
+}
+
 struct RoundingPlan {
   RoundingPlan(const FakeQuantizerImpl& fq, const at::Tensor& weight)
-      : rounder(fq.config().spec, fq.qparams_for(weight.detach()), weight.scalar_type()) {
+      : rounder(layer_rounder(fq, weight)) {
     const at::Tensor w = weight.detach().to(at::kCPU).contiguous();
     const QuantSpec& spec = fq.config().spec;
+    if (scheme::is_kquant(spec.format)) {  // one group per sub-block, in row-major order
+      const int64_t sub = 256 / ops::kquant_sub_blocks(spec.format);
+      group = at::arange(w.numel(), at::kLong).div(sub, "floor").view(w.sizes());
+      TORCH_CHECK(rounder.groups() == w.numel() / sub, "gptq: internal error: ", rounder.groups(),
+                  " k-quant sub-blocks for ", w.numel() / sub);
+      return;
+    }
     // Element (i, j) of the contiguous weight uses group (flat / inner) % count.
     const scheme::GroupLayout l = spec.layout(w.sizes());
     const at::Tensor flat = at::arange(w.numel(), at::kLong);

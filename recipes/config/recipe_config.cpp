@@ -332,14 +332,16 @@ void validate_combinations(const RecipeConfig& c) {
                 to_string(c.method), " does not train fake-quant weights (use quant.init: rtn)");
     // GPTQ rounds against the scales fake quant uses from the first step: ggml's rule per block
     // (dynamic), or the learned block scales as they start (ggml's rule on the float weight).
-    const bool learned_blocks = quant.scale_mode == fake_quant::ScaleMode::kLearnable &&
-                                quant.weight.spec &&
-                                fake_quant::learns_block_scales(quant.weight.spec->format);
+    const bool learned_blocks =
+        quant.scale_mode == fake_quant::ScaleMode::kLearnable &&
+        (quant.weight.mix ||
+         (quant.weight.spec && fake_quant::learns_block_scales(quant.weight.spec->format)));
     TORCH_CHECK((quant.scale_mode == fake_quant::ScaleMode::kDynamic || learned_blocks) &&
                     quant.delay_steps == 0,
                 at,
                 "quant.init: gptq needs quant.scale_mode: dynamic (or learnable with a ggml block ",
-                "format such as gguf_q4_0) and quant.delay_steps: 0 (GPTQ rounds with the scales ",
+                "format such as gguf_q4_0, a k-quant or a mixture such as gguf_q4_k_m) and "
+                "quant.delay_steps: 0 (GPTQ rounds with the scales ",
                 "fake quant uses from the first step)");
   }
   const bool instruction =

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <functional>
 
 #include "ops/quantize.h"
 #include "qat/models/llama.h"
 #include "qat/transforms/gptq.h"
 #include "qat/transforms/prepare.h"
 #include "tests/qat/models/tiny_llama.h"
+#include "tests/support/helpers.h"
 
 using namespace qat;
 using fake_quant::FakeQuantizerConfig;
@@ -59,6 +61,12 @@ at::Tensor correlated_inputs(int64_t rows, int64_t k) {
   return z.matmul(a) + 0.1 * at::randn({rows, k});
 }
 
+// The reference's rounding: fake quant with fixed (static) parameters.
+std::function<at::Tensor(const at::Tensor&)> with_qparams(const QuantSpec& spec,
+                                                          const ops::QParams& qp) {
+  return [spec, qp](const at::Tensor& w) { return ops::fake_quantize(w, spec, qp, false).y; };
+}
+
 at::Tensor hessian_of(const at::Tensor& x) {
   transforms::HessianAccumulator acc(x.size(1));
   acc.add(x);
@@ -69,7 +77,8 @@ at::Tensor hessian_of(const at::Tensor& x) {
 // Cholesky formulation is an exact rewrite of), in float64, taking the columns in `order`; each
 // column rounded by fake quant with the layer's fixed (static) parameters.
 at::Tensor reference_gptq(const at::Tensor& w0, const at::Tensor& h, double damp,
-                          const QuantSpec& spec, const ops::QParams& qp, const at::Tensor& order) {
+                          const std::function<at::Tensor(const at::Tensor&)>& round,
+                          const at::Tensor& order) {
   at::Tensor w = w0.to(at::kDouble).clone();
   at::Tensor hd = h.to(at::kDouble).index_select(0, order).index_select(1, order);
   hd = hd + at::eye(h.size(0), hd.options()) * (damp * hd.diagonal().mean().item<double>());
@@ -77,8 +86,7 @@ at::Tensor reference_gptq(const at::Tensor& w0, const at::Tensor& h, double damp
   at::Tensor q = at::empty_like(w);
   for (int64_t t = 0; t < w.size(1); ++t) {
     const int64_t j = order[t].item<int64_t>();
-    const at::Tensor qj =
-        ops::fake_quantize(w.to(at::kFloat), spec, qp, false).y.select(1, j).to(at::kDouble);
+    const at::Tensor qj = round(w.to(at::kFloat)).select(1, j).to(at::kDouble);
     q.select(1, j).copy_(qj);
     const double d = hinv[t][t].item<double>();
     const at::Tensor e = (w.select(1, j) - qj) / d;
@@ -107,8 +115,8 @@ TEST_CASE("gptq equals a float64 reference of the paper's update (static scales)
         const ops::QParams qp = layer->weight_quantizer()->qparams_for(w);
         const at::Tensor order = act_order ? std::get<1>(at::sort(h.diagonal(), true, 0, true))
                                            : at::arange(96, at::kLong);
-        const at::Tensor ref =
-            reference_gptq(w, h, 0.01, layer->weight_quantizer()->config().spec, qp, order);
+        const at::Tensor ref = reference_gptq(
+            w, h, 0.01, with_qparams(layer->weight_quantizer()->config().spec, qp), order);
         transforms::GptqConfig cfg;
         cfg.block_size = 40;  // blocks that do not divide the width
         cfg.act_order = act_order;
@@ -223,8 +231,8 @@ TEST_CASE("gptq rounds against learned ggml block scales, as the float64 referen
       const auto fq = layer->weight_quantizer();
       const ops::QParams qp = fq->qparams_for(w);  // ggml's rule, stored as fp16
       const at::Tensor scale_before = fq->named_parameters()["scale"].clone();
-      const at::Tensor ref =
-          reference_gptq(w, h, 0.01, fq->config().spec, qp, at::arange(96, at::kLong));
+      const at::Tensor ref = reference_gptq(w, h, 0.01, with_qparams(fq->config().spec, qp),
+                                            at::arange(96, at::kLong));
       transforms::GptqConfig cfg;
       cfg.act_order = false;  // the reference's column order
       const auto r = transforms::gptq_layer(*layer, h, cfg);
@@ -241,6 +249,45 @@ TEST_CASE("gptq rounds against learned ggml block scales, as the float64 referen
   }
 }
 
+TEST_CASE("gptq rounds k-quants against their learned scales, as the float64 reference with them",
+          "[gptq][learned_blocks][kquant]") {
+  torch::manual_seed(6);
+  for (const std::string fmt : {"gguf_q4_k", "gguf_q5_k", "gguf_q6_k"}) {
+    DYNAMIC_SECTION(fmt) {
+      const at::Tensor w = at::randn({16, 512});
+      const at::Tensor h = hessian_of(correlated_inputs(1024, 512));
+      auto layer = make_layer(w, weight_cfg(fmt, {}, ScaleMode::kLearnable));
+      const auto fq = layer->weight_quantizer();
+      const QuantSpec spec = fq->config().spec;
+      // The scales as they start (ggml's search on w), copied: GPTQ must keep them.
+      fake_quant::KQuantLearned before = fq->kquant_learned();
+      for (at::Tensor* t : {&before.d, &before.dmin, &before.sub_scale, &before.sub_min})
+        if (t->defined()) *t = t->detach().clone();
+      // The reference rounds with the learned fake quant's own forward (tensor ops), an
+      // implementation independent of GPTQ's per-element rounder.
+      const at::Tensor ref = reference_gptq(
+          w, h, 0.01,
+          [&](const at::Tensor& x) {
+            return fake_quant::fake_quant_kquant_learned(x, before, spec);
+          },
+          at::arange(512, at::kLong));
+      transforms::GptqConfig cfg;
+      cfg.act_order = false;
+      const auto r = transforms::gptq_layer(*layer, h, cfg);
+      const at::Tensor got = layer->effective_weight();
+      const double agree = got.to(at::kDouble).eq(ref).to(at::kDouble).mean().item<double>();
+      INFO("agreement " << agree << ", gptq error " << r.gptq_error << ", rtn " << r.rtn_error);
+      CHECK(agree >= 0.98);
+      CHECK(r.gptq_error < r.rtn_error);
+      CHECK(at::equal(fq->kquant_learned().sub_scale, before.sub_scale));
+      CHECK(at::equal(fq->kquant_learned().d, before.d));
+      // What trains and what exports: the forward, the stored blocks and GPTQ's values agree.
+      CHECK(test::bit_equal(fake_quant::fake_quant_kquant_learned(layer->weight(), before, spec),
+                            got));
+    }
+  }
+}
+
 TEST_CASE("gptq refuses what it cannot round, with what to change", "[gptq]") {
   const at::Tensor w = at::randn({8, 256});
   const at::Tensor h = at::eye(256);
@@ -249,7 +296,7 @@ TEST_CASE("gptq refuses what it cannot round, with what to change", "[gptq]") {
     CHECK_THROWS_WITH(transforms::gptq_layer(*layer, h, {}, "model.layers.0.mlp.up_proj"),
                       Catch::Contains(what) && Catch::Contains("model.layers.0.mlp.up_proj"));
   };
-  refuse(weight_cfg("gguf_q4_k", {}), "k-quant");
+  refuse(weight_cfg("gguf_q4_k", {}), "quant.scale_mode: learnable");
   refuse(weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable), "learnable");
   FakeQuantizerConfig pct = weight_cfg("int4", Granularity::per_group(32));
   pct.range.method = fake_quant::RangeMethod::kPercentile;

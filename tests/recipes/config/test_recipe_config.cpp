@@ -83,7 +83,7 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
 }
 
 TEST_CASE("the shipped recipe configs parse", "[config]") {
-  for (const char* name : {"qat", "qlora", "qat_lora", "full", "qad"}) {
+  for (const char* name : {"qat", "qlora", "qat_lora", "full", "qad", "qad-q4_k_m"}) {
     const std::string path =
         std::string(QAT_SOURCE_DIR) + "/recipes/configs/smollm2-135m/" + name + ".yaml";
     INFO(path);
