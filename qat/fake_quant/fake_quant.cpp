@@ -205,21 +205,29 @@ struct KQuantForward {
   at::Tensor nonzero;          // [R, K]: dj != 0
 };
 
-KQuantForward kquant_forward(const at::Tensor& x, const KQuantLearned& p, const KQuantShape& sh) {
-  KQuantForward f;
+// The stored fp16 d (dmin) of each sub-block's super-block, [R, S*J], and the sub-block codes
+// against them: what the file holds for the learned parameters (f's dh, u, sc, dmh, um, mn).
+void kquant_sub_block_codes(const KQuantLearned& p, const KQuantShape& sh, KQuantForward* f) {
   auto sub = [&](const at::Tensor& t) { return t.detach().to(at::kFloat).reshape({sh.rows, -1}); };
   auto per_sub = [&](const at::Tensor& t) {
     return stored_half(sub(t)).repeat_interleave(sh.j, 1);
   };
-  f.dh = per_sub(p.d);
-  sub_block_codes(sub(p.sub_scale), f.dh, sh.lo, sh.hi, &f.u, &f.sc);
+  f->dh = per_sub(p.d);
+  sub_block_codes(sub(p.sub_scale), f->dh, sh.lo, sh.hi, &f->u, &f->sc);
+  if (sh.affine) {
+    f->dmh = per_sub(p.dmin);
+    sub_block_codes(sub(p.sub_min), f->dmh, 0, 63, &f->um, &f->mn);
+  }
+}
+
+KQuantForward kquant_forward(const at::Tensor& x, const KQuantLearned& p, const KQuantShape& sh) {
+  KQuantForward f;
+  kquant_sub_block_codes(p, sh, &f);
   f.dj = f.dh * f.sc;
   const at::Tensor xf = x.to(at::kFloat).reshape({sh.rows, sh.k});
   const at::Tensor dj = f.dj.repeat_interleave(sh.sub, 1);
   at::Tensor num = xf, mj;
   if (sh.affine) {
-    f.dmh = per_sub(p.dmin);
-    sub_block_codes(sub(p.sub_min), f.dmh, 0, 63, &f.um, &f.mn);
     f.mj = f.dmh * f.mn;
     mj = f.mj.repeat_interleave(sh.sub, 1);
     num = xf + mj;
@@ -348,24 +356,19 @@ at::Tensor fake_quant_gguf_learned(const at::Tensor& x, const at::Tensor& d, con
 ops::KQuantParams kquant_stored_params(const KQuantLearned& p, const QuantSpec& spec) {
   TORCH_CHECK(scheme::is_kquant(spec.format), "kquant_stored_params: '", spec.traits().name,
               "' is not a k-quant");
-  const int64_t rows = p.d.dim() > 1 ? p.d.numel() / p.d.size(-1) : 1;
-  KQuantShape sh{};
-  sh.rows = rows;
-  sh.j = ops::kquant_sub_blocks(spec.format);
-  sh.affine = spec.format != scheme::Format::kQ6_K;
-  auto sub = [&](const at::Tensor& t) { return t.detach().to(at::kFloat).reshape({rows, -1}); };
+  // The weight [..., K] that p.d [..., K / 256] describes.
+  std::vector<int64_t> shape = p.d.sizes().vec();
+  if (shape.empty()) shape.push_back(1);
+  shape.back() *= 256;
+  const KQuantShape sh = kquant_shape(shape, spec);
+  KQuantForward f;
+  kquant_sub_block_codes(p, sh, &f);
   ops::KQuantParams out;
-  at::Tensor u, code;
-  const at::Tensor dh = stored_half(sub(p.d));
-  sub_block_codes(sub(p.sub_scale), dh.repeat_interleave(sh.j, 1), sh.affine ? 0 : -128,
-                  sh.affine ? 63 : 127, &u, &code);
-  out.d = dh.view(p.d.sizes());
-  out.scales = code.view(p.sub_scale.sizes());
+  out.d = stored_half(p.d.detach());
+  out.scales = f.sc.view(p.sub_scale.sizes());
   if (sh.affine) {
-    const at::Tensor dmh = stored_half(sub(p.dmin));
-    sub_block_codes(sub(p.sub_min), dmh.repeat_interleave(sh.j, 1), 0, 63, &u, &code);
-    out.dmin = dmh.view(p.dmin.sizes());
-    out.mins = code.view(p.sub_min.sizes());
+    out.dmin = stored_half(p.dmin.detach());
+    out.mins = f.mn.view(p.sub_min.sizes());
   }
   return out;
 }

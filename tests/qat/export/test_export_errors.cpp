@@ -31,6 +31,31 @@ exporting::ExportReport export_to(const std::shared_ptr<models::LlamaForCausalLM
   return exporting::export_model(src, o);
 }
 
+// A random model whose projections that a GGUF stores unpermuted (q_proj and k_proj rows are
+// permuted for llama.cpp's RoPE) learn their scales in format `f`, with every learned parameter
+// moved off its initial rule as training leaves it: x (1 + N(0, 0.05)), block mins + N(0, 0.01).
+std::shared_ptr<models::LlamaForCausalLM> learned_scales_model(const std::string& f,
+                                                               const models::LlamaConfig& cfg,
+                                                               uint64_t model_seed,
+                                                               uint64_t noise_seed) {
+  auto m = test::random_model(cfg, model_seed);
+  auto fq = test::weight_fq(f);
+  fq.scale_mode = fake_quant::ScaleMode::kLearnable;
+  test::fake_quantize(*m, {"mlp.*", "v_proj", "o_proj"}, fq);
+  torch::NoGradGuard no_grad;
+  for (auto& p : m->named_parameters()) {
+    const std::string& k = p.key();
+    if (k.find("weight_fake_quant.") == std::string::npos) continue;
+    const auto shape = p.value().sizes().vec();
+    if (k.size() >= 11 && k.compare(k.size() - 11, 11, ".zero_point") == 0) {
+      p.value().add_(test::randn(shape, noise_seed++, 0.01));
+    } else {
+      p.value().mul_(1 + test::randn(shape, noise_seed++, 0.05));
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
 TEST_CASE("Export names unknown formats and GGUF types, and refuses to overwrite without force",
@@ -127,26 +152,9 @@ TEST_CASE("int8 in groups of 32 with fp16 scales is stored as Q8_0 exactly", "[e
 TEST_CASE("Learned ggml block scales export exactly: the file holds the learned fp16 d and m",
           "[export][gguf][learned_blocks]") {
   const std::string dir = test::temp_dir();
-  auto ends_with = [](const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-  };
   for (const std::string f : {"gguf_q8_0", "gguf_q4_0", "gguf_q4_1", "gguf_q5_0", "gguf_q5_1"}) {
     CAPTURE(f);
-    auto m = test::random_model(test::export_config(), 16);
-    auto fq = test::weight_fq(f);
-    fq.scale_mode = fake_quant::ScaleMode::kLearnable;
-    // (q_proj and k_proj rows are permuted in a GGUF for llama.cpp's RoPE; the rest are not.)
-    test::fake_quantize(*m, {"mlp.*", "v_proj", "o_proj"}, fq);
-    {  // As training leaves them: every d and m moved off ggml's rule.
-      torch::NoGradGuard no_grad;
-      uint64_t seed = 100;
-      for (auto& p : m->named_parameters()) {
-        if (ends_with(p.key(), ".scale"))
-          p.value().mul_(1 + test::randn(p.value().sizes().vec(), seed++, 0.05));
-        if (ends_with(p.key(), ".zero_point"))
-          p.value().add_(test::randn(p.value().sizes().vec(), seed++, 0.01));
-      }
-    }
+    auto m = learned_scales_model(f, test::export_config(), 16, 100);
     const std::string path = dir + "/" + f + ".gguf";
     export_to(m, ExportFormat::kGguf, path);
     const io::GgufFile file = io::GgufFile::open(path);
@@ -189,19 +197,7 @@ TEST_CASE("Learned k-quant scales export exactly: the file holds the learned blo
   for (const std::string f : {"gguf_q4_k", "gguf_q5_k", "gguf_q6_k"}) {
     CAPTURE(f);
     // Rows of 256 and 512: whole super-blocks.
-    auto m = test::random_model(test::export_config(false, 256, 512, 4, 2), 17);
-    auto fq = test::weight_fq(f);
-    fq.scale_mode = fake_quant::ScaleMode::kLearnable;
-    test::fake_quantize(*m, {"mlp.*", "v_proj", "o_proj"}, fq);
-    {  // As training leaves them: every parameter moved off ggml's search.
-      torch::NoGradGuard no_grad;
-      uint64_t seed = 200;
-      for (auto& p : m->named_parameters()) {
-        const std::string& k = p.key();
-        if (k.find("weight_fake_quant.") != std::string::npos)
-          p.value().mul_(1 + test::randn(p.value().sizes().vec(), seed++, 0.05));
-      }
-    }
+    auto m = learned_scales_model(f, test::export_config(false, 256, 512, 4, 2), 17, 200);
     const std::string path = dir + "/" + f + ".gguf";
     export_to(m, ExportFormat::kGguf, path);
     const io::GgufFile file = io::GgufFile::open(path);
