@@ -1,5 +1,5 @@
 // The `qat` command line: `demo` (the default job), `train`, `eval`, `text`, `ptq`, `export`,
-// `generate`, `inspect`, `formats`. Command groups live in recipes/*_command.cpp and
+// `generate`, `sample-data`, `inspect`, `formats`. Command groups live in recipes/*_command.cpp and
 // default_job.cpp.
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -10,6 +10,7 @@
 #include "recipes/export_command.h"
 #include "recipes/model_commands.h"
 #include "recipes/ptq_command.h"
+#include "recipes/sample_data_command.h"
 #include "recipes/train_command.h"
 
 int main(int argc, char** argv) {
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   qat::recipes::add_eval_command(app, commands);
   qat::recipes::add_ptq_command(app, commands);
   qat::recipes::add_export_command(app, commands);
+  qat::recipes::add_sample_data_command(app, commands);
 
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <filesystem>
 #include <sstream>
 
 #include "data/dataset/corpus.h"
@@ -53,6 +54,7 @@ namespace {
 struct SplitExamples {
   std::vector<data::Example> train, heldout;
   int64_t documents = 0;
+  int64_t extra_documents = 0;  // data.extra_train's, repeats included
 };
 
 // The documents of a text/jsonl `data` section, capped at data.max_documents.
@@ -69,6 +71,26 @@ std::vector<data::Document> read_documents(const RecipeConfig& cfg, const std::s
   if (d.max_documents > 0 && static_cast<int64_t>(docs.size()) > d.max_documents)
     docs.resize(static_cast<size_t>(d.max_documents));
   return docs;
+}
+
+// data.extra_train's documents, each file's repeated data.extra_repeat times (training only).
+std::vector<data::Document> read_extra_train(const DataSection& d) {
+  std::vector<data::Document> out;
+  for (const std::string& path : d.extra_train) {
+    TORCH_CHECK(std::filesystem::exists(path), "data.extra_train: '", path,
+                "' does not exist (teacher samples are written by qat sample-data --out ", path,
+                ")");
+    std::vector<data::Document> docs;
+    if (std::filesystem::path(path).extension() == ".jsonl") {
+      data::JsonlOptions jo;
+      jo.text_field = d.field;
+      docs = data::read_jsonl_documents(path, jo);
+    } else {
+      docs = data::read_corpus_documents(path);
+    }
+    for (int64_t r = 0; r < d.extra_repeat; ++r) out.insert(out.end(), docs.begin(), docs.end());
+  }
+  return out;
 }
 
 std::string data_path(const DataSection& d) {
@@ -90,6 +112,9 @@ SplitExamples read_examples(const RecipeConfig& cfg, const std::string& path,
     const std::vector<data::Document> docs = read_documents(cfg, path);
     out.documents = static_cast<int64_t>(docs.size());
     auto [tr, ho] = data::split_items(docs, d.eval_fraction, seed);
+    const std::vector<data::Document> extra = read_extra_train(d);
+    tr.insert(tr.end(), extra.begin(), extra.end());
+    out.extra_documents = static_cast<int64_t>(extra.size());
     out.train = data::tokenize_documents(tr, tokenizer);
     out.heldout = data::tokenize_documents(ho, tokenizer);
     return out;
@@ -143,8 +168,11 @@ TrainData load_train_data(const RecipeConfig& cfg, const data::Tokenizer& tokeni
   out.train = to_tensors(train_seq, d.seq_len);
   out.heldout = to_tensors(heldout_seq, d.seq_len);
   std::ostringstream desc;
-  desc << to_string(d.format) << " " << path << " (" << out.documents
-       << " documents): " << out.train.size() << " train / " << out.heldout.size()
+  desc << to_string(d.format) << " " << path << " (" << out.documents << " documents";
+  if (examples.extra_documents > 0) {
+    desc << " + " << examples.extra_documents << " training-only from data.extra_train";
+  }
+  desc << "): " << out.train.size() << " train / " << out.heldout.size()
        << " held-out sequences of " << d.seq_len << " tokens";
   out.description = desc.str();
   return out;
@@ -180,8 +208,12 @@ std::string split_text(const RecipeConfig& cfg, Split split) {
               cfg.source, ": data.format=", to_string(cfg.data.format),
               " has no plain text split; give a text with --text FILE");
   const std::vector<data::Document> docs = read_documents(cfg, data_path(cfg.data));
-  const auto parts =
+  auto parts =
       data::split_items(docs, cfg.data.eval_fraction, static_cast<uint64_t>(cfg.train.seed));
+  if (split == Split::kTrain) {
+    const std::vector<data::Document> extra = read_extra_train(cfg.data);
+    parts.first.insert(parts.first.end(), extra.begin(), extra.end());
+  }
   std::string text;
   for (const data::Document& doc : split == Split::kHeldout ? parts.second : parts.first) {
     if (!text.empty()) text += "\n\n";

@@ -27,6 +27,7 @@ struct GenerateConfig {
   int64_t max_new_tokens = 128;
   SamplingConfig sampling;
   std::vector<int64_t> stop_ids;  // generation ends after emitting one of these
+  int64_t greedy_tokens = 0;      // the first n new tokens are the argmax whatever the sampling
 };
 
 // Runs the prompt through the model (one prefill), then decodes one token at a time. `on_token`
@@ -34,5 +35,15 @@ struct GenerateConfig {
 std::vector<int64_t> generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt,
                               const GenerateConfig& cfg,
                               const std::function<bool(int64_t)>& on_token = nullptr);
+
+// Continues every prompt at once: one batched forward per step over one KV cache. All prompts have
+// the same length (no padding). Row i samples with its own generator seeded by seeds[i]
+// (cfg.sampling.seed is not used), so a row's tokens depend on its seed and prompt, not on its
+// place in the batch. A row ends after its first stop id (the stop id is kept); the batch ends when
+// every row has ended or after max_new_tokens. Returns each row's new tokens.
+std::vector<std::vector<int64_t>> generate_batch(LlamaForCausalLM& model,
+                                                 const std::vector<std::vector<int64_t>>& prompts,
+                                                 const std::vector<uint64_t>& seeds,
+                                                 const GenerateConfig& cfg);
 
 }  // namespace qat::models

@@ -225,6 +225,8 @@ void visit_fields(V& v, DataSection& s) {
   v.field("pack", s.pack);
   v.field("eval_fraction", s.eval_fraction, in_range(0.0, 1.0, /*hi_open=*/true));
   v.field("max_documents", s.max_documents, at_least<int64_t>(0));
+  v.field("extra_train", s.extra_train);
+  v.field("extra_repeat", s.extra_repeat, at_least<int64_t>(1));
 }
 
 template <class V>
@@ -348,6 +350,9 @@ void validate_combinations(const RecipeConfig& c) {
       c.data.format == DataFormat::kAlpaca || c.data.format == DataFormat::kChat;
   TORCH_CHECK(!(c.data.pack && instruction), at, "data.pack: instruction data (",
               config::enum_name(c.data.format), ") is not packed; set data.pack=false");
+  TORCH_CHECK(c.data.extra_train.empty() || !instruction, at,
+              "data.extra_train: training-only text joins text or jsonl data, not ",
+              config::enum_name(c.data.format), " records");
   TORCH_CHECK(c.train.warmup_steps >= 0 && c.train.warmup_steps <= c.train.steps, at,
               "train.warmup_steps must be in [0, train.steps]");
   const bool cpu = c.train.device == train::Device::kCpu;

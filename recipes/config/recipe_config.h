@@ -123,6 +123,12 @@ struct DataSection {
   bool pack = true;             // pack documents into full sequences (text/jsonl)
   double eval_fraction = 0.05;  // documents held out for evaluation
   int64_t max_documents = 0;    // 0: all
+  // Training-only text (text/jsonl formats): files whose documents join the training split after
+  // data.path's held-out split, so the held-out set stays data.path's own. A .jsonl file is read
+  // as JSON Lines (data.field), anything else as text. Each is repeated extra_repeat times, which
+  // sets its share of the training sequences (e.g. qat sample-data's teacher samples).
+  std::vector<std::string> extra_train;
+  int64_t extra_repeat = 1;
 };
 
 struct RecipeConfig {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "qat/io/gguf_file.h"
 #include "qat/io/llama_mix.h"
@@ -282,5 +283,74 @@ TEST_CASE(
   CHECK(run.tensor_info("blk.5.ffn_down.weight").type == qat::io::GgmlType::kQ6_K);
   CHECK(run.tensor_info("blk.4.ffn_down.weight").type == qat::io::GgmlType::kQ4_K);
   CHECK(run.metadata().get_u32("general.file_type") == 15);
+  qat::io::remove_tree(dir);
+}
+
+TEST_CASE(
+    "qat sample-data writes teacher samples that resume to the same file, and training reads "
+    "them as data.extra_train without touching the held-out split",
+    "[cli][distill]") {
+  if (!have_smollm2()) {
+    WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
+    return;
+  }
+  auto text_of = [](const std::string& path) {
+    const std::vector<uint8_t> b = qat::test::read_bytes(path);
+    return std::string(b.begin(), b.end());
+  };
+  const std::string dir = qat::test::temp_dir();
+  const std::string opts = " -n 4 --batch 2 --tokens 6 --seed 3";
+  const Output whole = run_qat("sample-data --out " + dir + "/whole.jsonl" + opts);
+  INFO(whole.text);
+  REQUIRE(whole.rc == 0);
+  const std::string expect = text_of(dir + "/whole.jsonl");
+  std::istringstream lines(expect);
+  std::string line;
+  int64_t n = 0;
+  std::vector<std::string> texts;
+  while (std::getline(lines, line)) {
+    const auto rec = nlohmann::json::parse(line);
+    texts.push_back(rec.at("text").get<std::string>());
+    CHECK(rec.at("sample") == n++);
+    CHECK(rec.at("text").is_string());
+    CHECK(rec.at("tokens").get<int64_t>() >= 1);  // the random first token at least
+  }
+  CHECK(n == 4);
+
+  // Half, then a torn line as a crash leaves it, then the rest: the same file.
+  const std::string part = dir + "/part.jsonl";
+  REQUIRE(run_qat("sample-data --out " + part + " -n 2 --batch 2 --tokens 6 --seed 3").rc == 0);
+  { std::ofstream(part, std::ios::app) << R"({"text": "torn)"; }
+  const Output rest = run_qat("sample-data --out " + part + opts);
+  INFO(rest.text);
+  REQUIRE(rest.rc == 0);
+  CHECK(rest.text.find("continuing") != std::string::npos);
+  CHECK(text_of(part) == expect);
+  const Output other = run_qat("sample-data --out " + part + " -n 4 --batch 2 --tokens 6 --seed 4");
+  CHECK(other.rc == 1);
+  CHECK(other.text.find("was written with seed=3, this run has seed=4") != std::string::npos);
+
+  // Training: the samples join the training split only (repeated twice).
+  const Output t = run_qat("train " + kConfig + " output_dir=" + dir + "/run" + kSmall +
+                           " data.extra_train=[" + part + "] data.extra_repeat=2");
+  INFO(t.text);
+  REQUIRE(t.rc == 0);
+  CHECK(t.text.find("(300 documents + 8 training-only from data.extra_train)") !=
+        std::string::npos);
+  CHECK(t.text.find("/ 22 held-out sequences") != std::string::npos);  // as without extra_train
+  const std::string with = " data.extra_train=[" + part + "] --out " + dir;
+  REQUIRE(run_qat("text " + kConfig + " --out " + dir + "/heldout.txt").rc == 0);
+  REQUIRE(run_qat("text " + kConfig + with + "/heldout-extra.txt").rc == 0);
+  CHECK(text_of(dir + "/heldout-extra.txt") == text_of(dir + "/heldout.txt"));
+  REQUIRE(run_qat("text " + kConfig + " --split train --out " + dir + "/train.txt").rc == 0);
+  REQUIRE(run_qat("text " + kConfig + " --split train" + with + "/train-extra.txt").rc == 0);
+  std::string samples;  // the training split gains the samples' texts, in order
+  for (const std::string& t : texts) samples += "\n\n" + t;
+  CHECK(text_of(dir + "/train-extra.txt") == text_of(dir + "/train.txt") + samples);
+  const Output missing = run_qat("train " + kConfig + " output_dir=" + dir + "/run2" + kSmall +
+                                 " data.extra_train=[" + dir + "/none.jsonl]");
+  CHECK(missing.rc == 1);
+  CHECK(missing.text.find(dir + "/none.jsonl") != std::string::npos);
+  CHECK(missing.text.find("qat sample-data") != std::string::npos);
   qat::io::remove_tree(dir);
 }

@@ -1,6 +1,7 @@
 // The decoder's own invariants: incremental decoding equals a full forward, activation
 // checkpointing changes no gradient, names follow transformers, configs are validated, sampling
 // keeps what top-k/top-p say. Logits against transformers are in test_llama_hf.cpp.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -237,6 +238,53 @@ TEST_CASE("Greedy generation equals argmax of full forwards", "[models]") {
   }
   cfg.stop_ids = {out[2]};
   CHECK(qat::models::generate(model, prompt, cfg).size() == 3);
+}
+
+TEST_CASE("Batched generation gives each row what generating it alone gives", "[models]") {
+  torch::manual_seed(10);
+  LlamaForCausalLM model(tiny_config());
+  model.eval();
+  qat::models::GenerateConfig cfg;
+  cfg.max_new_tokens = 12;
+  cfg.greedy_tokens = 2;
+  cfg.sampling.temperature = 1.0;
+  const std::vector<std::vector<int64_t>> prompts{{5, 17, 3}, {40, 2, 88}, {7, 7, 7}};
+  const std::vector<uint64_t> seeds{11, 22, 33};
+  const auto rows = qat::models::generate_batch(model, prompts, seeds, cfg);
+  REQUIRE(rows.size() == 3);
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    qat::models::GenerateConfig one = cfg;
+    one.sampling.seed = seeds[r];
+    CHECK(rows[r] == qat::models::generate(model, prompts[r], one));
+  }
+  // A row's tokens follow its prompt and seed, not its place in the batch.
+  const auto swapped =
+      qat::models::generate_batch(model, {prompts[2], prompts[0]}, {seeds[2], seeds[0]}, cfg);
+  CHECK(swapped[0] == rows[2]);
+  CHECK(swapped[1] == rows[0]);
+  // The first greedy_tokens tokens are the argmax, whatever the seed.
+  const auto other = qat::models::generate_batch(model, prompts, {1, 2, 3}, cfg);
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    CHECK(std::vector<int64_t>(other[r].begin(), other[r].begin() + 2) ==
+          std::vector<int64_t>(rows[r].begin(), rows[r].begin() + 2));
+  }
+  // A row ends at its first stop id (kept); the others run on.
+  cfg.stop_ids = {rows[1][4]};
+  const auto stopped = qat::models::generate_batch(model, prompts, seeds, cfg);
+  const auto first_stop = std::find(rows[1].begin(), rows[1].end(), rows[1][4]) - rows[1].begin();
+  CHECK(stopped[1] == std::vector<int64_t>(rows[1].begin(), rows[1].begin() + first_stop + 1));
+  for (size_t r : {size_t{0}, size_t{2}}) {
+    const auto at_stop = std::find(rows[r].begin(), rows[r].end(), rows[1][4]);
+    const auto n = at_stop == rows[r].end() ? rows[r].size() : (at_stop - rows[r].begin()) + 1;
+    CHECK(stopped[r] == std::vector<int64_t>(rows[r].begin(), rows[r].begin() + n));
+  }
+
+  CHECK_THROWS_WITH(qat::models::generate_batch(model, {{1, 2}, {3}}, {1, 2}, cfg),
+                    Catch::Contains("same length"));
+  CHECK_THROWS_WITH(qat::models::generate_batch(model, prompts, {1}, cfg),
+                    Catch::Contains("one per prompt"));
+  CHECK_THROWS_WITH(qat::models::generate_batch(model, {{1, 97}}, {1}, cfg),
+                    Catch::Contains("outside the vocabulary"));
 }
 
 TEST_CASE("prepare and convert find the decoder's projections by their transformers names",
