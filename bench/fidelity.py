@@ -136,12 +136,12 @@ def main():
         if not os.path.exists(os.path.join(gptq_run, "checkpoints")):
             run([qat, "ptq", CONFIG, f"output_dir={gptq_run}", "--method", "gptq"])
         rows.append(("ours, GPTQ Q4_0 (KJV calibration)", out("gptq-q4_0.gguf")))
-        run([qat, "export", gptq_run, "--format", "gguf", "--out", rows[-1][1]])
+        run([qat, "export", gptq_run, "--format", "gguf", "--force", "--out", rows[-1][1]])
     for spec in args.run:
         name, _, rest = spec.partition("=")
         run_dir, _, gguf_type = rest.partition(":")
         path = out(re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".gguf")
-        cmd = [qat, "export", run_dir, "--format", "gguf", "--out", path]
+        cmd = [qat, "export", run_dir, "--format", "gguf", "--force", "--out", path]
         if gguf_type:
             cmd += ["--gguf-type", gguf_type]
         run(cmd)
