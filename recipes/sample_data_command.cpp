@@ -1,7 +1,6 @@
 #include "recipes/sample_data_command.h"
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +9,7 @@
 #include <iomanip>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "data/dataset/random.h"
 #include "qat/models/generate.h"
@@ -83,7 +83,8 @@ int64_t prepare_output(const SampleDataOptions& opts, const nlohmann::ordered_js
   }
   TORCH_CHECK(!fs::exists(opts.out), "sample-data: '", opts.out, "' exists but '", meta_path,
               "' does not, so it cannot be continued; remove it or choose another --out");
-  if (fs::path(opts.out).has_parent_path()) fs::create_directories(fs::path(opts.out).parent_path());
+  if (fs::path(opts.out).has_parent_path())
+    fs::create_directories(fs::path(opts.out).parent_path());
   std::ofstream(opts.out, std::ios::binary | std::ios::trunc);
   std::ofstream m(meta_path, std::ios::trunc);
   m << want.dump(2) << "\n";
@@ -130,9 +131,8 @@ Sampling make_sampling(const data::Tokenizer& tok, int64_t model_vocab,
 }
 
 // Samples [first, first + n) and appends their records to `out`; returns the tokens generated.
-int64_t sample_batch(models::LlamaForCausalLM& model, const data::Tokenizer& tok,
-                     const Sampling& s, uint64_t seed, int64_t first, int64_t n,
-                     std::ostream& out) {
+int64_t sample_batch(models::LlamaForCausalLM& model, const data::Tokenizer& tok, const Sampling& s,
+                     uint64_t seed, int64_t first, int64_t n, std::ostream& out) {
   std::vector<std::vector<int64_t>> prompts;
   std::vector<uint64_t> seeds;
   for (int64_t i = first; i < first + n; ++i) {

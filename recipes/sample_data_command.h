@@ -27,10 +27,10 @@ struct SampleDataOptions {
   std::string device = "cpu";
 };
 
-// Writes `opts.sequences` records {"text", "sample", "tokens"} to opts.out, a batch at a time. Sample
-// i depends only on the model, i and the settings (its first token and sampling generator come from
-// derive_seed(seed, i)), and batches are the fixed ranges [k*batch, (k+1)*batch): a run that stops
-// continues from its last complete batch with the same settings, and the file equals an
+// Writes `opts.sequences` records {"text", "sample", "tokens"} to opts.out, a batch at a time.
+// Sample i depends only on the model, i and the settings (its first token and sampling generator
+// come from derive_seed(seed, i)), and batches are the fixed ranges [k*batch, (k+1)*batch): a run
+// that stops continues from its last complete batch with the same settings, and the file equals an
 // uninterrupted run's. Refuses to continue a file written with other settings.
 int run_sample_data(const SampleDataOptions& opts, std::ostream& log);
 
