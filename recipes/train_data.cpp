@@ -57,17 +57,19 @@ struct SplitExamples {
   int64_t extra_documents = 0;  // data.extra_train's, repeats included
 };
 
+// The documents of one file or directory: JSON Lines (their `field`) or text / the corpus.
+std::vector<data::Document> read_text_source(const std::string& path, bool jsonl,
+                                             const std::string& field) {
+  if (!jsonl) return data::read_corpus_documents(path);
+  data::JsonlOptions jo;
+  jo.text_field = field;
+  return data::read_jsonl_documents(path, jo);
+}
+
 // The documents of a text/jsonl `data` section, capped at data.max_documents.
 std::vector<data::Document> read_documents(const RecipeConfig& cfg, const std::string& path) {
   const auto& d = cfg.data;
-  std::vector<data::Document> docs;
-  if (d.format == DataFormat::kJsonl) {
-    data::JsonlOptions jo;
-    jo.text_field = d.field;
-    docs = data::read_jsonl_documents(path, jo);
-  } else {
-    docs = data::read_corpus_documents(path);
-  }
+  std::vector<data::Document> docs = read_text_source(path, d.format == DataFormat::kJsonl, d.field);
   if (d.max_documents > 0 && static_cast<int64_t>(docs.size()) > d.max_documents)
     docs.resize(static_cast<size_t>(d.max_documents));
   return docs;
@@ -80,14 +82,8 @@ std::vector<data::Document> read_extra_train(const DataSection& d) {
     TORCH_CHECK(std::filesystem::exists(path), "data.extra_train: '", path,
                 "' does not exist (teacher samples are written by qat sample-data --out ", path,
                 ")");
-    std::vector<data::Document> docs;
-    if (std::filesystem::path(path).extension() == ".jsonl") {
-      data::JsonlOptions jo;
-      jo.text_field = d.field;
-      docs = data::read_jsonl_documents(path, jo);
-    } else {
-      docs = data::read_corpus_documents(path);
-    }
+    const std::vector<data::Document> docs =
+        read_text_source(path, std::filesystem::path(path).extension() == ".jsonl", d.field);
     for (int64_t r = 0; r < d.extra_repeat; ++r) out.insert(out.end(), docs.begin(), docs.end());
   }
   return out;
