@@ -69,7 +69,8 @@ std::vector<data::Document> read_text_source(const std::string& path, bool jsonl
 // The documents of a text/jsonl `data` section, capped at data.max_documents.
 std::vector<data::Document> read_documents(const RecipeConfig& cfg, const std::string& path) {
   const auto& d = cfg.data;
-  std::vector<data::Document> docs = read_text_source(path, d.format == DataFormat::kJsonl, d.field);
+  std::vector<data::Document> docs =
+      read_text_source(path, d.format == DataFormat::kJsonl, d.field);
   if (d.max_documents > 0 && static_cast<int64_t>(docs.size()) > d.max_documents)
     docs.resize(static_cast<size_t>(d.max_documents));
   return docs;
