@@ -249,13 +249,6 @@ int inspect_safetensors(const InspectOptions& opts, std::ostream& out) {
   return 0;
 }
 
-at::ScalarType parse_dtype(const std::string& s) {
-  if (s == "fp32" || s == "float32") return at::kFloat;
-  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  if (s == "fp16" || s == "float16") return at::kHalf;
-  TORCH_CHECK(false, "--dtype must be fp32, bf16 or fp16, got '", s, "'");
-}
-
 }  // namespace
 
 int run_inspect(const InspectOptions& opts, std::ostream& out) {
@@ -268,7 +261,10 @@ int run_inspect(const InspectOptions& opts, std::ostream& out) {
 
 int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& log) {
   const std::string path = opts.model.empty() ? models::default_model_path() : opts.model;
-  const auto options = at::TensorOptions().dtype(parse_dtype(opts.dtype)).device(opts.device);
+  const auto options =
+      at::TensorOptions()
+          .dtype(parse_dtype_option(opts.dtype, {at::kFloat, at::kBFloat16, at::kHalf}, "generate"))
+          .device(opts.device);
   const auto t0 = std::chrono::steady_clock::now();
   models::Pretrained p = models::load_pretrained(path, options);
   TORCH_CHECK(p.tokenizer, "generate: '", path,
@@ -294,10 +290,7 @@ int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& l
 
   models::GenerateConfig g;
   g.max_new_tokens = opts.max_new_tokens;
-  g.sampling.temperature = opts.temperature;
-  g.sampling.top_k = opts.top_k;
-  g.sampling.top_p = opts.top_p;
-  g.sampling.seed = opts.seed;
+  g.sampling = opts.sampling;
   if (auto eos = p.tokenizer->eos_id()) g.stop_ids.push_back(*eos);
   if (chat) {
     if (auto end = p.tokenizer->token_to_id("<|im_end|>")) g.stop_ids.push_back(*end);
@@ -370,10 +363,7 @@ void add_model_commands(CLI::App& app, CommandList& commands) {
                        "wrap the prompt in the model's chat template (default true)");
   generate->add_option("--system", g->system, "system message for --chat");
   generate->add_option("-n,--max-new-tokens", g->max_new_tokens, "tokens to generate at most");
-  generate->add_option("--temperature", g->temperature, "0 = greedy");
-  generate->add_option("--top-k", g->top_k, "keep the k most likely tokens (0 = off)");
-  generate->add_option("--top-p", g->top_p, "nucleus sampling mass (1 = off)");
-  generate->add_option("--seed", g->seed, "sampling seed");
+  add_sampling_options(*generate, g->sampling, "sampling seed");
   generate->add_option("--dtype", g->dtype, "fp32, bf16 or fp16");
   generate->add_option("--device", g->device, "cpu or cuda");
   commands.push_back({generate, [g] { return run_generate(*g, std::cout, std::cerr); }});

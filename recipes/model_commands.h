@@ -21,12 +21,9 @@ struct GenerateOptions {
   bool chat = true;    // wrap the prompt in the model's chat template when it has one
   std::string system;  // optional system message for chat
   int64_t max_new_tokens = 96;
-  double temperature = 0.0;
-  int64_t top_k = 0;
-  double top_p = 1.0;
-  uint64_t seed = 0;
-  std::string dtype = "fp32";  // fp32 or bf16
-  std::string device = "cpu";  // cpu or cuda
+  models::SamplingConfig sampling;  // greedy by default
+  std::string dtype = "fp32";       // fp32, bf16 or fp16
+  std::string device = "cpu";       // cpu or cuda
 };
 int run_generate(const GenerateOptions& opts, std::ostream& out, std::ostream& log);
 

@@ -20,22 +20,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-at::ScalarType sample_dtype(const std::string& s) {
-  if (s == "fp32" || s == "float32") return at::kFloat;
-  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  TORCH_CHECK(false, "sample-data: --dtype must be fp32 or bf16, got '", s, "'");
-}
-
 // What a resumed run must share with the file it continues.
 nlohmann::ordered_json settings(const SampleDataOptions& o, const std::string& model) {
   return {{"model", model},
           {"tokens", o.tokens},
           {"batch", o.batch},
           {"greedy_tokens", o.greedy_tokens},
-          {"temperature", o.temperature},
-          {"top_k", o.top_k},
-          {"top_p", o.top_p},
-          {"seed", o.seed},
+          {"temperature", o.sampling.temperature},
+          {"top_k", o.sampling.top_k},
+          {"top_p", o.sampling.top_p},
+          {"seed", o.sampling.seed},
           {"dtype", o.dtype}};
 }
 
@@ -124,9 +118,7 @@ Sampling make_sampling(const data::Tokenizer& tok, int64_t model_vocab,
   s.prefix = tok.encode("", /*add_special=*/true);
   s.generate.max_new_tokens = opts.tokens;
   s.generate.greedy_tokens = opts.greedy_tokens;
-  s.generate.sampling.temperature = opts.temperature;
-  s.generate.sampling.top_k = opts.top_k;
-  s.generate.sampling.top_p = opts.top_p;
+  s.generate.sampling = opts.sampling;
   return s;
 }
 
@@ -165,7 +157,10 @@ int64_t sample_batch(models::LlamaForCausalLM& model, const data::Tokenizer& tok
 int run_sample_data(const SampleDataOptions& opts, std::ostream& log) {
   check_options(opts);
   const std::string path = opts.model.empty() ? models::default_model_path() : opts.model;
-  const auto options = at::TensorOptions().dtype(sample_dtype(opts.dtype)).device(opts.device);
+  const auto options =
+      at::TensorOptions()
+          .dtype(parse_dtype_option(opts.dtype, {at::kFloat, at::kBFloat16}, "sample-data"))
+          .device(opts.device);
   models::Pretrained p = models::load_pretrained(path, options);
   TORCH_CHECK(p.tokenizer, "sample-data: '", path, "' carries no tokenizer");
   const Sampling sampling = make_sampling(*p.tokenizer, p.model->config().vocab_size, opts);
@@ -178,7 +173,7 @@ int run_sample_data(const SampleDataOptions& opts, std::ostream& log) {
   int64_t generated = 0;
   for (int64_t done = resumed; done < opts.sequences;) {
     const int64_t n = std::min(opts.batch, opts.sequences - done);
-    generated += sample_batch(*p.model, *p.tokenizer, sampling, opts.seed, done, n, out);
+    generated += sample_batch(*p.model, *p.tokenizer, sampling, opts.sampling.seed, done, n, out);
     out.flush();
     TORCH_CHECK(out.good(), "sample-data: cannot write '", opts.out, "'");
     done += n;
@@ -206,10 +201,7 @@ void add_sample_data_command(CLI::App& app, CommandList& commands) {
   c->add_option("--tokens", o->tokens, "new tokens per sample at most (a sample ends at EOS)");
   c->add_option("--batch", o->batch, "samples decoded together");
   c->add_option("--greedy-tokens", o->greedy_tokens, "the first n new tokens are the argmax");
-  c->add_option("--temperature", o->temperature, "sampling temperature (0 = greedy)");
-  c->add_option("--top-k", o->top_k, "keep the k most likely tokens (0 = off)");
-  c->add_option("--top-p", o->top_p, "nucleus sampling mass (1 = off)");
-  c->add_option("--seed", o->seed, "seed of the first tokens and of the sampling");
+  add_sampling_options(*c, o->sampling, "seed of the first tokens and of the sampling");
   c->add_option("--dtype", o->dtype, "fp32 or bf16");
   c->add_option("--device", o->device, "cpu or cuda");
   commands.push_back({c, [o] { return run_sample_data(*o, std::cerr); }});

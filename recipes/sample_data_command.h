@@ -19,11 +19,9 @@ struct SampleDataOptions {
   int64_t tokens = 256;       // new tokens per sample at most (a sample also ends at EOS)
   int64_t batch = 32;         // samples decoded together
   int64_t greedy_tokens = 3;  // the first n new tokens are the argmax (LLM-QAT's hybrid)
-  double temperature = 1.0;
-  int64_t top_k = 0;
-  double top_p = 1.0;
-  uint64_t seed = 0;
-  std::string dtype = "fp32";
+  // temperature 1 (the teacher's own distribution); seed: of the first tokens and the sampling
+  models::SamplingConfig sampling{1.0};
+  std::string dtype = "fp32";  // fp32 or bf16
   std::string device = "cpu";
 };
 
