@@ -1,7 +1,7 @@
 // Training-step throughput of each method against the unquantized model in the same run: one
 // optimizer step (forward, backward, AdamW) of a Llama decoder with `method: qat` (Q4_0 fake
-// quant on every projection), `qlora` (NF4 base + LoRA r16) and `qat_lora`, each timed against
-// `full` (plain float training of the same model). One JSON line per method:
+// quant on every projection), `qlora` (NF4 base + LoRA r16), `qat_lora` and `lora` (float base +
+// LoRA r16), each timed against `full` (plain float training of the same model). One JSON line per method:
 //   {"bench":"train_step","method":"qat","device":"cpu","tokens_per_s":..,"baseline_tokens_per_s":..,
 //    "ratio_to_full":..}
 // ratio_to_full < 1 means slower than unquantized training. Absolute figures hold on a GPU only.
@@ -52,19 +52,7 @@ double step_ms(const Args& a, const std::string& method) {
   at::manual_seed(0);
   auto model =
       std::make_shared<models::LlamaForCausalLM>(config(a), at::TensorOptions().device(dev));
-  switch (cfg.method) {
-    case recipes::Method::kFull:
-      break;
-    case recipes::Method::kQat:
-      recipes::apply_qat(*model, cfg);
-      break;
-    case recipes::Method::kQlora:
-      recipes::apply_qlora(*model, cfg);
-      break;
-    case recipes::Method::kQatLora:
-      recipes::apply_qat_lora(*model, cfg);
-      break;
-  }
+  recipes::apply_method(*model, cfg);
   model->train();
   train::AdamW opt(train::trainable_parameters(*model), {});
   const at::Tensor ids =
@@ -112,7 +100,7 @@ int main(int argc, char** argv) {
   }
   const double full = step_ms(a, "full");
   const double tokens = static_cast<double>(a.batch * a.seq);
-  for (const char* method : {"qat", "qlora", "qat_lora"}) {
+  for (const char* method : {"qat", "qlora", "qat_lora", "lora"}) {
     const double ms = step_ms(a, method);
     std::cout << "{\"bench\":\"train_step\",\"method\":\"" << method << "\",\"device\":\""
               << a.device << "\",\"hidden\":" << a.hidden << ",\"layers\":" << a.layers

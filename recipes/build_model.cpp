@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
+#include "qat/lora/lora.h"
 #include "qat/models/llama.h"
 #include "recipes/methods.h"
 
@@ -11,6 +12,22 @@ namespace qat::recipes {
 
 std::string resolve_model_path(const std::string& path) {
   return path == "default" ? models::default_model_path() : path;
+}
+
+std::vector<std::string> apply_method(models::LlamaForCausalLM& model, const RecipeConfig& cfg) {
+  switch (cfg.method) {
+    case Method::kFull:
+      return {};
+    case Method::kQat:
+      return apply_qat(model, cfg);
+    case Method::kQlora:
+      return apply_qlora(model, cfg);
+    case Method::kQatLora:
+      return apply_qat_lora(model, cfg);
+    case Method::kLora:
+      return lora::apply_lora(model, lora_config(cfg));
+  }
+  TORCH_CHECK(false, "unknown method ", static_cast<int>(cfg.method));
 }
 
 models::Pretrained build_model(const RecipeConfig& cfg, int device_index) {
@@ -29,19 +46,7 @@ models::Pretrained build_model(const RecipeConfig& cfg, int device_index) {
   }
   models::Pretrained p = models::load_pretrained(resolve_model_path(cfg.model.path), options);
   auto& model = *p.model;
-  switch (cfg.method) {
-    case Method::kFull:
-      break;
-    case Method::kQat:
-      apply_qat(model, cfg);
-      break;
-    case Method::kQlora:
-      apply_qlora(model, cfg);
-      break;
-    case Method::kQatLora:
-      apply_qat_lora(model, cfg);
-      break;
-  }
+  apply_method(model, cfg);
   if (cfg.model.dtype == ModelDtype::kBf16) {
     // Frozen weights in bf16 halve their memory; trainable ones stay float32 master weights
     // (the config refuses model.dtype=bf16 on the CPU).

@@ -41,13 +41,6 @@ struct ExportArgs {
   std::string base_model;
 };
 
-at::ScalarType dtype_from_name(const std::string& n) {
-  if (n == "bf16" || n == "bfloat16") return at::kBFloat16;
-  if (n == "fp16" || n == "f16" || n == "float16") return at::kHalf;
-  if (n == "fp32" || n == "f32" || n == "float32") return at::kFloat;
-  TORCH_CHECK(false, "qat export: --dtype '", n, "' is not one of bf16, fp16, fp32");
-}
-
 bool is_run(const std::string& path) {
   namespace fs = std::filesystem;
   return fs::is_directory(path) && (fs::exists(fs::path(path) / "trainer_state.json") ||
@@ -69,7 +62,8 @@ exporting::ExportSource load_run(const std::string& path, exporting::ExportOptio
   train::load_training_state(*p.model, ckpt.model);
   std::cerr << "run " << path << ": " << to_string(cfg.method) << " at step "
             << ckpt.state.at("step").get<int64_t>() << " (" << ckpt_path << ")\n";
-  if (cfg.method == Method::kQlora || cfg.method == Method::kQatLora) {
+  if (cfg.method == Method::kQlora || cfg.method == Method::kQatLora ||
+      cfg.method == Method::kLora) {
     opt.lora_config = lora_config(cfg);
   }
   exporting::ExportSource s;
@@ -92,7 +86,7 @@ int run_export(const ExportArgs& a) {
     opt.gguf_type = exporting::gguf_type_from_name(a.gguf_type);
   }
   opt.gguf_embed_type = exporting::gguf_type_from_name(a.gguf_embed_type);
-  opt.hf_dtype = dtype_from_name(a.dtype);
+  opt.hf_dtype = parse_dtype_option(a.dtype, {at::kFloat, at::kBFloat16, at::kHalf}, "qat export");
   opt.int4_group_size = a.group_size;
   opt.nf4_blocksize = a.nf4_blocksize;
   opt.nf4_double_quant = !a.no_double_quant;

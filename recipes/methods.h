@@ -2,6 +2,7 @@
 //   qat_finetune.cpp    method: qat       fake-quant every targeted linear, train all weights
 //   qlora_finetune.cpp  method: qlora     NF4 (double-quant) frozen base + LoRA adapters
 //   qat_lora.cpp        method: qat_lora  fake-quant frozen base + LoRA adapters
+//   build_model.cpp     method: lora      float frozen base + LoRA adapters (PEFT's LoRA)
 //   (method: full is the unquantized baseline: every weight trains, nothing is swapped)
 // build_model() loads the pretrained model named in the config and applies the method; it is
 // what train, eval and export all call, so a run directory rebuilds exactly the trained model.
@@ -28,6 +29,11 @@ nn::FakeQuantLinearConfig fake_quant_layer_config(const QuantSection& q,
 std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const RecipeConfig& cfg);
 std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const RecipeConfig& cfg);
 std::vector<std::string> apply_qat_lora(models::LlamaForCausalLM& model, const RecipeConfig& cfg);
+
+// Applies cfg.method to a freshly built model (nothing for full; LoRA adapters over the frozen
+// float linears for lora) and returns the names of the layers it changed. build_model() and every
+// test or benchmark that builds its own model go through here, so they cannot disagree.
+std::vector<std::string> apply_method(models::LlamaForCausalLM& model, const RecipeConfig& cfg);
 
 // quant.init: gptq -- rounds a freshly prepared method-qat model by GPTQ on quant.init_calibration
 // sequences of `train_set` (the same ones on every rank), so QAT starts from GPTQ's weights.

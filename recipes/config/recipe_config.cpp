@@ -49,7 +49,8 @@ struct EnumNames<Method> {
     static const std::vector<std::pair<Method, const char*>> k{{Method::kFull, "full"},
                                                                {Method::kQat, "qat"},
                                                                {Method::kQlora, "qlora"},
-                                                               {Method::kQatLora, "qat_lora"}};
+                                                               {Method::kQatLora, "qat_lora"},
+                                                               {Method::kLora, "lora"}};
     return k;
   }
 };
@@ -432,15 +433,15 @@ RecipeConfig parse_recipe_config(const std::string& yaml, const std::string& sou
   if (empty) root = YAML::Node(YAML::NodeType::Map);
   for (const auto& o : overrides) apply_override(root, o);
   TORCH_CHECK(root.IsMap() && root.size() > 0, source,
-              ": the config is empty: a recipe names at least its method (full, qat, qlora or "
-              "qat_lora); recipes/configs/ has one of each to start from");
+              ": the config is empty: a recipe names at least its method (full, qat, qlora, "
+              "qat_lora or lora); recipes/configs/ has one of each to start from");
   RecipeConfig c;
   c.source = source;
   config::Reader top(root, "", source);
   visit_fields(top, c);
   top.finish();
   TORCH_CHECK(root["method"].IsDefined() && !root["method"].IsNull(), source,
-              ": method: missing: name what to train (full, qat, qlora or qat_lora); "
+              ": method: missing: name what to train (full, qat, qlora, qat_lora or lora); "
               "recipes/configs/ has one of each");
   c.validate();
   return c;

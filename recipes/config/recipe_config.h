@@ -30,6 +30,7 @@ enum class Method {
   kQat,      // fake-quant weights (and optionally activations) on every targeted linear
   kQlora,    // frozen NF4 base + LoRA adapters
   kQatLora,  // frozen fake-quant base + LoRA adapters (the adapters learn around the rounding)
+  kLora,     // frozen float base + LoRA adapters (PEFT's LoRA; no quantization in training)
 };
 std::string to_string(Method m);
 

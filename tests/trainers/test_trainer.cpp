@@ -99,6 +99,45 @@ TEST_CASE("gradient accumulation 1 vs 4 gives the same losses and weights", "[tr
   qat::io::remove_tree(dir);
 }
 
+TEST_CASE("method lora trains only adapters over the frozen float base, and merges exactly",
+          "[trainer]") {
+  const std::string dir = qat::test::temp_dir();
+  const auto cfg = tiny_config(dir, {"method=lora", "lora.r=4", "train.lr=1.0e-2"});
+  auto model = tiny_model(cfg);
+  std::map<std::string, at::Tensor> before;
+  int64_t adapters = 0;
+  for (const auto& p : model->named_parameters()) {
+    before[p.key()] = p.value().detach().clone();
+    const bool adapter = p.key().find(".lora_") != std::string::npos;
+    CHECK(p.value().requires_grad() == adapter);
+    adapters += adapter;
+  }
+  CHECK(adapters == 2 * 7 * 2);  // A and B on the 7 linears of each of the 2 layers
+  train::Communicator comm;
+  train::Trainer trainer(model, tiny_sequences(64, 16, 11), tiny_sequences(8, 16, 12),
+                         cfg.trainer_config(), comm, nlohmann::json::object());
+  trainer.fit();
+  const auto loss = field(train::read_metrics(dir + "/metrics.jsonl").records, "train", "loss");
+  REQUIRE(loss.size() == 6);
+  CHECK(loss.back() < loss.front());
+  for (const auto& p : model->named_parameters()) {
+    INFO(p.key());
+    if (p.value().requires_grad()) {
+      CHECK_FALSE(at::equal(p.value(), before.at(p.key())));  // every adapter trained
+    } else {
+      CHECK(qat::test::bit_equal(p.value(), before.at(p.key())));  // the base did not move
+    }
+  }
+  // The export's merged dense model computes what the trained adapters did.
+  model->eval();
+  const at::Tensor ids = tiny_sequences(2, 16, 5).tokens;
+  c10::NoGradGuard no_grad;
+  const at::Tensor with_adapters = model->forward(ids);
+  CHECK(lora::merge_lora(*model).size() == 14);
+  CHECK(at::allclose(model->forward(ids), with_adapters, 1e-5, 1e-5));
+  qat::io::remove_tree(dir);
+}
+
 TEST_CASE("a resumed run is bit-identical to an uninterrupted one", "[trainer]") {
   // QAT + LoRA with dropout (the RNG must be restored), a fake-quant delay that ends after the
   // interruption (the quantizer step counters must be restored) and a cosine schedule; trained

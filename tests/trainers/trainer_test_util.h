@@ -23,19 +23,7 @@ inline std::shared_ptr<models::LlamaForCausalLM> tiny_model(const recipes::Recip
   at::manual_seed(1234);
   auto model = std::make_shared<models::LlamaForCausalLM>(tiny_llama_config(kTinyVocab, false));
   at::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  switch (cfg.method) {
-    case recipes::Method::kFull:
-      break;
-    case recipes::Method::kQat:
-      recipes::apply_qat(*model, cfg);
-      break;
-    case recipes::Method::kQlora:
-      recipes::apply_qlora(*model, cfg);
-      break;
-    case recipes::Method::kQatLora:
-      recipes::apply_qat_lora(*model, cfg);
-      break;
-  }
+  recipes::apply_method(*model, cfg);
   return model;
 }
 

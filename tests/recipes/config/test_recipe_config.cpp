@@ -37,8 +37,9 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
                     Contains("train: expected a mapping of keys, found a list"));
   CHECK_THROWS_WITH(recipes::parse_recipe_config("lora: {targets: q_proj}\n", "x.yaml"),
                     Contains("lora.targets: expected a list of strings"));
-  CHECK_THROWS_WITH(recipes::parse_recipe_config("method: qlorra\n", "x.yaml"),
-                    Contains("method: expected one of full, qat, qlora, qat_lora, found 'qlorra'"));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config("method: qlorra\n", "x.yaml"),
+      Contains("method: expected one of full, qat, qlora, qat_lora, lora, found 'qlorra'"));
   CHECK_THROWS_WITH(recipes::parse_recipe_config("quant: {weight: int5x}\n", "x.yaml"),
                     Contains("quant.weight: unknown format 'int5x'"));
   CHECK_THROWS_WITH(recipes::parse_recipe_config(
@@ -83,7 +84,7 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
 }
 
 TEST_CASE("the shipped recipe configs parse", "[config]") {
-  for (const char* name : {"qat", "qlora", "qat_lora", "full", "qad", "qad-q4_k_m"}) {
+  for (const char* name : {"qat", "qlora", "qat_lora", "lora", "full", "qad", "qad-q4_k_m"}) {
     const std::string path =
         std::string(QAT_SOURCE_DIR) + "/recipes/configs/smollm2-135m/" + name + ".yaml";
     INFO(path);
