@@ -1,7 +1,8 @@
 // Training-step throughput of each method against the unquantized model in the same run: one
 // optimizer step (forward, backward, AdamW) of a Llama decoder with `method: qat` (Q4_0 fake
 // quant on every projection), `qlora` (NF4 base + LoRA r16), `qat_lora` and `lora` (float base +
-// LoRA r16), each timed against `full` (plain float training of the same model). One JSON line per method:
+// LoRA r16), each timed against `full` (plain float training of the same model). One JSON line per
+// method:
 //   {"bench":"train_step","method":"qat","device":"cpu","tokens_per_s":..,"baseline_tokens_per_s":..,
 //    "ratio_to_full":..}
 // ratio_to_full < 1 means slower than unquantized training. Absolute figures hold on a GPU only.

@@ -26,6 +26,7 @@
 #include "trainers/metrics/format.h"
 #include "trainers/metrics/metrics_log.h"
 #include "trainers/metrics/progress_bar.h"
+#include "trainers/metrics/tensorboard.h"
 #include "trainers/metrics/training_plot.h"
 #include "trainers/model_state.h"
 #include "trainers/optimizer.h"
@@ -180,9 +181,10 @@ struct Trainer::Impl {
   std::string last_checkpoint = "(none yet)";
 
   // The run in progress.
-  int64_t start = 0;                        // the step this call starts from
-  std::optional<std::string> resumed_from;  // the checkpoint it resumed from
-  std::optional<MetricsWriter> metrics;     // rank 0
+  int64_t start = 0;                             // the step this call starts from
+  std::optional<std::string> resumed_from;       // the checkpoint it resumed from
+  std::optional<MetricsWriter> metrics;          // rank 0
+  std::optional<TensorBoardWriter> tensorboard;  // rank 0, log.tensorboard: mirrors metrics
   std::unique_ptr<ProgressBar> bar;
   TrainSummary summary;
   double tokens_done = 0;
@@ -316,6 +318,10 @@ struct Trainer::Impl {
                                              << cfg.config_yaml;
       metrics = resumed_from ? MetricsWriter::open(metrics_path.string(), start)
                              : MetricsWriter::create(metrics_path.string());
+      if (cfg.log.tensorboard) {  // replays what metrics.jsonl kept on resume
+        tensorboard = TensorBoardWriter::create((out_dir / "tensorboard").string(),
+                                                read_metrics(metrics_path.string()).records);
+      }
     }
     ProgressOptions po;
     po.total = cfg.train.steps;
@@ -338,14 +344,24 @@ struct Trainer::Impl {
     t0 = std::chrono::steady_clock::now();
   }
 
+  // One metrics line (rank 0), mirrored to TensorBoard when log.tensorboard is on.
+  void write_metrics(int64_t step, const std::string& kind, nlohmann::json fields) {
+    Record r;
+    r.step = step;
+    r.kind = kind;
+    r.fields = std::move(fields);
+    metrics->write(r);
+    if (tensorboard) tensorboard->write(r);
+  }
+
   // --- the step loop ---------------------------------------------------------------------------
 
   EvalResult run_eval(int64_t step) {
     const EvalResult r =
         evaluate(*model, eval, cfg.train.micro_batch, comm, cfg.eval.sequences, bf16);
     if (main) {
-      metrics->write(step, "eval",
-                     {{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens}});
+      write_metrics(step, "eval",
+                    {{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens}});
       std::ostringstream line;
       line << "eval  step " << step << "  loss " << format_fixed(r.loss, 4) << "  ppl "
            << format_fixed(r.perplexity, 3) << "  (" << r.tokens << " tokens)";
@@ -431,13 +447,13 @@ struct Trainer::Impl {
         static_cast<double>(cfg.global_batch(comm.world_size()) * train.seq_len());
     const double mem = peak_memory(device);
     if (done % cfg.log.every == 0 || done == cfg.train.steps) {
-      metrics->write(done, "train",
-                     {{"loss", r.loss},
-                      {"lr", r.lr},
-                      {"grad_norm", r.grad_norm},
-                      {"tokens_per_s", step_tokens / r.seconds},
-                      {"step_s", r.seconds},
-                      {"peak_mem_bytes", mem}});
+      write_metrics(done, "train",
+                    {{"loss", r.loss},
+                     {"lr", r.lr},
+                     {"grad_norm", r.grad_norm},
+                     {"tokens_per_s", step_tokens / r.seconds},
+                     {"step_s", r.seconds},
+                     {"peak_mem_bytes", mem}});
     }
     bar->update(done,
                 {{"loss", format_fixed(r.loss, 3)},

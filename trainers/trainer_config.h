@@ -62,6 +62,7 @@ struct LogSection {
   int64_t every = 1;                    // steps between metrics lines
   Progress progress = Progress::kAuto;  // a bar on a TTY, lines, or nothing
   bool plot = true;                     // training-curve PNG beside metrics.jsonl
+  bool tensorboard = false;             // event files in <output_dir>/tensorboard as well
 };
 
 struct TrainerConfig {

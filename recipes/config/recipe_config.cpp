@@ -269,6 +269,7 @@ void visit_fields(V& v, train::LogSection& s) {
   v.field("every", s.every, at_least<int64_t>(1));
   v.field("progress", s.progress);
   v.field("plot", s.plot);
+  v.field("tensorboard", s.tensorboard);
 }
 
 // The whole config. Part::kRun marks what may change when a run resumes.

@@ -171,6 +171,30 @@ TEST_CASE("a resumed run is bit-identical to an uninterrupted one", "[trainer]")
   qat::io::remove_tree(dir);
 }
 
+TEST_CASE("log.tensorboard mirrors metrics.jsonl, each step once across a resume", "[trainer]") {
+  const std::string dir = qat::test::temp_dir();
+  const std::vector<std::string> opts{"log.tensorboard=true", "checkpoint.every=3"};
+  train::Communicator comm;
+  train_run(tiny_config(dir, opts), comm, /*stop_after=*/4);  // saves step 4 as it stops
+  const Run run = train_run(tiny_config(dir, opts), comm);    // replays steps 0-4, then 5 and 6
+  REQUIRE(run.summary.resumed_from == 4);
+  REQUIRE(qat::test::run_python("tensorboard_read.py", {dir + "/tensorboard", dir + "/tb.json"}) ==
+          0);
+  std::ifstream in(dir + "/tb.json");
+  const auto j = nlohmann::json::parse(in);
+  CHECK(j["files"] == 1);
+  for (const char* kind : {"train", "eval"}) {
+    const auto expected = field(run.records, kind, "loss");
+    const auto& got = j["scalars"][std::string(kind) + "/loss"];
+    REQUIRE(got.size() == expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      CHECK(got[i][1].get<double>() == static_cast<double>(static_cast<float>(expected[i])));
+    }
+  }
+  CHECK(j["scalars"]["train/loss"].back()[0] == 6);
+  qat::io::remove_tree(dir);
+}
+
 TEST_CASE("a NaN loss stops the run naming the step and the last good checkpoint", "[trainer]") {
   const std::string dir = qat::test::temp_dir();
   const std::vector<std::string> opts{"method=qat_lora", "train.steps=2", "checkpoint.every=2"};
