@@ -6,7 +6,7 @@ using Catch::Contains;
 using qat::recipes::add_sampling_options;
 using qat::recipes::parse_dtype_option;
 
-TEST_CASE("--dtype spellings map to one type each, and a type the command lacks is refused",
+TEST_CASE("dtype option spellings map to one type each, and a type the command lacks is refused",
           "[recipes]") {
   const auto all = {at::kFloat, at::kBFloat16, at::kHalf};
   for (const char* n : {"fp32", "f32", "float32"})
