@@ -31,19 +31,17 @@ at::ScalarType parse_dtype_option(const std::string& name,
                                   std::initializer_list<at::ScalarType> allowed,
                                   const std::string& command) {
   struct Spelling {
-    const char* names[3];
+    std::vector<std::string> names;  // the first is the one error messages show
     at::ScalarType type;
   };
-  static const Spelling spellings[] = {{{"fp32", "f32", "float32"}, at::kFloat},
-                                       {{"bf16", "bfloat16", "bfloat16"}, at::kBFloat16},
-                                       {{"fp16", "f16", "float16"}, at::kHalf}};
+  static const std::vector<Spelling> spellings = {{{"fp32", "f32", "float32"}, at::kFloat},
+                                                  {{"bf16", "bfloat16"}, at::kBFloat16},
+                                                  {{"fp16", "f16", "float16"}, at::kHalf}};
   std::string expected;
   for (const auto& sp : spellings) {
     if (std::find(allowed.begin(), allowed.end(), sp.type) == allowed.end()) continue;
-    expected += (expected.empty() ? "" : ", ") + std::string(sp.names[0]);
-    for (const char* n : sp.names) {
-      if (name == n) return sp.type;
-    }
+    expected += (expected.empty() ? "" : ", ") + sp.names.front();
+    if (std::find(sp.names.begin(), sp.names.end(), name) != sp.names.end()) return sp.type;
   }
   TORCH_CHECK(false, command, ": --dtype must be one of ", expected, ", got '", name, "'");
 }

@@ -145,7 +145,7 @@ MetricsFile read_metrics(const std::string& path) {
   return file;
 }
 
-void MetricsWriter::FileCloser::operator()(std::FILE* f) const {
+void FileCloser::operator()(std::FILE* f) const {
   std::fclose(f);
 }
 

@@ -38,6 +38,11 @@ struct MetricsFile {
 // warning; any other malformed line throws std::runtime_error naming the path and line number.
 MetricsFile read_metrics(const std::string& path);
 
+// Closes a C stream: the deleter of the append-only files MetricsWriter and TensorBoardWriter keep.
+struct FileCloser {
+  void operator()(std::FILE* f) const;
+};
+
 class MetricsWriter {
  public:
   // Starts a new file at `path`, replacing any existing one.
@@ -62,9 +67,6 @@ class MetricsWriter {
   const std::string& warning() const { return warning_; }
 
  private:
-  struct FileCloser {
-    void operator()(std::FILE* f) const;
-  };
   MetricsWriter(std::string path, std::unique_ptr<std::FILE, FileCloser> file);
 
   std::string path_;

@@ -136,10 +136,6 @@ std::vector<std::pair<std::string, float>> record_scalars(const Record& record) 
   return out;
 }
 
-void TensorBoardWriter::FileCloser::operator()(std::FILE* f) const {
-  if (f) std::fclose(f);
-}
-
 TensorBoardWriter::TensorBoardWriter(std::string path, std::unique_ptr<std::FILE, FileCloser> file)
     : path_(std::move(path)), file_(std::move(file)) {}
 

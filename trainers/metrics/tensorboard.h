@@ -54,9 +54,6 @@ class TensorBoardWriter {
   const std::string& path() const { return path_; }
 
  private:
-  struct FileCloser {
-    void operator()(std::FILE* f) const;
-  };
   TensorBoardWriter(std::string path, std::unique_ptr<std::FILE, FileCloser> file);
   void append(const std::string& event);
 
