@@ -114,6 +114,15 @@ def write_model_dir(shape, path):
         model = LlamaForCausalLM(cfg).to(torch.float32)
     else:
         sys.exit(f"bench/peers.py: unknown shape '{shape}' (135m or 360m)")
+    if getattr(model, "hf_quantizer", None) is not None:
+        # transformers refuses to save a GGUF-loaded model; its weights are plain fp32 already, so
+        # a fresh model of the same config takes them and saves as any other.
+        cfg = model.config
+        if hasattr(cfg, "quantization_config"):
+            del cfg.quantization_config
+        plain = LlamaForCausalLM(cfg).to(torch.float32)
+        plain.load_state_dict(model.state_dict())
+        model = plain
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
 

@@ -12,6 +12,7 @@
 #include "recipes/ptq_command.h"
 #include "recipes/sample_data_command.h"
 #include "recipes/train_command.h"
+#include "trainers/host_memory.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"qat: quantization-aware training, QLoRA and export of quantized language models"};
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    qat::train::set_host_memory(qat::train::host_memory_from_env());
     for (const auto& c : commands) {
       if (c.app->parsed()) return c.run();
     }

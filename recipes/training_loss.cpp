@@ -37,7 +37,10 @@ std::shared_ptr<models::LlamaForCausalLM> build_teacher(const RecipeConfig& cfg,
 }
 
 train::LossFunction training_loss(const RecipeConfig& cfg, int device_index) {
-  if (!cfg.distill.enabled) return train::next_token_loss_sum;
+  // Cross-entropy with the head in chunks: the (tokens, vocab) logits, their softmax and their
+  // gradient never exist for the whole batch at once (600 MB at 4 x 256 tokens and SmolLM2's
+  // 49,152 words), and the head's gradients are formed as each chunk's softmax is.
+  if (!cfg.distill.enabled) return train::chunked_cross_entropy();
   train::HeadLossOptions o;
   o.temperature = cfg.distill.temperature;
   o.ce_weight = cfg.distill.ce_weight;

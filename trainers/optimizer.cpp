@@ -40,17 +40,28 @@ AdamW::AdamW(std::vector<NamedParam> params, AdamWConfig cfg)
 void AdamW::step(double lr) {
   c10::NoGradGuard no_grad;
   ++step_;
-  const double bias1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step_));
-  const double bias2_sqrt = std::sqrt(1.0 - std::pow(cfg_.beta2, static_cast<double>(step_)));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor p = params_[i].param;
-    const at::Tensor& g = p.grad();
-    if (!g.defined()) continue;  // as torch: a parameter without a gradient is not touched
-    if (decay_[i] && cfg_.weight_decay != 0) p.mul_(1.0 - lr * cfg_.weight_decay);
-    exp_avg_[i].lerp_(g, 1.0 - cfg_.beta1);
-    exp_avg_sq_[i].mul_(cfg_.beta2).addcmul_(g, g, 1.0 - cfg_.beta2);
-    const at::Tensor denom = (exp_avg_sq_[i].sqrt() / bias2_sqrt).add_(cfg_.eps);
-    p.addcdiv_(exp_avg_[i], denom, -lr / bias1);
+  // libtorch's fused AdamW kernel: one pass over each parameter, its gradient and both moments
+  // (the unfused update is seven passes and two temporaries per parameter). It reads the step
+  // count from `state_steps`; one scalar serves every parameter. Two calls: with and without
+  // decay. A parameter without a gradient is not touched, as in torch.
+  if (params_.empty()) return;
+  const at::Tensor steps = at::scalar_tensor(static_cast<double>(step_),
+                                             params_.front().param.options().dtype(at::kFloat));
+  for (const bool with_decay : {true, false}) {
+    std::vector<at::Tensor> p, g, m, v, t;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const at::Tensor& grad = params_[i].param.grad();
+      if (!grad.defined() || decay_[i] != with_decay) continue;
+      p.push_back(params_[i].param);
+      g.push_back(grad.is_contiguous() ? grad : grad.contiguous());
+      m.push_back(exp_avg_[i]);
+      v.push_back(exp_avg_sq_[i]);
+      t.push_back(steps);
+    }
+    if (p.empty()) continue;
+    at::_fused_adamw_(p, g, m, v, /*max_exp_avg_sqs=*/{}, t, lr, cfg_.beta1, cfg_.beta2,
+                      with_decay ? cfg_.weight_decay : 0.0, cfg_.eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
   }
 }
 
@@ -94,14 +105,15 @@ void AdamW::load_state_dict(const std::map<std::string, at::Tensor>& state) {
 }
 
 double grad_norm(const std::vector<NamedParam>& params) {
-  at::Tensor total;
-  for (const auto& p : params) {
-    const at::Tensor& g = p.param.grad();
-    if (!g.defined()) continue;
-    at::Tensor sq = g.to(at::kDouble).pow(2).sum();
-    total = total.defined() ? total + sq : sq;
-  }
-  return total.defined() ? std::sqrt(total.item<double>()) : 0.0;
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params)
+    if (p.param.grad().defined()) grads.push_back(p.param.grad());
+  if (grads.empty()) return 0.0;
+  // Each gradient's norm in one pass over it (float32, libtorch's cascaded sum), the squares of
+  // those summed in float64.
+  const std::vector<at::Tensor> norms = at::_foreach_norm(grads, 2);
+  const at::Tensor per = at::stack(norms).to(at::kDouble);
+  return std::sqrt(per.mul(per).sum().item<double>());
 }
 
 double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm) {
@@ -109,9 +121,10 @@ double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm) {
   if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
     c10::NoGradGuard no_grad;
     const double coef = max_norm / (norm + 1e-6);
-    for (const auto& p : params) {
-      if (p.param.grad().defined()) p.param.mutable_grad().mul_(coef);
-    }
+    std::vector<at::Tensor> grads;
+    for (const auto& p : params)
+      if (p.param.grad().defined()) grads.push_back(p.param.grad());
+    at::_foreach_mul_(grads, coef);
   }
   return norm;
 }

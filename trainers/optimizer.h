@@ -5,8 +5,9 @@
 //   p = p*(1 - lr*wd)            (only parameters with decay)
 //   p = p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
 //
-// This is torch.optim.AdamW's update, in its operation order. Parameters are the trainable ones,
-// kept in float32 (master weights; bf16 autocast only lowers the matmuls).
+// This is torch.optim.AdamW's update, computed by libtorch's fused kernel (torch.optim.AdamW with
+// fused=True). Parameters are the trainable ones, kept in float32 (master weights; bf16 autocast
+// only lowers the matmuls).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -57,7 +58,8 @@ class AdamW {
   int64_t step_ = 0;
 };
 
-// Sqrt of the sum of squared gradients of `params` (float64 accumulation).
+// Sqrt of the sum of squared gradients of `params` (per-tensor norms in float32, their squares
+// summed in float64).
 double grad_norm(const std::vector<NamedParam>& params);
 // Scales the gradients so their norm is at most max_norm; returns the norm before clipping.
 double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm);
