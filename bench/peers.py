@@ -20,8 +20,13 @@ transformers into a Hugging Face directory that both sides load); `360m` is Smol
 weights, written once in the same way. torchao is installed for the benchmark only, into
 <out>/site (pip install --target), never into the test command's venv.
 
-  bench/peers.py [--shapes 135m,360m] [--methods full,qat,...] [--steps 12] [--warmup 4]
-                 [--threads 2] [--profile]
+  bench/peers.py [--shapes 135m,360m] [--methods full,qat,...] [--dtypes fp32,bf16]
+                 [--steps 12] [--warmup 4] [--threads 2] [--profile]
+
+--dtypes bf16 adds rows with bf16 autocast on both sides (torch.autocast("cpu") for the peer,
+train.autocast=bf16 for ours) where the CPU has bf16 matmul instructions (AVX512_BF16 or AMX);
+on other CPUs those rows are skipped with a JSON line saying why (qat train stays in float32
+there, and so would the comparison).
 
 --profile runs each side under `perf record -g` (Debian's perf) and writes
 <out>/profile-<shape>-<method>-{ours,peer}.txt (perf report, self time per symbol), printing the
@@ -79,7 +84,8 @@ def run_measured(cmd, env=None, profile_name=None):
         text = data[:-len(".data")] + ".txt"
         with open(text, "w") as f:
             f.write(report)
-        top = [l for l in report.splitlines() if l.strip() and not l.startswith("#")][:20]
+        top = [" ".join(l.split())[:160] for l in report.splitlines()
+               if l.strip() and not l.startswith("#")][:20]
         log(f"profile {profile_name} ({text}):\n" + "\n".join(top))
     return out, usage.ru_maxrss / 1024.0
 
@@ -125,6 +131,14 @@ def write_model_dir(shape, path):
         model = plain
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
+
+
+def cpu_has_bf16():
+    """The same test as qat train's (trainers/autocast.h): libtorch's CPU capabilities."""
+    out = subprocess.run([PYTHON, "-c", "import torch; c = torch._C._cpu._get_cpu_capability(); "
+                          "print(int(c.get('avx512_bf16', False) or c.get('amx_bf16', False)))"],
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    return out.strip() == "1"
 
 
 def model_dir(out, shape):
@@ -207,7 +221,8 @@ def run_peer(args):
     for _ in range(args.steps):
         ids = torch.randint(vocab, (BATCH, SEQ), generator=gen)
         t0 = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+            loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -222,7 +237,7 @@ def run_peer(args):
 
 def run_ours(method, shape, path, args, out):
     qat = os.path.join(os.environ.get("QAT_BUILD_DIR", os.path.join(ROOT, "build")), "recipes/qat")
-    run_dir = os.path.join(out, f"ours-{method}")
+    run_dir = os.path.join(out, f"ours-{method}-{args.dtype}")
     cfg = os.path.join(ROOT, "recipes/configs/smollm2-135m", OURS_CONFIG[method] + ".yaml")
     overrides = [f"output_dir={run_dir}", "resume=false", f"model.path={path}",
                  f"train.steps={args.steps}", f"train.micro_batch={BATCH}", "train.grad_accum=1",
@@ -231,11 +246,12 @@ def run_ours(method, shape, path, args, out):
                  "log.every=1", "log.progress=off", "log.plot=false"]
     if method in ("qlora", "lora", "qat_lora"):
         overrides += ["lora.r=16", "lora.alpha=32", "lora.dropout=0.0"]  # as the PEFT peers
+    overrides.append("train.autocast=" + ("bf16" if args.dtype == "bf16" else "off"))
     if os.path.exists(run_dir):
         subprocess.run(["rm", "-rf", run_dir], check=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     _, rss = run_measured([qat, "train", cfg] + overrides, env=env,
-                          profile_name=f"{shape}-{method}-ours")
+                          profile_name=f"{shape}-{method}-{args.dtype}-ours")
     speeds = []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
@@ -256,6 +272,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=os.path.expanduser("~/.cache/qat/bench-peers"))
     ap.add_argument("--profile", action="store_true", help="perf record each side")
+    ap.add_argument("--dtypes", default="fp32,bf16",
+                    help="fp32, and bf16 autocast on both sides where the CPU has bf16 "
+                         "instructions (AVX512_BF16 or AMX); elsewhere the bf16 rows are skipped")
+    ap.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)  # internal: one peer
     ap.add_argument("--peer", help=argparse.SUPPRESS)         # internal: run one peer
     ap.add_argument("--write-model", help=argparse.SUPPRESS)  # internal: write a model directory
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -276,17 +296,24 @@ def main():
     env = dict(os.environ)
     if "qat" in methods:
         env["PYTHONPATH"] = torchao_site(args.out) + os.pathsep + env.get("PYTHONPATH", "")
+    dtypes = args.dtypes.split(",")
+    if "bf16" in dtypes and not cpu_has_bf16():
+        print(json.dumps({"bench": "peers", "dtype": "bf16", "skipped": "this CPU has no bf16 "
+                          "matmul instructions (AVX512_BF16 or AMX-BF16); qat train stays in "
+                          "float32 there"}), flush=True)
+        dtypes.remove("bf16")
     rows = []
-    for shape in args.shapes.split(","):
+    for shape, dtype in [(s, d) for s in args.shapes.split(",") for d in dtypes]:
         path = model_dir(args.out, shape)
+        args.dtype = dtype
         for m in methods:
             peer_out, peer_rss = run_measured(
                 [PYTHON, __file__, "--peer", m, "--model", path, "--steps", str(args.steps),
-                 "--warmup", str(args.warmup), "--threads", str(args.threads)], env=env,
-                profile_name=f"{shape}-{m}-peer")
+                 "--warmup", str(args.warmup), "--threads", str(args.threads),
+                 "--dtype", dtype], env=env, profile_name=f"{shape}-{m}-{dtype}-peer")
             peer = json.loads(peer_out.strip().splitlines()[-1])
             ours, ours_rss = run_ours(m, shape, path, args, args.out)
-            row = {"bench": "peers", "shape": shape, "method": m, "dtype": "fp32",
+            row = {"bench": "peers", "shape": shape, "method": m, "dtype": dtype,
                    "threads": args.threads, "tokens_per_step": BATCH * SEQ,
                    "peer": PEER_NAME[m], "peer_tokens_per_s": round(peer["tokens_per_s"], 1),
                    "ours_tokens_per_s": round(ours, 1),
@@ -294,10 +321,12 @@ def main():
                    "peer_peak_rss_mib": round(peer_rss), "ours_peak_rss_mib": round(ours_rss)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print("\n| shape | method | peer | peer tok/s | ours tok/s | ours / peer | peak MiB peer / ours |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| shape | dtype | method | peer | peer tok/s | ours tok/s | ours / peer "
+          "| peak MiB peer / ours |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['shape']} | {r['method']} | {r['peer']} | {r['peer_tokens_per_s']} | "
+        print(f"| {r['shape']} | {r['dtype']} | {r['method']} | {r['peer']} | "
+              f"{r['peer_tokens_per_s']} | "
               f"{r['ours_tokens_per_s']} | {r['ratio']:.2f}x | "
               f"{r['peer_peak_rss_mib']} / {r['ours_peak_rss_mib']} |")
 

@@ -12,6 +12,7 @@
 #include "qat/models/llama.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
+#include "trainers/autocast.h"
 #include "trainers/checkpoint.h"
 #include "trainers/dist.h"
 #include "trainers/launch.h"
@@ -52,6 +53,7 @@ void print_run_header(const RecipeConfig& cfg, const models::Pretrained& p, cons
             << "  data: " << data.description << "\n"
             << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
             << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
+            << "  precision: " << train::resolve_precision(cfg.train).reason << "\n"
             << "  output: " << cfg.output_dir << "\n";
   if (cfg.distill.enabled) {
     const DistillSection& d = cfg.distill;

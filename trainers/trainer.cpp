@@ -1,7 +1,6 @@
 #include "trainers/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 
 #include "data/dataset/sampler.h"
 #include "qat/models/llama.h"
+#include "trainers/autocast.h"
 #include "trainers/checkpoint.h"
 #include "trainers/grad_sync.h"
 #include "trainers/lr_schedule.h"
@@ -35,32 +35,6 @@ namespace fs = std::filesystem;
 
 namespace qat::train {
 namespace {
-
-// bf16 autocast for CUDA matmuls while alive (thread-local state, restored on exit).
-class AutocastGuard {
- public:
-  explicit AutocastGuard(bool on) : on_(on) {
-    if (!on_) return;
-    prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~AutocastGuard() {
-    if (!on_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
-  }
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  bool on_;
-  bool prev_enabled_ = false;
-  at::ScalarType prev_dtype_ = at::kBFloat16;
-};
 
 int64_t count_targets(const at::Tensor& labels) {
   return labels.narrow(1, 1, labels.size(1) - 1).ne(-100).sum().item<int64_t>();
@@ -140,7 +114,7 @@ EvalResult evaluate(models::LlamaForCausalLM& model, const SequenceSet& data, in
         mine.begin() + static_cast<std::ptrdiff_t>(b),
         mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), b + batch_size)));
     const at::Tensor labels = rows(data.labels, idx, device);
-    AutocastGuard autocast(autocast_bf16);
+    AutocastGuard autocast(device.type(), autocast_bf16);
     const auto packed = packed_rows(data, idx, device);
     const Batch batch{rows(data.tokens, idx, device), labels, packed ? &*packed : nullptr};
     loss_sum += next_token_loss_sum(model, batch).item<double>();
@@ -202,7 +176,9 @@ struct Trainer::Impl {
         loss_fn(std::move(loss)) {
     TORCH_CHECK(loss_fn, "the trainer needs a loss function");
     device = model->parameters().front().device();
-    bf16 = device.is_cuda() && cfg.train.autocast != Autocast::kOff;
+    bf16 = resolve_precision(device.is_cuda() ? Device::kCuda : Device::kCpu, cfg.train.autocast,
+                             cpu_has_bf16_matmul())
+               .bf16;
     main = comm.rank() == 0;
     params = trainable_parameters(*model);
     TORCH_CHECK(!params.empty(),
@@ -410,7 +386,7 @@ struct Trainer::Impl {
                         packed ? &*packed : nullptr};
       at::Tensor loss;
       {
-        AutocastGuard autocast(bf16);
+        AutocastGuard autocast(device.type(), bf16);
         loss = loss_fn(*model, batch) / global_targets;
       }
       loss.backward();

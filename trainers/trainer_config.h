@@ -16,7 +16,7 @@ namespace qat::train {
 enum class Device { kCpu, kCuda };
 enum class Autocast {
   kAuto,  // bf16 on CUDA, off on the CPU
-  kBf16,
+  kBf16,  // bf16 on CUDA, and on a CPU with bf16 instructions (float32 elsewhere)
   kOff,
 };
 enum class Progress {
@@ -43,8 +43,9 @@ struct TrainSection {
   Autocast autocast = Autocast::kAuto;
   int64_t dist_timeout_s = 300;  // a collective waiting longer means a lost rank
 
-  // bf16 autocast is on: CUDA with autocast auto or bf16.
-  bool bf16() const { return device == Device::kCuda && autocast != Autocast::kOff; }
+  // bf16 autocast is on: CUDA with autocast auto or bf16; the CPU with autocast bf16 where it
+  // has bf16 matmul instructions (trainers/autocast.h, which defines this).
+  bool bf16() const;
 };
 
 struct EvalSection {

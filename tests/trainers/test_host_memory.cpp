@@ -35,7 +35,7 @@ struct EnvVar {  // sets a variable for one test case, restores it after
 
 }  // namespace
 
-TEST_CASE("QAT_HOST_MEMORY names the policy; anything else is refused", "[host_memory]") {
+TEST_CASE("QAT_HOST_MEMORY names the policy and anything else is refused", "[host_memory]") {
   {
     EnvVar v("QAT_HOST_MEMORY", nullptr);
     CHECK(train::host_memory_from_env() == train::HostMemory::kKeep);
