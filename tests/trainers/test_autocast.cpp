@@ -11,7 +11,7 @@ using namespace qat;
 using train::Autocast;
 using train::Device;
 
-TEST_CASE("precision: bf16 on CUDA unless off; on the CPU only when asked and supported",
+TEST_CASE("precision: bf16 on CUDA unless off, on the CPU only when asked and supported",
           "[autocast]") {
   for (const bool cpu_bf16 : {false, true}) {
     CHECK(train::resolve_precision(Device::kCuda, Autocast::kAuto, cpu_bf16).bf16);
