@@ -33,7 +33,11 @@ there, and so would the comparison).
 top of each: where the step's time goes on both sides, the start of every optimization.
 
 Prints one JSON line per row ({"bench": "peers", ..., "ratio": ours / peer tokens/s}), then a
-markdown table. Needs scripts/bootstrap and a build (scripts/test).
+markdown table. With `full` among the methods, a "peers_matmul_bound" line per shape says what
+bounds the step: the step's linear-layer matmuls timed alone with the same libtorch and threads
+(forward, input and weight gradients at 4 x 256 tokens), their GFLOP/s, the tokens/s they alone
+would allow, and the fraction of ours' full fine-tuning step they take. Needs scripts/bootstrap
+and a build (scripts/test).
 """
 import argparse
 import glob
@@ -233,6 +237,39 @@ def run_peer(args):
                       "trainable": sum(p.numel() for p in params)}))
 
 
+# --- what bounds a step: its matmuls alone -------------------------------------------------------
+
+def run_bound(args):
+    """Times the step's matmuls alone with libtorch (same build, same threads): every linear's
+    forward x W^T, input gradient dY W and weight gradient dY^T x at 4 x 256 tokens, and the tied
+    head's three. Their sum is what a full fine-tuning step cannot go below on this CPU without
+    lower precision (attention's own matmuls and every elementwise op are left out)."""
+    import json as _json
+    import torch
+    torch.set_num_threads(args.threads)
+    with open(os.path.join(args.model, "config.json")) as f:
+        c = _json.load(f)
+    h, inter, vocab = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    kv = h // c["num_attention_heads"] * c["num_key_value_heads"]
+    tokens = BATCH * SEQ
+    shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)]
+    total_s, flops = 0.0, 0.0
+    for (k, n), count in [(s, c["num_hidden_layers"]) for s in shapes] + [((h, vocab), 1)]:
+        x, w, dy = torch.randn(tokens, k), torch.randn(n, k), torch.randn(tokens, n)
+        ops = [lambda: x @ w.t(), lambda: dy @ w, lambda: dy.t() @ x]
+        for op in ops:
+            op()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for op in ops:
+                op()
+            times.append(time.perf_counter() - t0)
+        total_s += min(times) * count
+        flops += 3 * 2.0 * tokens * k * n * count
+    print(json.dumps({"matmul_s": total_s, "gflops": flops / total_s / 1e9, "flops": flops}))
+
+
 # --- ours ---------------------------------------------------------------------------------------
 
 def run_ours(method, shape, path, args, out):
@@ -278,12 +315,15 @@ def main():
     ap.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)  # internal: one peer
     ap.add_argument("--peer", help=argparse.SUPPRESS)         # internal: run one peer
     ap.add_argument("--write-model", help=argparse.SUPPRESS)  # internal: write a model directory
+    ap.add_argument("--bound", action="store_true", help=argparse.SUPPRESS)  # internal: matmuls
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.write_model:
         return write_model_dir(args.write_model, args.model)
     if args.peer:
         return run_peer(args)
+    if args.bound:
+        return run_bound(args)
     if args.steps <= args.warmup:
         sys.exit("bench/peers.py: --steps must exceed --warmup")
     os.makedirs(args.out, exist_ok=True)
@@ -302,7 +342,7 @@ def main():
                           "matmul instructions (AVX512_BF16 or AMX-BF16); qat train stays in "
                           "float32 there"}), flush=True)
         dtypes.remove("bf16")
-    rows = []
+    rows, bounds = [], []
     for shape, dtype in [(s, d) for s in args.shapes.split(",") for d in dtypes]:
         path = model_dir(args.out, shape)
         args.dtype = dtype
@@ -321,6 +361,21 @@ def main():
                    "peer_peak_rss_mib": round(peer_rss), "ours_peak_rss_mib": round(ours_rss)}
             print(json.dumps(row), flush=True)
             rows.append(row)
+        if "full" in methods:
+            bound_out, _ = run_measured([PYTHON, __file__, "--bound", "--model", path,
+                                         "--threads", str(args.threads)], env=env)
+            bound = json.loads(bound_out.strip().splitlines()[-1])
+            full = next(r for r in rows if r["shape"] == shape and r["method"] == "full"
+                        and r["dtype"] == dtype)
+            line = {"bench": "peers_matmul_bound", "shape": shape, "dtype": dtype,
+                    "matmul_s_per_step": round(bound["matmul_s"], 3),
+                    "matmul_gflops": round(bound["gflops"], 1),
+                    "bound_tokens_per_s": round(BATCH * SEQ / bound["matmul_s"], 1),
+                    "ours_full_step_s": round(BATCH * SEQ / full["ours_tokens_per_s"], 3),
+                    "matmul_fraction_of_ours": round(
+                        bound["matmul_s"] * full["ours_tokens_per_s"] / (BATCH * SEQ), 3)}
+            print(json.dumps(line), flush=True)
+            bounds.append(line)
     print("\n| shape | dtype | method | peer | peer tok/s | ours tok/s | ours / peer "
           "| peak MiB peer / ours |")
     print("|---|---|---|---|---|---|---|---|")
@@ -329,6 +384,12 @@ def main():
               f"{r['peer_tokens_per_s']} | "
               f"{r['ours_tokens_per_s']} | {r['ratio']:.2f}x | "
               f"{r['peer_peak_rss_mib']} / {r['ours_peak_rss_mib']} |")
+    for b in bounds:
+        print(f"\n{b['shape']} {b['dtype']}: the step's matmuls alone take "
+              f"{b['matmul_s_per_step']} s "
+              f"({b['matmul_gflops']} GFLOP/s, {b['bound_tokens_per_s']} tokens/s at most); "
+              f"ours' full fine-tuning step takes {b['ours_full_step_s']} s, "
+              f"{100 * b['matmul_fraction_of_ours']:.0f}% of it in those matmuls")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,35 @@ TEST_CASE("gradient clipping scales to the max norm", "[optimizer]") {
   CHECK(train::grad_norm(ps) == Approx(1.0).epsilon(1e-5));
 }
 
+TEST_CASE("the foreach gradient norm and clipping equal a float64 loop over every element",
+          "[optimizer]") {
+  // Tensors of several sizes (one above libtorch's reduction block), one without a gradient.
+  std::vector<train::NamedParam> ps;
+  double sum_sq = 0;
+  const std::vector<int64_t> sizes = {1, 7, 300, 70000};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    at::Tensor p = at::zeros({sizes[i]}).requires_grad_();
+    p.mutable_grad() = qat::test::randn({sizes[i]}, static_cast<uint64_t>(10 + i)) * 3.0;
+    const at::Tensor g = p.grad().to(at::kDouble);
+    const double* d = g.data_ptr<double>();
+    for (int64_t j = 0; j < g.numel(); ++j) sum_sq += d[j] * d[j];
+    ps.push_back({"p" + std::to_string(i), p});
+  }
+  ps.push_back({"no_grad", at::zeros({5}).requires_grad_()});
+  const double ref = std::sqrt(sum_sq);
+  CHECK(train::grad_norm(ps) == Approx(ref).epsilon(1e-6));
+  std::vector<at::Tensor> before;
+  for (const auto& p : ps)
+    before.push_back(p.param.grad().defined() ? p.param.grad().clone() : at::Tensor());
+  CHECK(train::clip_grad_norm(ps, 2.0) == Approx(ref).epsilon(1e-6));
+  const double coef = 2.0 / (ref + 1e-6);  // the clip coefficient, as torch computes it
+  for (size_t i = 0; i < sizes.size(); ++i)
+    CHECK(at::allclose(ps[i].param.grad(), before[i] * coef, 1e-6, 0));
+  CHECK_FALSE(ps.back().param.grad().defined());
+  CHECK(train::grad_norm(ps) == Approx(2.0).epsilon(1e-5));
+  CHECK(train::clip_grad_norm(ps, 0.0) == Approx(2.0).epsilon(1e-5));  // 0: no clipping
+}
+
 TEST_CASE("learning-rate schedules", "[optimizer]") {
   train::LrSchedule s;
   s.lr = 1.0;
