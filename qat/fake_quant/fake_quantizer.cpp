@@ -56,7 +56,7 @@ void FakeQuantizerConfig::validate() const {
 }
 
 FakeQuantizerImpl::FakeQuantizerImpl(FakeQuantizerConfig cfg, const at::Tensor& like)
-    : cfg_(std::move(cfg)) {
+    : cfg_(std::move(cfg)), for_weight_(like.defined()) {
   cfg_.validate();
   if (like.defined()) cfg_.spec.validate_for(like.sizes());
   step_ = register_buffer("step", torch::zeros({}, torch::kLong));
@@ -154,6 +154,35 @@ ops::QParams FakeQuantizerImpl::qparams_for(const at::Tensor& x) const {
   return {};
 }
 
+void FakeQuantizerImpl::set_cache_frozen(bool on) {
+  cfg_.cache_frozen = on;
+  if (!on) cached_in_ = cached_out_ = at::Tensor();
+}
+
+at::Tensor FakeQuantizerImpl::dynamic(const at::Tensor& x) {
+  if (cfg_.range.method == RangeMethod::kMinMax) return fake_quant_dynamic(x, cfg_.spec, cfg_.grad);
+  return fake_quant(x, cfg_.spec, range_qparams(x, cfg_.spec, cfg_.range), cfg_.grad);
+}
+
+// The dynamic result is a function of x alone; a weight without gradient gives no autograd graph
+// to rebuild, so the same x (same tensor, storage and version: no in-place change, no load, no
+// set_data) gives the same tensor back. Activations are never cached: they change every call.
+at::Tensor FakeQuantizerImpl::dynamic_frozen(const at::Tensor& x) {
+  const bool cacheable = cfg_.cache_frozen && for_weight_ && !x.requires_grad();
+  if (!cacheable) {
+    cached_in_ = cached_out_ = at::Tensor();
+    return dynamic(x);
+  }
+  if (cached_out_.defined() && x.unsafeGetTensorImpl() == cached_in_.unsafeGetTensorImpl() &&
+      x._version() == cached_version_ && x.data_ptr() == cached_data_)
+    return cached_out_;
+  cached_out_ = dynamic(x);
+  cached_in_ = x;
+  cached_version_ = x._version();
+  cached_data_ = x.data_ptr();
+  return cached_out_;
+}
+
 at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
   const bool training = is_training();
   // A checkpointed layer runs twice per step (nn::checkpoint): the second run sees the step and
@@ -165,9 +194,7 @@ at::Tensor FakeQuantizerImpl::forward(const at::Tensor& x) {
 
   switch (cfg_.scale_mode) {
     case ScaleMode::kDynamic:
-      if (cfg_.range.method == RangeMethod::kMinMax)
-        return fake_quant_dynamic(x, cfg_.spec, cfg_.grad);
-      return fake_quant(x, cfg_.spec, range_qparams(x, cfg_.spec, cfg_.range), cfg_.grad);
+      return dynamic_frozen(x);
     case ScaleMode::kStatic: {
       const bool frozen = cfg_.freeze_observer_after >= 0 && step >= cfg_.freeze_observer_after;
       if ((training && !frozen && !recompute) || !observer_->has_range()) observer_->update(x);

@@ -28,6 +28,11 @@ struct FakeQuantizerConfig {
   double observer_momentum = 0.01;
   int64_t delay_steps = 0;             // training steps before fake quant starts (identity before)
   int64_t freeze_observer_after = -1;  // kStatic: stop updating after N steps (-1: never)
+  // A frozen weight (kDynamic scales, no gradient: QAT + LoRA's base) quantizes to the same tensor
+  // every step; keep that tensor and reuse it while the weight is unchanged. Costs one quantized
+  // copy of the weight between steps (without activation checkpointing, the step saves that copy
+  // for its backward anyway).
+  bool cache_frozen = true;
   void validate() const;
 };
 
@@ -52,6 +57,7 @@ class FakeQuantizerImpl : public torch::nn::Module {
 
   const FakeQuantizerConfig& config() const { return cfg_; }
   void set_enabled(bool on) { cfg_.enabled = on; }
+  void set_cache_frozen(bool on);
   int64_t step() const { return step_.item<int64_t>(); }
   // The trainer counts optimizer steps, not forwards: it sets the step before each micro-step so
   // delay and freeze do not depend on gradient accumulation.
@@ -61,6 +67,9 @@ class FakeQuantizerImpl : public torch::nn::Module {
 
  private:
   void init_learnable(const at::Tensor& x);
+  // kDynamic on a weight that needs no gradient: the cached result when x is unchanged.
+  at::Tensor dynamic_frozen(const at::Tensor& x);
+  at::Tensor dynamic(const at::Tensor& x);
 
   FakeQuantizerConfig cfg_;
   std::unique_ptr<Observer> observer_;
@@ -69,7 +78,12 @@ class FakeQuantizerImpl : public torch::nn::Module {
   at::Tensor zero_point_;  // parameter (kLearnable, uint; ggml block and k-quant mins)
   at::Tensor sub_scale_;   // parameters (kLearnable k-quants): sub-block scales and mins
   at::Tensor sub_min_;
-  at::Tensor initialized_;  // buffer (kLearnable): scale set from data yet
+  at::Tensor initialized_;   // buffer (kLearnable): scale set from data yet
+  bool for_weight_ = false;  // built with `like`: sees one tensor, the weight, every call
+  // cache_frozen: the weight last quantized (its version and storage) and the result.
+  at::Tensor cached_in_, cached_out_;
+  int64_t cached_version_ = -1;
+  const void* cached_data_ = nullptr;
 };
 TORCH_MODULE(FakeQuantizer);
 
