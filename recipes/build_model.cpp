@@ -44,7 +44,12 @@ models::Pretrained build_model(const RecipeConfig& cfg, int device_index) {
 #endif
     options = options.device(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
   }
-  models::Pretrained p = models::load_pretrained(resolve_model_path(cfg.model.path), options);
+  std::vector<std::string> streamed;  // qlora: the bases made NF4 while loading
+  const nn::SlotVisitor on_linear = cfg.method == Method::kQlora
+                                        ? transforms::nf4_swapper(qlora_nf4_config(cfg), &streamed)
+                                        : nn::SlotVisitor();
+  models::Pretrained p =
+      models::load_pretrained(resolve_model_path(cfg.model.path), options, on_linear);
   auto& model = *p.model;
   apply_method(model, cfg);
   if (cfg.model.dtype == ModelDtype::kBf16) {

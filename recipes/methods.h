@@ -15,6 +15,7 @@
 #include "qat/lora/lora.h"
 #include "qat/models/pretrained.h"
 #include "qat/nn/fake_quant_linear.h"
+#include "qat/transforms/prepare.h"
 #include "recipes/config/recipe_config.h"
 #include "trainers/trainer.h"
 
@@ -42,10 +43,11 @@ std::string init_quantized_weights(models::LlamaForCausalLM& model, const Recipe
                                    const train::SequenceSet& train_set);
 
 // Loads cfg.model.path ("default": SmolLM2-135M-Instruct) on the config's device and applies
-// cfg.method. Trainable parameters are float32; with model.dtype=bf16 frozen ones are bf16.
-// Seeds the generator with train.seed first, so LoRA's initial adapters are the same on every
-// rank and in every rebuild.
-// `device_index`: the CUDA device (LOCAL_RANK) when train.device is cuda; it becomes current.
+// cfg.method. For qlora the load streams (qat/models/loader.h): each targeted linear becomes NF4
+// as it is read, so the full-precision model never sits in memory whole. Trainable parameters are
+// float32; with model.dtype=bf16 frozen ones are bf16. Seeds the generator with train.seed first,
+// so LoRA's initial adapters are the same on every rank and in every rebuild. `device_index`: the
+// CUDA device (LOCAL_RANK) when train.device is cuda; it becomes current.
 models::Pretrained build_model(const RecipeConfig& cfg, int device_index = 0);
 
 // distill.enabled: the frozen teacher (distill.teacher in distill.teacher_dtype, no gradients,
@@ -56,6 +58,9 @@ std::shared_ptr<models::LlamaForCausalLM> build_teacher(const RecipeConfig& cfg,
 // What training minimizes: next-token cross-entropy, or distillation from build_teacher() when
 // distill.enabled (trainers/distill.h).
 train::LossFunction training_loss(const RecipeConfig& cfg, int device_index = 0);
+
+// QLoRA's NF4 bases: the LoRA targets minus quant.exclude, nf4.block_size and nf4.double_quant.
+transforms::PrepareNf4Config qlora_nf4_config(const RecipeConfig& cfg);
 
 // The LoRA config of the `lora` section (targets, r, alpha, dropout, rsLoRA; quant.exclude).
 lora::LoraConfig lora_config(const RecipeConfig& cfg);

@@ -2,6 +2,7 @@
 // with double quantization (bitsandbytes' format, byte for byte); LoRA adapters on them are the
 // only trainable parameters, so gradients and optimizer state exist for a few million numbers.
 #include "qat/lora/lora.h"
+#include "qat/nf4/nf4_linear.h"
 #include "qat/transforms/prepare.h"
 #include "recipes/methods.h"
 
@@ -18,13 +19,25 @@ lora::LoraConfig lora_config(const RecipeConfig& cfg) {
   return lc;
 }
 
-std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const RecipeConfig& cfg) {
+transforms::PrepareNf4Config qlora_nf4_config(const RecipeConfig& cfg) {
   const lora::LoraConfig lc = lora_config(cfg);
   transforms::PrepareNf4Config nc{lc.target_modules, lc.exclude, {}};
   nc.layer.double_quant = cfg.nf4.double_quant;
   nc.layer.blocksize = cfg.nf4.block_size;
-  const std::vector<std::string> swapped = transforms::prepare_nf4(model, nc);
-  lora::apply_lora(model, lc);
+  return nc;
+}
+
+std::vector<std::string> apply_qlora(models::LlamaForCausalLM& model, const RecipeConfig& cfg) {
+  // build_model() streams the checkpoint through transforms::nf4_swapper, so its bases arrive as
+  // NF4 already; a model loaded whole (tests, benchmarks) is swapped here.
+  std::vector<std::string> swapped;
+  nn::for_each_linear(model,
+                      [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
+                          const std::shared_ptr<nn::LinearBase>& layer) {
+                        if (dynamic_cast<nf4::NF4Linear*>(layer.get())) swapped.push_back(full);
+                      });
+  if (swapped.empty()) swapped = transforms::prepare_nf4(model, qlora_nf4_config(cfg));
+  lora::apply_lora(model, lora_config(cfg));
   return swapped;
 }
 

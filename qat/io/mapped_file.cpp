@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -45,6 +46,16 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   }
   ::close(fd);  // the mapping keeps its own reference to the file
   return f;
+}
+
+void MappedFile::drop_pages(size_t offset, size_t length) const {
+  if (data_ == nullptr || offset >= size_) return;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t end = std::min(size_, offset + length);
+  const size_t first = (offset + page - 1) / page * page;      // whole pages only: neighbours keep
+  const size_t last = end == size_ ? end : end / page * page;  // theirs (the tail page is ours)
+  if (last <= first) return;
+  if (::madvise(data_ + first, last - first, MADV_DONTNEED) != 0) fail(path_, "madvise");
 }
 
 MappedFile::~MappedFile() {

