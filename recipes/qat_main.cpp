@@ -9,6 +9,7 @@
 #include "recipes/eval_command.h"
 #include "recipes/export_command.h"
 #include "recipes/model_commands.h"
+#include "recipes/plan_command.h"
 #include "recipes/ptq_command.h"
 #include "recipes/sample_data_command.h"
 #include "recipes/train_command.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   qat::recipes::add_model_commands(app, commands);
   qat::recipes::add_default_job_command(app, commands);
   qat::recipes::add_train_commands(app, commands);
+  qat::recipes::add_plan_command(app, commands);
   qat::recipes::add_eval_command(app, commands);
   qat::recipes::add_ptq_command(app, commands);
   qat::recipes::add_export_command(app, commands);

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "qat/models/llama.h"
+#include "recipes/memory_plan.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
 #include "trainers/autocast.h"
@@ -54,6 +55,8 @@ void print_run_header(const RecipeConfig& cfg, const models::Pretrained& p, cons
             << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
             << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
             << "  precision: " << train::resolve_precision(cfg.train).reason << "\n"
+            << "  memory plan: " << plan_memory(p.model->config(), cfg, env.world_size).summary()
+            << " (qat plan)\n"
             << "  output: " << cfg.output_dir << "\n";
   if (cfg.distill.enabled) {
     const DistillSection& d = cfg.distill;

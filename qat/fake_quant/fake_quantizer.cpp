@@ -93,7 +93,9 @@ FakeQuantizerImpl::FakeQuantizerImpl(FakeQuantizerConfig cfg, const at::Tensor& 
       if (affine_kquant) sub_min_ = register_parameter("sub_min", torch::zeros(sub_shape, opts));
     }
     initialized_ = register_buffer("initialized", torch::zeros({}, torch::kBool));
-    if (like.defined()) init_learnable(like);
+    // A model built on the meta device (a memory plan, a streamed load) has no values to
+    // initialise from: the shapes are all it needs.
+    if (like.defined() && !like.is_meta()) init_learnable(like);
   }
 }
 

@@ -24,6 +24,18 @@ void LoraConfig::validate() const {
   TORCH_CHECK(!target_modules.empty(), "LoRA: target_modules is empty");
 }
 
+namespace {
+
+// Where the base's tensors live, without computing its weight (a fake-quant base would quantize
+// it, and a model on the meta device has no values to quantize).
+at::Device device_of(const nn::LinearBase& base) {
+  for (const auto& p : base.parameters()) return p.device();
+  for (const auto& b : base.buffers()) return b.device();
+  return base.effective_weight().device();
+}
+
+}  // namespace
+
 LoraLinear::LoraLinear(std::shared_ptr<nn::LinearBase> base, const LoraConfig& cfg)
     : nn::LinearBase(base ? base->in_features() : 0, base ? base->out_features() : 0),
       base_(std::move(base)),
@@ -34,7 +46,7 @@ LoraLinear::LoraLinear(std::shared_ptr<nn::LinearBase> base, const LoraConfig& c
   TORCH_CHECK(cfg.r <= std::min(in_features_, out_features_), "LoRA: r = ", cfg.r,
               " exceeds the layer's smaller dimension (", in_features_, " x ", out_features_, ")");
   register_module("base_layer", base_);
-  const auto device = base_->effective_weight().device();
+  const auto device = device_of(*base_);
   const auto opts = at::TensorOptions().dtype(cfg.adapter_dtype).device(device);
   // PEFT's layout: submodules lora_A and lora_B, each with a weight.
   auto lora_a = register_module("lora_A", std::make_shared<torch::nn::Module>());

@@ -95,6 +95,14 @@ int64_t NF4Tensor::numel() const {
   return c10::multiply_integers(shape_);
 }
 
+int64_t NF4Tensor::packed_nbytes(int64_t numel, const NF4Config& config) {
+  const int64_t blocks = (numel + config.blocksize - 1) / config.blocksize;
+  const int64_t codes = (numel + 1) / 2;
+  if (!config.double_quant) return codes + blocks * 4;
+  const int64_t nested = (blocks + config.nested_blocksize - 1) / config.nested_blocksize;
+  return codes + blocks + nested * 4 + 4;  // uint8 absmax codes, float32 nested absmax, offset
+}
+
 int64_t NF4Tensor::nbytes() const {
   auto bytes = [](const at::Tensor& x) -> int64_t {
     return x.defined() ? x.numel() * x.element_size() : 0;

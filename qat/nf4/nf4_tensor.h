@@ -43,6 +43,8 @@ class NF4Tensor {
 
   // Storage bytes: codes + absmax (float32, or uint8 codes + nested absmax + offset).
   int64_t nbytes() const;
+  // nbytes() of a tensor of `numel` elements quantized with `config`, without quantizing it.
+  static int64_t packed_nbytes(int64_t numel, const NF4Config& config);
   double bits_per_param() const {
     return 8.0 * static_cast<double>(nbytes()) / static_cast<double>(numel());
   }

@@ -21,6 +21,14 @@ TEST_CASE("NF4 with double quant stores 4.127 bits per parameter and 4.5 without
   // codes n/2 + absmax codes 1 B/block + nested absmax 4 B per 256 blocks + offset 4 B
   REQUIRE(dq.nbytes() == n / 2 + blocks + 4 * nested + 4);
   REQUIRE(plain.nbytes() == n / 2 + 4 * blocks);
+  // The same bytes without quantizing (what memory plans count), odd sizes too.
+  REQUIRE(NF4Tensor::packed_nbytes(n, NF4Config{64, true, 256}) == dq.nbytes());
+  REQUIRE(NF4Tensor::packed_nbytes(n, NF4Config{64, false, 256}) == plain.nbytes());
+  const at::Tensor odd = qat::test::randn({3, 1001}, 1);
+  for (const bool double_quant : {true, false}) {
+    const NF4Config c{128, double_quant, 256};
+    REQUIRE(NF4Tensor::packed_nbytes(odd.numel(), c) == NF4Tensor::quantize(odd, c).nbytes());
+  }
   // 4 + 8/64 + 32/(64*256) = 4.1270 (+ the offset, 5e-7)
   REQUIRE(dq.bits_per_param() == Approx(4.12695).margin(1e-4));
   REQUIRE(plain.bits_per_param() == 4.5);
