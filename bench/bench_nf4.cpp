@@ -85,6 +85,22 @@ int main(int argc, char** argv) {
         gbps, copy_ms, ms / copy_ms);
   }
 
+  // ---- dequantize to float32 (CPU training's dtype) vs a float32 copy
+  // ----------------------------
+  {
+    const at::Tensor w32 = w.to(at::kFloat);
+    at::Tensor out32 = at::empty_like(w32);
+    const double copy32_ms = time_ms(dev, iters, [&] { out32.copy_(w32); });
+    const auto t = qat::nf4::NF4Tensor::quantize(w, qat::nf4::NF4Config{});
+    const double ms = time_ms(dev, iters, [&] { t.dequantize(at::kFloat); });
+    std::printf(
+        "{\"bench\":\"nf4_dequantize\",\"device\":\"%s\",\"double_quant\":true,\"out\":\"fp32\","
+        "\"shape\":[%lld,%lld],\"ms\":%.4f,\"out_gbps\":%.2f,\"copy_ms\":%.4f,"
+        "\"ratio_to_copy\":%.3f}\n",
+        device.c_str(), (long long)n, (long long)k, ms, 4 * elems / (ms * 1e6), copy32_ms,
+        ms / copy32_ms);
+  }
+
   // ---- NF4Linear vs dense linear, forward + backward to the input ------------------------------
   qat::nn::Linear dense(k, n, false, opts);
   for (auto& p : dense.parameters()) p.set_requires_grad(false);  // frozen base, as in QLoRA
