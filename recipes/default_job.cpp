@@ -20,6 +20,7 @@
 #include "recipes/train_data.h"
 #include "trainers/checkpoint.h"
 #include "trainers/fidelity.h"
+#include "trainers/host_memory.h"
 #include "trainers/metrics/format.h"
 #include "trainers/metrics/table.h"
 #include "trainers/metrics/training_plot.h"
@@ -186,6 +187,7 @@ QatResult run_qat(DemoRun& run, const TrainData& data, models::LlamaForCausalLM&
   train::Trainer trainer(r.model.model, data.train, data.heldout, cfg.trainer_config(), run.comm,
                          {{"model", r.model.source}, {"data", data.description}},
                          training_loss(cfg));
+  train::set_host_memory(train::host_memory_from_env());  // trainers/host_memory.h
   r.summary = trainer.fit();
   r.eval = *r.summary.last_eval;
   set_fake_quant(*r.model.model, false);

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    qat::train::set_host_memory(qat::train::host_memory_from_env());
+    (void)qat::train::host_memory_from_env();  // a bad QAT_HOST_MEMORY fails before any work
     for (const auto& c : commands) {
       if (c.app->parsed()) return c.run();
     }

@@ -16,6 +16,7 @@
 #include "trainers/autocast.h"
 #include "trainers/checkpoint.h"
 #include "trainers/dist.h"
+#include "trainers/host_memory.h"
 #include "trainers/launch.h"
 #include "trainers/metrics/format.h"
 #include "trainers/metrics/table.h"
@@ -120,6 +121,7 @@ int run_train(const TrainOptions& o) {
                          training_loss(cfg, env.local_rank));
   train::TrainSummary s;
   try {
+    train::set_host_memory(train::host_memory_from_env());  // trainers/host_memory.h
     s = trainer.fit();
   } catch (const train::TrainingError& e) {
     std::cerr << "qat train: error: " << e.what() << "\n";

@@ -17,8 +17,10 @@ enum class HostMemory {
 };
 
 // Applies the policy to this process's malloc (glibc; elsewhere a no-op that returns false);
-// kSystem changes nothing. Call once at start-up, before the large allocations. Returns whether
-// the policy holds.
+// kSystem changes nothing. Call when the step loop starts, after the model is built: loading
+// frees large dense weights while small quantized pieces stay (a streamed QLoRA load), and with
+// kKeep those holes cannot be given back, so an 8B load grew past 24 GB before it; blocks mmap()ed
+// before the call are still returned on free. Returns whether the policy holds.
 bool set_host_memory(HostMemory policy);
 
 // The policy QAT_HOST_MEMORY names ("keep" or "system"; unset: keep). Throws c10::Error naming the
