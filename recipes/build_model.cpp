@@ -44,9 +44,9 @@ models::Pretrained build_model(const RecipeConfig& cfg, int device_index) {
 #endif
     options = options.device(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
   }
-  std::vector<std::string> streamed;  // qlora: the bases made NF4 while loading
+  // qlora: the bases become NF4 while loading (apply_qlora finds them swapped).
   const nn::SlotVisitor on_linear = cfg.method == Method::kQlora
-                                        ? transforms::nf4_swapper(qlora_nf4_config(cfg), &streamed)
+                                        ? transforms::nf4_swapper(qlora_nf4_config(cfg), nullptr)
                                         : nn::SlotVisitor();
   models::Pretrained p =
       models::load_pretrained(resolve_model_path(cfg.model.path), options, on_linear);

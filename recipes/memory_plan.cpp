@@ -26,10 +26,6 @@ namespace fs = std::filesystem;
 namespace qat::recipes {
 namespace {
 
-int64_t bytes_of(const at::Tensor& t) {
-  return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0;
-}
-
 // The state tensors of a model built on the meta device, by kind.
 struct Counted {
   int64_t trainable = 0, frozen = 0, packed = 0;
@@ -46,13 +42,12 @@ std::shared_ptr<models::LlamaForCausalLM> meta_model(const models::LlamaConfig& 
   auto model = std::make_shared<models::LlamaForCausalLM>(
       shape, at::TensorOptions().dtype(at::kFloat).device(at::kMeta));
   if (nf4) {
-    nn::for_each_linear(
-        *model, [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
-                    const std::shared_ptr<nn::LinearBase>& layer) {
-          if (dynamic_cast<nn::Linear*>(layer.get()) && nn::any_match(nf4->include, full) &&
-              !nn::any_match(nf4->exclude, full))
-            nf4_bases->insert(full);
-        });
+    nn::for_each_linear(*model, [&](nn::ModuleWithLinears&, const std::string&,
+                                    const std::string& full,
+                                    const std::shared_ptr<nn::LinearBase>& layer) {
+      if (dynamic_cast<nn::Linear*>(layer.get()) && nn::selected(nf4->include, nf4->exclude, full))
+        nf4_bases->insert(full);
+    });
   }
   if (cfg.method == Method::kQlora) {
     lora::apply_lora(*model, lora_config(cfg));
@@ -87,12 +82,13 @@ Counted count_state(models::LlamaForCausalLM& model, const std::set<std::string>
       // NF4Linear: the packed weight, and the dense bias as it was loaded (float32).
       c.packed += *is_weight ? nf4::NF4Tensor::packed_nbytes(t.numel(), nf4) : t.numel() * 4;
     } else if (t.requires_grad()) {
-      c.trainable += bytes_of(t);
+      c.trainable += static_cast<int64_t>(t.nbytes());
     } else {
-      c.frozen += frozen_bf16 ? t.numel() * 2 : bytes_of(t);  // model.dtype: bf16
+      c.frozen +=
+          frozen_bf16 ? t.numel() * 2 : static_cast<int64_t>(t.nbytes());  // model.dtype: bf16
     }
   }
-  for (const auto& b : model.named_buffers()) c.frozen += bytes_of(b.value());
+  for (const auto& b : model.named_buffers()) c.frozen += static_cast<int64_t>(b.value().nbytes());
   std::map<std::string, int64_t> per_layer;
   nn::for_each_linear(
       model, [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
@@ -124,9 +120,7 @@ int64_t teacher_bytes(const models::LlamaConfig& shape, const RecipeConfig& cfg)
   RecipeConfig t = cfg;
   t.method = Method::kFull;
   t.model.dtype = ModelDtype::kFp32;
-  transforms::PrepareNf4Config nc;  // build_teacher: every linear but the head and embeddings
-  nc.layer.double_quant = cfg.nf4.double_quant;
-  nc.layer.blocksize = cfg.nf4.block_size;
+  const transforms::PrepareNf4Config nc = teacher_nf4_config(cfg);
   const bool nf4 = cfg.distill.teacher_dtype == TeacherDtype::kNf4;
   std::set<std::string> bases;
   auto model = meta_model(shape, t, nf4 ? &nc : nullptr, &bases);

@@ -62,6 +62,10 @@ train::LossFunction training_loss(const RecipeConfig& cfg, int device_index = 0)
 // QLoRA's NF4 bases: the LoRA targets minus quant.exclude, nf4.block_size and nf4.double_quant.
 transforms::PrepareNf4Config qlora_nf4_config(const RecipeConfig& cfg);
 
+// distill.teacher_dtype nf4: every linear but the head and embeddings, nf4's block size and double
+// quant (build_teacher and the memory plan).
+transforms::PrepareNf4Config teacher_nf4_config(const RecipeConfig& cfg);
+
 // The LoRA config of the `lora` section (targets, r, alpha, dropout, rsLoRA; quant.exclude).
 lora::LoraConfig lora_config(const RecipeConfig& cfg);
 

@@ -9,6 +9,12 @@
 
 namespace qat::recipes {
 
+transforms::PrepareNf4Config teacher_nf4_config(const RecipeConfig& cfg) {
+  transforms::PrepareNf4Config nc;  // default rules: every linear but the head and embeddings
+  nc.layer = qlora_nf4_config(cfg).layer;
+  return nc;
+}
+
 std::shared_ptr<models::LlamaForCausalLM> build_teacher(const RecipeConfig& cfg, int device_index) {
   RecipeConfig t = cfg;  // the teacher is the starting model, or the named one, unquantized
   t.method = Method::kFull;
@@ -23,13 +29,9 @@ std::shared_ptr<models::LlamaForCausalLM> build_teacher(const RecipeConfig& cfg,
     case TeacherDtype::kBf16:
       for (auto& param : model.parameters()) param.set_data(param.to(at::kBFloat16));
       break;
-    case TeacherDtype::kNf4: {
-      transforms::PrepareNf4Config nc;  // every linear but the head and embeddings
-      nc.layer.double_quant = cfg.nf4.double_quant;
-      nc.layer.blocksize = cfg.nf4.block_size;
-      transforms::prepare_nf4(model, nc);
+    case TeacherDtype::kNf4:
+      transforms::prepare_nf4(model, teacher_nf4_config(cfg));
       break;
-    }
   }
   for (auto& param : model.parameters()) param.set_requires_grad(false);
   model.eval();

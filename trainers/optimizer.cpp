@@ -104,10 +104,20 @@ void AdamW::load_state_dict(const std::map<std::string, at::Tensor>& state) {
               ": the checkpoint was written for other trainable parameters");
 }
 
-double grad_norm(const std::vector<NamedParam>& params) {
+namespace {
+
+// The gradients that exist (a parameter unused this step has none).
+std::vector<at::Tensor> defined_grads(const std::vector<NamedParam>& params) {
   std::vector<at::Tensor> grads;
   for (const auto& p : params)
     if (p.param.grad().defined()) grads.push_back(p.param.grad());
+  return grads;
+}
+
+}  // namespace
+
+double grad_norm(const std::vector<NamedParam>& params) {
+  const std::vector<at::Tensor> grads = defined_grads(params);
   if (grads.empty()) return 0.0;
   // Each gradient's norm in one pass over it (float32, libtorch's cascaded sum), the squares of
   // those summed in float64.
@@ -121,9 +131,7 @@ double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm) {
   if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
     c10::NoGradGuard no_grad;
     const double coef = max_norm / (norm + 1e-6);
-    std::vector<at::Tensor> grads;
-    for (const auto& p : params)
-      if (p.param.grad().defined()) grads.push_back(p.param.grad());
+    std::vector<at::Tensor> grads = defined_grads(params);
     at::_foreach_mul_(grads, coef);
   }
   return norm;

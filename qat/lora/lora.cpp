@@ -94,7 +94,7 @@ std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& 
       model, [&](nn::ModuleWithLinears& parent, const std::string& slot, const std::string& full,
                  const std::shared_ptr<nn::LinearBase>& layer) {
         if (dynamic_cast<LoraLinear*>(layer.get())) return;  // already adapted
-        if (!nn::any_match(cfg.target_modules, full) || nn::any_match(cfg.exclude, full)) return;
+        if (!nn::selected(cfg.target_modules, cfg.exclude, full)) return;
         parent.replace_linear(slot, std::make_shared<LoraLinear>(layer, cfg));
         wrapped.push_back(full);
       });

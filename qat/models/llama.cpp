@@ -143,16 +143,12 @@ at::Tensor LlamaDecoderLayer::forward(const at::Tensor& x, const ForwardContext&
 
 LlamaModel::LlamaModel(const LlamaConfig& cfg, torch::TensorOptions options) : cfg_(cfg) {
   cfg_.validate();
-  if (options.device().is_meta()) {
-    // A streamed load (qat/models/loader.h) builds on the meta device: no memory, no draws.
-    embed_tokens_ = register_module(
-        "embed_tokens",
-        torch::nn::Embedding(torch::nn::EmbeddingOptions(cfg.vocab_size, cfg.hidden_size)
-                                 ._weight(at::empty({cfg.vocab_size, cfg.hidden_size}, options))));
-  } else {
-    embed_tokens_ = register_module(
-        "embed_tokens",
-        torch::nn::Embedding(torch::nn::EmbeddingOptions(cfg.vocab_size, cfg.hidden_size)));
+  torch::nn::EmbeddingOptions embed(cfg.vocab_size, cfg.hidden_size);
+  // A streamed load (qat/models/loader.h) builds on the meta device: no memory, no draws.
+  const bool meta = options.device().is_meta();
+  if (meta) embed._weight(at::empty({cfg.vocab_size, cfg.hidden_size}, options));
+  embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(embed));
+  if (!meta) {
     torch::NoGradGuard no_grad;
     embed_tokens_->weight.set_data(embed_tokens_->weight.to(options).normal_(0.0, 0.02));
   }
@@ -278,27 +274,33 @@ void load_state_dict(torch::nn::Module& model, const std::map<std::string, at::T
                 it->second.sizes(), " in the checkpoint but ", dst.sizes(), " in the model");
     dst.copy_(it->second);
   }
+  const auto embed = targets.find("model.embed_tokens.weight");
   for (const auto& [name, t] : tensors) {
     if (targets.count(name)) continue;
-    // Tied heads: transformers may still write lm_head.weight (a copy of the embedding).
-    if (name == "lm_head.weight" && targets.count("model.embed_tokens.weight") &&
-        t.sizes() == targets["model.embed_tokens.weight"].sizes() &&
-        at::equal(t.to(targets["model.embed_tokens.weight"].options()),
-                  targets["model.embed_tokens.weight"])) {
-      continue;
-    }
+    if (is_tied_head_copy(name, t, embed == targets.end() ? at::Tensor() : embed->second)) continue;
     unexpected.push_back(name);
   }
+  check_checkpoint_names("load_state_dict", missing,
+                         allow_unexpected ? std::vector<std::string>() : unexpected);
+}
+
+bool is_tied_head_copy(const std::string& name, const at::Tensor& t, const at::Tensor& embed) {
+  return name == "lm_head.weight" && embed.defined() && t.sizes() == embed.sizes() &&
+         at::equal(t.to(embed.options()), embed);
+}
+
+void check_checkpoint_names(const std::string& origin, const std::vector<std::string>& missing,
+                            const std::vector<std::string>& unexpected) {
   auto join = [](const std::vector<std::string>& v) {
     std::string s;
     for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
     if (v.size() > 8) s += ", ... (" + std::to_string(v.size()) + " in all)";
     return s;
   };
-  TORCH_CHECK(missing.empty(), "load_state_dict: the checkpoint lacks ", missing.size(),
+  TORCH_CHECK(missing.empty(), origin, ": the checkpoint lacks ", missing.size(),
               " tensor(s) the model needs: ", join(missing));
-  TORCH_CHECK(allow_unexpected || unexpected.empty(), "load_state_dict: the checkpoint has ",
-              unexpected.size(), " tensor(s) the model does not: ", join(unexpected),
+  TORCH_CHECK(unexpected.empty(), origin, ": the checkpoint has ", unexpected.size(),
+              " tensor(s) the model does not: ", join(unexpected),
               " (is the config right? tie_word_embeddings, biases, layer count)");
 }
 

@@ -144,6 +144,14 @@ class LlamaForCausalLM : public nn::ModuleWithLinears {
 void load_state_dict(torch::nn::Module& model, const std::map<std::string, at::Tensor>& tensors,
                      bool allow_unexpected = false);
 
+// Whether `t` under `name` is a tied model's redundant head: transformers may still write
+// lm_head.weight, a copy of the embedding `embed` (undefined: the model has none to compare).
+bool is_tied_head_copy(const std::string& name, const at::Tensor& t, const at::Tensor& embed);
+// Throws naming, after `origin`, the tensors a checkpoint lacks (`missing`) or holds beyond the
+// model (`unexpected`); what load_state_dict() and a streamed load (loader.h) report.
+void check_checkpoint_names(const std::string& origin, const std::vector<std::string>& missing,
+                            const std::vector<std::string>& unexpected);
+
 // name -> tensor of every parameter and persistent buffer, in HF names.
 std::map<std::string, at::Tensor> state_dict(const torch::nn::Module& model);
 

@@ -62,30 +62,18 @@ class StreamFill {
   std::set<std::string> used_, missing_;
 };
 
-std::string join_names(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
-  if (v.size() > 8) s += ", ... (" + std::to_string(v.size()) + " in all)";
-  return s;
-}
-
 void StreamFill::check_complete(const LlamaForCausalLM& model) const {
-  TORCH_CHECK(missing_.empty(), src_.origin, ": the checkpoint lacks ", missing_.size(),
-              " tensor(s) the model needs: ",
-              join_names(std::vector<std::string>(missing_.begin(), missing_.end())));
+  // What the file lacks first: the comparison below needs the embedding loaded.
+  check_checkpoint_names(src_.origin, std::vector<std::string>(missing_.begin(), missing_.end()),
+                         {});
   std::vector<std::string> unexpected;
+  const at::Tensor embed = model.named_parameters()["model.embed_tokens.weight"];
   for (const std::string& name : src_.names) {
     if (used_.count(name)) continue;
-    if (name == "lm_head.weight" && model.config().tie_word_embeddings) {
-      const at::Tensor embed = model.named_parameters()["model.embed_tokens.weight"];
-      const at::Tensor head = src_.read(name);
-      if (head.sizes() == embed.sizes() && at::equal(head.to(embed.options()), embed)) continue;
-    }
+    if (name == "lm_head.weight" && is_tied_head_copy(name, src_.read(name), embed)) continue;
     unexpected.push_back(name);
   }
-  TORCH_CHECK(unexpected.empty(), src_.origin, ": the checkpoint has ", unexpected.size(),
-              " tensor(s) the model does not: ", join_names(unexpected),
-              " (is the config right? tie_word_embeddings, biases, layer count)");
+  check_checkpoint_names(src_.origin, {}, unexpected);
 }
 
 // Builds the model on the meta device and fills it from `src`: each linear as soon as its

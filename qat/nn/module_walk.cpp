@@ -24,6 +24,11 @@ bool any_match(const std::vector<std::string>& patterns, const std::string& name
   return false;
 }
 
+bool selected(const std::vector<std::string>& include, const std::vector<std::string>& exclude,
+              const std::string& name) {
+  return any_match(include, name) && !any_match(exclude, name);
+}
+
 void for_each_linear(torch::nn::Module& model, const SlotVisitor& fn) {
   std::vector<std::pair<std::string, std::shared_ptr<ModuleWithLinears>>> parents;
   if (auto* self = dynamic_cast<ModuleWithLinears*>(&model)) {

@@ -21,6 +21,10 @@ namespace qat::nn {
 bool name_matches(const std::string& pattern, const std::string& name);
 // True when `name` matches one of the patterns.
 bool any_match(const std::vector<std::string>& patterns, const std::string& name);
+// The include/exclude rule every layer swap uses: an `include` pattern matches and no `exclude`
+// pattern does.
+bool selected(const std::vector<std::string>& include, const std::vector<std::string>& exclude,
+              const std::string& name);
 
 // Calls fn(parent, slot, full_name, layer) for every linear a model holds in a swappable slot
 // (ModuleWithLinears), parents in module order. fn may replace the layer in its slot.

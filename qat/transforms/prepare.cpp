@@ -26,7 +26,7 @@ std::vector<std::string> swap_dense(torch::nn::Module& model, const char* what,
                  const std::shared_ptr<nn::LinearBase>& layer) {
         in_slots.insert(full);
         if (!dynamic_cast<nn::Linear*>(layer.get())) return;  // already swapped or not dense
-        if (!nn::any_match(include, full) || nn::any_match(exclude, full)) return;
+        if (!nn::selected(include, exclude, full)) return;
         parent.replace_linear(slot, make(full, *layer));
         swapped.push_back(full);
       });
@@ -35,8 +35,8 @@ std::vector<std::string> swap_dense(torch::nn::Module& model, const char* what,
     if (!std::dynamic_pointer_cast<nn::Linear>(item.value())) continue;
     const std::string& full = item.key();
     TORCH_CHECK(
-        in_slots.count(full) || !nn::any_match(include, full) || nn::any_match(exclude, full), what,
-        ": linear '", full, "' matches the rules but its parent does not hold it in a ",
+        in_slots.count(full) || !nn::selected(include, exclude, full), what, ": linear '", full,
+        "' matches the rules but its parent does not hold it in a ",
         "swappable slot (derive the parent from qat::nn::ModuleWithLinears and register it ",
         "with register_linear)");
   }
@@ -48,14 +48,13 @@ std::vector<std::string> swap_dense(torch::nn::Module& model, const char* what,
 }  // namespace
 
 nn::SlotVisitor nf4_swapper(const PrepareNf4Config& cfg, std::vector<std::string>* swapped) {
-  TORCH_CHECK(swapped, "nf4_swapper: `swapped` is null");
   cfg.layer.validate();
   return [cfg, swapped](nn::ModuleWithLinears& parent, const std::string& slot,
                         const std::string& full, const std::shared_ptr<nn::LinearBase>& layer) {
-    if (!dynamic_cast<nn::Linear*>(layer.get())) return;
-    if (!nn::any_match(cfg.include, full) || nn::any_match(cfg.exclude, full)) return;
+    if (!dynamic_cast<nn::Linear*>(layer.get()) || !nn::selected(cfg.include, cfg.exclude, full))
+      return;
     parent.replace_linear(slot, nf4::NF4Linear::from_linear(*layer, cfg.layer));
-    swapped->push_back(full);
+    if (swapped) swapped->push_back(full);
   };
 }
 

@@ -55,7 +55,8 @@ struct PrepareNf4Config {
 std::vector<std::string> prepare_nf4(torch::nn::Module& model, const PrepareNf4Config& cfg);
 // prepare_nf4's swap of one layer, for a streamed load (models::load_model with a visitor): each
 // dense linear the rules select becomes NF4 as soon as it is read, and its name is appended to
-// `swapped` (which must outlive the load). The result equals load-then-prepare_nf4 bit for bit.
+// `swapped` when given (it must outlive the load). The result equals load-then-prepare_nf4 bit
+// for bit.
 nn::SlotVisitor nf4_swapper(const PrepareNf4Config& cfg, std::vector<std::string>* swapped);
 
 // Returns the names of the converted layers.
