@@ -2,12 +2,14 @@
 // checkpoint, rebuilt with the run's own config) -- writes it with qat/export, then prints the
 // size report.
 //
-//   qat export runs/smollm2-135m-qat --format gguf --out smollm2-qat.gguf   (Q4_0 blocks as
-//   trained) qat export runs/smollm2-135m-qlora --format peft --out adapter/ qat export model.gguf
-//   --format gguf --gguf-type q4_0 --out model-q4_0.gguf qat export hf_dir --format hf --out
-//   merged/             (bf16 safetensors + config + tokenizer) qat export hf_dir --format bnb-nf4
-//   --out nf4/           (bitsandbytes 4-bit, double quant) qat export hf_dir --format ct
-//   --group-size 128 --out int4/   (vLLM int4 compressed-tensors)
+//   qat export runs/smollm2-135m-qat --format gguf --out smollm2-qat.gguf    (Q4_0 blocks as
+//   trained) qat export runs/smollm2-135m-qlora --format peft --out adapter/ qat export
+//   runs/smollm2-135m-qat-lora --format gguf --no-merge --out base.gguf  (trained codes) qat export
+//   runs/smollm2-135m-qat-lora --format gguf-lora --out adapter.gguf  (llama.cpp --lora) qat export
+//   model.gguf --format gguf --gguf-type q4_0 --out model-q4_0.gguf qat export hf_dir --format hf
+//   --out merged/              (bf16 safetensors + config + tokenizer) qat export hf_dir --format
+//   bnb-nf4 --out nf4/            (bitsandbytes 4-bit, double quant) qat export hf_dir --format ct
+//   --group-size 128 --out int4/  (vLLM int4 compressed-tensors)
 #include "recipes/export_command.h"
 
 #include <filesystem>
@@ -37,6 +39,8 @@ struct ExportArgs {
   int64_t nf4_blocksize = 64;
   bool no_double_quant = false;
   bool requantize = false;
+  bool no_merge = false;
+  std::string adapter_type = "f32";
   bool force = false;
   std::string base_model;
 };
@@ -91,6 +95,8 @@ int run_export(const ExportArgs& a) {
   opt.nf4_blocksize = a.nf4_blocksize;
   opt.nf4_double_quant = !a.no_double_quant;
   opt.requantize = a.requantize;
+  opt.merge_lora = !a.no_merge;
+  opt.gguf_adapter_type = exporting::gguf_type_from_name(a.adapter_type);
   opt.base_model_name_or_path = a.base_model;
   TORCH_CHECK(!opt.out.empty(), "qat export: --out is required");
   TORCH_CHECK(opt.force || !std::filesystem::exists(opt.out), "qat export: output '", opt.out,
@@ -117,7 +123,8 @@ void add_export_command(CLI::App& app, CommandList& commands) {
       "model", args->model,
       "a training run directory (its latest checkpoint), a .gguf file or a Hugging Face directory "
       "(default: SmolLM2-135M-Instruct)");
-  sub->add_option("--format,-f", args->format, "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)")
+  sub->add_option("--format,-f", args->format,
+                  "gguf, hf, peft, bnb-nf4, ct (compressed-tensors), gguf-lora (llama.cpp --lora)")
       ->capture_default_str();
   sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")
       ->required();
@@ -142,6 +149,11 @@ void add_export_command(CLI::App& app, CommandList& commands) {
   sub->add_flag(
       "--requantize", args->requantize,
       "quantize layers whose fake-quant scheme the format cannot store exactly (error reported)");
+  sub->add_flag("--no-merge", args->no_merge,
+                "LoRA runs: write the base layers as trained, adapters left out (put --format peft "
+                "or gguf-lora on top: the trained function, exactly)");
+  sub->add_option("--adapter-type", args->adapter_type, "gguf-lora: f32, f16 or bf16")
+      ->capture_default_str();
   sub->add_flag("--force", args->force, "replace an existing output");
   sub->add_option("--base-model", args->base_model, "peft: base_model_name_or_path to write");
   commands.push_back({sub, [args]() { return run_export(*args); }});

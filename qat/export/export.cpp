@@ -41,6 +41,7 @@ const std::vector<std::pair<std::string, ExportFormat>>& format_names() {
       {"bnb-nf4", ExportFormat::kBnbNf4},
       {"ct", ExportFormat::kCompressedTensors},
       {"compressed-tensors", ExportFormat::kCompressedTensors},
+      {"gguf-lora", ExportFormat::kGgufLora},
   };
   return kNames;
 }
@@ -85,7 +86,7 @@ nlohmann::json build_manifest(const ExportSource& src, const ExportOptions& opt,
   }
   nlohmann::json files = nlohmann::json::array();
   for (const auto& f : r.files) {
-    const fs::path p = opt.format == ExportFormat::kGguf ? fs::path(r.out) : fs::path(r.out) / f;
+    const fs::path p = is_single_file(opt.format) ? fs::path(r.out) : fs::path(r.out) / f;
     files.push_back({{"name", f}, {"bytes", static_cast<int64_t>(fs::file_size(p))}});
   }
   const std::time_t now = std::time(nullptr);
@@ -135,7 +136,11 @@ std::string to_string(ExportFormat f) {
 }
 
 std::string known_export_formats() {
-  return "gguf, hf, peft, bnb-nf4, ct (compressed-tensors)";
+  return "gguf, hf, peft, bnb-nf4, ct (compressed-tensors), gguf-lora";
+}
+
+bool is_single_file(ExportFormat f) {
+  return f == ExportFormat::kGguf || f == ExportFormat::kGgufLora;
 }
 
 std::vector<io::GgmlType> gguf_export_types() {
@@ -203,16 +208,16 @@ void check_output(const ExportOptions& opt) {
   const fs::path out(opt.out);
   TORCH_CHECK(opt.force || !fs::exists(out), "export: output '", opt.out,
               "' already exists; pass --force to replace it");
-  if (opt.format == ExportFormat::kGguf) {
-    TORCH_CHECK(!fs::is_directory(out), "export: --out '", opt.out,
-                "' is a directory; GGUF export ", "writes one file (e.g. model.gguf)");
+  if (is_single_file(opt.format)) {
+    TORCH_CHECK(!fs::is_directory(out), "export: --out '", opt.out, "' is a directory; ",
+                to_string(opt.format), " export writes one file (e.g. model.gguf)");
   }
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
 }
 
 // The format's writer into `tmp` (a file for GGUF, a directory otherwise).
 void run_writer(detail::Job& job, const fs::path& tmp) {
-  if (job.opt.format != ExportFormat::kGguf) fs::create_directories(tmp);
+  if (!is_single_file(job.opt.format)) fs::create_directories(tmp);
   switch (job.opt.format) {
     case ExportFormat::kGguf:
       detail::write_gguf(job, tmp.string());
@@ -229,13 +234,16 @@ void run_writer(detail::Job& job, const fs::path& tmp) {
     case ExportFormat::kCompressedTensors:
       detail::write_compressed_tensors(job, tmp.string());
       return;
+    case ExportFormat::kGgufLora:
+      detail::write_gguf_lora(job, tmp.string());
+      return;
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled export format");
 }
 
 // Sizes: every file written, against the tensors' theoretical bits.
 void measure_sizes(ExportReport& report, const fs::path& out, ExportFormat format) {
-  if (format == ExportFormat::kGguf) {
+  if (is_single_file(format)) {
     report.files = {out.filename().string()};
     report.file_bytes = static_cast<int64_t>(fs::file_size(out));
   } else {
@@ -267,6 +275,22 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
   report.out = opt.out;
   detail::Job job{source, opt, *source.model, collect_linears(*source.model), {}, report};
   job.others = non_linear_tensors(*source.model, job.linears);
+  const bool adapters_only =
+      opt.format == ExportFormat::kPeft || opt.format == ExportFormat::kGgufLora;
+  if (!opt.merge_lora && !adapters_only) {
+    int left_out = 0;
+    for (LinearView& l : job.linears) {
+      if (!l.lora) continue;
+      l.lora = nullptr;
+      l.layer = l.base;
+      ++left_out;
+    }
+    if (left_out > 0)
+      report.notes.push_back(std::to_string(left_out) +
+                             " LoRA adapters left out (--no-merge): the file holds the base "
+                             "layers as trained; export the adapters with --format peft or "
+                             "gguf-lora");
+  }
 
   const fs::path tmp = fs::path(opt.out + ".partial");
   io::remove_tree(tmp);
@@ -284,8 +308,8 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
 
   measure_sizes(report, out, opt.format);
   report.manifest = build_manifest(source, opt, report);
-  const fs::path manifest = opt.format == ExportFormat::kGguf ? fs::path(opt.out + ".manifest.json")
-                                                              : out / "manifest.json";
+  const fs::path manifest =
+      is_single_file(opt.format) ? fs::path(opt.out + ".manifest.json") : out / "manifest.json";
   detail::write_json(manifest.string(), report.manifest);
   return report;
 }

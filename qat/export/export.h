@@ -29,11 +29,15 @@ enum class ExportFormat {
   kPeft,               // PEFT LoRA adapter only (adapter_config.json + adapter_model.safetensors)
   kBnbNf4,             // HF safetensors with bitsandbytes NF4 (+ double quant) linears
   kCompressedTensors,  // HF safetensors, int4 weight-only pack-quantized (vLLM, compressed-tensors)
+  kGgufLora,           // llama.cpp LoRA adapter GGUF (general.type = adapter), for `--lora`
 };
-// "gguf", "hf", "peft", "bnb-nf4", "ct" (also "compressed-tensors"); throws listing the names.
+// "gguf", "hf", "peft", "bnb-nf4", "ct" (also "compressed-tensors"), "gguf-lora"; throws listing
+// the names.
 ExportFormat export_format_from_name(const std::string& name);
 std::string to_string(ExportFormat f);
 std::string known_export_formats();
+// GGUF and GGUF adapters are one file; the HF formats are directories.
+bool is_single_file(ExportFormat f);
 
 // The source checkpoint's tokenizer, as the writers need it. One of the two is set (or neither,
 // for a model without a tokenizer: GGUF and HF exports then refuse, PEFT does not need one).
@@ -84,6 +88,13 @@ struct ExportOptions {
 
   // compressed-tensors int4: group size for layers that are not int4 fake-quant already.
   int64_t int4_group_size = 128;
+
+  // LoRA layers: false writes each base layer as it is (a fake-quant base as its trained codes, an
+  // NF4 base dequantized) and leaves the adapters out, for a base that an adapter export (peft,
+  // gguf-lora) goes on top of: the trained function fq(W) x + BA x, not a re-rounded merge.
+  bool merge_lora = true;
+  // gguf-lora: the type of lora_a / lora_b (F32, F16 or BF16).
+  io::GgmlType gguf_adapter_type = io::GgmlType::kF32;
 
   // PEFT: what base_model_name_or_path says (default: the source name), and the adapters' config
   // when the caller has it (r, lora_alpha, use_rslora, dropout are then written as given; without

@@ -143,6 +143,15 @@ std::string check_architecture(const models::LlamaConfig& cfg) {
   return cfg.model_type == "qwen2" ? "qwen2" : "llama";
 }
 
+// The head count whose rows io::permute_qk reorders for the projection `name` (HF name): q and k
+// under the llama architecture (convert_hf_to_gguf.py permutes them for llama only), else 0.
+int64_t qk_heads(bool permute, const models::LlamaConfig& cfg, const std::string& name) {
+  if (!permute) return 0;
+  if (name.find(".self_attn.q_proj") != std::string::npos) return cfg.num_attention_heads;
+  if (name.find(".self_attn.k_proj") != std::string::npos) return cfg.num_key_value_heads;
+  return 0;
+}
+
 // One GGUF export, step by step: header (architecture, tokenizer), token_embd, the linears,
 // the norms, then the file type and the file.
 struct GgufJob {
@@ -305,11 +314,7 @@ struct GgufJob {
 
   void write_linear(const LinearView& l) {
     const std::string name = gguf_name(l.name + ".weight");
-    int64_t heads = 0;
-    if (permute && l.name.find(".self_attn.q_proj") != std::string::npos)
-      heads = cfg.num_attention_heads;
-    if (permute && l.name.find(".self_attn.k_proj") != std::string::npos)
-      heads = cfg.num_key_value_heads;
+    const int64_t heads = qk_heads(permute, cfg, l.name);
     const bool is_head = l.name == "lm_head";
     const GgmlType chosen = !opt.gguf_mix.empty() ? mix_type(name, l.layer->in_features())
                             : is_head             ? opt.gguf_embed_type
@@ -361,7 +366,99 @@ struct GgufJob {
   }
 };
 
+// The type lora_a / lora_b are stored in: the plain float types only.
+at::ScalarType adapter_dtype(GgmlType t) {
+  if (t == GgmlType::kF32) return at::kFloat;
+  if (t == GgmlType::kF16) return at::kHalf;
+  if (t == GgmlType::kBF16) return at::kBFloat16;
+  TORCH_CHECK(false, "export gguf-lora: adapters are stored as f32, f16 or bf16, not ",
+              io::ggml_type_name(t), " (--adapter-type)");
+}
+
+// One lora_a / lora_b tensor in the adapter's type, recorded (with its rounding error when the
+// type is narrower than float32).
+void add_adapter_tensor(Job& job, io::GgufWriter& w, const std::string& name, const at::Tensor& t,
+                        const std::string& origin) {
+  const GgmlType type = job.opt.gguf_adapter_type;
+  w.add_tensor(name, t, type);
+  const at::Tensor stored = t.to(adapter_dtype(type));
+  TensorRecord r;
+  r.name = name;
+  r.type = io::ggml_type_name(type);
+  r.origin = origin;
+  r.numel = t.numel();
+  r.bytes = stored.numel() * stored.element_size();
+  r.theoretical_bits = type_bits(type);
+  if (type != GgmlType::kF32) {
+    const ErrorStats e = error_stats(t, stored.to(at::kFloat));
+    r.max_abs_err = e.max_abs;
+    r.rel_fro_err = e.rel_fro;
+  }
+  job.report.tensors.push_back(std::move(r));
+}
+
+// llama.cpp scales each adapter by alpha / rank, with one adapter.lora.alpha for the file and
+// the rank read from lora_b. The file's alpha is the first layer's scaling * rank; a layer whose
+// scaling differs (rank_pattern-like mixes, rsLoRA over mixed ranks) has the ratio folded into
+// its lora_b, so every layer computes scaling * B A x as trained.
+struct AdapterScale {
+  double alpha = 0;
+  double factor(const lora::LoraLinear& l) const {
+    const double rank = static_cast<double>(l.lora_A().size(0));
+    return l.scaling() / (alpha / rank);
+  }
+};
+
 }  // namespace
+
+// llama.cpp's LoRA adapter GGUF (llama-adapter.cpp): general.type = adapter, adapter.type = lora,
+// adapter.lora.alpha, and per adapted tensor "<base GGUF name>.lora_a" [r, in] and ".lora_b"
+// [out, r] (numpy order; ggml ne reversed), lora_b's rows in the base's q/k order.
+void write_gguf_lora(Job& job, const std::string& path) {
+  torch::NoGradGuard no_grad;
+  const models::LlamaConfig& cfg = job.model.config();
+  const std::string arch = check_architecture(cfg);
+  adapter_dtype(job.opt.gguf_adapter_type);  // validates before any work
+  io::GgufWriter w;
+  w.set_string("general.architecture", arch);
+  w.set_string("general.type", "adapter");
+  w.set_string("general.name",
+               job.source.name.empty() ? std::string("qat export") : job.source.name);
+  w.set_u32("general.alignment", 32);
+  w.set_string("adapter.type", "lora");
+  AdapterScale scale;
+  for (const LinearView& l : job.linears) {
+    if (!l.lora) continue;
+    if (scale.alpha == 0)
+      scale.alpha = l.lora->scaling() * static_cast<double>(l.lora->lora_A().size(0));
+    TORCH_CHECK(!(l.name == "lm_head" && cfg.tie_word_embeddings), "export gguf-lora: '", l.name,
+                "' has an adapter but the model ties it to the embedding, which llama.cpp ",
+                "stores once (token_embd); export with the adapter merged (--format gguf)");
+    const std::string base = GgufJob::gguf_name(l.name + ".weight");
+    const int64_t heads = qk_heads(arch == "llama", cfg, l.name);
+    const at::Tensor a = l.lora->lora_A().to(at::kFloat).contiguous();  // (r, in)
+    at::Tensor b = l.lora->lora_B().to(at::kFloat);                     // (out, r)
+    const double f = scale.factor(*l.lora);
+    if (f != 1.0) {
+      b = b * f;
+      job.report.notes.push_back("'" + l.name +
+                                 "': scaling differs from the file's alpha / r; "
+                                 "lora_b holds the ratio (" +
+                                 std::to_string(f) + ")");
+    }
+    if (heads > 0) b = io::permute_qk(b, heads);
+    b = b.contiguous();
+    add_adapter_tensor(job, w, base + ".lora_a", a, "lora_A");
+    add_adapter_tensor(job, w, base + ".lora_b", b, "lora_B");
+    if (l.fake_quant || l.nf4)
+      job.report.notes.push_back("'" + l.name + "': trained over a " + l.describe() +
+                                 " base; load it with that base (qat export --no-merge)");
+  }
+  TORCH_CHECK(scale.alpha != 0, "export gguf-lora: the model has no LoRA adapters (apply_lora() ",
+              "adds them); export the whole model with --format gguf instead");
+  w.set_f32("adapter.lora.alpha", static_cast<float>(scale.alpha));
+  w.write(path);
+}
 
 void write_gguf(Job& job, const std::string& path) {
   torch::NoGradGuard no_grad;

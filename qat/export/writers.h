@@ -25,6 +25,7 @@ struct Job {
 
 // `path` is where the writer puts its output (a temporary name export_model() renames).
 void write_gguf(Job& job, const std::string& path);
+void write_gguf_lora(Job& job, const std::string& path);
 void write_hf_merged(Job& job, const std::string& dir);
 void write_peft(Job& job, const std::string& dir);
 void write_bnb_nf4(Job& job, const std::string& dir);

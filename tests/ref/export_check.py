@@ -56,7 +56,7 @@ def job_gguf(job):
     info = {"types": {}, "strings": {}, "tensor_types": {t.name: t.tensor_type.name for t in r.tensors}}
     for k, f in r.fields.items():
         info["types"][k] = "/".join(tp.name for tp in f.types)
-        if k.startswith("general.") or k.startswith("llama.") or k.startswith("qwen2."):
+        if k.startswith(("general.", "llama.", "qwen2.", "adapter.")):
             v = f.contents()
             info["strings"][k] = v if isinstance(v, (str, int, float, bool)) else str(v)
     for k in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type"):

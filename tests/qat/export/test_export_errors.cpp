@@ -297,3 +297,31 @@ TEST_CASE(
     fallbacks += n.find("not whole 256-element super-blocks") != std::string::npos;
   CHECK(fallbacks == 2);  // blk.0.ffn_down and blk.1.ffn_down
 }
+
+TEST_CASE("Unmerged LoRA exports refuse a base that would not hold the trained weights",
+          "[export][lora]") {
+  const std::string dir = test::temp_dir();
+  auto m = test::random_model(test::export_config(), 14);
+  test::fake_quantize(*m, {"self_attn.*"}, test::weight_fq("int4", 32));
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kGgufLora, dir + "/none.gguf"),
+                    Catch::Contains("no LoRA adapters"));
+  test::add_lora(*m, {"q_proj"}, 14);
+  exporting::ExportOptions o;
+  o.merge_lora = false;  // bf16 (the HF default) rounds the int4 lattice
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kHfMerged, dir + "/bf16", o),
+                    Catch::Contains("--no-merge") && Catch::Contains("self_attn") &&
+                        Catch::Contains("--dtype fp32"));
+  CHECK_FALSE(fs::exists(dir + "/bf16"));
+  o.hf_dtype = at::kFloat;
+  const auto r = export_to(m, ExportFormat::kHfMerged, dir + "/fp32", o);
+  bool noted = false;
+  for (const auto& n : r.notes)
+    noted = noted || n.find("LoRA adapters left out") != std::string::npos;
+  CHECK(noted);
+  // The merged export still folds the adapter in (and may round it).
+  CHECK_NOTHROW(export_to(m, ExportFormat::kHfMerged, dir + "/merged"));
+  exporting::ExportOptions q8;
+  q8.gguf_adapter_type = io::GgmlType::kQ8_0;
+  CHECK_THROWS_WITH(export_to(m, ExportFormat::kGgufLora, dir + "/q8.gguf", q8),
+                    Catch::Contains("f32, f16 or bf16"));
+}

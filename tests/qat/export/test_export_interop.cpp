@@ -185,6 +185,54 @@ const Suite& suite() {
                    {"adapter_dir", o.out},
                    {"input_ids", s.ids_path}});
     }
+    {  // QAT + LoRA shipped unmerged: the Q4_0 fake-quant base as its trained blocks (--no-merge)
+       // and a llama.cpp adapter GGUF beside it; q/k carry adapters (their lora_b is permuted).
+      auto m = test::random_model(test::export_config(), 7);
+      test::fake_quantize(*m, {"self_attn.*", "mlp.*"}, test::weight_fq("gguf_q4_0"));
+      test::add_lora(*m, {"q_proj", "k_proj", "v_proj", "down_proj"}, 7, /*r=*/2, /*alpha=*/3.0);
+      exporting::ExportOptions base;
+      base.format = ExportFormat::kGguf;
+      base.out = s.root + "/lora_base.gguf";
+      base.merge_lora = false;
+      base.gguf_embed_type = io::GgmlType::kF32;
+      Case& b = s.cases["gguf_lora_base"];
+      b.model = m;
+      b.report = run_export(m, tok, base);
+      job("gguf_lora_base", {{"kind", "gguf"}, {"path", base.out}});
+      exporting::ExportOptions o;
+      o.format = ExportFormat::kGgufLora;
+      o.out = s.root + "/adapter.gguf";
+      Case& c = s.cases["gguf_lora"];
+      c.model = m;
+      c.report = run_export(m, tok, o);
+      job("gguf_lora", {{"kind", "gguf"}, {"path", o.out}});
+    }
+    {  // PEFT over the exact base: an int4/g32 fake-quant base written unmerged in float32 (the
+       // trained lattice), the adapters over it in PEFT's format; transformers + peft run both.
+      auto m = test::random_model(test::export_config(), 8);
+      test::fake_quantize(*m, {"self_attn.*", "mlp.*"}, test::weight_fq("int4", 32));
+      test::add_lora(*m, {"q_proj", "o_proj", "up_proj"}, 8);
+      exporting::ExportOptions base;
+      base.format = ExportFormat::kHfMerged;
+      base.out = s.root + "/qat_base";
+      base.hf_dtype = at::kFloat;
+      base.merge_lora = false;
+      Case& b = s.cases["peft_qat_base"];
+      b.model = m;
+      b.report = run_export(m, tok, base);
+      exporting::ExportOptions o;
+      o.format = ExportFormat::kPeft;
+      o.out = s.root + "/qat_adapter";
+      o.base_model_name_or_path = base.out;
+      Case& c = s.cases["peft_qat"];
+      c.model = m;
+      c.report = run_export(m, tok, o);
+      c.logits = test::logits_of(*m, s.ids);
+      job("peft_qat", {{"kind", "peft"},
+                       {"base_dir", base.out},
+                       {"adapter_dir", o.out},
+                       {"input_ids", s.ids_path}});
+    }
     {  // bitsandbytes: NF4 attention (QLoRA base, one with an adapter), dense MLP; float32 compute
        // dtype.
       auto m = test::random_model(test::export_config(), 5);
@@ -380,6 +428,64 @@ TEST_CASE("Exports load in the reference readers with our weights and logits",
     CHECK(cfg["r"] == 4);
     CHECK(cfg["use_rslora"] == true);
     CHECK(cfg["target_modules"] == nlohmann::json({"down_proj", "q_proj", "v_proj"}));
+  }
+
+  SECTION(
+      "GGUF LoRA adapter: llama.cpp's keys and shapes in gguf-py; the base holds the trained "
+      "blocks") {
+    const Case& c = s.cases.at("gguf_lora");
+    const auto ref = s.result("gguf_lora");
+    const auto info = s.result_json("gguf_lora");
+    const auto& cfg = c.model->config();
+    CHECK(info["strings"]["general.type"] == "adapter");
+    CHECK(info["strings"]["general.architecture"] == "llama");
+    CHECK(info["strings"]["adapter.type"] == "lora");
+    CHECK(info["types"]["adapter.lora.alpha"] == "FLOAT32");
+    CHECK(info["strings"]["adapter.lora.alpha"].get<double>() == 3.0);  // scaling 1.5 * r 2
+    CHECK(ref.size() == 4 * 2 * 2);  // 2 layers x 4 targets x (lora_a, lora_b)
+    const auto base = s.result("gguf_lora_base");
+    int adapted = 0, exact = 0;
+    for (const auto& l : exporting::collect_linears(*c.model)) {
+      const std::string name = *io::hf_to_gguf_name(l.name + ".weight");
+      CAPTURE(name);
+      if (l.fake_quant) {
+        // The base file: the trained blocks, not fq(W) + BA re-rounded.
+        REQUIRE(base.count("t/" + name));
+        CHECK(test::bit_equal(base.at("t/" + name),
+                              gguf_order(l.name, l.fake_quant->effective_weight(), cfg)));
+        ++exact;
+      }
+      if (!l.lora) continue;
+      REQUIRE(ref.count("t/" + name + ".lora_a"));
+      const at::Tensor a = ref.at("t/" + name + ".lora_a"), b = ref.at("t/" + name + ".lora_b");
+      CHECK(a.sizes() == l.lora->lora_A().sizes());  // [r, in]: ggml ne [in, r]
+      CHECK(b.sizes() == l.lora->lora_B().sizes());  // [out, r]
+      CHECK(test::bit_equal(a, l.lora->lora_A()));
+      CHECK(test::bit_equal(b, gguf_order(l.name, l.lora->lora_B(), cfg)));
+      ++adapted;
+    }
+    CHECK(adapted == 8);
+    CHECK(exact == 14);
+    for (const auto& r : s.cases.at("gguf_lora_base").report.tensors) {
+      if (r.name.rfind("blk.", 0) == 0 && r.name.find("norm") == std::string::npos)
+        CHECK(r.origin.find("(exact)") != std::string::npos);
+    }
+  }
+
+  SECTION("PEFT over the exact QAT base: transformers + peft give our logits") {
+    const Case& c = s.cases.at("peft_qat");
+    const auto ref = s.result("peft_qat");
+    CHECK(max_diff(ref.at("logits"), c.logits) < 1e-4);
+    // The base file holds the fake-quant lattice itself, in float32.
+    const auto file = io::load_safetensors(s.cases.at("peft_qat_base").report.out);
+    int exact = 0;
+    for (const auto& l : exporting::collect_linears(*c.model)) {
+      if (!l.fake_quant) continue;
+      CAPTURE(l.name);
+      CHECK(test::bit_equal(file.at(l.name + ".weight"), l.fake_quant->effective_weight()));
+      ++exact;
+    }
+    CHECK(exact == 14);
   }
 
   SECTION("bitsandbytes NF4: transformers loads it and every dequantized weight equals ours") {

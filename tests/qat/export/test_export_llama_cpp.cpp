@@ -9,6 +9,7 @@
 // case with $QAT_LLAMA_CPP_LOGITS pointing at that tool. It prints one JSON line per export.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qat/export/linears.h"
+#include "qat/lora/lora.h"
 #include "tests/qat/export/export_models.h"
 #include "tests/support/catch_torch.h"
 
@@ -34,16 +36,18 @@ constexpr const char* kText =
     "the "
     "darkness he called Night. And the evening and the morning were the first day.";
 
+// `flags`: the tool's options after its three paths ("--lora FILE", "--kv-f32").
 at::Tensor llama_cpp_logits(const std::string& tool, const std::string& gguf,
-                            const std::vector<int32_t>& ids, int64_t vocab) {
+                            const std::vector<int32_t>& ids, int64_t vocab,
+                            const std::string& flags = "") {
   const std::string dir = test::temp_dir();
   {
     std::ofstream f(dir + "/ids.i32", std::ios::binary);
     f.write(reinterpret_cast<const char*>(ids.data()),
             static_cast<std::streamsize>(ids.size() * 4));
   }
-  const std::string cmd =
-      tool + " " + gguf + " " + dir + "/ids.i32 " + dir + "/logits.f32 2>" + dir + "/log.txt";
+  const std::string cmd = tool + " " + gguf + " " + dir + "/ids.i32 " + dir + "/logits.f32 " +
+                          flags + " 2>" + dir + "/log.txt";
   const int rc = std::system(cmd.c_str());
   if (rc != 0) {
     std::ifstream log(dir + "/log.txt");
@@ -57,6 +61,13 @@ at::Tensor llama_cpp_logits(const std::string& tool, const std::string& gguf,
   at::Tensor t = at::empty({n, vocab}, at::kFloat);
   std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
   return t;
+}
+
+// KL(p || q) per position, float64.
+at::Tensor kl_of(const at::Tensor& p_logits, const at::Tensor& q_logits) {
+  const at::Tensor lp = at::log_softmax(p_logits.to(at::kDouble), -1);
+  const at::Tensor lq = at::log_softmax(q_logits.to(at::kDouble), -1);
+  return (lp.exp() * (lp - lq)).sum(-1);
 }
 
 }  // namespace
@@ -83,10 +94,6 @@ TEST_CASE("llama.cpp runs our SmolLM2 GGUF exports with the logits of our forwar
       {"q8_0", "gguf_q8_0", "", io::GgmlType::kF32, 0.95, 2e-2},
       {"q4_0", "gguf_q4_0", "", io::GgmlType::kF32, 0.90, 4e-2},
       {"q4_k", "gguf_q4_k", "gguf_q5_0", io::GgmlType::kF32, 0.90, 4e-2},
-  };
-  auto kl_of = [](const at::Tensor& p_logits, const at::Tensor& q_logits) {  // per position
-    const at::Tensor lp = at::log_softmax(p_logits, -1), lq = at::log_softmax(q_logits, -1);
-    return (lp.exp() * (lp - lq)).sum(-1);
   };
   const at::Tensor id_tensor =
       at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
@@ -184,4 +191,92 @@ TEST_CASE("our Q4_K_M and Q5_K_M exports of SmolLM2 equal llama-quantize's, tens
                               {"types", types}}
                    .dump()
             << std::endl;
+}
+
+TEST_CASE(
+    "llama.cpp applies our LoRA adapter GGUF over the exact base with the logits of our "
+    "model",
+    "[.llama_cpp]") {
+  const char* tool = std::getenv("QAT_LLAMA_CPP_LOGITS");
+  REQUIRE(tool != nullptr);  // this case runs only when asked for (scripts/check-llama-cpp)
+  const auto tokenizer = test::smollm_tokenizer_impl();
+  const std::vector<int32_t> ids = tokenizer->encode(kText, /*add_special=*/false);
+  const at::Tensor id_tensor =
+      at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+  const std::string dir = test::temp_dir();
+  // Adapters on every projection, A ~ N(0, 1/in) as PEFT initializes it, B ~ N(0, 0.02) as
+  // training leaves it: the adapter moves the model about as much as 4-bit rounding does.
+  auto add_adapters = [](models::LlamaForCausalLM& m) {
+    lora::LoraConfig lc;
+    lc.r = 8;
+    lc.alpha = 16.0;
+    lc.target_modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                         "gate_proj", "up_proj", "down_proj"};
+    lora::apply_lora(m, lc);
+    torch::NoGradGuard no_grad;
+    uint64_t seed = 2026;
+    for (auto& [name, t] : lora::lora_parameters(m)) {
+      const bool is_a = name.find("lora_A") != std::string::npos;
+      t.copy_(test::randn(t.sizes().vec(), seed++,
+                          is_a ? 1.0 / std::sqrt(static_cast<double>(t.size(1))) : 0.02));
+    }
+  };
+  auto export_as = [&](exporting::ExportSource& src, const std::string& name,
+                       exporting::ExportFormat f, io::GgmlType type, bool merge) {
+    exporting::ExportOptions o;
+    o.format = f;
+    o.out = dir + "/" + name + ".gguf";
+    o.gguf_type = type;
+    o.gguf_embed_type = io::GgmlType::kF32;
+    o.merge_lora = merge;
+    exporting::export_model(src, o);
+    return o.out;
+  };
+  const int64_t vocab = 49152;
+  for (const std::string base_type : {"f32", "q4_0"}) {
+    CAPTURE(base_type);
+    exporting::ExportSource src = exporting::load_export_source(models::default_model_path());
+    auto& model = *src.model;
+    if (base_type == "q4_0") {
+      transforms::PrepareConfig pc;
+      pc.layer.weight = test::weight_fq("gguf_q4_0");
+      transforms::prepare(model, pc);
+    }
+    const at::Tensor ours_base = test::logits_of(model, id_tensor)[0];
+    add_adapters(model);
+    const at::Tensor ours = test::logits_of(model, id_tensor)[0];
+    const io::GgmlType dense = base_type == "f32" ? io::GgmlType::kF32 : io::GgmlType::kQ4_0;
+    const std::string base =
+        export_as(src, base_type + "-base", exporting::ExportFormat::kGguf, dense, false);
+    const std::string adapter =
+        export_as(src, base_type + "-adapter", exporting::ExportFormat::kGgufLora, dense, true);
+    const std::string merged =
+        export_as(src, base_type + "-merged", exporting::ExportFormat::kGguf, dense, true);
+    const std::string kv = base_type == "f32" ? " --kv-f32" : "";
+    const double kl_adapter =
+        kl_of(ours, llama_cpp_logits(tool, base, ids, vocab, "--lora " + adapter + kv))
+            .mean()
+            .item<double>();
+    const double kl_base =
+        kl_of(ours_base, llama_cpp_logits(tool, base, ids, vocab, kv)).mean().item<double>();
+    const double kl_merged =
+        kl_of(ours, llama_cpp_logits(tool, merged, ids, vocab, kv)).mean().item<double>();
+    const double adapter_effect = kl_of(ours_base, ours).mean().item<double>();
+    std::cout << nlohmann::json{{"check", "llama_cpp_lora_adapter"},
+                                {"base", base_type},
+                                {"tokens", ids.size()},
+                                {"mean_kl_base_plus_adapter", kl_adapter},
+                                {"mean_kl_base_alone_vs_our_base", kl_base},
+                                {"mean_kl_merged_file", kl_merged},
+                                {"mean_kl_adapter_effect", adapter_effect}}
+                     .dump()
+              << std::endl;
+    CHECK(adapter_effect > 0.01);  // the adapter changes the model: the check can fail
+    if (base_type == "f32") {
+      CHECK(kl_adapter <= 1e-5);
+    } else {
+      CHECK(kl_adapter <= 1.5 * kl_base);
+      CHECK(kl_adapter < kl_merged);  // merging re-rounds fq(W) + BA: the QAT gain leaks
+    }
+  }
 }
