@@ -40,6 +40,7 @@ struct ExportArgs {
   bool no_double_quant = false;
   bool requantize = false;
   bool no_merge = false;
+  bool ollama = false;
   std::string adapter_type = "f32";
   bool force = false;
   std::string base_model;
@@ -96,6 +97,7 @@ int run_export(const ExportArgs& a) {
   opt.nf4_double_quant = !a.no_double_quant;
   opt.requantize = a.requantize;
   opt.merge_lora = !a.no_merge;
+  opt.ollama = a.ollama;
   opt.gguf_adapter_type = exporting::gguf_type_from_name(a.adapter_type);
   opt.base_model_name_or_path = a.base_model;
   TORCH_CHECK(!opt.out.empty(), "qat export: --out is required");
@@ -152,6 +154,8 @@ void add_export_command(CLI::App& app, CommandList& commands) {
   sub->add_flag("--no-merge", args->no_merge,
                 "LoRA runs: write the base layers as trained, adapters left out (put --format peft "
                 "or gguf-lora on top: the trained function, exactly)");
+  sub->add_flag("--ollama", args->ollama,
+                "gguf: also write an Ollama Modelfile beside the file (FROM, stop tokens)");
   sub->add_option("--adapter-type", args->adapter_type, "gguf-lora: f32, f16 or bf16")
       ->capture_default_str();
   sub->add_flag("--force", args->force, "replace an existing output");

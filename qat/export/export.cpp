@@ -21,6 +21,7 @@
 #include <set>
 #include <sstream>
 
+#include "qat/export/tokenizer_convert.h"
 #include "qat/export/writers.h"
 #include "qat/io/gguf_blocks.h"
 #include "qat/io/gguf_file.h"
@@ -205,6 +206,8 @@ namespace {
 // The output path can be written: not there (or --force), a file for GGUF, its parent created.
 void check_output(const ExportOptions& opt) {
   TORCH_CHECK(!opt.out.empty(), "export: no output path given (--out)");
+  TORCH_CHECK(!opt.ollama || opt.format == ExportFormat::kGguf,
+              "export: --ollama writes a Modelfile beside a GGUF model; use it with --format gguf");
   const fs::path out(opt.out);
   TORCH_CHECK(opt.force || !fs::exists(out), "export: output '", opt.out,
               "' already exists; pass --force to replace it");
@@ -263,6 +266,21 @@ void measure_sizes(ExportReport& report, const fs::path& out, ExportFormat forma
   report.metadata_bytes = report.file_bytes - report.tensor_bytes;
 }
 
+// <out without .gguf>.Modelfile beside the GGUF, its stop strings from the exported tokenizer.
+void write_ollama_modelfile(const ExportSource& source, const ExportOptions& opt,
+                            ExportReport& report) {
+  const io::GgufMetadata tok =
+      gguf_tokenizer_metadata(source.tokenizer, source.model->config().vocab_size);
+  const bool has_template =
+      tok.has("tokenizer.chat_template") || !source.tokenizer.chat_template.empty();
+  const fs::path gguf(opt.out);
+  const fs::path modelfile = fs::path(gguf).replace_extension(".Modelfile");
+  detail::write_text(modelfile.string(),
+                     ollama_modelfile(gguf.filename().string(), stop_tokens(tok), has_template));
+  report.notes.push_back("Ollama: " + modelfile.string() + " (ollama create <name> -f " +
+                         modelfile.string() + ")");
+}
+
 }  // namespace
 
 // Written to <out>.partial and renamed, so a failed export leaves no half-written output.
@@ -306,6 +324,7 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
   if (fs::exists(out)) io::remove_tree(out);
   fs::rename(tmp, out);
 
+  if (opt.ollama) write_ollama_modelfile(source, opt, report);
   measure_sizes(report, out, opt.format);
   report.manifest = build_manifest(source, opt, report);
   const fs::path manifest =

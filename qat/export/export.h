@@ -78,6 +78,9 @@ struct ExportOptions {
   // set: then its effective weight is quantized again and the error is reported per tensor.
   bool requantize = false;
 
+  // GGUF: also write an Ollama Modelfile beside the file (<out without .gguf>.Modelfile).
+  bool ollama = false;
+
   // HF formats: dtype of dense tensors (bf16, fp16 or fp32) and the shard size.
   at::ScalarType hf_dtype = at::kBFloat16;
   uint64_t max_shard_bytes = uint64_t{5} << 30;

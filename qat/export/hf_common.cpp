@@ -62,6 +62,10 @@ void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok,
       any = true;
     }
     TORCH_CHECK(any, "export: ", tok.hf_dir, " holds no tokenizer files to copy");
+    if (!fs::exists(out / "generation_config.json")) {
+      write_json((out / "generation_config.json").string(),
+                 generation_config(stop_tokens(gguf_tokenizer_metadata(tok, cfg.vocab_size))));
+    }
     return;
   }
   TORCH_CHECK(tok.gguf,
@@ -70,6 +74,9 @@ void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok,
   write_json((out / "tokenizer.json").string(), tokenizer_json_from_gguf(*tok.gguf));
   write_json((out / "tokenizer_config.json").string(),
              tokenizer_config_from_gguf(*tok.gguf, tok.chat_template, cfg.max_position_embeddings));
+  // A GGUF source has no generation settings but its stop tokens: without eos ids transformers'
+  // generate() runs to max_new_tokens.
+  write_json((out / "generation_config.json").string(), generation_config(stop_tokens(*tok.gguf)));
 }
 
 void add_dense(Job& job, TensorList& out, const std::string& name, const at::Tensor& t,

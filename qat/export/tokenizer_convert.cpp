@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -9,6 +10,7 @@
 
 #include "data/tokenizer/gguf_tokenizer.h"
 #include "data/tokenizer/pre_tokenizer.h"
+#include "qat/models/pretrained.h"
 
 namespace qat::exporting {
 namespace {
@@ -364,8 +366,8 @@ io::GgufMetadata gguf_tokenizer_from_hf(const std::string& dir, const std::strin
   out.set("tokenizer.ggml.token_type", io::GgufValue::array<int32_t>(types));
   out.set("tokenizer.ggml.merges", io::GgufValue::string_array(hf_merges(model, src)));
   set_special_tokens(out, dir, tj, tokens);
-  if (!chat_template.empty())
-    out.set("tokenizer.chat_template", io::GgufValue::string(chat_template));
+  const std::string tmpl = !chat_template.empty() ? chat_template : models::hf_chat_template(dir);
+  if (!tmpl.empty()) out.set("tokenizer.chat_template", io::GgufValue::string(tmpl));
   return out;
 }
 
@@ -382,6 +384,71 @@ io::GgufMetadata gguf_tokenizer_metadata(const TokenizerSource& tok, int64_t voc
   TORCH_CHECK(!tok.hf_dir.empty(), "export gguf: the model has no tokenizer (pass the source's ",
               "tokenizer: a GGUF file's tokenizer.* keys or an HF directory with tokenizer.json)");
   return gguf_tokenizer_from_hf(tok.hf_dir, tok.chat_template, vocab_size);
+}
+
+StopTokens stop_tokens(const io::GgufMetadata& tok) {
+  const auto& tokens = tok.get_string_array("tokenizer.ggml.tokens");
+  auto valid = [&](std::optional<int64_t> id) -> std::optional<int64_t> {
+    if (id && *id >= 0 && static_cast<size_t>(*id) < tokens.size()) return id;
+    return std::nullopt;
+  };
+  StopTokens s;
+  s.bos = valid(optional_id(tok, "tokenizer.ggml.bos_token_id"));
+  s.eos = valid(optional_id(tok, "tokenizer.ggml.eos_token_id"));
+  s.pad = valid(optional_id(tok, "tokenizer.ggml.padding_token_id"));
+  auto add = [&](std::optional<int64_t> id) {
+    if (!id || std::find(s.eog.begin(), s.eog.end(), *id) != s.eog.end()) return;
+    s.eog.push_back(*id);
+    s.eog_text.push_back(tokens[static_cast<size_t>(*id)]);
+  };
+  add(s.eos);
+  add(valid(optional_id(tok, "tokenizer.ggml.eot_token_id")));
+  add(valid(optional_id(tok, "tokenizer.ggml.eom_token_id")));
+  // llama-vocab.cpp's end-of-generation names (llama.cpp 0.3.36's list, text-based models).
+  static const char* const kEogNames[] = {
+      "<|eot_id|>",    "<|im_end|>",      "<|end|>",
+      "<end_of_turn>", "<|endoftext|>",   "<|eom_id|>",
+      "<EOT>",         "_<EOT>",          "[EOT]",
+      "[EOS]",         "<|end_of_text|>", "<end_of_utterance>",
+      "<eos>",         "<turn|>",         "<｜end▁of▁sentence｜>"};
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    for (const char* name : kEogNames) {
+      if (tokens[i] == name) add(static_cast<int64_t>(i));
+    }
+  }
+  return s;
+}
+
+json generation_config(const StopTokens& stop) {
+  json j = json::object();
+  if (stop.bos) j["bos_token_id"] = *stop.bos;
+  if (stop.eog.size() == 1) j["eos_token_id"] = stop.eog.front();
+  if (stop.eog.size() > 1) j["eos_token_id"] = stop.eog;
+  if (stop.pad) j["pad_token_id"] = *stop.pad;
+  return j;
+}
+
+namespace {
+// A Modelfile string: Ollama's parser takes JSON-style escapes inside double quotes.
+std::string quoted(const std::string& s) {
+  return json(s).dump(-1, ' ', false, json::error_handler_t::strict);
+}
+}  // namespace
+
+std::string ollama_modelfile(const std::string& gguf_file, const StopTokens& stop,
+                             bool has_chat_template) {
+  std::string m =
+      "# Ollama Modelfile written by qat export. Create the model with:\n"
+      "#   ollama create <name> -f <this file>\n"
+      "# A LoRA adapter GGUF (qat export --format gguf-lora) goes on top with a line\n"
+      "#   ADAPTER ./adapter.gguf\n";
+  m += "FROM ./" + gguf_file + "\n";
+  for (const std::string& t : stop.eog_text) m += "PARAMETER stop " + quoted(t) + "\n";
+  if (!has_chat_template) {
+    m += "# The GGUF has no chat template: prompts go to the model as they are.\n"
+         "TEMPLATE \"{{ .Prompt }}\"\n";
+  }
+  return m;
 }
 
 }  // namespace qat::exporting

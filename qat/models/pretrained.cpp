@@ -21,31 +21,6 @@ std::string read_text(const fs::path& p) {
   return s.str();
 }
 
-// transformers 5 writes the template to chat_template.jinja; older versions put it into
-// tokenizer_config.json as a string (or a list of named templates: take "default").
-std::string hf_chat_template(const fs::path& dir) {
-  if (fs::exists(dir / "chat_template.jinja")) return read_text(dir / "chat_template.jinja");
-  const fs::path cfg = dir / "tokenizer_config.json";
-  if (!fs::exists(cfg)) return {};
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text(cfg));
-  } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, cfg.string(), ": not valid JSON: ", e.what());
-  }
-  auto it = j.find("chat_template");
-  if (it == j.end() || it->is_null()) return {};
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_array()) {
-    for (const auto& t : *it) {
-      if (t.value("name", "") == "default" && t.contains("template"))
-        return t["template"].get<std::string>();
-    }
-  }
-  TORCH_CHECK(false, cfg.string(),
-              ": chat_template must be a string or a list with a \"default\" entry");
-}
-
 }  // namespace
 
 std::string default_model_path() {
@@ -113,6 +88,32 @@ Pretrained load_pretrained(const std::string& path, torch::TensorOptions options
     p.chat_template = file.metadata().get_string_optional("tokenizer.chat_template").value_or("");
   }
   return p;
+}
+
+// transformers 5 writes the template to chat_template.jinja; older versions put it into
+// tokenizer_config.json as a string (or a list of named templates: take "default").
+std::string hf_chat_template(const std::string& path) {
+  const fs::path dir(path);
+  if (fs::exists(dir / "chat_template.jinja")) return read_text(dir / "chat_template.jinja");
+  const fs::path cfg = dir / "tokenizer_config.json";
+  if (!fs::exists(cfg)) return {};
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text(cfg));
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, cfg.string(), ": not valid JSON: ", e.what());
+  }
+  auto it = j.find("chat_template");
+  if (it == j.end() || it->is_null()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_array()) {
+    for (const auto& t : *it) {
+      if (t.value("name", "") == "default" && t.contains("template"))
+        return t["template"].get<std::string>();
+    }
+  }
+  TORCH_CHECK(false, cfg.string(),
+              ": chat_template must be a string or a list with a \"default\" entry");
 }
 
 }  // namespace qat::models

@@ -25,6 +25,11 @@ struct Pretrained {
   std::string chat_template;  // Jinja source; empty when the checkpoint has none
 };
 
+// The chat template of an HF directory: chat_template.jinja (transformers 5), else
+// tokenizer_config.json's chat_template (a string, or the "default" entry of a list); empty when
+// there is none.
+std::string hf_chat_template(const std::string& dir);
+
 // `path`: a HF directory (config.json, *.safetensors, tokenizer.json or tokenizer.model,
 // tokenizer_config.json / chat_template.jinja) or a .gguf file (tokenizer.ggml.* metadata).
 // `on_linear`: load streaming, each linear handed to it as it is read (qat/models/loader.h).
