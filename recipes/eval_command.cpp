@@ -154,6 +154,24 @@ int eval_fidelity(const EvalOptions& o, Target& t) {
   return 0;
 }
 
+}  // namespace
+
+nlohmann::json fidelity_json(models::LlamaForCausalLM& model, const std::string& reference,
+                             const std::string& text_path, const train::FidelityOptions& options) {
+  const models::Pretrained ref = models::load_pretrained(reference);
+  TORCH_CHECK(ref.tokenizer, "--reference ", reference, " has no tokenizer to read --text with");
+  const std::vector<int32_t> tokens =
+      ref.tokenizer->encode(read_text(text_path), true, /*parse_special=*/false);
+  nlohmann::json j =
+      train::compare_models(model, *ref.model, tokens, leading_bos(*ref.tokenizer), options)
+          .to_json();
+  j["reference"] = reference;
+  j["text"] = text_path;
+  return j;
+}
+
+namespace {
+
 int run_eval(const EvalOptions& o) {
   Target t = load_target(o);
   return o.reference ? eval_fidelity(o, t) : eval_loss(o, t);

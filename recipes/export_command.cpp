@@ -21,6 +21,7 @@
 #include "qat/models/llama.h"
 #include "qat/models/pretrained.h"
 #include "recipes/config/recipe_config.h"
+#include "recipes/eval_command.h"
 #include "recipes/methods.h"
 #include "trainers/checkpoint.h"
 #include "trainers/model_state.h"
@@ -40,6 +41,8 @@ struct ExportArgs {
   bool no_double_quant = false;
   bool requantize = false;
   bool no_merge = false;
+  std::string reference, text;  // model card: fidelity against this model on this text
+  train::FidelityOptions fidelity;
   bool ollama = false;
   std::string adapter_type = "f32";
   bool force = false;
@@ -67,6 +70,11 @@ exporting::ExportSource load_run(const std::string& path, exporting::ExportOptio
   train::load_training_state(*p.model, ckpt.model);
   std::cerr << "run " << path << ": " << to_string(cfg.method) << " at step "
             << ckpt.state.at("step").get<int64_t>() << " (" << ckpt_path << ")\n";
+  opt.card.method = to_string(cfg.method);
+  if (cfg.method == Method::kQat || cfg.method == Method::kQatLora)
+    opt.card.method += " (fake quant " + cfg.quant.weight.name + ")";
+  if (cfg.distill.enabled) opt.card.method += ", distilled from the starting model";
+  opt.card.method += ", " + std::to_string(ckpt.state.at("step").get<int64_t>()) + " steps";
   if (cfg.method == Method::kQlora || cfg.method == Method::kQatLora ||
       cfg.method == Method::kLora) {
     opt.lora_config = lora_config(cfg);
@@ -77,6 +85,7 @@ exporting::ExportSource load_run(const std::string& path, exporting::ExportOptio
   const std::string base = resolve_model_path(cfg.model.path);
   s.tokenizer = exporting::tokenizer_source(base, p.chat_template);
   if (opt.base_model_name_or_path.empty()) opt.base_model_name_or_path = base;
+  opt.card.base_model = base;
   return s;
 }
 
@@ -106,8 +115,15 @@ int run_export(const ExportArgs& a) {
 
   const std::string path = a.model.empty() ? models::default_model_path() : a.model;
   std::cerr << "loading " << path << "\n";
+  TORCH_CHECK(a.reference.empty() == a.text.empty(),
+              "qat export: --reference and --text go together (the model card's fidelity is "
+              "measured against a reference model on a text)");
   const exporting::ExportSource source =
       is_run(path) ? load_run(path, opt) : exporting::load_export_source(path);
+  if (!a.reference.empty()) {
+    std::cerr << "fidelity against " << a.reference << " on " << a.text << "\n";
+    opt.card.fidelity = fidelity_json(*source.model, a.reference, a.text, a.fidelity);
+  }
   const exporting::ExportReport report = exporting::export_model(source, opt);
   std::cout << report.summary();
   return 0;
@@ -160,6 +176,14 @@ void add_export_command(CLI::App& app, CommandList& commands) {
       ->capture_default_str();
   sub->add_flag("--force", args->force, "replace an existing output");
   sub->add_option("--base-model", args->base_model, "peft: base_model_name_or_path to write");
+  sub->add_option("--reference", args->reference,
+                  "HF formats: measure KLD/PPL against this model (.gguf or HF dir) for README.md");
+  sub->add_option("--text", args->text, "with --reference: the text file to score");
+  sub->add_option("--chunks", args->fidelity.chunks,
+                  "with --reference: at most this many chunks (0 = all)")
+      ->capture_default_str();
+  sub->add_option("--context", args->fidelity.context, "with --reference: tokens per chunk")
+      ->capture_default_str();
   commands.push_back({sub, [args]() { return run_export(*args); }});
 }
 

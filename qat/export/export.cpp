@@ -227,21 +227,21 @@ void run_writer(detail::Job& job, const fs::path& tmp) {
       return;
     case ExportFormat::kHfMerged:
       detail::write_hf_merged(job, tmp.string());
-      return;
+      break;
     case ExportFormat::kPeft:
       detail::write_peft(job, tmp.string());
-      return;
+      break;
     case ExportFormat::kBnbNf4:
       detail::write_bnb_nf4(job, tmp.string());
-      return;
+      break;
     case ExportFormat::kCompressedTensors:
       detail::write_compressed_tensors(job, tmp.string());
-      return;
+      break;
     case ExportFormat::kGgufLora:
       detail::write_gguf_lora(job, tmp.string());
       return;
   }
-  TORCH_INTERNAL_ASSERT(false, "unhandled export format");
+  detail::write_model_card(job, tmp.string());
 }
 
 // Sizes: every file written, against the tensors' theoretical bits.

@@ -61,6 +61,13 @@ ExportSource load_export_source(const std::string& path);
 // The tokenizer of a .gguf file or an HF directory, without loading weights.
 TokenizerSource tokenizer_source(const std::string& path, const std::string& chat_template);
 
+// What README.md (the model card of HF exports) says beyond the file itself.
+struct ModelCard {
+  std::string base_model;   // the model training started from ("" = the source)
+  std::string method;       // e.g. "qat (fake quant gguf_q4_0, learnable scales)"
+  nlohmann::json fidelity;  // train::FidelityReport::to_json() + reference/text; null: none
+};
+
 struct ExportOptions {
   ExportFormat format = ExportFormat::kGguf;
   std::string out;     // .gguf file for GGUF, a directory for the others
@@ -77,6 +84,9 @@ struct ExportOptions {
   // A layer fake-quantized in a spec the target cannot store exactly is an error unless this is
   // set: then its effective weight is quantized again and the error is reported per tensor.
   bool requantize = false;
+
+  // HF formats (hf, peft, bnb-nf4, ct): README.md with these facts, the format and how to run it.
+  ModelCard card;
 
   // GGUF: also write an Ollama Modelfile beside the file (<out without .gguf>.Modelfile).
   bool ollama = false;

@@ -31,6 +31,9 @@ void write_peft(Job& job, const std::string& dir);
 void write_bnb_nf4(Job& job, const std::string& dir);
 void write_compressed_tensors(Job& job, const std::string& dir);
 
+// README.md: the model card of an HF export (base model, method, format, fidelity, how to run it).
+void write_model_card(const Job& job, const std::string& dir);
+
 // ---- shared pieces ---------------------------------------------------------------------------
 
 void write_text(const std::string& path, const std::string& text);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -352,5 +353,52 @@ TEST_CASE(
   CHECK(missing.rc == 1);
   CHECK(missing.text.find(dir + "/none.jsonl") != std::string::npos);
   CHECK(missing.text.find("qat sample-data") != std::string::npos);
+  qat::io::remove_tree(dir);
+}
+
+TEST_CASE("qat export --reference writes a model card whose fidelity equals qat eval's",
+          "[cli][export]") {
+  if (!have_smollm2()) {
+    WARN("SmolLM2-135M not installed (scripts/bootstrap): skipped");
+    return;
+  }
+  const std::string dir = qat::test::temp_dir();
+  const std::string model = qat::models::default_model_path();
+  {  // Genesis 1, repeated: enough tokens for several 64-token chunks.
+    std::ofstream text(dir + "/text.txt");
+    for (int i = 0; i < 6; ++i)
+      text << "In the beginning God created the heaven and the earth. And the earth was without "
+              "form, and void; and darkness was upon the face of the deep. And the Spirit of God "
+              "moved upon the face of the waters. And God said, Let there be light: and there "
+              "was light.\n";
+  }
+  const Output q =
+      run_qat("export " + model + " --format gguf --gguf-type q4_0 --out " + dir + "/q4_0.gguf");
+  INFO(q.text);
+  REQUIRE(q.rc == 0);
+  const std::string fid = " --reference " + model + " --text " + dir + "/text.txt --context 64";
+  const Output e = run_qat("export " + dir + "/q4_0.gguf --format hf --out " + dir + "/hf" + fid);
+  INFO(e.text);
+  REQUIRE(e.rc == 0);
+  const Output v = run_qat("eval " + dir + "/q4_0.gguf" + fid + " --json " + dir + "/eval.json");
+  INFO(v.text);
+  REQUIRE(v.rc == 0);
+  const auto ev = nlohmann::json::parse(std::ifstream(dir + "/eval.json"));
+  CHECK(ev.at("kld_mean").get<double>() > 0.05);  // Q4_0 moved the model: the figure is real
+  std::ifstream f(dir + "/hf/README.md");
+  const std::string card((std::istreambuf_iterator<char>(f)), {});
+  CHECK(card.rfind("---\nbase_model: ", 0) == 0);
+  CHECK(card.find("library_name: transformers") != std::string::npos);
+  CHECK(card.find("AutoModelForCausalLM.from_pretrained") != std::string::npos);
+  CHECK(card.find("from vllm import LLM") != std::string::npos);
+  CHECK(card.find("--format gguf") != std::string::npos);
+  std::ostringstream kld;
+  kld << std::fixed << std::setprecision(5) << ev.at("kld_mean").get<double>();
+  CAPTURE(card);
+  CHECK(card.find("| " + kld.str() + " |") != std::string::npos);  // measured on the export
+  const Output bad =
+      run_qat("export " + model + " --format hf --out " + dir + "/x --reference " + model);
+  CHECK(bad.rc != 0);
+  CHECK(bad.text.find("--reference and --text go together") != std::string::npos);
   qat::io::remove_tree(dir);
 }
