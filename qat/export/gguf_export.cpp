@@ -427,6 +427,7 @@ void write_gguf_lora(Job& job, const std::string& path) {
   w.set_u32("general.alignment", 32);
   w.set_string("adapter.type", "lora");
   AdapterScale scale;
+  int over_quantized = 0;
   for (const LinearView& l : job.linears) {
     if (!l.lora) continue;
     if (scale.alpha == 0)
@@ -450,10 +451,12 @@ void write_gguf_lora(Job& job, const std::string& path) {
     b = b.contiguous();
     add_adapter_tensor(job, w, base + ".lora_a", a, "lora_A");
     add_adapter_tensor(job, w, base + ".lora_b", b, "lora_B");
-    if (l.fake_quant || l.nf4)
-      job.report.notes.push_back("'" + l.name + "': trained over a " + l.describe() +
-                                 " base; load it with that base (qat export --no-merge)");
+    over_quantized += l.fake_quant || l.nf4;
   }
+  if (over_quantized > 0)
+    job.report.notes.push_back(std::to_string(over_quantized) +
+                               " adapters were trained over fake-quant or NF4 layers: load them "
+                               "over the base exported with --no-merge (its trained weights)");
   TORCH_CHECK(scale.alpha != 0, "export gguf-lora: the model has no LoRA adapters (apply_lora() ",
               "adds them); export the whole model with --format gguf instead");
   w.set_f32("adapter.lora.alpha", static_cast<float>(scale.alpha));

@@ -49,11 +49,10 @@ std::string fidelity_section(const nlohmann::json& f) {
     << f.value("tokens", 0) << " scored tokens):\n\n"
     << "| PPL | PPL (reference) | ΔPPL | mean KLD | KLD 99% | RMS Δp | same top-1 |\n"
     << "|---|---|---|---|---|---|---|\n"
-    << "| " << fixed(f.value("ppl", 0.0), 3) << " | " << fixed(f.value("ppl_base", 0.0), 3)
-    << " | " << fixed(f.value("delta_ppl", 0.0), 3) << " | " << fixed(f.value("kld_mean", 0.0), 5)
-    << " | " << fixed(f.value("kld_p99", 0.0), 4) << " | "
-    << fixed(100 * f.value("dp_rms", 0.0), 2) << "% | " << fixed(100 * f.value("same_top1", 0.0), 1)
-    << "% |\n\n";
+    << "| " << fixed(f.value("ppl", 0.0), 3) << " | " << fixed(f.value("ppl_base", 0.0), 3) << " | "
+    << fixed(f.value("delta_ppl", 0.0), 3) << " | " << fixed(f.value("kld_mean", 0.0), 5) << " | "
+    << fixed(f.value("kld_p99", 0.0), 4) << " | " << fixed(100 * f.value("dp_rms", 0.0), 2)
+    << "% | " << fixed(100 * f.value("same_top1", 0.0), 1) << "% |\n\n";
   return s.str();
 }
 
@@ -90,19 +89,21 @@ std::string usage_section(const Job& job, const std::string& base) {
 
 void write_model_card(const Job& job, const std::string& dir) {
   const ModelCard& card = job.opt.card;
-  const std::string base = !card.base_model.empty()               ? card.base_model
-                           : !job.opt.base_model_name_or_path.empty() ? job.opt.base_model_name_or_path
-                                                                      : job.source.name;
+  const std::string base = !card.base_model.empty() ? card.base_model
+                           : !job.opt.base_model_name_or_path.empty()
+                               ? job.opt.base_model_name_or_path
+                               : job.source.name;
   const bool peft = job.opt.format == ExportFormat::kPeft;
   std::ostringstream s;
-  s << "---\nbase_model: " << nlohmann::json(base).dump() << "\nlibrary_name: "
-    << (peft ? "peft" : "transformers") << "\ntags:\n- qat\n- " << to_string(job.opt.format)
-    << "\n---\n\n# "
+  s << "---\nbase_model: " << nlohmann::json(base).dump()
+    << "\nlibrary_name: " << (peft ? "peft" : "transformers") << "\ntags:\n- qat\n- "
+    << to_string(job.opt.format) << "\n---\n\n# "
     << (job.source.name.empty() ? "qat export"
                                 : std::filesystem::path(job.source.name).filename().string())
     << "\n\n"
     << "Written by " << tool_version() << ".\n\n| | |\n|---|---|\n| base model | `" << base
-    << "` |\n| method | " << (card.method.empty() ? "none: the source's weights, converted" : card.method) << " |\n"
+    << "` |\n| method | "
+    << (card.method.empty() ? "none: the source's weights, converted" : card.method) << " |\n"
     << "| format | " << format_description(job) << " |\n| architecture | "
     << job.model.config().model_type << ", " << job.model.config().num_hidden_layers
     << " layers, hidden " << job.model.config().hidden_size << ", vocab "
