@@ -247,11 +247,12 @@ train::Table results_table(const DemoRun& run, const Baselines& b, const QatResu
                b.gptq_eval->perplexity, b.gptq_eval->loss - f, b.gptq_fidelity->kld_mean,
                b.gptq_fidelity->same_top1});
   }
-  t.add_row({std::string(cfg.distill.enabled ? "QAD" : "QAT") + " (" +
-                 std::to_string(qat.summary.steps) + " steps" +
-                 (cfg.quant.init == QuantInit::kGptq ? ", from GPTQ)" : ")"),
-             qat.eval.loss, qat.eval.perplexity, qat.eval.loss - f, qat.fidelity.kld_mean,
-             qat.fidelity.same_top1});
+  t.add_row(
+      {std::string(cfg.distill.enabled ? "QAD" : "QAT") + " (" + std::to_string(qat.summary.steps) +
+           " steps" +
+           (cfg.quant.init != QuantInit::kRtn ? ", from " + to_string(cfg.quant.init) + ")" : ")"),
+       qat.eval.loss, qat.eval.perplexity, qat.eval.loss - f, qat.fidelity.kld_mean,
+       qat.fidelity.same_top1});
   t.add_separator();
   t.add_row({"QAT weights, fake quant off", qat.float_weights.loss, qat.float_weights.perplexity,
              qat.float_weights.loss - f, "", ""});
@@ -265,7 +266,7 @@ std::string results_notes(const DemoRun& run, const Baselines& b, const QatResul
   std::ostringstream out;
   out << "quantization cost: PTQ " << train::format_fixed(b.ptq_eval.loss - f, 4);
   if (b.gptq_eval) out << ", GPTQ " << train::format_fixed(b.gptq_eval->loss - f, 4);
-  if (run.cfg.quant.init == QuantInit::kGptq) {
+  if (run.cfg.quant.init == QuantInit::kGptq || run.cfg.quant.init == QuantInit::kAwqGptq) {
     // The latent weights are GPTQ's, not a float model of their own.
     out << " nats/token over their float weights; QAT started from GPTQ's rounding\n";
   } else {

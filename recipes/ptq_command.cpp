@@ -7,6 +7,7 @@
 //
 //   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/ptq-q4_0
 //   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/gptq-q4_0 --method gptq
+//   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/awq-q4_0 --method awq-gptq
 //   qat export runs/ptq-q4_0 --format gguf --out smollm2-ptq-q4_0.gguf
 #include "recipes/ptq_command.h"
 
@@ -14,8 +15,11 @@
 
 #include <chrono>
 #include <iostream>
+#include <optional>
+#include <set>
 
 #include "qat/models/llama.h"
+#include "qat/transforms/awq.h"
 #include "qat/transforms/gptq.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
@@ -34,6 +38,9 @@ struct PtqOptions {
   int64_t calibration = 32;
   std::string method = "rtn";
   transforms::GptqConfig gptq;
+  transforms::AwqConfig awq;
+  bool uses_awq() const { return method == "awq" || method == "awq-gptq"; }
+  bool uses_gptq() const { return method == "gptq" || method == "awq-gptq"; }
 };
 
 // Static scales: run the calibration sequences through the model in training mode (observers
@@ -58,6 +65,26 @@ void round_by_gptq(models::LlamaForCausalLM& model,
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << "gptq: rounded " << reports.size() << " linears on " << n
             << " calibration sequences in " << train::format_duration(secs) << "\n";
+}
+
+// AWQ over the model's fake-quant layers, with a line per layer and a timing.
+void scale_by_awq(models::LlamaForCausalLM& model,
+                  const std::vector<transforms::CalibrationBatch>& batches, int64_t n,
+                  const transforms::AwqConfig& awq) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto reports = transforms::awq_llama(
+      model, batches, awq, [](const std::string& line) { std::cerr << line << "\n"; });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int scaled = 0;
+  std::set<std::string> skipped;
+  for (const auto& r : reports) {
+    scaled += r.skipped.empty();
+    if (!r.skipped.empty())
+      skipped.insert(r.name.substr(r.name.find('.', 13) + 1) + ": " + r.skipped);
+  }
+  std::cerr << "awq: scaled " << scaled << " of " << reports.size() << " groups on " << n
+            << " calibration sequences in " << train::format_duration(secs) << "\n";
+  for (const auto& why : skipped) std::cerr << "awq: left alone: " << why << "\n";
 }
 
 // Saves the model as a step-0 run: export and eval rebuild it from this config and load the
@@ -86,8 +113,9 @@ int run_ptq(const PtqOptions& o) {
               " already holds a run: choose a new output_dir");
   cfg.quant.delay_steps = 0;  // nothing trains: quantize from the first forward
   train::Communicator comm;
-  models::Pretrained p = build_model(cfg);                         // quant applied
-  if (o.method == "gptq") transforms::check_gptq_model(*p.model);  // before any work
+  models::Pretrained p = build_model(cfg);                  // quant applied
+  if (o.uses_awq()) transforms::check_awq_model(*p.model);  // before any work
+  if (o.uses_gptq()) transforms::check_gptq_model(*p.model);
   const TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   auto evaluate = [&](models::LlamaForCausalLM& m) {
     return train::evaluate(m, data.heldout, cfg.train.micro_batch, comm, cfg.eval.sequences,
@@ -103,7 +131,12 @@ int run_ptq(const PtqOptions& o) {
   p.model->eval();
   const train::EvalResult rtn = evaluate(*p.model);
   train::EvalResult q = rtn;
-  if (o.method == "gptq") {
+  std::optional<train::EvalResult> awq;
+  if (o.uses_awq()) {
+    scale_by_awq(*p.model, batches, n, o.awq);
+    awq = q = evaluate(*p.model);
+  }
+  if (o.uses_gptq()) {
     round_by_gptq(*p.model, batches, n, o.gptq);
     q = evaluate(*p.model);
   }
@@ -122,7 +155,9 @@ int run_ptq(const PtqOptions& o) {
   t.add_column("perplexity", train::NumberFormat::fixed(3));
   t.add_row({"float", fl.loss, fl.perplexity});
   t.add_row({"PTQ " + w + " round to nearest", rtn.loss, rtn.perplexity});
-  if (o.method == "gptq") t.add_row({"PTQ " + w + " GPTQ", q.loss, q.perplexity});
+  if (awq) t.add_row({"PTQ " + w + " AWQ", awq->loss, awq->perplexity});
+  if (o.uses_gptq())
+    t.add_row({"PTQ " + w + (o.uses_awq() ? " AWQ + GPTQ" : " GPTQ"), q.loss, q.perplexity});
   std::cout << t.to_text() << "saved " << path << " (qat export " << cfg.output_dir
             << " --format ...)\n";
   return 0;
@@ -143,8 +178,10 @@ void add_ptq_command(CLI::App& app, CommandList& commands) {
   sub->add_option("--calibration", o->calibration, "calibration sequences (static scales, GPTQ)")
       ->check(CLI::Range(1, 1000000));
   sub->add_option("--method", o->method,
-                  "rtn: round to nearest; gptq: GPTQ on the calibration sequences")
-      ->check(CLI::IsMember({"rtn", "gptq"}));
+                  "rtn: round to nearest; gptq: GPTQ on the calibration sequences; awq: AWQ's "
+                  "per-channel scaling (folded into the norms and linears before), then round to "
+                  "nearest; awq-gptq: AWQ, then GPTQ")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq", "awq-gptq"}));
   sub->add_option("--gptq-damp", o->gptq.damp,
                   "GPTQ: damping, a fraction of the Hessian's mean diagonal")
       ->check(CLI::Range(0.0, 1.0));
@@ -153,6 +190,13 @@ void add_ptq_command(CLI::App& app, CommandList& commands) {
                   "to right (false)");
   sub->add_option("--gptq-block", o->gptq.block_size, "GPTQ: columns per lazy-batch block")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_option("--awq-grid", o->awq.grid, "AWQ: alphas searched in [0, 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  sub->add_option("--awq-tokens", o->awq.max_tokens,
+                  "AWQ: calibration tokens per group the search uses")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   commands.push_back({sub, [o] { return run_ptq(*o); }});
 }
 

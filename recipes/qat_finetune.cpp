@@ -8,6 +8,8 @@
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
 #include "qat/io/llama_mix.h"
+#include "qat/transforms/awq.h"
+#include "qat/transforms/gptq.h"
 #include "qat/transforms/prepare.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
@@ -70,14 +72,25 @@ std::vector<std::string> apply_qat(models::LlamaForCausalLM& model, const Recipe
 
 std::string init_quantized_weights(models::LlamaForCausalLM& model, const RecipeConfig& cfg,
                                    const train::SequenceSet& train_set) {
-  if (cfg.quant.init != QuantInit::kGptq) return {};
+  const QuantInit init = cfg.quant.init;
+  if (init == QuantInit::kRtn) return {};
   const auto t0 = std::chrono::steady_clock::now();
   const auto batches =
       calibration_batches(train_set, cfg.quant.init_calibration,
                           static_cast<uint64_t>(cfg.train.seed), cfg.train.micro_batch);
-  const auto reports = transforms::gptq_llama(model, batches, {});
+  std::string what;
+  if (init == QuantInit::kAwq || init == QuantInit::kAwqGptq) {
+    int scaled = 0;
+    for (const auto& r : transforms::awq_llama(model, batches, {})) scaled += r.skipped.empty();
+    what = "AWQ scaled " + std::to_string(scaled) + " groups";
+  }
+  if (init == QuantInit::kGptq || init == QuantInit::kAwqGptq) {
+    const auto reports = transforms::gptq_llama(model, batches, {});
+    what += (what.empty() ? "GPTQ rounded " : ", then GPTQ rounded ") +
+            std::to_string(reports.size()) + " linears";
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return "init: GPTQ rounded " + std::to_string(reports.size()) + " linears on " +
+  return "init: " + what + " on " +
          std::to_string(std::min(cfg.quant.init_calibration, train_set.size())) +
          " calibration sequences in " + train::format_duration(secs);
 }

@@ -75,8 +75,11 @@ struct EnumNames<DataFormat> {
 template <>
 struct EnumNames<QuantInit> {
   static const std::vector<std::pair<QuantInit, const char*>>& get() {
-    static const std::vector<std::pair<QuantInit, const char*>> k{{QuantInit::kRtn, "rtn"},
-                                                                  {QuantInit::kGptq, "gptq"}};
+    static const std::vector<std::pair<QuantInit, const char*>> k{
+        {QuantInit::kRtn, "rtn"},
+        {QuantInit::kGptq, "gptq"},
+        {QuantInit::kAwq, "awq"},
+        {QuantInit::kAwqGptq, "awq_gptq"}};
     return k;
   }
 };
@@ -330,6 +333,15 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 void validate_combinations(const RecipeConfig& c) {
   const std::string at = c.source + ": ";
   const auto& quant = c.quant;
+  if (quant.init == QuantInit::kAwq || quant.init == QuantInit::kAwqGptq) {
+    TORCH_CHECK(c.method == Method::kQat, at, "quant.init: ", config::enum_name(quant.init),
+                " starts method qat from AWQ-scaled weights; method ", to_string(c.method),
+                " does not train fake-quant weights (use quant.init: rtn)");
+    TORCH_CHECK(quant.scale_mode == fake_quant::ScaleMode::kDynamic && quant.delay_steps == 0, at,
+                "quant.init: ", config::enum_name(quant.init),
+                " needs quant.scale_mode: dynamic and quant.delay_steps: 0 (AWQ searches its "
+                "scales against the scales fake quant computes from the scaled weight)");
+  }
   if (quant.init == QuantInit::kGptq) {
     TORCH_CHECK(c.method == Method::kQat, at,
                 "quant.init: gptq starts method qat from GPTQ-rounded weights; method ",

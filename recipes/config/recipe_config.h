@@ -38,7 +38,9 @@ enum class ModelDtype { kFp32, kBf16 };
 enum class DataFormat { kText, kJsonl, kAlpaca, kChat };
 // Where method qat's quantized weights start: the pretrained weights rounded to nearest by fake
 // quant at the first step, or rounded by GPTQ first (qat/transforms/gptq.h).
-enum class QuantInit { kRtn, kGptq };
+// quant.init: how method qat's fake-quant weights start: round to nearest, GPTQ, AWQ's scaling,
+// or AWQ then GPTQ.
+enum class QuantInit { kRtn, kGptq, kAwq, kAwqGptq };
 // Each enum's name as a config writes it.
 std::string to_string(ModelDtype d);
 std::string to_string(DataFormat f);
@@ -85,8 +87,8 @@ struct QuantSection {
   int64_t delay_steps = 0;             // optimizer steps before fake quant switches on
   int64_t freeze_observer_after = -1;  // static scales: stop updating after N steps
   std::vector<std::string> exclude = {"lm_head", "embed_tokens"};  // name patterns left dense
-  QuantInit init = QuantInit::kRtn;  // method qat, fresh runs: rtn or gptq
-  int64_t init_calibration = 32;     // gptq: training sequences to calibrate on
+  QuantInit init = QuantInit::kRtn;  // method qat, fresh runs: rtn, gptq, awq or awq_gptq
+  int64_t init_calibration = 32;     // gptq / awq: training sequences to calibrate on
 };
 
 struct LoraSection {

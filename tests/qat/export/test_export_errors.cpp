@@ -10,6 +10,7 @@
 #include "qat/io/gguf_blocks.h"
 #include "qat/io/gguf_file.h"
 #include "qat/io/gguf_llama.h"
+#include "qat/transforms/awq.h"
 #include "tests/qat/export/export_models.h"
 #include "tests/support/catch_torch.h"
 
@@ -324,4 +325,33 @@ TEST_CASE("Unmerged LoRA exports refuse a base that would not hold the trained w
   q8.gguf_adapter_type = io::GgmlType::kQ8_0;
   CHECK_THROWS_WITH(export_to(m, ExportFormat::kGgufLora, dir + "/q8.gguf", q8),
                     Catch::Contains("f32, f16 or bf16"));
+}
+
+TEST_CASE("AWQ-scaled models export bit-exactly: the GGUF dequantizes to the fake-quant weights",
+          "[export][gguf][awq]") {
+  auto m = test::random_model(test::export_config(), 31);
+  test::fake_quantize(*m, {"self_attn.*", "mlp.*"}, test::weight_fq("gguf_q4_0"));
+  std::vector<transforms::CalibrationBatch> batches = {
+      {at::randint(0, test::kSmolVocab, {2, 32}, at::detail::createCPUGenerator(31)), {}}};
+  const auto reports = transforms::awq_llama(*m, batches, {});
+  int scaled = 0;
+  for (const auto& r : reports) scaled += r.skipped.empty() && r.alpha > 0;
+  CHECK(scaled > 0);
+  const std::string path = test::temp_dir() + "/awq.gguf";
+  export_to(m, ExportFormat::kGguf, path);
+  const io::GgufFile file = io::GgufFile::open(path);
+  const auto& cfg = m->config();
+  int checked = 0;
+  for (const auto& l : exporting::collect_linears(*m)) {
+    if (!l.fake_quant) continue;
+    CAPTURE(l.name);
+    at::Tensor ours = l.fake_quant->effective_weight();
+    if (l.name.find("q_proj") != std::string::npos)
+      ours = io::permute_qk(ours, cfg.num_attention_heads);
+    if (l.name.find("k_proj") != std::string::npos)
+      ours = io::permute_qk(ours, cfg.num_key_value_heads);
+    CHECK(test::bit_equal(file.dequantize(*io::hf_to_gguf_name(l.name + ".weight")), ours));
+    ++checked;
+  }
+  CHECK(checked == 14);
 }

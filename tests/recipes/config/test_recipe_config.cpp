@@ -68,8 +68,9 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
                     Contains("train.lr: expected a number, found a mapping"));
   CHECK_THROWS_WITH(recipes::load_recipe_config("/nonexistent/cfg.yaml"),
                     Contains("cannot open config /nonexistent/cfg.yaml"));
-  CHECK_THROWS_WITH(recipes::parse_recipe_config("method: qat\nquant: {init: gptqq}\n", "x.yaml"),
-                    Contains("quant.init: expected one of rtn, gptq, found 'gptqq'"));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config("method: qat\nquant: {init: gptqq}\n", "x.yaml"),
+      Contains("quant.init: expected one of rtn, gptq, awq, awq_gptq, found 'gptqq'"));
   CHECK_THROWS_WITH(
       recipes::parse_recipe_config("method: qat_lora\nquant: {init: gptq}\n", "x.yaml"),
       Contains("quant.init: gptq starts method qat"));
@@ -84,6 +85,14 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
                     Contains("quant.init_calibration must be >= 1"));
   CHECK_NOTHROW(recipes::parse_recipe_config(
       "method: qat\nquant: {init: gptq, init_calibration: 8}\n", "x.yaml"));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config(
+          "method: qat\nquant: {init: awq, weight: gguf_q4_0, scale_mode: learnable}\n", "x.yaml"),
+      Contains("quant.init: awq needs quant.scale_mode: dynamic"));
+  CHECK_THROWS_WITH(
+      recipes::parse_recipe_config("method: qlora\nquant: {init: awq_gptq}\n", "x.yaml"),
+      Contains("quant.init: awq_gptq starts method qat"));
+  CHECK_NOTHROW(recipes::parse_recipe_config("method: qat\nquant: {init: awq_gptq}\n", "x.yaml"));
 }
 
 TEST_CASE("the shipped recipe configs parse", "[config]") {
