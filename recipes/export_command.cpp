@@ -118,6 +118,12 @@ int run_export(const ExportArgs& a) {
   TORCH_CHECK(a.reference.empty() == a.text.empty(),
               "qat export: --reference and --text go together (the model card's fidelity is "
               "measured against a reference model on a text)");
+  TORCH_CHECK(a.reference.empty() || !exporting::is_single_file(opt.format),
+              "qat export: --reference measures fidelity for the model card (README.md) of HF "
+              "formats; for a GGUF use qat eval FILE.gguf --reference MODEL --text FILE");
+  TORCH_CHECK(a.reference.empty() || opt.merge_lora,
+              "qat export: --reference measures the model with its adapters, which --no-merge "
+              "leaves out of the file; measure the adapter export (--format peft) instead");
   const exporting::ExportSource source =
       is_run(path) ? load_run(path, opt) : exporting::load_export_source(path);
   if (!a.reference.empty()) {

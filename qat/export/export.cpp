@@ -203,11 +203,18 @@ ExportSource load_export_source(const std::string& path) {
 
 namespace {
 
+// <out without .gguf>.Modelfile: where --ollama writes.
+fs::path modelfile_path(const std::string& gguf) {
+  return fs::path(gguf).replace_extension(".Modelfile");
+}
+
 // The output path can be written: not there (or --force), a file for GGUF, its parent created.
 void check_output(const ExportOptions& opt) {
   TORCH_CHECK(!opt.out.empty(), "export: no output path given (--out)");
   TORCH_CHECK(!opt.ollama || opt.format == ExportFormat::kGguf,
               "export: --ollama writes a Modelfile beside a GGUF model; use it with --format gguf");
+  TORCH_CHECK(!opt.ollama || opt.force || !fs::exists(modelfile_path(opt.out)), "export: '",
+              modelfile_path(opt.out).string(), "' already exists; pass --force to replace it");
   const fs::path out(opt.out);
   TORCH_CHECK(opt.force || !fs::exists(out), "export: output '", opt.out,
               "' already exists; pass --force to replace it");
@@ -274,7 +281,7 @@ void write_ollama_modelfile(const ExportSource& source, const ExportOptions& opt
   const bool has_template =
       tok.has("tokenizer.chat_template") || !source.tokenizer.chat_template.empty();
   const fs::path gguf(opt.out);
-  const fs::path modelfile = fs::path(gguf).replace_extension(".Modelfile");
+  const fs::path modelfile = modelfile_path(opt.out);
   detail::write_text(modelfile.string(),
                      ollama_modelfile(gguf.filename().string(), stop_tokens(tok), has_template));
   report.notes.push_back("Ollama: " + modelfile.string() + " (ollama create <name> -f " +
@@ -314,6 +321,7 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
   io::remove_tree(tmp);
   try {
     run_writer(job, tmp);
+    if (opt.ollama) write_ollama_modelfile(source, opt, report);
   } catch (...) {
     try {
       io::remove_tree(tmp);
@@ -324,7 +332,6 @@ ExportReport export_model(const ExportSource& source, const ExportOptions& opt) 
   if (fs::exists(out)) io::remove_tree(out);
   fs::rename(tmp, out);
 
-  if (opt.ollama) write_ollama_modelfile(source, opt, report);
   measure_sizes(report, out, opt.format);
   report.manifest = build_manifest(source, opt, report);
   const fs::path manifest =

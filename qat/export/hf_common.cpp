@@ -45,6 +45,27 @@ void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at:
   write_json((fs::path(dir) / "config.json").string(), j);
 }
 
+namespace {
+
+// generation_config.json for an HF source without one: its stop tokens read through the GGUF
+// tokenizer conversion. That conversion covers byte-level BPE only; for other tokenizers
+// (SentencePiece, byte_fallback BPE) the eos/bos/pad ids of config.json, which the model's
+// config carries, are written instead.
+void write_generation_config(const fs::path& out, const TokenizerSource& tok,
+                             const models::LlamaConfig& cfg) {
+  StopTokens stop;
+  try {
+    stop = stop_tokens(gguf_tokenizer_metadata(tok, cfg.vocab_size));
+  } catch (const c10::Error&) {
+    stop.bos = cfg.bos_token_id;
+    stop.pad = cfg.pad_token_id;
+    if (cfg.eos_token_id) stop.eog = {*cfg.eos_token_id};
+  }
+  write_json((out / "generation_config.json").string(), generation_config(stop));
+}
+
+}  // namespace
+
 void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok,
                         const models::LlamaConfig& cfg) {
   const fs::path out(dir);
@@ -62,10 +83,7 @@ void write_hf_tokenizer(const std::string& dir, const TokenizerSource& tok,
       any = true;
     }
     TORCH_CHECK(any, "export: ", tok.hf_dir, " holds no tokenizer files to copy");
-    if (!fs::exists(out / "generation_config.json")) {
-      write_json((out / "generation_config.json").string(),
-                 generation_config(stop_tokens(gguf_tokenizer_metadata(tok, cfg.vocab_size))));
-    }
+    if (!fs::exists(out / "generation_config.json")) write_generation_config(out, tok, cfg);
     return;
   }
   TORCH_CHECK(tok.gguf,

@@ -26,11 +26,12 @@ void write_hf_merged(Job& job, const std::string& dir) {
     const at::Tensor merged = l.merged_weight();
     const at::Tensor c = merged.to(dt).contiguous();
     // A base written for adapters to go on top (--no-merge) must be the trained lattice itself.
-    TORCH_CHECK(job.opt.merge_lora || !l.fake_quant || at::equal(c.to(at::kFloat), merged),
-                "export hf --no-merge: the trained ", l.describe(), " weights of '", l.name,
-                "' are not all ", hf_dtype_name(dt),
-                " values, so adapters over this file would not see the weights they were trained "
-                "over; export with --dtype fp32 (fp16 holds them only where every value fits)");
+    TORCH_CHECK(
+        job.opt.merge_lora || (!l.fake_quant && !l.nf4) || at::equal(c.to(at::kFloat), merged),
+        "export hf --no-merge: the trained ", l.describe(), " weights of '", l.name,
+        "' are not all ", hf_dtype_name(dt),
+        " values, so adapters over this file would not see the weights they were trained "
+        "over; export with --dtype fp32 (fp16 holds them only where every value fits)");
     TensorRecord r = dense_record(l.name + ".weight", c,
                                   l.describe() == "dense" ? "dense" : "merged " + l.describe());
     if (l.describe() != "dense" || dt != merged.scalar_type()) {

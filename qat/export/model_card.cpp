@@ -30,6 +30,21 @@ std::string format_description(const Job& job) {
   }
 }
 
+// Adapters trained over fake-quant or NF4 layers compute the trained function only over that
+// base: say which export holds it.
+std::string over_quantized_base(const Job& job) {
+  if (job.opt.format != ExportFormat::kPeft) return {};
+  for (const LinearView& l : job.linears) {
+    if (l.lora && (l.fake_quant || l.nf4)) {
+      return "The adapters were trained over quantized layers (" + l.describe() +
+             "): load them over the base written by `qat export " + job.source.name +
+             " --format hf --no-merge --dtype fp32` (or the bnb-nf4 export of an NF4 base), not "
+             "over the float original.\n\n";
+    }
+  }
+  return {};
+}
+
 std::string fixed(double v, int digits) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << v;
@@ -44,7 +59,9 @@ std::string fidelity_section(const nlohmann::json& f) {
   std::ostringstream s;
   s << "## Fidelity\n\nMeasured at export by qat's evaluator with llama-perplexity's definitions "
        "(KL(reference || model) per scored token, chunks of "
-    << f.value("context", 0) << " tokens, second half scored), on the model as exported, against `"
+    << f.value("context", 0)
+    << " tokens, second half scored), on the model being exported (before the file's own "
+       "conversion of dense layers), against `"
     << f.value("reference", std::string()) << "` on `" << f.value("text", std::string()) << "` ("
     << f.value("tokens", 0) << " scored tokens):\n\n"
     << "| PPL | PPL (reference) | ΔPPL | mean KLD | KLD 99% | RMS Δp | same top-1 |\n"
@@ -89,10 +106,13 @@ std::string usage_section(const Job& job, const std::string& base) {
 
 void write_model_card(const Job& job, const std::string& dir) {
   const ModelCard& card = job.opt.card;
-  const std::string base = !card.base_model.empty() ? card.base_model
-                           : !job.opt.base_model_name_or_path.empty()
-                               ? job.opt.base_model_name_or_path
-                               : job.source.name;
+  // A PEFT adapter's base is what adapter_config.json names (--base-model); otherwise the model
+  // training started from.
+  const std::string base =
+      job.opt.format == ExportFormat::kPeft && !job.opt.base_model_name_or_path.empty()
+          ? job.opt.base_model_name_or_path
+      : !card.base_model.empty() ? card.base_model
+                                 : job.source.name;
   const bool peft = job.opt.format == ExportFormat::kPeft;
   std::ostringstream s;
   s << "---\nbase_model: " << nlohmann::json(base).dump()
@@ -109,7 +129,7 @@ void write_model_card(const Job& job, const std::string& dir) {
     << " layers, hidden " << job.model.config().hidden_size << ", vocab "
     << job.model.config().vocab_size << " |\n\n"
     << "Each tensor's type, origin and rounding error are listed in manifest.json.\n\n"
-    << fidelity_section(card.fidelity) << usage_section(job, base);
+    << over_quantized_base(job) << fidelity_section(card.fidelity) << usage_section(job, base);
   write_text(dir + "/README.md", s.str());
 }
 

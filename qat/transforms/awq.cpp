@@ -28,7 +28,10 @@ void check_awq_layer(const nn::FakeQuantLinear& layer, const std::string& name) 
   TORCH_CHECK(fq->config().scale_mode == ScaleMode::kDynamic, "awq: ", name, " has ",
               fake_quant::to_string(fq->config().scale_mode),
               " weight scales, which do not follow the scaled weight; AWQ needs quant.scale_mode: "
-              "dynamic (learned scales can start after it: run qat ptq --method awq, then train)");
+              "dynamic (pass quant.scale_mode=dynamic)");
+  TORCH_CHECK(!layer.activation_quantizer(), "awq: ", name,
+              " fake-quantizes its input, which AWQ's search does not model (the input is "
+              "divided by the scales); AWQ is weight-only: turn quant.activation off");
   TORCH_CHECK(!layer.config().sparsity.enabled, "awq: ", name,
               " has 2:4 sparsity, which AWQ does not take into account; turn sparsity off");
 }
@@ -142,9 +145,9 @@ const std::vector<GroupSpec>& group_specs() {
 std::map<std::string, std::shared_ptr<nn::LinearBase>> layer_linears(
     models::LlamaDecoderLayer& layer) {
   std::map<std::string, std::shared_ptr<nn::LinearBase>> out;
-  nn::for_each_linear(layer, [&](nn::ModuleWithLinears&, const std::string&,
-                                 const std::string& full,
-                                 const std::shared_ptr<nn::LinearBase>& l) { out[full] = l; });
+  nn::for_each_linear(layer,
+                      [&](nn::ModuleWithLinears&, const std::string&, const std::string& full,
+                          const std::shared_ptr<nn::LinearBase>& l) { out[full] = l; });
   return out;
 }
 
@@ -181,13 +184,16 @@ at::Tensor capture_inputs(models::LlamaDecoderLayer& layer, nn::FakeQuantLinear&
     rows.push_back(r.to(at::kFloat).clone());
     throw StopForward{};
   });
+  struct Unhook {  // also when the forward throws something else
+    nn::FakeQuantLinear& l;
+    ~Unhook() { l.set_input_hook({}); }
+  } unhook{first};
   for (current = 0; current < hidden.size() && n < max_tokens; ++current) {
     try {
       layer.forward(hidden[current], ctx[current]);
     } catch (const StopForward&) {
     }
   }
-  first.set_input_hook({});
   return at::cat(rows);
 }
 
@@ -204,14 +210,14 @@ void check_awq_model(models::LlamaForCausalLM& model) {
   models::LlamaModel& m = model.model();
   size_t total = 0;
   for (int64_t l = 0; l < m.num_layers(); ++l) {
-    nn::for_each_linear(*m.layer(l), [&](nn::ModuleWithLinears&, const std::string&,
-                                         const std::string& name,
-                                         const std::shared_ptr<nn::LinearBase>& layer) {
-      auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
-      if (fq == nullptr || !fq->weight_quantizer()) return;
-      check_awq_layer(*fq, "model.layers." + std::to_string(l) + "." + name);
-      ++total;
-    });
+    nn::for_each_linear(*m.layer(l),
+                        [&](nn::ModuleWithLinears&, const std::string&, const std::string& name,
+                            const std::shared_ptr<nn::LinearBase>& layer) {
+                          auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
+                          if (fq == nullptr || !fq->weight_quantizer()) return;
+                          check_awq_layer(*fq, "model.layers." + std::to_string(l) + "." + name);
+                          ++total;
+                        });
   }
   TORCH_CHECK(total > 0, "awq: the model has no fake-quantized linear layers in its decoder ",
               "layers (prepare() it with a weight format first)");

@@ -400,5 +400,8 @@ TEST_CASE("qat export --reference writes a model card whose fidelity equals qat 
       run_qat("export " + model + " --format hf --out " + dir + "/x --reference " + model);
   CHECK(bad.rc != 0);
   CHECK(bad.text.find("--reference and --text go together") != std::string::npos);
+  const Output gguf = run_qat("export " + model + " --format gguf --out " + dir + "/x.gguf" + fid);
+  CHECK(gguf.rc != 0);
+  CHECK(gguf.text.find("qat eval FILE.gguf --reference") != std::string::npos);
   qat::io::remove_tree(dir);
 }

@@ -64,7 +64,11 @@ TEST_CASE("Exports carry the source's stop tokens and chat template", "[export][
     CHECK(tokens[static_cast<size_t>(stop.eog[i])] == stop.eog_text[i]);
 
   const std::string dir = test::temp_dir();
-  auto m = test::random_model(test::export_config(), 21);
+  models::LlamaConfig mc = test::export_config();  // the ids as the GGUF loader sets them
+  mc.bos_token_id = src.get_u32("tokenizer.ggml.bos_token_id");
+  mc.eos_token_id = eos;
+  mc.pad_token_id = src.get_u32("tokenizer.ggml.padding_token_id");
+  auto m = test::random_model(mc, 21);
 
   SECTION("GGUF: the source's special ids and template; the Modelfile stops on the same tokens") {
     exporting::ExportOptions o;
@@ -126,6 +130,13 @@ TEST_CASE("Exports carry the source's stop tokens and chat template", "[export][
       fs::remove(dir + "/hf/generation_config.json");
       export_to(m, hf, ExportFormat::kHfMerged, dir + "/hf2");
       CHECK(read_json(dir + "/hf2/generation_config.json") == gen);
+      // A tokenizer the GGUF conversion does not read (no tokenizer.json: SentencePiece,
+      // byte_fallback BPE): the ids of config.json, and the export still succeeds.
+      fs::remove(dir + "/hf/tokenizer.json");
+      export_to(m, hf, ExportFormat::kHfMerged, dir + "/hf3");
+      const auto fallback = read_json(dir + "/hf3/generation_config.json");
+      CHECK(fallback["eos_token_id"] == eos);
+      CHECK(fallback["bos_token_id"] == *mc.bos_token_id);
     }
   }
 
