@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "qat/nn/module_walk.h"
+#include "qat/transforms/layer_inputs.h"
 
 namespace qat::transforms {
 
@@ -115,16 +116,6 @@ void fold_scales_into_linear(nn::LinearBase& previous,
 
 namespace {
 
-// Thrown by an input hook once the group's input has been seen (the rest of the forward is not
-// needed).
-struct StopForward {};
-
-struct ModeGuard {
-  torch::nn::Module& m;
-  bool training;
-  ~ModeGuard() { m.train(training); }
-};
-
 // A group of one decoder layer: its linears (slot names) and what comes before them.
 struct GroupSpec {
   std::vector<std::string> members;  // "self_attn.q_proj", ...
@@ -182,7 +173,7 @@ at::Tensor capture_inputs(models::LlamaDecoderLayer& layer, nn::FakeQuantLinear&
     r = r.slice(0, 0, std::max<int64_t>(0, max_tokens - n));
     n += r.size(0);
     rows.push_back(r.to(at::kFloat).clone());
-    throw StopForward{};
+    throw detail::StopForward{};
   });
   struct Unhook {  // also when the forward throws something else
     nn::FakeQuantLinear& l;
@@ -191,7 +182,7 @@ at::Tensor capture_inputs(models::LlamaDecoderLayer& layer, nn::FakeQuantLinear&
   for (current = 0; current < hidden.size() && n < max_tokens; ++current) {
     try {
       layer.forward(hidden[current], ctx[current]);
-    } catch (const StopForward&) {
+    } catch (const detail::StopForward&) {
     }
   }
   return at::cat(rows);
@@ -270,18 +261,13 @@ std::vector<AwqGroupReport> awq_llama(models::LlamaForCausalLM& model,
   TORCH_CHECK(!batches.empty(), "awq: no calibration batches");
   check_awq_model(model);
   torch::NoGradGuard no_grad;
-  ModeGuard mode{model, model.is_training()};
+  detail::ModeGuard mode{model, model.is_training()};
   model.eval();
   models::LlamaModel& m = model.model();
-  const at::Device device = m.embed_tokens()->weight.device();
-  std::vector<models::ForwardContext> ctx;
-  std::vector<at::Tensor> hidden, keep;
-  for (const auto& b : batches) {
-    const at::Tensor tokens = b.tokens.to(device);
-    ctx.push_back(m.context(tokens, nullptr, std::nullopt, b.packed ? &*b.packed : nullptr));
-    hidden.push_back(m.embed_tokens()->forward(tokens));
-    keep.push_back(b.packed ? b.packed->segments.to(device).ge(0) : at::Tensor());
-  }
+  detail::LayerInputs in = detail::first_layer_inputs(m, batches);
+  const std::vector<models::ForwardContext>& ctx = in.ctx;
+  std::vector<at::Tensor>& hidden = in.hidden;
+  const std::vector<at::Tensor>& keep = in.keep;
   std::vector<AwqGroupReport> reports;
   for (int64_t l = 0; l < m.num_layers(); ++l) {
     auto layer = m.layer(l);

@@ -11,6 +11,7 @@
 
 #include "ops/element_fake_quant.h"
 #include "qat/nn/module_walk.h"
+#include "qat/transforms/layer_inputs.h"
 
 namespace qat::transforms {
 
@@ -341,9 +342,6 @@ GptqLayerReport gptq_layer(nn::FakeQuantLinear& layer, const at::Tensor& hessian
 
 namespace {
 
-// Thrown by an input hook when a pass has all the inputs it needs (see gptq_llama).
-struct StopForward {};
-
 struct Target {
   std::string name;
   nn::FakeQuantLinear* layer = nullptr;
@@ -355,13 +353,6 @@ struct HookGuard {
   ~HookGuard() {
     for (auto& t : *targets) t.layer->set_input_hook({});
   }
-};
-
-// Restores the model's training mode.
-struct ModeGuard {
-  torch::nn::Module& m;
-  bool training;
-  ~ModeGuard() { m.train(training); }
 };
 
 // The linears GPTQ rounds: the FakeQuantLinears with a weight quantizer in each decoder layer,
@@ -407,17 +398,12 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model,
   std::vector<std::vector<Target>> targets = gptq_targets(model);
 
   torch::NoGradGuard no_grad;
-  ModeGuard mode{model, model.is_training()};
+  detail::ModeGuard mode{model, model.is_training()};
   model.eval();
-  const at::Device device = m.embed_tokens()->weight.device();
-  std::vector<models::ForwardContext> ctx;
-  std::vector<at::Tensor> hidden, keep;
-  for (const auto& b : batches) {
-    const at::Tensor tokens = b.tokens.to(device);
-    ctx.push_back(m.context(tokens, nullptr, std::nullopt, b.packed ? &*b.packed : nullptr));
-    hidden.push_back(m.embed_tokens()->forward(tokens));
-    keep.push_back(b.packed ? b.packed->segments.to(device).ge(0) : at::Tensor());
-  }
+  detail::LayerInputs in = detail::first_layer_inputs(m, batches);
+  const std::vector<models::ForwardContext>& ctx = in.ctx;
+  std::vector<at::Tensor>& hidden = in.hidden;
+  const std::vector<at::Tensor>& keep = in.keep;
 
   std::vector<GptqLayerReport> reports;
   for (int64_t l = 0; l < num_layers; ++l) {
@@ -468,7 +454,7 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model,
           if (a == 0) acc.add(x, keep[current]);
           if (!seen[a]) {
             seen[a] = true;
-            if (++seen_count == group.size()) throw StopForward{};
+            if (++seen_count == group.size()) throw detail::StopForward{};
           }
         });
       }
@@ -477,7 +463,7 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model,
         seen_count = 0;
         try {
           layer->forward(hidden[current], ctx[current]);
-        } catch (const StopForward&) {
+        } catch (const detail::StopForward&) {
         }
       }
       for (size_t t : group) todo[t].layer->set_input_hook({});
@@ -508,5 +494,22 @@ std::vector<GptqLayerReport> gptq_llama(models::LlamaForCausalLM& model,
   }
   return reports;
 }
+
+namespace detail {
+
+LayerInputs first_layer_inputs(models::LlamaModel& m,
+                               const std::vector<CalibrationBatch>& batches) {
+  const at::Device device = m.embed_tokens()->weight.device();
+  LayerInputs in;
+  for (const auto& b : batches) {
+    const at::Tensor tokens = b.tokens.to(device);
+    in.ctx.push_back(m.context(tokens, nullptr, std::nullopt, b.packed ? &*b.packed : nullptr));
+    in.hidden.push_back(m.embed_tokens()->forward(tokens));
+    in.keep.push_back(b.packed ? b.packed->segments.to(device).ge(0) : at::Tensor());
+  }
+  return in;
+}
+
+}  // namespace detail
 
 }  // namespace qat::transforms
