@@ -218,12 +218,12 @@ namespace {
 
 // One group of one decoder layer: capture, search, fold (or the reason it is left alone).
 AwqGroupReport scale_group(models::LlamaDecoderLayer& layer, const std::string& prefix,
+                           const std::map<std::string, std::shared_ptr<nn::LinearBase>>& linears,
                            const GroupSpec& g, const std::vector<at::Tensor>& hidden,
                            const std::vector<models::ForwardContext>& ctx,
                            const std::vector<at::Tensor>& keep, const AwqConfig& cfg) {
   AwqGroupReport r;
   r.name = group_name(prefix, g);
-  const auto linears = layer_linears(layer);
   const std::vector<nn::FakeQuantLinear*> members = group_members(g, linears, &r.skipped);
   if (members.empty()) return r;
   std::shared_ptr<nn::LinearBase> previous;
@@ -272,10 +272,11 @@ std::vector<AwqGroupReport> awq_llama(models::LlamaForCausalLM& model,
   for (int64_t l = 0; l < m.num_layers(); ++l) {
     auto layer = m.layer(l);
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    const auto linears = layer_linears(*layer);  // the slots: folding changes weights only
     double rtn = 0, awq = 0;
     int scaled = 0;
     for (const GroupSpec& g : group_specs()) {
-      reports.push_back(scale_group(*layer, prefix, g, hidden, ctx, keep, cfg));
+      reports.push_back(scale_group(*layer, prefix, linears, g, hidden, ctx, keep, cfg));
       if (!reports.back().skipped.empty()) continue;
       rtn += reports.back().rtn_error;
       awq += reports.back().awq_error;

@@ -63,6 +63,17 @@ TEST_CASE("Exports carry the source's stop tokens and chat template", "[export][
   for (size_t i = 0; i < stop.eog.size(); ++i)
     CHECK(tokens[static_cast<size_t>(stop.eog[i])] == stop.eog_text[i]);
 
+  // A GGUF export's special ids and chat template equal the source's.
+  auto check_gguf_keys = [&](const std::string& path) {
+    const io::GgufFile f = io::GgufFile::open(path);
+    for (const char* k : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                          "tokenizer.ggml.padding_token_id", "tokenizer.chat_template"}) {
+      CAPTURE(path, k);
+      REQUIRE(f.metadata().has(k));
+      CHECK(f.metadata().at(k) == src.at(k));
+    }
+  };
+
   const std::string dir = test::temp_dir();
   models::LlamaConfig mc = test::export_config();  // the ids as the GGUF loader sets them
   mc.bos_token_id = src.get_u32("tokenizer.ggml.bos_token_id");
@@ -74,13 +85,7 @@ TEST_CASE("Exports carry the source's stop tokens and chat template", "[export][
     exporting::ExportOptions o;
     o.ollama = true;
     const auto r = export_to(m, tok, ExportFormat::kGguf, dir + "/model.gguf", o);
-    const io::GgufFile f = io::GgufFile::open(dir + "/model.gguf");
-    for (const char* k : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                          "tokenizer.ggml.padding_token_id", "tokenizer.chat_template"}) {
-      CAPTURE(k);
-      REQUIRE(f.metadata().has(k));
-      CHECK(f.metadata().at(k) == src.at(k));
-    }
+    check_gguf_keys(dir + "/model.gguf");
     const std::string mf = read_text(dir + "/model.Modelfile");
     std::istringstream lines(mf);
     std::vector<std::string> froms, stops;
@@ -113,13 +118,7 @@ TEST_CASE("Exports carry the source's stop tokens and chat template", "[export][
       exporting::TokenizerSource hf;
       hf.hf_dir = dir + "/hf";
       export_to(m, hf, ExportFormat::kGguf, dir + "/back.gguf");
-      const io::GgufFile f = io::GgufFile::open(dir + "/back.gguf");
-      for (const char* k : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                            "tokenizer.ggml.padding_token_id", "tokenizer.chat_template"}) {
-        CAPTURE(k);
-        REQUIRE(f.metadata().has(k));
-        CHECK(f.metadata().at(k) == src.at(k));
-      }
+      check_gguf_keys(dir + "/back.gguf");
       exporting::ExportOptions g32;
       g32.int4_group_size = 32;
       export_to(m, hf, ExportFormat::kCompressedTensors, dir + "/ct", g32);
