@@ -106,6 +106,23 @@ std::shared_ptr<LlamaForCausalLM> stream_model(const LlamaConfig& cfg, torch::Te
   return model;
 }
 
+// The model with uninitialised parameters for load_state_dict() to fill: built on the meta device
+// and given empty storage, so that loading draws no random numbers (the two initialisations of
+// every weight were a third of a `qat eval` of SmolLM2). load_state_dict() refuses a checkpoint
+// that lacks a parameter, so no uninitialised value survives.
+std::shared_ptr<LlamaForCausalLM> empty_model(const LlamaConfig& cfg,
+                                              torch::TensorOptions options) {
+  auto model = std::make_shared<LlamaForCausalLM>(cfg, options.device(at::kMeta));
+  for (const auto& p : model->named_parameters()) {
+    if (!p.value().is_meta()) continue;  // a tied weight, materialized through its first name
+    const at::Tensor dst =
+        at::empty(p.value().sizes(), p.value().options().device(options.device()));
+    // As in StreamFill::fill: every handle sharing the parameter takes dst's storage.
+    p.value().unsafeGetTensorImpl()->shallow_copy_from(dst.getIntrusivePtr());
+  }
+  return model;
+}
+
 }  // namespace
 
 std::shared_ptr<LlamaForCausalLM> load_hf_model(const std::string& dir,
@@ -116,7 +133,7 @@ std::shared_ptr<LlamaForCausalLM> load_hf_model(const std::string& dir,
   TORCH_CHECK(fs::exists(config_path), "load_hf_model: '", dir, "' has no config.json");
   const LlamaConfig cfg = LlamaConfig::from_hf_file(config_path.string());
   if (!on_linear) {
-    auto model = std::make_shared<LlamaForCausalLM>(cfg, options);
+    auto model = empty_model(cfg, options);
     load_state_dict(*model, io::load_safetensors(dir));
     return model;
   }
@@ -230,7 +247,7 @@ std::shared_ptr<LlamaForCausalLM> load_gguf_model(const io::GgufFile& file,
     return t;
   };
   if (on_linear) return stream_model(cfg, options, src, on_linear);
-  auto model = std::make_shared<LlamaForCausalLM>(cfg, options);
+  auto model = empty_model(cfg, options);
   std::map<std::string, at::Tensor> tensors;
   for (const std::string& hf : src.names) tensors.emplace(hf, src.read(hf));
   load_state_dict(*model, tensors);
