@@ -1,15 +1,18 @@
 // `qat export`: loads a model -- a .gguf file, an HF directory, or a training run (its latest
 // checkpoint, rebuilt with the run's own config) -- writes it with qat/export, then prints the
 // size report.
+// clang-format off
 //
-//   qat export runs/smollm2-135m-qat --format gguf --out smollm2-qat.gguf    (Q4_0 blocks as
-//   trained) qat export runs/smollm2-135m-qlora --format peft --out adapter/ qat export
-//   runs/smollm2-135m-qat-lora --format gguf --no-merge --out base.gguf  (trained codes) qat export
-//   runs/smollm2-135m-qat-lora --format gguf-lora --out adapter.gguf  (llama.cpp --lora) qat export
-//   model.gguf --format gguf --gguf-type q4_0 --out model-q4_0.gguf qat export hf_dir --format hf
-//   --out merged/              (bf16 safetensors + config + tokenizer) qat export hf_dir --format
-//   bnb-nf4 --out nf4/            (bitsandbytes 4-bit, double quant) qat export hf_dir --format ct
-//   --group-size 128 --out int4/  (vLLM int4 compressed-tensors)
+//   qat export runs/smollm2-135m-qat --format gguf --out smollm2-qat.gguf   (Q4_0 blocks as trained)
+//   qat export runs/smollm2-135m-qlora --format peft --out adapter/
+//   qat export runs/smollm2-135m-qat-lora --format gguf --no-merge --out base.gguf  (trained codes)
+//   qat export runs/smollm2-135m-qat-lora --format gguf-lora --out adapter.gguf  (llama.cpp --lora)
+//   qat export model.gguf --format gguf --gguf-type q4_0 --out model-q4_0.gguf
+//   qat export hf_dir --format hf --out merged/         (bf16 safetensors + config + tokenizer)
+//   qat export hf_dir --format bnb-nf4 --out nf4/       (bitsandbytes 4-bit, double quant)
+//   qat export hf_dir --format ct --group-size 128 --out int4/   (vLLM int4 compressed-tensors)
+//   qat export runs/w8a8 --format ct --scheme w8a8 --out w8a8/   (vLLM int8 W8A8)
+// clang-format on
 #include "recipes/export_command.h"
 
 #include <filesystem>
@@ -37,6 +40,7 @@ struct ExportArgs {
   std::string gguf_embed_type = "q8_0";
   std::string dtype = "bf16";
   int64_t group_size = 128;
+  std::string ct_scheme = "w4a16";
   int64_t nf4_blocksize = 64;
   bool no_double_quant = false;
   bool requantize = false;
@@ -102,6 +106,7 @@ int run_export(const ExportArgs& a) {
   opt.gguf_embed_type = exporting::gguf_type_from_name(a.gguf_embed_type);
   opt.hf_dtype = parse_dtype_option(a.dtype, {at::kFloat, at::kBFloat16, at::kHalf}, "qat export");
   opt.int4_group_size = a.group_size;
+  opt.ct_scheme = exporting::ct_scheme_from_name(a.ct_scheme);
   opt.nf4_blocksize = a.nf4_blocksize;
   opt.nf4_double_quant = !a.no_double_quant;
   opt.requantize = a.requantize;
@@ -162,8 +167,12 @@ void add_export_command(CLI::App& app, CommandList& commands) {
   sub->add_option("--dtype", args->dtype,
                   "HF formats: dtype of dense tensors and scales (bf16, fp16, fp32)")
       ->capture_default_str();
+  sub->add_option("--scheme", args->ct_scheme,
+                  "ct: w4a16 (int4 groups), w8a16 (int8 per channel), w8a8 (int8 weights and "
+                  "per-token activations), fp8 (e4m3 weights and per-token activations)")
+      ->capture_default_str();
   sub->add_option("--group-size", args->group_size,
-                  "ct: int4 group size for layers not trained in int4")
+                  "ct w4a16: int4 group size for layers not trained in int4")
       ->capture_default_str();
   sub->add_option("--nf4-blocksize", args->nf4_blocksize,
                   "bnb-nf4: blocksize for layers not NF4 already")

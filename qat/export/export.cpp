@@ -129,6 +129,29 @@ ExportFormat export_format_from_name(const std::string& name) {
   TORCH_CHECK(false, "export: unknown format '", name, "' (known: ", known_export_formats(), ")");
 }
 
+CtScheme ct_scheme_from_name(const std::string& name) {
+  if (name == "w4a16") return CtScheme::kW4A16;
+  if (name == "w8a16") return CtScheme::kW8A16;
+  if (name == "w8a8") return CtScheme::kW8A8;
+  if (name == "fp8" || name == "fp8-dynamic") return CtScheme::kFp8;
+  TORCH_CHECK(false, "unknown compressed-tensors scheme '", name,
+              "': expected w4a16, w8a16, w8a8 or fp8 (fp8-dynamic)");
+}
+
+std::string to_string(CtScheme s) {
+  switch (s) {
+    case CtScheme::kW4A16:
+      return "w4a16";
+    case CtScheme::kW8A16:
+      return "w8a16";
+    case CtScheme::kW8A8:
+      return "w8a8";
+    case CtScheme::kFp8:
+      return "fp8";
+  }
+  return "?";
+}
+
 std::string to_string(ExportFormat f) {
   for (const auto& [n, g] : format_names()) {
     if (g == f) return n;
@@ -242,7 +265,10 @@ void run_writer(detail::Job& job, const fs::path& tmp) {
       detail::write_bnb_nf4(job, tmp.string());
       break;
     case ExportFormat::kCompressedTensors:
-      detail::write_compressed_tensors(job, tmp.string());
+      if (job.opt.ct_scheme == CtScheme::kW4A16)
+        detail::write_compressed_tensors(job, tmp.string());
+      else
+        detail::write_compressed_tensors_8bit(job, tmp.string());
       break;
     case ExportFormat::kGgufLora:
       detail::write_gguf_lora(job, tmp.string());

@@ -28,7 +28,8 @@ enum class ExportFormat {
   kHfMerged,           // HF safetensors, dense (bf16 by default), LoRA folded in
   kPeft,               // PEFT LoRA adapter only (adapter_config.json + adapter_model.safetensors)
   kBnbNf4,             // HF safetensors with bitsandbytes NF4 (+ double quant) linears
-  kCompressedTensors,  // HF safetensors, int4 weight-only pack-quantized (vLLM, compressed-tensors)
+  kCompressedTensors,  // HF safetensors for vLLM in compressed-tensors' formats
+                       // (ExportOptions::ct_scheme)
   kGgufLora,           // llama.cpp LoRA adapter GGUF (general.type = adapter), for `--lora`
 };
 // "gguf", "hf", "peft", "bnb-nf4", "ct" (also "compressed-tensors"), "gguf-lora"; throws listing
@@ -38,6 +39,18 @@ std::string to_string(ExportFormat f);
 std::string known_export_formats();
 // GGUF and GGUF adapters are one file; the HF formats are directories.
 bool is_single_file(ExportFormat f);
+
+// The compressed-tensors scheme of a `ct` export, by llm-compressor's preset names:
+enum class CtScheme {
+  kW4A16,  // int4 weights per group, "pack-quantized" (vLLM's WNA16 kernels)
+  kW8A16,  // int8 weights per output channel, "pack-quantized" (4 codes per int32 word)
+  kW8A8,   // int8 weights per channel + int8 activations per token, dynamic: "int-quantized"
+  kFp8,    // fp8 e4m3 weights per channel + e4m3 activations per token, dynamic:
+           // "float-quantized" (llm-compressor's FP8_DYNAMIC)
+};
+// "w4a16", "w8a16", "w8a8", "fp8" (also "fp8-dynamic"); throws listing them.
+CtScheme ct_scheme_from_name(const std::string& name);
+std::string to_string(CtScheme s);
 
 // The source checkpoint's tokenizer, as the writers need it. One of the two is set (or neither,
 // for a model without a tokenizer: GGUF and HF exports then refuse, PEFT does not need one).
@@ -99,7 +112,9 @@ struct ExportOptions {
   int64_t nf4_blocksize = 64;
   bool nf4_double_quant = true;
 
-  // compressed-tensors int4: group size for layers that are not int4 fake-quant already.
+  // compressed-tensors: the scheme, and (w4a16) the group size for layers that are not int4
+  // fake-quant already.
+  CtScheme ct_scheme = CtScheme::kW4A16;
   int64_t int4_group_size = 128;
 
   // LoRA layers: false writes each base layer as it is (a fake-quant base as its trained codes, an

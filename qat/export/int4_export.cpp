@@ -38,19 +38,6 @@ scheme::ScaleDtype scale_dtype_of(at::ScalarType t) {
   }
 }
 
-// codes [N, K] as int (two's complement values in [-8, 7]) -> int32 [N, K/8], LSB first.
-at::Tensor pack_int4(const at::Tensor& codes) {
-  const int64_t n = codes.size(0), k = codes.size(1);
-  TORCH_CHECK(k % 8 == 0, "export ct: rows of ", k, " elements do not pack into int32 words of 8");
-  const at::Tensor u = (codes.view(at::kChar).to(at::kLong) + 8).reshape({n, k / 8, 8});
-  at::Tensor word = at::zeros({n, k / 8}, at::kLong);
-  for (int64_t j = 0; j < 8; ++j) word.bitwise_or_(at::bitwise_left_shift(u.select(2, j), 4 * j));
-  // Values up to 2^32 - 1: wrap into int32 two's complement.
-  return at::where(word >= (int64_t{1} << 31), word - (int64_t{1} << 32), word)
-      .to(at::kInt)
-      .contiguous();
-}
-
 struct Int4Weight {
   at::Tensor codes;  // uint8 two's complement [N, K]
   at::Tensor scale;  // float32 [N, K/G]
@@ -136,7 +123,7 @@ Int4Weight linear_int4(const Job& job, const LinearView& l, at::ScalarType dt, s
 // The packed weight, its scales and shape (compressed-tensors' names), and the report's row.
 void add_int4(Job& job, TensorList& tensors, const std::string& p, const Int4Weight& w,
               const std::string& origin, const at::Tensor& reference, at::ScalarType dt) {
-  const at::Tensor packed = pack_int4(w.codes);
+  const at::Tensor packed = pack_int32(w.codes, 4);
   const at::Tensor scale = w.scale.to(dt).contiguous();
   tensors.emplace_back(p + ".weight_packed", packed);
   tensors.emplace_back(p + ".weight_scale", scale);
@@ -222,8 +209,30 @@ void write_compressed_tensors(Job& job, const std::string& dir) {
   TORCH_CHECK(!by_group.empty(), "export ct: the model has no linear layer to quantize");
   const bool has_head = std::any_of(job.linears.begin(), job.linears.end(),
                                     [](const LinearView& l) { return l.name == "lm_head"; });
-  io::save_safetensors_sharded(dir, tensors, opt.max_shard_bytes);
-  write_hf_config(dir, job.model.config(), dt, quantization_config(by_group, has_head));
+  write_hf_quantized(job, dir, tensors, quantization_config(by_group, has_head));
+}
+
+at::Tensor pack_int32(const at::Tensor& codes, int bits) {
+  TORCH_CHECK(bits == 4 || bits == 8, "pack_int32: ", bits, "-bit codes do not fill int32 words");
+  const int64_t per_word = 32 / bits;
+  const int64_t n = codes.size(0), k = codes.size(1);
+  TORCH_CHECK(k % per_word == 0, "export ct: rows of ", k,
+              " elements do not pack into int32 words of ", per_word);
+  const at::Tensor u = (codes.view(at::kChar).to(at::kLong) + (int64_t{1} << (bits - 1)))
+                           .reshape({n, k / per_word, per_word});
+  at::Tensor word = at::zeros({n, k / per_word}, at::kLong);
+  for (int64_t j = 0; j < per_word; ++j)
+    word.bitwise_or_(at::bitwise_left_shift(u.select(2, j), bits * j));
+  // Values up to 2^32 - 1: wrap into int32 two's complement.
+  return at::where(word >= (int64_t{1} << 31), word - (int64_t{1} << 32), word)
+      .to(at::kInt)
+      .contiguous();
+}
+
+void write_hf_quantized(Job& job, const std::string& dir, const TensorList& tensors,
+                        const nlohmann::json& quantization_config) {
+  io::save_safetensors_sharded(dir, tensors, job.opt.max_shard_bytes);
+  write_hf_config(dir, job.model.config(), job.opt.hf_dtype, quantization_config);
   const TokenizerSource& tok = job.source.tokenizer;
   if (tok.gguf || !tok.hf_dir.empty())
     write_hf_tokenizer(dir, tok, job.model.config());

@@ -29,7 +29,8 @@ void write_gguf_lora(Job& job, const std::string& path);
 void write_hf_merged(Job& job, const std::string& dir);
 void write_peft(Job& job, const std::string& dir);
 void write_bnb_nf4(Job& job, const std::string& dir);
-void write_compressed_tensors(Job& job, const std::string& dir);
+void write_compressed_tensors(Job& job, const std::string& dir);       // w4a16
+void write_compressed_tensors_8bit(Job& job, const std::string& dir);  // w8a16, w8a8, fp8
 
 // README.md: the model card of an HF export (base model, method, format, fidelity, how to run it).
 void write_model_card(const Job& job, const std::string& dir);
@@ -57,5 +58,13 @@ void add_dense(Job& job, TensorList& out, const std::string& name, const at::Ten
                at::ScalarType dtype, const std::string& origin);
 // The model's other tensors (embeddings, norms) in `dtype`, each recorded as dense.
 void add_others(Job& job, TensorList& out, at::ScalarType dtype);
+
+// compressed-tensors' pack_to_int32: int8 codes [N, K] (two's complement, `bits` wide) as
+// int32 [N, K * bits / 32], code + 2^(bits-1), the first element in the lowest bits. bits 4 or 8.
+at::Tensor pack_int32(const at::Tensor& codes, int bits);
+// The tensors (sharded safetensors), config.json with `quantization_config` (dtype --dtype) and the
+// tokenizer files of a quantized HF export.
+void write_hf_quantized(Job& job, const std::string& dir, const TensorList& tensors,
+                        const nlohmann::json& quantization_config);
 
 }  // namespace qat::exporting::detail

@@ -17,6 +17,11 @@ JOBS.json: a list of jobs, each {"kind": ..., "out": RESULT.safetensors, ...}:
   ct    {dir}: per quantized module p, "own/<p>" = unpack per the spec (numpy) * scale in float32;
         "lib/<p>" = compressed_tensors' PackedQuantizationCompressor.decompress (float32 scale)
         when the package is installed (RESULT.json says whether it was).
+  ct8   {dir, [input_ids]}: the 8-bit schemes (pack-quantized int8, int-quantized, float-quantized):
+        per quantized module p, "own/<p>" = the codes per the spec * scale in float32 and "lib/<p>" =
+        compressed_tensors' compressor for the file's format, decompress (float32 scale); with
+        input_ids, transformers' compressed-tensors loader (float32) gives "logits" (RESULT.json
+        says whether it loaded, and why not).
 """
 import json
 import os
@@ -160,7 +165,61 @@ def job_ct(job):
     return out
 
 
-JOBS = {"gguf": job_gguf, "hf": job_hf, "peft": job_peft, "bnb": job_bnb, "ct": job_ct}
+def unpack_int8(packed, shape):
+    w = packed.numpy().astype(np.int64) & 0xFFFFFFFF
+    n, k = shape
+    b = np.stack([(w >> (8 * j)) & 0xFF for j in range(4)], axis=-1).reshape(n, -1)[:, :k]
+    return b - 128
+
+
+def job_ct8(job):
+    from compressed_tensors.quantization import QuantizationScheme
+    cfg = json.load(open(os.path.join(job["dir"], "config.json")))
+    qc = cfg["quantization_config"]
+    group = qc["config_groups"]["group_0"]
+    fmt = qc["format"]
+    if fmt == "pack-quantized":
+        from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor as C
+    elif fmt == "int-quantized":
+        from compressed_tensors.compressors.naive_quantized.base import IntQuantizationCompressor as C
+    else:
+        from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor as C
+    scheme = QuantizationScheme(targets=group["targets"], weights=group["weights"],
+                                input_activations=group["input_activations"])
+    tensors = {}
+    for name in os.listdir(job["dir"]):
+        if name.endswith(".safetensors"):
+            tensors.update(load_file(os.path.join(job["dir"], name)))
+    out = {}
+    for key in sorted(k for k in tensors if k.endswith(".weight_scale")):
+        p = key[: -len(".weight_scale")]
+        scale = tensors[key].float()
+        if fmt == "pack-quantized":
+            shape = [int(v) for v in tensors[p + ".weight_shape"].tolist()]
+            q = torch.from_numpy(unpack_int8(tensors[p + ".weight_packed"], shape)).float()
+            sd = {"weight_packed": tensors[p + ".weight_packed"], "weight_scale": scale,
+                  "weight_shape": tensors[p + ".weight_shape"]}
+        else:
+            q = tensors[p + ".weight"].float()
+            sd = {"weight": tensors[p + ".weight"], "weight_scale": scale}
+        out["own/" + p] = (q * scale).contiguous()
+        out["lib/" + p] = C.decompress(sd, scheme)["weight"].float().contiguous()
+    info = {"format": fmt, "loaded": False, "why": ""}
+    if job.get("input_ids"):
+        try:
+            from transformers import AutoModelForCausalLM
+            model = AutoModelForCausalLM.from_pretrained(job["dir"], dtype=torch.float32)
+            out["logits"] = logits_of(model, job["input_ids"])
+            info["loaded"] = True
+        except Exception as e:  # reported to the test, which says what the reader refused
+            info["why"] = f"{type(e).__name__}: {e}"[:400]
+    with open(job["out"] + ".json", "w") as fh:
+        json.dump(info, fh)
+    return out
+
+
+JOBS = {"gguf": job_gguf, "hf": job_hf, "peft": job_peft, "bnb": job_bnb, "ct": job_ct,
+        "ct8": job_ct8}
 
 
 def main():
