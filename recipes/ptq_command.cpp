@@ -8,6 +8,7 @@
 //   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/ptq-q4_0
 //   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/gptq-q4_0 --method gptq
 //   qat ptq recipes/configs/smollm2-135m/qat.yaml output_dir=runs/awq-q4_0 --method awq-gptq
+//   qat ptq recipes/configs/smollm2-135m/w8a8.yaml output_dir=runs/sq-w8a8 --method smoothquant
 //   qat export runs/ptq-q4_0 --format gguf --out smollm2-ptq-q4_0.gguf
 #include "recipes/ptq_command.h"
 
@@ -21,6 +22,7 @@
 #include "qat/models/llama.h"
 #include "qat/transforms/awq.h"
 #include "qat/transforms/gptq.h"
+#include "qat/transforms/smoothquant.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
 #include "trainers/checkpoint.h"
@@ -39,8 +41,16 @@ struct PtqOptions {
   std::string method = "rtn";
   transforms::GptqConfig gptq;
   transforms::AwqConfig awq;
-  bool uses_awq() const { return method == "awq" || method == "awq-gptq"; }
-  bool uses_gptq() const { return method == "gptq" || method == "awq-gptq"; }
+  transforms::SmoothQuantConfig smooth;
+  // The channel scaling before rounding: "awq", "smoothquant" or "" (none).
+  std::string scaling() const {
+    if (method == "awq" || method == "awq-gptq") return "awq";
+    if (method == "smoothquant" || method == "smoothquant-gptq") return "smoothquant";
+    return "";
+  }
+  bool uses_gptq() const {
+    return method == "gptq" || method == "awq-gptq" || method == "smoothquant-gptq";
+  }
 };
 
 // Static scales: run the calibration sequences through the model in training mode (observers
@@ -67,13 +77,16 @@ void round_by_gptq(models::LlamaForCausalLM& model,
             << " calibration sequences in " << train::format_duration(secs) << "\n";
 }
 
-// AWQ over the model's fake-quant layers, with a line per layer and a timing.
-void scale_by_awq(models::LlamaForCausalLM& model,
-                  const std::vector<transforms::CalibrationBatch>& batches, int64_t n,
-                  const transforms::AwqConfig& awq) {
+// AWQ or SmoothQuant over the model's fake-quant layers, with a line per layer and a timing.
+void scale_channels(models::LlamaForCausalLM& model,
+                    const std::vector<transforms::CalibrationBatch>& batches, int64_t n,
+                    const PtqOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  const auto reports = transforms::awq_llama(
-      model, batches, awq, [](const std::string& line) { std::cerr << line << "\n"; });
+  const std::string method = o.scaling();
+  const auto log = [](const std::string& line) { std::cerr << line << "\n"; };
+  const auto reports = method == "awq"
+                           ? transforms::awq_llama(model, batches, o.awq, log)
+                           : transforms::smoothquant_llama(model, batches, o.smooth, log);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int scaled = 0;
   std::set<std::string> skipped;
@@ -82,9 +95,9 @@ void scale_by_awq(models::LlamaForCausalLM& model,
     if (!r.skipped.empty())
       skipped.insert(r.name.substr(r.name.find('.', 13) + 1) + ": " + r.skipped);
   }
-  std::cerr << "awq: scaled " << scaled << " of " << reports.size() << " groups on " << n
+  std::cerr << method << ": scaled " << scaled << " of " << reports.size() << " groups on " << n
             << " calibration sequences in " << train::format_duration(secs) << "\n";
-  for (const auto& why : skipped) std::cerr << "awq: left alone: " << why << "\n";
+  for (const auto& why : skipped) std::cerr << method << ": left alone: " << why << "\n";
 }
 
 // Saves the model as a step-0 run: export and eval rebuild it from this config and load the
@@ -113,8 +126,8 @@ int run_ptq(const PtqOptions& o) {
               " already holds a run: choose a new output_dir");
   cfg.quant.delay_steps = 0;  // nothing trains: quantize from the first forward
   train::Communicator comm;
-  models::Pretrained p = build_model(cfg);                  // quant applied
-  if (o.uses_awq()) transforms::check_awq_model(*p.model);  // before any work
+  models::Pretrained p = build_model(cfg);  // quant applied
+  if (!o.scaling().empty()) transforms::check_scaling_model(*p.model, o.scaling());  // first
   if (o.uses_gptq()) transforms::check_gptq_model(*p.model);
   const TrainData data = load_train_data(cfg, *p.tokenizer, p.chat_template);
   auto evaluate = [&](models::LlamaForCausalLM& m) {
@@ -131,10 +144,10 @@ int run_ptq(const PtqOptions& o) {
   p.model->eval();
   const train::EvalResult rtn = evaluate(*p.model);
   train::EvalResult q = rtn;
-  std::optional<train::EvalResult> awq;
-  if (o.uses_awq()) {
-    scale_by_awq(*p.model, batches, n, o.awq);
-    awq = q = evaluate(*p.model);
+  std::optional<train::EvalResult> scaled;
+  if (!o.scaling().empty()) {
+    scale_channels(*p.model, batches, n, o);
+    scaled = q = evaluate(*p.model);
   }
   if (o.uses_gptq()) {
     round_by_gptq(*p.model, batches, n, o.gptq);
@@ -155,9 +168,10 @@ int run_ptq(const PtqOptions& o) {
   t.add_column("perplexity", train::NumberFormat::fixed(3));
   t.add_row({"float", fl.loss, fl.perplexity});
   t.add_row({"PTQ " + w + " round to nearest", rtn.loss, rtn.perplexity});
-  if (awq) t.add_row({"PTQ " + w + " AWQ", awq->loss, awq->perplexity});
+  const std::string label = o.scaling() == "awq" ? " AWQ" : " SmoothQuant";
+  if (scaled) t.add_row({"PTQ " + w + label, scaled->loss, scaled->perplexity});
   if (o.uses_gptq())
-    t.add_row({"PTQ " + w + (o.uses_awq() ? " AWQ + GPTQ" : " GPTQ"), q.loss, q.perplexity});
+    t.add_row({"PTQ " + w + (scaled ? label + " + GPTQ" : " GPTQ"), q.loss, q.perplexity});
   std::cout << t.to_text() << "saved " << path << " (qat export " << cfg.output_dir
             << " --format ...)\n";
   return 0;
@@ -180,8 +194,10 @@ void add_ptq_command(CLI::App& app, CommandList& commands) {
   sub->add_option("--method", o->method,
                   "rtn: round to nearest; gptq: GPTQ on the calibration sequences; awq: AWQ's "
                   "per-channel scaling (folded into the norms and linears before), then round to "
-                  "nearest; awq-gptq: AWQ, then GPTQ")
-      ->check(CLI::IsMember({"rtn", "gptq", "awq", "awq-gptq"}));
+                  "nearest; awq-gptq: AWQ, then GPTQ; smoothquant: SmoothQuant's migration of "
+                  "activation outliers into the weights (for W8A8), then round to nearest; "
+                  "smoothquant-gptq: SmoothQuant, then GPTQ")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq", "awq-gptq", "smoothquant", "smoothquant-gptq"}));
   sub->add_option("--gptq-damp", o->gptq.damp,
                   "GPTQ: damping, a fraction of the Hessian's mean diagonal")
       ->check(CLI::Range(0.0, 1.0));
@@ -195,6 +211,14 @@ void add_ptq_command(CLI::App& app, CommandList& commands) {
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   sub->add_option("--awq-tokens", o->awq.max_tokens,
                   "AWQ: calibration tokens per group the search uses")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  sub->add_option("--alpha", o->smooth.alpha,
+                  "SmoothQuant: migration strength, s = max|X|^alpha / max|W|^(1-alpha)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--smooth-tokens", o->smooth.max_tokens,
+                  "SmoothQuant: calibration tokens per group for the activation maxima")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   commands.push_back({sub, [o] { return run_ptq(*o); }});

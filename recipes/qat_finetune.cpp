@@ -11,6 +11,7 @@
 #include "qat/transforms/awq.h"
 #include "qat/transforms/gptq.h"
 #include "qat/transforms/prepare.h"
+#include "qat/transforms/smoothquant.h"
 #include "recipes/methods.h"
 #include "recipes/train_data.h"
 #include "trainers/metrics/format.h"
@@ -27,6 +28,7 @@ nn::FakeQuantLinearConfig fake_quant_layer_config(const QuantSection& q,
     w.spec.granularity =
         q.group_size > 0 ? Granularity::per_group(q.group_size) : Granularity::per_axis(0);
   }
+  if (!w.spec.traits().fixed_scale_dtype) w.spec.scale_dtype = q.scale_dtype;
   w.scale_mode = q.scale_mode;
   w.range.method = q.range;
   w.grad = q.grad;
@@ -83,6 +85,12 @@ std::string init_quantized_weights(models::LlamaForCausalLM& model, const Recipe
     int scaled = 0;
     for (const auto& r : transforms::awq_llama(model, batches, {})) scaled += r.skipped.empty();
     what = "AWQ scaled " + std::to_string(scaled) + " groups";
+  }
+  if (init == QuantInit::kSmoothQuant) {
+    int scaled = 0;
+    for (const auto& r : transforms::smoothquant_llama(model, batches, {}))
+      scaled += r.skipped.empty();
+    what = "SmoothQuant (alpha 0.5) scaled " + std::to_string(scaled) + " groups";
   }
   if (init == QuantInit::kGptq || init == QuantInit::kAwqGptq) {
     const auto reports = transforms::gptq_llama(model, batches, {});

@@ -21,37 +21,64 @@ void AwqConfig::validate() const {
   TORCH_CHECK(max_tokens >= 1, "awq: max_tokens must be >= 1, got ", max_tokens);
 }
 
-void check_awq_layer(const nn::FakeQuantLinear& layer, const std::string& name) {
+void check_awq_layer(const nn::FakeQuantLinear& layer, const std::string& name,
+                     const std::string& method) {
   const fake_quant::FakeQuantizer fq = layer.weight_quantizer();
-  TORCH_CHECK(fq && fq->active(), "awq: ", name,
+  TORCH_CHECK(fq && fq->active(), method, ": ", name,
               " has no active weight quantizer (quant.weight, and delay_steps 0): nothing to "
               "scale for");
-  TORCH_CHECK(fq->config().scale_mode == ScaleMode::kDynamic, "awq: ", name, " has ",
+  TORCH_CHECK(fq->config().scale_mode == ScaleMode::kDynamic, method, ": ", name, " has ",
               fake_quant::to_string(fq->config().scale_mode),
-              " weight scales, which do not follow the scaled weight; AWQ needs quant.scale_mode: "
-              "dynamic (pass quant.scale_mode=dynamic)");
-  TORCH_CHECK(!layer.activation_quantizer(), "awq: ", name,
+              " weight scales, which do not follow the scaled weight; ", method,
+              " needs quant.scale_mode: dynamic (pass quant.scale_mode=dynamic)");
+  TORCH_CHECK(method != "awq" || !layer.activation_quantizer(), "awq: ", name,
               " fake-quantizes its input, which AWQ's search does not model (the input is "
               "divided by the scales); AWQ is weight-only: turn quant.activation off");
-  TORCH_CHECK(!layer.config().sparsity.enabled, "awq: ", name,
-              " has 2:4 sparsity, which AWQ does not take into account; turn sparsity off");
+  const fake_quant::FakeQuantizer aq = layer.activation_quantizer();
+  TORCH_CHECK(!aq || aq->config().scale_mode == ScaleMode::kDynamic, method, ": ", name, " has a ",
+              fake_quant::to_string(aq->config().scale_mode),
+              " activation scale, which would not follow the smoothed input; calibrate it after "
+              "smoothing (quant.activation with scale_mode dynamic while smoothing)");
+  TORCH_CHECK(!layer.config().sparsity.enabled, method, ": ", name,
+              " has 2:4 sparsity, which channel scaling does not take into account; turn "
+              "sparsity off");
 }
 
 namespace {
 
-// sum ||W X^T - Q(W diag(s)) (X / s)^T||^2 over the group, in float64; `reference` holds W X^T.
+// sum ||W X^T - Q(W diag(s)) A(X / s)^T||^2 over the group, in float64, A being the layer's
+// activation fake quant (identity without one); `reference` holds W X^T.
 double group_error(const std::vector<nn::FakeQuantLinear*>& group, const at::Tensor& x,
                    const std::vector<at::Tensor>& reference, const at::Tensor& s) {
   const at::Tensor xs = x / s;
   double err = 0;
   for (size_t m = 0; m < group.size(); ++m) {
     const at::Tensor q = group[m]->weight_quantizer()->forward(group[m]->weight() * s);
-    err += (at::matmul(xs, q.t()) - reference[m]).to(at::kDouble).pow(2).sum().item<double>();
+    fake_quant::FakeQuantizer aq = group[m]->activation_quantizer();
+    const at::Tensor a = aq ? aq->forward(xs) : xs;
+    err += (at::matmul(a, q.t()) - reference[m]).to(at::kDouble).pow(2).sum().item<double>();
   }
   return err;
 }
 
 }  // namespace
+
+ScaledError scaled_output_error(const std::vector<nn::FakeQuantLinear*>& group, const at::Tensor& x,
+                                const at::Tensor& s) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor xf = x.reshape({-1, x.size(-1)}).to(at::kFloat);
+  std::vector<at::Tensor> reference;
+  double e0 = 0;
+  for (auto* l : group) {
+    reference.push_back(at::matmul(xf, l->weight().to(at::kFloat).t()));
+    e0 += reference.back().to(at::kDouble).pow(2).sum().item<double>();
+  }
+  const at::Tensor one = at::ones_like(s);
+  ScaledError e;
+  e.unscaled = e0 > 0 ? group_error(group, xf, reference, one) / e0 : 0;
+  e.scaled = e0 > 0 ? group_error(group, xf, reference, s) / e0 : 0;
+  return e;
+}
 
 AwqSearch awq_search(const std::vector<nn::FakeQuantLinear*>& group, const at::Tensor& x,
                      const AwqConfig& cfg) {
@@ -198,19 +225,23 @@ std::string group_name(const std::string& prefix, const GroupSpec& g) {
 }  // namespace
 
 void check_awq_model(models::LlamaForCausalLM& model) {
+  check_scaling_model(model, "awq");
+}
+
+void check_scaling_model(models::LlamaForCausalLM& model, const std::string& method) {
   models::LlamaModel& m = model.model();
   size_t total = 0;
   for (int64_t l = 0; l < m.num_layers(); ++l) {
-    nn::for_each_linear(*m.layer(l),
-                        [&](nn::ModuleWithLinears&, const std::string&, const std::string& name,
-                            const std::shared_ptr<nn::LinearBase>& layer) {
-                          auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
-                          if (fq == nullptr || !fq->weight_quantizer()) return;
-                          check_awq_layer(*fq, "model.layers." + std::to_string(l) + "." + name);
-                          ++total;
-                        });
+    nn::for_each_linear(
+        *m.layer(l), [&](nn::ModuleWithLinears&, const std::string&, const std::string& name,
+                         const std::shared_ptr<nn::LinearBase>& layer) {
+          auto* fq = dynamic_cast<nn::FakeQuantLinear*>(layer.get());
+          if (fq == nullptr || !fq->weight_quantizer()) return;
+          check_awq_layer(*fq, "model.layers." + std::to_string(l) + "." + name, method);
+          ++total;
+        });
   }
-  TORCH_CHECK(total > 0, "awq: the model has no fake-quantized linear layers in its decoder ",
+  TORCH_CHECK(total > 0, method, ": the model has no fake-quantized linear layers in its decoder ",
               "layers (prepare() it with a weight format first)");
 }
 
@@ -221,7 +252,8 @@ AwqGroupReport scale_group(models::LlamaDecoderLayer& layer, const std::string& 
                            const std::map<std::string, std::shared_ptr<nn::LinearBase>>& linears,
                            const GroupSpec& g, const std::vector<at::Tensor>& hidden,
                            const std::vector<models::ForwardContext>& ctx,
-                           const std::vector<at::Tensor>& keep, const AwqConfig& cfg) {
+                           const std::vector<at::Tensor>& keep, int64_t max_tokens,
+                           const ScaleRule& rule, const std::string& method) {
   AwqGroupReport r;
   r.name = group_name(prefix, g);
   const std::vector<nn::FakeQuantLinear*> members = group_members(g, linears, &r.skipped);
@@ -236,9 +268,9 @@ AwqGroupReport scale_group(models::LlamaDecoderLayer& layer, const std::string& 
       return r;
     }
   }
-  const at::Tensor x = capture_inputs(layer, *members.front(), hidden, ctx, keep, cfg.max_tokens);
-  TORCH_CHECK(x.size(0) > 0, "awq: ", r.name, " saw no calibration tokens (all padding?)");
-  const AwqSearch s = awq_search(members, x, cfg);
+  const at::Tensor x = capture_inputs(layer, *members.front(), hidden, ctx, keep, max_tokens);
+  TORCH_CHECK(x.size(0) > 0, method, ": ", r.name, " saw no calibration tokens (all padding?)");
+  const AwqSearch s = rule(members, x);
   r.rows = x.size(0);
   r.alpha = s.alpha;
   r.rtn_error = s.rtn_error;
@@ -258,8 +290,18 @@ std::vector<AwqGroupReport> awq_llama(models::LlamaForCausalLM& model,
                                       const AwqConfig& cfg,
                                       const std::function<void(const std::string&)>& log) {
   cfg.validate();
-  TORCH_CHECK(!batches.empty(), "awq: no calibration batches");
-  check_awq_model(model);
+  const ScaleRule rule = [&cfg](const std::vector<nn::FakeQuantLinear*>& group,
+                                const at::Tensor& x) { return awq_search(group, x, cfg); };
+  return scale_llama(model, batches, cfg.max_tokens, rule, "awq", log);
+}
+
+std::vector<AwqGroupReport> scale_llama(models::LlamaForCausalLM& model,
+                                        const std::vector<CalibrationBatch>& batches,
+                                        int64_t max_tokens, const ScaleRule& rule,
+                                        const std::string& method,
+                                        const std::function<void(const std::string&)>& log) {
+  TORCH_CHECK(!batches.empty(), method, ": no calibration batches");
+  check_scaling_model(model, method);
   torch::NoGradGuard no_grad;
   detail::ModeGuard mode{model, model.is_training()};
   model.eval();
@@ -276,7 +318,8 @@ std::vector<AwqGroupReport> awq_llama(models::LlamaForCausalLM& model,
     double rtn = 0, awq = 0;
     int scaled = 0;
     for (const GroupSpec& g : group_specs()) {
-      reports.push_back(scale_group(*layer, prefix, linears, g, hidden, ctx, keep, cfg));
+      reports.push_back(
+          scale_group(*layer, prefix, linears, g, hidden, ctx, keep, max_tokens, rule, method));
       if (!reports.back().skipped.empty()) continue;
       rtn += reports.back().rtn_error;
       awq += reports.back().awq_error;
@@ -288,10 +331,11 @@ std::vector<AwqGroupReport> awq_llama(models::LlamaForCausalLM& model,
     if (log && scaled > 0) {
       char line[160];
       std::snprintf(line, sizeof(line),
-                    "awq: layer %lld/%lld: %d groups scaled, mean relative output error %.5f "
-                    "(round to nearest %.5f)",
-                    static_cast<long long>(l + 1), static_cast<long long>(m.num_layers()), scaled,
-                    awq / scaled, rtn / scaled);
+                    "%s: layer %lld/%lld: %d groups scaled, mean relative output error %.5f "
+                    "(%s %.5f)",
+                    method.c_str(), static_cast<long long>(l + 1),
+                    static_cast<long long>(m.num_layers()), scaled, awq / scaled,
+                    method == "awq" ? "round to nearest" : "unscaled", rtn / scaled);
       log(line);
     }
   }

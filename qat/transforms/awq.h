@@ -44,9 +44,12 @@ struct AwqConfig {
   void validate() const;
 };
 
-// Throws unless AWQ can scale this layer: an active weight quantizer whose scales follow the
-// weight (quant.scale_mode dynamic; not static, learnable or a delayed start), no 2:4 sparsity.
-void check_awq_layer(const nn::FakeQuantLinear& layer, const std::string& name);
+// Throws unless channel scaling (`method`: "awq", "smoothquant") can scale this layer: an active
+// weight quantizer whose scales follow the weight (quant.scale_mode dynamic; not static, learnable
+// or a delayed start), no 2:4 sparsity; for AWQ no activation fake quant, for SmoothQuant only
+// dynamic (per-batch) activation scales, which follow the smoothed input.
+void check_awq_layer(const nn::FakeQuantLinear& layer, const std::string& name,
+                     const std::string& method = "awq");
 
 struct AwqSearch {
   at::Tensor scales;  // (in,) float32: multiply the weights' columns, divide the input
@@ -54,6 +57,15 @@ struct AwqSearch {
   double rtn_error = 0;  // E(1) / E0, E0 = sum ||W X||^2: round to nearest, relative
   double awq_error = 0;  // E(s) / E0 at the chosen alpha
 };
+
+// The relative output error of a group on inputs x with channel scales s, and without (s = 1):
+// sum ||W X^T - Q(W diag(s)) A(X / s)^T||^2 / sum ||W X^T||^2, Q the weight fake quant and A the
+// layer's activation fake quant (identity without one).
+struct ScaledError {
+  double unscaled = 0, scaled = 0;
+};
+ScaledError scaled_output_error(const std::vector<nn::FakeQuantLinear*>& group, const at::Tensor& x,
+                                const at::Tensor& s);
 
 // The grid search for linears that share the input `x` (rows, in), weights as they stand.
 AwqSearch awq_search(const std::vector<nn::FakeQuantLinear*>& group, const at::Tensor& x,
@@ -75,6 +87,12 @@ struct AwqGroupReport {
 
 // check_awq_layer() for every linear awq_llama() would scale (before any work).
 void check_awq_model(models::LlamaForCausalLM& model);
+void check_scaling_model(models::LlamaForCausalLM& model, const std::string& method);
+
+// A channel-scaling method's scales for a group sharing the input x (AWQ's search, SmoothQuant's
+// formula), with its errors (AwqSearch::rtn_error: unscaled; awq_error: scaled).
+using ScaleRule =
+    std::function<AwqSearch(const std::vector<nn::FakeQuantLinear*>&, const at::Tensor&)>;
 
 // Decoder layers in order, the calibration batches passing through the layers already scaled
 // (with their fake quantization on, as gptq_llama does); inside a layer the four groups above in
@@ -85,5 +103,12 @@ std::vector<AwqGroupReport> awq_llama(models::LlamaForCausalLM& model,
                                       const std::vector<CalibrationBatch>& batches,
                                       const AwqConfig& cfg,
                                       const std::function<void(const std::string&)>& log = {});
+
+// awq_llama's walk with another scale rule; `method` names it in checks, errors and log lines.
+std::vector<AwqGroupReport> scale_llama(models::LlamaForCausalLM& model,
+                                        const std::vector<CalibrationBatch>& batches,
+                                        int64_t max_tokens, const ScaleRule& rule,
+                                        const std::string& method,
+                                        const std::function<void(const std::string&)>& log = {});
 
 }  // namespace qat::transforms

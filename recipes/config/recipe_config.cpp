@@ -79,7 +79,8 @@ struct EnumNames<QuantInit> {
         {QuantInit::kRtn, "rtn"},
         {QuantInit::kGptq, "gptq"},
         {QuantInit::kAwq, "awq"},
-        {QuantInit::kAwqGptq, "awq_gptq"}};
+        {QuantInit::kAwqGptq, "awq_gptq"},
+        {QuantInit::kSmoothQuant, "smoothquant"}};
     return k;
   }
 };
@@ -92,6 +93,15 @@ struct EnumNames<fake_quant::ScaleMode> {
                                                           {E::kStatic, "static"},
                                                           {E::kLearnable, "learnable"},
                                                           {E::kLearnable, "lsq"}};
+    return k;
+  }
+};
+template <>
+struct EnumNames<scheme::ScaleDtype> {
+  using E = scheme::ScaleDtype;
+  static const std::vector<std::pair<E, const char*>>& get() {
+    static const std::vector<std::pair<E, const char*>> k{
+        {E::kFloat32, "fp32"}, {E::kFloat16, "fp16"}, {E::kBFloat16, "bf16"}};
     return k;
   }
 };
@@ -171,6 +181,7 @@ void visit_fields(V& v, QuantSection& s) {
   v.field("weight", s.weight);
   v.field("fallback", s.fallback);
   v.field("group_size", s.group_size, at_least<int64_t>(0));
+  v.field("scale_dtype", s.scale_dtype);
   v.field("activation", s.activation);
   v.field("scale_mode", s.scale_mode);
   v.field("range", s.range);
@@ -333,14 +344,15 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 void validate_combinations(const RecipeConfig& c) {
   const std::string at = c.source + ": ";
   const auto& quant = c.quant;
-  if (quant.init == QuantInit::kAwq || quant.init == QuantInit::kAwqGptq) {
+  if (quant.init == QuantInit::kAwq || quant.init == QuantInit::kAwqGptq ||
+      quant.init == QuantInit::kSmoothQuant) {
     TORCH_CHECK(c.method == Method::kQat, at, "quant.init: ", config::enum_name(quant.init),
-                " starts method qat from AWQ-scaled weights; method ", to_string(c.method),
+                " starts method qat from channel-scaled weights; method ", to_string(c.method),
                 " does not train fake-quant weights (use quant.init: rtn)");
     TORCH_CHECK(quant.scale_mode == fake_quant::ScaleMode::kDynamic && quant.delay_steps == 0, at,
                 "quant.init: ", config::enum_name(quant.init),
-                " needs quant.scale_mode: dynamic and quant.delay_steps: 0 (AWQ searches its "
-                "scales against the scales fake quant computes from the scaled weight)");
+                " needs quant.scale_mode: dynamic and quant.delay_steps: 0 (the scaled weights "
+                "are rounded with the scales fake quant computes from them)");
   }
   if (quant.init == QuantInit::kGptq) {
     TORCH_CHECK(c.method == Method::kQat, at,

@@ -40,7 +40,7 @@ enum class DataFormat { kText, kJsonl, kAlpaca, kChat };
 // quant at the first step, or rounded by GPTQ first (qat/transforms/gptq.h).
 // quant.init: how method qat's fake-quant weights start: round to nearest, GPTQ, AWQ's scaling,
 // or AWQ then GPTQ.
-enum class QuantInit { kRtn, kGptq, kAwq, kAwqGptq };
+enum class QuantInit { kRtn, kGptq, kAwq, kAwqGptq, kSmoothQuant };
 // Each enum's name as a config writes it.
 std::string to_string(ModelDtype d);
 std::string to_string(DataFormat f);
@@ -79,7 +79,10 @@ struct QuantSection {
   // Format for layers `weight` cannot block (k-quants need in_features % 256 == 0), or none
   // (such a layer is then an error). llama.cpp falls back the same way when it quantizes.
   OptionalFormat fallback;
-  int64_t group_size = 0;     // per-group size for int/uint/fp8 formats (0: format default)
+  int64_t group_size = 0;  // per-group size for int/uint/fp8 formats (0: per output channel)
+  // Storage dtype of int/uint/fp8 weight scales (the GGUF formats fix theirs: fp16). The file a
+  // run exports to stores the scales exactly only in a dtype that holds them (HF --dtype).
+  scheme::ScaleDtype scale_dtype = scheme::ScaleDtype::kFloat32;
   OptionalFormat activation;  // none or a format (per-token dynamic), e.g. int8
   fake_quant::ScaleMode scale_mode = fake_quant::ScaleMode::kDynamic;  // dynamic|static|learnable
   fake_quant::RangeMethod range = fake_quant::RangeMethod::kMinMax;    // minmax|percentile|mse
@@ -87,8 +90,9 @@ struct QuantSection {
   int64_t delay_steps = 0;             // optimizer steps before fake quant switches on
   int64_t freeze_observer_after = -1;  // static scales: stop updating after N steps
   std::vector<std::string> exclude = {"lm_head", "embed_tokens"};  // name patterns left dense
-  QuantInit init = QuantInit::kRtn;  // method qat, fresh runs: rtn, gptq, awq or awq_gptq
-  int64_t init_calibration = 32;     // gptq / awq: training sequences to calibrate on
+  QuantInit init =
+      QuantInit::kRtn;            // method qat, fresh runs: rtn, gptq, awq, awq_gptq, smoothquant
+  int64_t init_calibration = 32;  // gptq / awq: training sequences to calibrate on
 };
 
 struct LoraSection {

@@ -70,7 +70,7 @@ TEST_CASE("config errors name the key path, the line, the expected and found val
                     Contains("cannot open config /nonexistent/cfg.yaml"));
   CHECK_THROWS_WITH(
       recipes::parse_recipe_config("method: qat\nquant: {init: gptqq}\n", "x.yaml"),
-      Contains("quant.init: expected one of rtn, gptq, awq, awq_gptq, found 'gptqq'"));
+      Contains("quant.init: expected one of rtn, gptq, awq, awq_gptq, smoothquant, found 'gptqq'"));
   CHECK_THROWS_WITH(
       recipes::parse_recipe_config("method: qat_lora\nquant: {init: gptq}\n", "x.yaml"),
       Contains("quant.init: gptq starts method qat"));
