@@ -5,9 +5,9 @@
 //                                            byte (compressed-tensors' pack_to_int32)
 //            p.weight_scale  [N, 1]          the checkpoint dtype
 //            p.weight_shape  int64 [2]
-//   w8a8   "int-quantized" (CompressedTensorsW8A8Int8): p.weight int8 [N, K], p.weight_scale [N, 1];
-//            activations int8 per token, dynamic: the engine quantizes each token's row with
-//            scale = max|x| / 127, round half to even, saturating to [-128, 127]
+//   w8a8   "int-quantized" (CompressedTensorsW8A8Int8): p.weight int8 [N, K],
+//            p.weight_scale [N, 1]; activations int8 per token, dynamic: the engine quantizes each
+//            token's row with scale = max|x| / 127, round half to even, saturating to [-128, 127]
 //   fp8    "float-quantized" (FP8_DYNAMIC, CompressedTensorsW8A8Fp8): p.weight float8_e4m3fn
 //            [N, K], p.weight_scale [N, 1]; activations e4m3 per token, dynamic
 //            (scale = max|x| / 448)
@@ -22,8 +22,8 @@
 
 #include <optional>
 
-#include "qat/export/writers.h"
 #include "ops/quantize.h"
+#include "qat/export/writers.h"
 
 namespace qat::exporting::detail {
 namespace {
@@ -69,8 +69,7 @@ at::Tensor dequantize(const Int8Weight& w, Format f) {
 // The codes and scales of a fake-quant weight when the scheme holds it exactly; nullopt and `why`
 // when it does not.
 std::optional<Int8Weight> exact_int8(const FakeQuantWeight& fw, const QuantSpec& want,
-                                     at::ScalarType dt, const std::string& name,
-                                     std::string* why) {
+                                     at::ScalarType dt, const std::string& name, std::string* why) {
   const QuantSpec& s = fw.spec;
   if (s.format != want.format || s.bits != 8) {
     *why = "the scheme stores " + want.to_string() + " codes";
@@ -88,8 +87,8 @@ std::optional<Int8Weight> exact_int8(const FakeQuantWeight& fw, const QuantSpec&
     return std::nullopt;
   }
   Int8Weight w{fw.codes, sc};
-  TORCH_CHECK(at::equal(dequantize(w, s.format), fw.values()), "export ct: internal error: '",
-              name, "' codes * scales differ from the trained weight");
+  TORCH_CHECK(at::equal(dequantize(w, s.format), fw.values()), "export ct: internal error: '", name,
+              "' codes * scales differ from the trained weight");
   return w;
 }
 
@@ -148,8 +147,8 @@ void add_weight(Job& job, TensorList& tensors, const std::string& p, const Int8W
   r.origin = origin;
   r.numel = w.codes.numel();
   r.bytes = w.codes.numel() + scale.numel() * static_cast<int64_t>(scale.element_size());
-  r.theoretical_bits = 8.0 + 8.0 * static_cast<double>(scale.element_size()) /
-                                 static_cast<double>(w.codes.size(1));
+  r.theoretical_bits =
+      8.0 + 8.0 * static_cast<double>(scale.element_size()) / static_cast<double>(w.codes.size(1));
   if (job.opt.ct_scheme == CtScheme::kW8A16) {
     tensors.emplace_back(p + ".weight_packed", pack_int32(w.codes, 8));
     tensors.emplace_back(p + ".weight_scale", scale);
@@ -165,8 +164,8 @@ void add_weight(Job& job, TensorList& tensors, const std::string& p, const Int8W
   }
   r.type = want.format == Format::kFp8E4M3 ? "fp8_e4m3/channel" : "int8/channel";
   if (reference.defined()) {
-    const ErrorStats e = error_stats(reference, dequantize({w.codes, scale.to(at::kFloat)},
-                                                           want.format));
+    const ErrorStats e =
+        error_stats(reference, dequantize({w.codes, scale.to(at::kFloat)}, want.format));
     r.max_abs_err = e.max_abs;
     r.rel_fro_err = e.rel_fro;
   }
