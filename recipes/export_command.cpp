@@ -147,7 +147,7 @@ void add_export_command(CLI::App& app, CommandList& commands) {
   auto* sub =
       app.add_subcommand("export",
                          "Write a model as GGUF (llama.cpp), HF safetensors, a PEFT adapter, "
-                         "bitsandbytes NF4 or int4 compressed-tensors (vLLM)");
+                         "bitsandbytes NF4 or compressed-tensors W4A16, W8A16, W8A8, FP8 (vLLM)");
   sub->add_option(
       "model", args->model,
       "a training run directory (its latest checkpoint), a .gguf file or a Hugging Face directory "
