@@ -6,8 +6,8 @@
 namespace qat::transforms {
 
 void SmoothQuantConfig::validate() const {
-  TORCH_CHECK(alpha >= 0.0 && alpha <= 1.0, "smoothquant: alpha (the migration strength) must be in ",
-              "[0, 1], got ", alpha);
+  TORCH_CHECK(alpha >= 0.0 && alpha <= 1.0,
+              "smoothquant: alpha (the migration strength) must be in ", "[0, 1], got ", alpha);
   TORCH_CHECK(max_tokens >= 1, "smoothquant: max_tokens must be >= 1, got ", max_tokens);
 }
 
@@ -27,8 +27,7 @@ AwqSearch smoothquant_scales(const std::vector<nn::FakeQuantLinear*>& group, con
   const at::Tensor x_max = xf.abs().amax(0);
   const at::Tensor w_max = at::stack(columns).amax(0);
   at::Tensor s = x_max.pow(cfg.alpha) / w_max.pow(1.0 - cfg.alpha);
-  s = at::where((x_max > 0).logical_and(w_max > 0).logical_and(s.isfinite()), s,
-                at::ones_like(s))
+  s = at::where((x_max > 0).logical_and(w_max > 0).logical_and(s.isfinite()), s, at::ones_like(s))
           .clamp_min(1e-5);
   const ScaledError e = scaled_output_error(group, xf, s);
   AwqSearch r;
@@ -39,9 +38,10 @@ AwqSearch smoothquant_scales(const std::vector<nn::FakeQuantLinear*>& group, con
   return r;
 }
 
-std::vector<AwqGroupReport> smoothquant_llama(
-    models::LlamaForCausalLM& model, const std::vector<CalibrationBatch>& batches,
-    const SmoothQuantConfig& cfg, const std::function<void(const std::string&)>& log) {
+std::vector<AwqGroupReport> smoothquant_llama(models::LlamaForCausalLM& model,
+                                              const std::vector<CalibrationBatch>& batches,
+                                              const SmoothQuantConfig& cfg,
+                                              const std::function<void(const std::string&)>& log) {
   cfg.validate();
   const ScaleRule rule = [&cfg](const std::vector<nn::FakeQuantLinear*>& group,
                                 const at::Tensor& x) { return smoothquant_scales(group, x, cfg); };
