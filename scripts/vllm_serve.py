@@ -2,7 +2,10 @@
 with vllm.LLM, take the top-20 prompt logprobs (vLLM's default max_logprobs) at every position of
 fixed prompts and a short greedy continuation; write them, or vLLM's error, as one JSON line.
 
-usage: vllm_serve.py OUT.jsonl NAME=DIR[:DTYPE] ...   (DTYPE: bfloat16 (default), float32, ...)
+usage: vllm_serve.py OUT.jsonl NAME=DIR[:DTYPE] [IDS.json]   (DTYPE: bfloat16 (default), ...)
+IDS.json: a list of token-id lists to use as the prompts instead of the fixed texts (the C++ test
+tests/qat/export/test_export_vllm.cpp passes our tokenizer's ids, so both sides score the same
+tokens).
 """
 import json
 import sys
@@ -16,7 +19,7 @@ PROMPTS = [
 ]
 
 
-def serve(name, path, dtype):
+def serve(name, path, dtype, ids=None):
     from vllm import LLM, SamplingParams
     t0 = time.time()
     llm = LLM(model=path, dtype=dtype, max_model_len=512, enforce_eager=True, seed=0,
@@ -24,7 +27,8 @@ def serve(name, path, dtype):
     load_s = time.time() - t0
     params = SamplingParams(max_tokens=16, temperature=0.0, prompt_logprobs=20, logprobs=1)
     t0 = time.time()
-    outs = llm.generate(PROMPTS, params)
+    prompts = PROMPTS if ids is None else [{"prompt_token_ids": list(p)} for p in ids]
+    outs = llm.generate(prompts, params)
     gen_s = time.time() - t0
     rows = []
     for o in outs:
@@ -45,8 +49,9 @@ def main():
     out = sys.argv[1]
     name, spec = sys.argv[2].split("=", 1)
     path, _, dtype = spec.partition(":")
+    ids = json.load(open(sys.argv[3])) if len(sys.argv) > 3 else None
     try:
-        rec = serve(name, path, dtype or "bfloat16")
+        rec = serve(name, path, dtype or "bfloat16", ids)
     except Exception as e:  # the format's own error message is the result
         traceback.print_exc()
         rec = {"name": name, "dir": path, "dtype": dtype or "bfloat16", "ok": False,
