@@ -45,7 +45,8 @@ nlohmann::json serve(const std::string& python, const std::string& name, const s
   if (rc != 0 || !std::getline(out, line)) {
     std::ifstream log(tmp + "/log.txt");
     const std::string text((std::istreambuf_iterator<char>(log)), {});
-    FAIL("vLLM did not run " << dir << ":\n" << text.substr(text.size() > 4000 ? text.size() - 4000 : 0));
+    FAIL("vLLM did not run " << dir << ":\n"
+                             << text.substr(text.size() > 4000 ? text.size() - 4000 : 0));
   }
   return nlohmann::json::parse(line);
 }
