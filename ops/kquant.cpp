@@ -35,12 +35,6 @@ void check_spec(const scheme::QuantSpec& spec, at::IntArrayRef shape, const char
               kquant_names(true), "; or exclude the layer)");
 }
 
-std::vector<int64_t> with_last(at::IntArrayRef shape, int64_t last) {
-  std::vector<int64_t> s(shape.begin(), shape.end());
-  s.back() = last;
-  return s;
-}
-
 }  // namespace
 
 at::Tensor quantize_kquant(const at::Tensor& x_in, const scheme::QuantSpec& spec) {

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "ops/input_checks.h"
 #include "qat/scheme/blocks.h"
 
 namespace qat::ops {
@@ -18,12 +19,6 @@ void check_codes(const at::Tensor& codes, const char* what) {
   TORCH_CHECK(codes.scalar_type() == at::kByte, what, ": expected uint8 codes, got ",
               codes.scalar_type());
   TORCH_CHECK(codes.dim() >= 1, what, ": expected at least one dimension");
-}
-
-std::vector<int64_t> with_last(at::IntArrayRef shape, int64_t last) {
-  std::vector<int64_t> s(shape.begin(), shape.end());
-  s.back() = last;
-  return s;
 }
 
 }  // namespace

@@ -5,16 +5,12 @@
 namespace qat::data {
 namespace {
 
-[[noreturn]] void fail(const std::string& where, const std::string& what) {
-  throw std::runtime_error(where + ": " + what);
-}
-
 std::vector<int32_t> encode(const Tokenizer& tokenizer, const std::string& text, bool add_special,
                             bool parse_special, const std::string& source) {
   try {
     return tokenizer.encode(text, add_special, parse_special);
   } catch (const std::exception& e) {
-    fail(source, std::string("cannot tokenize: ") + e.what());
+    data_error(source, std::string("cannot tokenize: ") + e.what());
   }
 }
 
@@ -41,11 +37,12 @@ void check_prefix(const std::vector<int32_t>& prefix, const std::vector<int32_t>
   size_t i = 0;
   while (i < prefix.size() && i < ids.size() && prefix[i] == ids[i]) ++i;
   if (i == prefix.size()) return;
-  fail(source, "the chat template breaks the prefix property: " + what + " (token " +
-                   std::to_string(i) + " differs; " + std::to_string(prefix.size()) +
-                   " tokens expected as prefix, " + std::to_string(ids.size()) +
-                   " rendered). Assistant turns cannot be located; use a template that renders "
-                   "earlier turns the same way whatever follows them");
+  data_error(source,
+             "the chat template breaks the prefix property: " + what + " (token " +
+                 std::to_string(i) + " differs; " + std::to_string(prefix.size()) +
+                 " tokens expected as prefix, " + std::to_string(ids.size()) +
+                 " rendered). Assistant turns cannot be located; use a template that renders "
+                 "earlier turns the same way whatever follows them");
 }
 
 }  // namespace
@@ -77,8 +74,8 @@ std::vector<Example> alpaca_examples(const std::vector<JsonRecord>& records,
     const std::string& instruction = *string_field(r, "instruction");
     const std::string* input = string_field(r, "input", /*required=*/false);
     const std::string& output = *string_field(r, "output");
-    if (instruction.empty()) fail(r.source, "field 'instruction' is empty");
-    if (output.empty()) fail(r.source, "field 'output' is empty: nothing to train on");
+    if (instruction.empty()) data_error(r.source, "field 'instruction' is empty");
+    if (output.empty()) data_error(r.source, "field 'output' is empty: nothing to train on");
     Example ex;
     ex.source = r.source;
     const std::string prompt = alpaca_prompt(instruction, input ? *input : "", options);
@@ -104,25 +101,28 @@ std::vector<Example> chat_examples(const std::vector<JsonRecord>& records,
   out.reserve(records.size());
   for (const auto& r : records) {
     const auto it = r.value.find("messages");
-    if (it == r.value.end()) fail(r.source, "missing field 'messages'");
+    if (it == r.value.end()) data_error(r.source, "missing field 'messages'");
     if (!it->is_array())
-      fail(r.source, std::string("field 'messages' must be an array, found ") + it->type_name());
-    if (it->empty()) fail(r.source, "field 'messages' is empty");
+      data_error(r.source,
+                 std::string("field 'messages' must be an array, found ") + it->type_name());
+    if (it->empty()) data_error(r.source, "field 'messages' is empty");
     const nlohmann::ordered_json& messages = *it;
     bool any_assistant = false;
     for (size_t k = 0; k < messages.size(); ++k) {
       const std::string where = r.source + ": messages[" + std::to_string(k) + "]";
       const auto& m = messages[k];
-      if (!m.is_object()) fail(where, std::string("expected an object, found ") + m.type_name());
+      if (!m.is_object())
+        data_error(where, std::string("expected an object, found ") + m.type_name());
       for (const char* key : {"role", "content"}) {
         const auto f = m.find(key);
-        if (f == m.end()) fail(where, std::string("missing field '") + key + "'");
+        if (f == m.end()) data_error(where, std::string("missing field '") + key + "'");
         if (!f->is_string())
-          fail(where, std::string("field '") + key + "' must be a string, found " + f->type_name());
+          data_error(where,
+                     std::string("field '") + key + "' must be a string, found " + f->type_name());
       }
       any_assistant |= m["role"] == "assistant";
     }
-    if (!any_assistant) fail(r.source, "no 'assistant' message: nothing to train on");
+    if (!any_assistant) data_error(r.source, "no 'assistant' message: nothing to train on");
 
     auto render = [&](size_t count, bool generation_prompt) {
       nlohmann::ordered_json prefix = nlohmann::ordered_json::array();
@@ -130,8 +130,8 @@ std::vector<Example> chat_examples(const std::vector<JsonRecord>& records,
       try {
         return chat_template.render(prefix, generation_prompt, bos, eos);
       } catch (const std::exception& e) {
-        fail(r.source, "the chat template failed on the first " + std::to_string(count) +
-                           " message(s): " + e.what());
+        data_error(r.source, "the chat template failed on the first " + std::to_string(count) +
+                                 " message(s): " + e.what());
       }
     };
     auto ids_of = [&](const std::string& text) {

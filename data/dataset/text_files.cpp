@@ -10,13 +10,13 @@
 #include "data/tokenizer/utf8.h"
 
 namespace qat::data {
+void data_error(const std::string& where, const std::string& what) {
+  throw std::runtime_error(where + ": " + what);
+}
+
 namespace {
 
 namespace fs = std::filesystem;
-
-[[noreturn]] void fail(const std::string& where, const std::string& what) {
-  throw std::runtime_error(where + ": " + what);
-}
 
 std::string at_line(const std::string& path, size_t line) {
   return path + ":" + std::to_string(line);
@@ -26,11 +26,11 @@ std::string at_line(const std::string& path, size_t line) {
 // files and invalid UTF-8 are errors (the position is given as line and column).
 std::string read_text_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, "cannot open the file");
+  if (!f) data_error(path, "cannot open the file");
   std::ostringstream ss;
   ss << f.rdbuf();
   std::string raw = ss.str();
-  if (raw.empty()) fail(path, "the file is empty");
+  if (raw.empty()) data_error(path, "the file is empty");
   if (raw.rfind("\xEF\xBB\xBF", 0) == 0) raw.erase(0, 3);
   const size_t bad = first_invalid_utf8(raw);
   if (bad != std::string::npos) {
@@ -39,8 +39,9 @@ std::string read_text_file(const std::string& path) {
     const size_t column = bad - (newline == std::string::npos ? 0 : newline + 1) + 1;  // bytes
     char hex[8];
     std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned char>(raw[bad]));
-    fail(at_line(path, line), "invalid UTF-8 at column " + std::to_string(column) + " (byte " +
-                                  hex + " at file offset " + std::to_string(bad) + ")");
+    data_error(at_line(path, line), "invalid UTF-8 at column " + std::to_string(column) +
+                                        " (byte " + hex + " at file offset " + std::to_string(bad) +
+                                        ")");
   }
   std::string text;
   text.reserve(raw.size());
@@ -94,7 +95,7 @@ void split_file(const std::string& path, const TextFileOptions& options,
     });
     if (!doc.text.empty()) out.push_back(std::move(doc));
   }
-  if (out.size() == before) fail(path, "the file holds only whitespace, no document");
+  if (out.size() == before) data_error(path, "the file holds only whitespace, no document");
 }
 
 }  // namespace
@@ -102,7 +103,7 @@ void split_file(const std::string& path, const TextFileOptions& options,
 std::vector<Document> read_text_documents(const std::string& path, const TextFileOptions& options) {
   std::error_code ec;
   const fs::path p(path);
-  if (!fs::exists(p, ec)) fail(path, "no such file or directory");
+  if (!fs::exists(p, ec)) data_error(path, "no such file or directory");
   std::vector<Document> docs;
   if (!fs::is_directory(p, ec)) {
     split_file(path, options, docs);
@@ -118,8 +119,8 @@ std::vector<Document> read_text_documents(const std::string& path, const TextFil
       files.push_back(it->path().string());
     }
   }
-  if (ec) fail(path, "cannot list the directory: " + ec.message());
-  if (files.empty()) fail(path, "the directory holds no '*" + options.extension + "' file");
+  if (ec) data_error(path, "cannot list the directory: " + ec.message());
+  if (files.empty()) data_error(path, "the directory holds no '*" + options.extension + "' file");
   std::sort(files.begin(), files.end());
   for (const auto& f : files) split_file(f, options, docs);
   return docs;
@@ -134,10 +135,10 @@ std::vector<JsonRecord> read_json_records(const std::string& path) {
     try {
       doc = nlohmann::ordered_json::parse(text);
     } catch (const nlohmann::ordered_json::parse_error& e) {
-      fail(path, std::string("invalid JSON: ") + e.what());
+      data_error(path, std::string("invalid JSON: ") + e.what());
     }
     if (!doc.is_array())
-      fail(path, std::string("expected a JSON array of records, found ") + doc.type_name());
+      data_error(path, std::string("expected a JSON array of records, found ") + doc.type_name());
     for (size_t i = 0; i < doc.size(); ++i)
       records.push_back({std::move(doc[i]), path + ": record " + std::to_string(i)});
   } else {
@@ -147,15 +148,15 @@ std::vector<JsonRecord> read_json_records(const std::string& path) {
       try {
         r.value = nlohmann::ordered_json::parse(s);
       } catch (const nlohmann::ordered_json::parse_error& e) {
-        fail(r.source, std::string("invalid JSON: ") + e.what());
+        data_error(r.source, std::string("invalid JSON: ") + e.what());
       }
       records.push_back(std::move(r));
     });
   }
-  if (records.empty()) fail(path, "no records (the file holds only whitespace)");
+  if (records.empty()) data_error(path, "no records (the file holds only whitespace)");
   for (const auto& r : records) {
     if (!r.value.is_object())
-      fail(r.source, std::string("expected a JSON object, found ") + r.value.type_name());
+      data_error(r.source, std::string("expected a JSON object, found ") + r.value.type_name());
   }
   return records;
 }
@@ -163,11 +164,11 @@ std::vector<JsonRecord> read_json_records(const std::string& path) {
 const std::string* string_field(const JsonRecord& record, const std::string& name, bool required) {
   const auto it = record.value.find(name);
   if (it == record.value.end() || (!required && it->is_null())) {
-    if (required) fail(record.source, "missing field '" + name + "'");
+    if (required) data_error(record.source, "missing field '" + name + "'");
     return nullptr;
   }
   if (!it->is_string())
-    fail(record.source, "field '" + name + "' must be a string, found " + it->type_name());
+    data_error(record.source, "field '" + name + "' must be a string, found " + it->type_name());
   return it->get_ptr<const std::string*>();
 }
 

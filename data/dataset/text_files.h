@@ -11,6 +11,9 @@
 
 namespace qat::data {
 
+// Throws std::runtime_error("<where>: <what>"), the form of every data error (where: "file:line").
+[[noreturn]] void data_error(const std::string& where, const std::string& what);
+
 // One document of raw text and where it starts ("file:line").
 struct Document {
   std::string text;

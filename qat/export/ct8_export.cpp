@@ -41,16 +41,7 @@ struct Int8Weight {
 QuantSpec weight_spec(CtScheme s, at::ScalarType dt) {
   QuantSpec spec = QuantSpec::from_name(s == CtScheme::kFp8 ? "fp8_e4m3" : "int8")
                        .with(Granularity::per_axis(0));
-  switch (dt) {
-    case at::kHalf:
-      spec.scale_dtype = scheme::ScaleDtype::kFloat16;
-      break;
-    case at::kBFloat16:
-      spec.scale_dtype = scheme::ScaleDtype::kBFloat16;
-      break;
-    default:
-      spec.scale_dtype = scheme::ScaleDtype::kFloat32;
-  }
+  spec.scale_dtype = scale_dtype_of(dt);
   return spec;
 }
 

@@ -47,6 +47,15 @@ const std::vector<std::pair<std::string, ExportFormat>>& format_names() {
   return kNames;
 }
 
+// The first name of each scheme is the one to_string gives.
+const std::vector<std::pair<std::string, CtScheme>>& ct_scheme_names() {
+  static const std::vector<std::pair<std::string, CtScheme>> kNames = {
+      {"w4a16", CtScheme::kW4A16}, {"w8a16", CtScheme::kW8A16},     {"w8a8", CtScheme::kW8A8},
+      {"fp8", CtScheme::kFp8},     {"fp8-dynamic", CtScheme::kFp8},
+  };
+  return kNames;
+}
+
 std::string human_bytes(double b) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(2);
@@ -130,24 +139,16 @@ ExportFormat export_format_from_name(const std::string& name) {
 }
 
 CtScheme ct_scheme_from_name(const std::string& name) {
-  if (name == "w4a16") return CtScheme::kW4A16;
-  if (name == "w8a16") return CtScheme::kW8A16;
-  if (name == "w8a8") return CtScheme::kW8A8;
-  if (name == "fp8" || name == "fp8-dynamic") return CtScheme::kFp8;
+  for (const auto& [n, s] : ct_scheme_names()) {
+    if (n == name) return s;
+  }
   TORCH_CHECK(false, "unknown compressed-tensors scheme '", name,
               "': expected w4a16, w8a16, w8a8 or fp8 (fp8-dynamic)");
 }
 
 std::string to_string(CtScheme s) {
-  switch (s) {
-    case CtScheme::kW4A16:
-      return "w4a16";
-    case CtScheme::kW8A16:
-      return "w8a16";
-    case CtScheme::kW8A8:
-      return "w8a8";
-    case CtScheme::kFp8:
-      return "fp8";
+  for (const auto& [n, t] : ct_scheme_names()) {
+    if (t == s) return n;
   }
   return "?";
 }

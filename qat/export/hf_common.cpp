@@ -36,6 +36,17 @@ std::string hf_dtype_name(at::ScalarType t) {
   }
 }
 
+scheme::ScaleDtype scale_dtype_of(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf:
+      return scheme::ScaleDtype::kFloat16;
+    case at::kBFloat16:
+      return scheme::ScaleDtype::kBFloat16;
+    default:
+      return scheme::ScaleDtype::kFloat32;
+  }
+}
+
 void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at::ScalarType dtype,
                      const nlohmann::json& quantization_config) {
   nlohmann::json j = cfg.to_hf_json();

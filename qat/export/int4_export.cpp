@@ -27,17 +27,6 @@
 namespace qat::exporting::detail {
 namespace {
 
-scheme::ScaleDtype scale_dtype_of(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf:
-      return scheme::ScaleDtype::kFloat16;
-    case at::kBFloat16:
-      return scheme::ScaleDtype::kBFloat16;
-    default:
-      return scheme::ScaleDtype::kFloat32;
-  }
-}
-
 struct Int4Weight {
   at::Tensor codes;  // uint8 two's complement [N, K]
   at::Tensor scale;  // float32 [N, K/G]

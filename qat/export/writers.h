@@ -41,6 +41,8 @@ void write_text(const std::string& path, const std::string& text);
 void write_json(const std::string& path, const nlohmann::json& j);
 // "bfloat16", "float16", "float32" (transformers' dtype names).
 std::string hf_dtype_name(at::ScalarType t);
+// The scale dtype a checkpoint of dtype `t` stores its scales in (fp16, bf16, else fp32).
+scheme::ScaleDtype scale_dtype_of(at::ScalarType t);
 // config.json from the model config, with `dtype` and, when given, a quantization_config.
 void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at::ScalarType dtype,
                      const nlohmann::json& quantization_config = nullptr);

@@ -9,24 +9,24 @@
 
 using namespace qat;
 using train::Autocast;
-using train::Device;
 
 TEST_CASE("precision: bf16 on CUDA unless off, on the CPU only when asked and supported",
           "[autocast]") {
   for (const bool cpu_bf16 : {false, true}) {
-    CHECK(train::resolve_precision(Device::kCuda, Autocast::kAuto, cpu_bf16).bf16);
-    CHECK(train::resolve_precision(Device::kCuda, Autocast::kBf16, cpu_bf16).bf16);
-    CHECK_FALSE(train::resolve_precision(Device::kCuda, Autocast::kOff, cpu_bf16).bf16);
-    CHECK_FALSE(train::resolve_precision(Device::kCpu, Autocast::kAuto, cpu_bf16).bf16);
-    CHECK_FALSE(train::resolve_precision(Device::kCpu, Autocast::kOff, cpu_bf16).bf16);
+    CHECK(train::resolve_precision(train::Device::kCuda, Autocast::kAuto, cpu_bf16).bf16);
+    CHECK(train::resolve_precision(train::Device::kCuda, Autocast::kBf16, cpu_bf16).bf16);
+    CHECK_FALSE(train::resolve_precision(train::Device::kCuda, Autocast::kOff, cpu_bf16).bf16);
+    CHECK_FALSE(train::resolve_precision(train::Device::kCpu, Autocast::kAuto, cpu_bf16).bf16);
+    CHECK_FALSE(train::resolve_precision(train::Device::kCpu, Autocast::kOff, cpu_bf16).bf16);
   }
-  CHECK(train::resolve_precision(Device::kCpu, Autocast::kBf16, true).bf16);
-  const train::Precision fallback = train::resolve_precision(Device::kCpu, Autocast::kBf16, false);
+  CHECK(train::resolve_precision(train::Device::kCpu, Autocast::kBf16, true).bf16);
+  const train::Precision fallback =
+      train::resolve_precision(train::Device::kCpu, Autocast::kBf16, false);
   CHECK_FALSE(fallback.bf16);
   CHECK_THAT(fallback.reason, Catch::Contains("float32") && Catch::Contains("AVX512_BF16"));
 
   train::TrainSection t;
-  t.device = Device::kCpu;
+  t.device = train::Device::kCpu;
   t.autocast = Autocast::kBf16;
   CHECK(t.bf16() == train::cpu_has_bf16_matmul());
   t.autocast = Autocast::kAuto;

@@ -111,14 +111,6 @@ Value split(const std::string& s, const Value& sep, int64_t maxsplit) {
   return Value(std::move(out));
 }
 
-const Value& arg(const Args& a, size_t i, const Kwargs& kw = {}, const char* name = nullptr) {
-  static const Value kMissing;
-  if (name)
-    for (const auto& [k, v] : kw)
-      if (k == name) return v;
-  return i < a.size() ? a[i] : kMissing;
-}
-
 std::string need_string(const Value& v, const char* what) {
   if (!v.is_string())
     throw std::invalid_argument(std::string(what) + " expects a string, found " + v.type_name());
@@ -356,6 +348,14 @@ Value apply_filter(Interpreter& in, size_t pos, const std::string& name, const V
   } catch (const std::exception& e) {
     in.fail(pos, "filter '" + name + "': " + e.what());
   }
+}
+
+const Value& arg(const Args& a, size_t i, const Kwargs& kw, const char* name) {
+  static const Value kMissing;
+  if (name)
+    for (const auto& [k, v] : kw)
+      if (k == name) return v;
+  return i < a.size() ? a[i] : kMissing;
 }
 
 std::string strip_string(const std::string& s, const Value& chars) {

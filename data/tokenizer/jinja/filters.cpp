@@ -8,16 +8,7 @@
 
 namespace qat::data::jinja {
 
-std::string strip_string(const std::string& s, const Value& chars);  // builtins.cpp
-
 namespace {
-
-const Value& arg(const Args& a, size_t i, const Kwargs& kw, const char* name) {
-  static const Value kMissing;
-  for (const auto& [k, v] : kw)
-    if (k == name) return v;
-  return i < a.size() ? a[i] : kMissing;
-}
 
 size_t length(Interpreter& in, size_t pos, const Value& v) {
   if (v.is_string()) {

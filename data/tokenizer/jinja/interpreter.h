@@ -41,6 +41,10 @@ Value apply_filter(Interpreter& in, size_t pos, const std::string& name, const V
                    const Args& args, const Kwargs& kwargs);
 bool apply_test(Interpreter& in, size_t pos, const std::string& name, const Value& v,
                 const Args& args);
+// Argument i of a call, or its keyword `name` when given (keywords first); Undefined when absent.
+const Value& arg(const Args& a, size_t i, const Kwargs& kw = {}, const char* name = nullptr);
+// `s` without leading and trailing `chars` (whitespace when Undefined), as Python's str.strip.
+std::string strip_string(const std::string& s, const Value& chars);
 // The items a for loop visits: list items, dict keys, string characters; Undefined is empty.
 List iterate(Interpreter& in, size_t pos, const Value& v);
 Dict default_globals();

@@ -28,7 +28,7 @@ void tensor_info(Bytes& b, const std::string& name, std::vector<int64_t> ne, uin
   b.u32(type).u64(offset);
 }
 
-void parse(const std::string& bytes) {
+void parse_gguf(const std::string& bytes) {
   (void)io::parse_gguf(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "bad.gguf");
 }
 
@@ -79,109 +79,111 @@ TEST_CASE("GGUF: every truncation of a valid file is an error, never a crash",
   const size_t min_valid = v.size() - 8;
   for (size_t n = 0; n < min_valid; ++n) {
     CAPTURE(n);
-    REQUIRE_THROWS_AS(parse(v.substr(0, n)), std::runtime_error);
+    REQUIRE_THROWS_AS(parse_gguf(v.substr(0, n)), std::runtime_error);
   }
-  REQUIRE_THROWS_WITH(parse(v.substr(0, 10)), Contains("bad.gguf") && Contains("truncated"));
-  REQUIRE_THROWS_WITH(parse(v.substr(0, min_valid - 1)),
+  REQUIRE_THROWS_WITH(parse_gguf(v.substr(0, 10)), Contains("bad.gguf") && Contains("truncated"));
+  REQUIRE_THROWS_WITH(parse_gguf(v.substr(0, min_valid - 1)),
                       Contains("tensor 'b'") && Contains("runs past the end of the file"));
-  REQUIRE_NOTHROW(parse(v.substr(0, min_valid)));
+  REQUIRE_NOTHROW(parse_gguf(v.substr(0, min_valid)));
 }
 
 TEST_CASE("GGUF: bad magic and versions are rejected", "[io][gguf][malformed]") {
-  REQUIRE_THROWS_WITH(parse("GGUX" + valid().substr(4)), Contains("bad magic"));
-  REQUIRE_THROWS_WITH(parse(header(0, 0, 1).bytes()), Contains("unsupported version 1"));
-  REQUIRE_THROWS_WITH(parse(header(0, 0, 0x03000000).bytes()), Contains("big-endian"));
+  REQUIRE_THROWS_WITH(parse_gguf("GGUX" + valid().substr(4)), Contains("bad magic"));
+  REQUIRE_THROWS_WITH(parse_gguf(header(0, 0, 1).bytes()), Contains("unsupported version 1"));
+  REQUIRE_THROWS_WITH(parse_gguf(header(0, 0, 0x03000000).bytes()), Contains("big-endian"));
 }
 
 TEST_CASE("GGUF: huge counts are rejected before anything is allocated", "[io][gguf][malformed]") {
-  REQUIRE_THROWS_WITH(parse(header(0, uint64_t{1} << 60).bytes()),
+  REQUIRE_THROWS_WITH(parse_gguf(header(0, uint64_t{1} << 60).bytes()),
                       Contains("KV count 1152921504606846976 cannot fit"));
-  REQUIRE_THROWS_WITH(parse(header(uint64_t{1} << 60, 0).bytes()),
+  REQUIRE_THROWS_WITH(parse_gguf(header(uint64_t{1} << 60, 0).bytes()),
                       Contains("tensor count 1152921504606846976 cannot fit"));
   // A string array that claims 2^60 elements.
   Bytes arr;
   arr.u32(kString).u64(uint64_t{1} << 60).str("x");
   REQUIRE_THROWS_WITH(
-      parse(one_kv(kArray, arr)),
+      parse_gguf(one_kv(kArray, arr)),
       Contains("key 'k'") && Contains("array of 1152921504606846976 strings needs at least"));
   // A numeric array whose byte size overflows u64.
   Bytes nums;
   nums.u32(kU64).u64(~uint64_t{0} / 4).u64(1);
-  REQUIRE_THROWS_WITH(parse(one_kv(kArray, nums)),
+  REQUIRE_THROWS_WITH(parse_gguf(one_kv(kArray, nums)),
                       Contains("x UINT64 runs past the end of the file"));
 }
 
 TEST_CASE("GGUF: a string length past the end of the file is rejected", "[io][gguf][malformed]") {
   Bytes s;
   s.u64(1000).raw("short");
-  REQUIRE_THROWS_WITH(parse(one_kv(kString, s)),
+  REQUIRE_THROWS_WITH(parse_gguf(one_kv(kString, s)),
                       Contains("key 'k'") && Contains("string length 1000 runs past the end"));
   Bytes b = header(0, 1);
   b.u64(uint64_t{1} << 62).raw("key").zeros(8);
-  REQUIRE_THROWS_WITH(parse(b.bytes()),
+  REQUIRE_THROWS_WITH(parse_gguf(b.bytes()),
                       Contains("key #0: string length 4611686018427387904 runs past the end"));
 }
 
 TEST_CASE("GGUF: nested arrays and invalid value types are rejected", "[io][gguf][malformed]") {
   Bytes nested;
   nested.u32(kArray).u64(1).u32(kI32).u64(0);
-  REQUIRE_THROWS_WITH(parse(one_kv(kArray, nested)),
+  REQUIRE_THROWS_WITH(parse_gguf(one_kv(kArray, nested)),
                       Contains("key 'k': nested arrays are not allowed"));
-  REQUIRE_THROWS_WITH(parse(one_kv(13, Bytes().u32(0))),
+  REQUIRE_THROWS_WITH(parse_gguf(one_kv(13, Bytes().u32(0))),
                       Contains("key 'k': invalid value type 13"));
 }
 
 TEST_CASE("GGUF: duplicate keys and duplicate tensor names are rejected", "[io][gguf][malformed]") {
   Bytes b = header(0, 2);
   b.str("k").u32(kU32).u32(1).str("k").u32(kU32).u32(2);
-  REQUIRE_THROWS_WITH(parse(b.bytes()), Contains("duplicate key 'k'"));
+  REQUIRE_THROWS_WITH(parse_gguf(b.bytes()), Contains("duplicate key 'k'"));
   Bytes t = header(2, 0);
   tensor_info(t, "w", {4}, kF32, 0);
   tensor_info(t, "w", {4}, kF32, 32);
   t.pad_to(32).zeros(64);
-  REQUIRE_THROWS_WITH(parse(t.bytes()), Contains("duplicate tensor name 'w'"));
+  REQUIRE_THROWS_WITH(parse_gguf(t.bytes()), Contains("duplicate tensor name 'w'"));
 }
 
 TEST_CASE("GGUF: non-sequential and unaligned tensor offsets are rejected",
           "[io][gguf][malformed]") {
-  REQUIRE_THROWS_WITH(parse(one_tensor("w", {4}, kF32, 32, 64)),
+  REQUIRE_THROWS_WITH(parse_gguf(one_tensor("w", {4}, kF32, 32, 64)),
                       Contains("tensor 'w': data offset 32, expected 0"));
   // b directly after a's 16 bytes: sequential but not padded to the alignment of 32.
   Bytes t = header(2, 0);
   tensor_info(t, "a", {4}, kF32, 0);
   tensor_info(t, "b", {4}, kF32, 16);
   t.pad_to(32).zeros(64);
-  REQUIRE_THROWS_WITH(parse(t.bytes()), Contains("tensor 'b': data offset 16, expected 32"));
+  REQUIRE_THROWS_WITH(parse_gguf(t.bytes()), Contains("tensor 'b': data offset 16, expected 32"));
 }
 
 TEST_CASE("GGUF: bad tensor shapes, types and names are rejected", "[io][gguf][malformed]") {
-  REQUIRE_THROWS_WITH(parse(one_tensor("w", {1, 1, 1, 1, 1}, kF32, 0, 32)),
+  REQUIRE_THROWS_WITH(parse_gguf(one_tensor("w", {1, 1, 1, 1, 1}, kF32, 0, 32)),
                       Contains("tensor 'w': n_dims = 5, at most 4"));
   REQUIRE_THROWS_WITH(
-      parse(one_tensor("w", {40}, kQ4_0, 0, 64)),
+      parse_gguf(one_tensor("w", {40}, kQ4_0, 0, 64)),
       Contains("tensor 'w': ne[0] = 40 is not a multiple of the Q4_0 block size 32"));
-  REQUIRE_THROWS_WITH(parse(one_tensor("w", {4, -1}, kF32, 0, 32)),
+  REQUIRE_THROWS_WITH(parse_gguf(one_tensor("w", {4, -1}, kF32, 0, 32)),
                       Contains("ne[1] = -1 is negative"));
-  REQUIRE_THROWS_WITH(parse(one_tensor("w", {int64_t{1} << 40, int64_t{1} << 40}, kF32, 0, 32)),
-                      Contains("more than INT64_MAX elements"));
-  REQUIRE_THROWS_WITH(parse(one_tensor("w", {4}, 4, 0, 32)),
+  REQUIRE_THROWS_WITH(
+      parse_gguf(one_tensor("w", {int64_t{1} << 40, int64_t{1} << 40}, kF32, 0, 32)),
+      Contains("more than INT64_MAX elements"));
+  REQUIRE_THROWS_WITH(parse_gguf(one_tensor("w", {4}, 4, 0, 32)),
                       Contains("tensor 'w': invalid ggml type 4"));
-  REQUIRE_THROWS_WITH(parse(one_tensor("w", {4}, 99, 0, 32)), Contains("invalid ggml type 99"));
-  REQUIRE_THROWS_WITH(parse(one_tensor(std::string(64, 'n'), {4}, kF32, 0, 32)),
+  REQUIRE_THROWS_WITH(parse_gguf(one_tensor("w", {4}, 99, 0, 32)),
+                      Contains("invalid ggml type 99"));
+  REQUIRE_THROWS_WITH(parse_gguf(one_tensor(std::string(64, 'n'), {4}, kF32, 0, 32)),
                       Contains("name of 64 bytes, at most 63 allowed"));
-  REQUIRE_NOTHROW(parse(one_tensor(std::string(63, 'n'), {4}, kF32, 0, 32)));
-  REQUIRE_THROWS_WITH(parse(one_tensor("w", {1024}, kF32, 0, 32)),
+  REQUIRE_NOTHROW(parse_gguf(one_tensor(std::string(63, 'n'), {4}, kF32, 0, 32)));
+  REQUIRE_THROWS_WITH(parse_gguf(one_tensor("w", {1024}, kF32, 0, 32)),
                       Contains("tensor 'w': data") && Contains("runs past the end of the file"));
 }
 
 TEST_CASE("GGUF: a bad general.alignment is rejected", "[io][gguf][malformed]") {
   Bytes b = header(0, 1);
   b.str("general.alignment").u32(kU64).u64(64);
-  REQUIRE_THROWS_WITH(parse(b.bytes()),
+  REQUIRE_THROWS_WITH(parse_gguf(b.bytes()),
                       Contains("general.alignment': expected UINT32, found UINT64"));
   Bytes c = header(0, 1);
   c.str("general.alignment").u32(kU32).u32(48);
-  REQUIRE_THROWS_WITH(parse(c.bytes()),
+  REQUIRE_THROWS_WITH(parse_gguf(c.bytes()),
                       Contains("general.alignment = 48, expected a power of two"));
 }
 

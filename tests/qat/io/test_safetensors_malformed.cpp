@@ -12,7 +12,7 @@ using qat::test::io::safetensors_bytes;
 
 namespace {
 
-void parse(const std::string& bytes) {
+void parse_safetensors(const std::string& bytes) {
   (void)io::parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
                               "bad.safetensors");
 }
@@ -35,62 +35,68 @@ TEST_CASE("safetensors: a valid hand-made file parses (control for the malformed
 }
 
 TEST_CASE("safetensors: truncated files are rejected", "[io][safetensors][malformed]") {
-  REQUIRE_THROWS_WITH(parse(""), Contains("bad.safetensors") && Contains("expected at least 8"));
-  REQUIRE_THROWS_WITH(parse(std::string(5, '\0')), Contains("truncated"));
+  REQUIRE_THROWS_WITH(parse_safetensors(""),
+                      Contains("bad.safetensors") && Contains("expected at least 8"));
+  REQUIRE_THROWS_WITH(parse_safetensors(std::string(5, '\0')), Contains("truncated"));
   const auto full = safetensors_bytes(two_tensors("[0,8]", "[8,16]"), 16);
-  REQUIRE_THROWS_WITH(parse(full.substr(0, full.size() - 1)),
+  REQUIRE_THROWS_WITH(parse_safetensors(full.substr(0, full.size() - 1)),
                       Contains("cover 16 data bytes but the file has 15"));
-  REQUIRE_THROWS_WITH(parse(full + "x"), Contains("cover 16 data bytes but the file has 17"));
+  REQUIRE_THROWS_WITH(parse_safetensors(full + "x"),
+                      Contains("cover 16 data bytes but the file has 17"));
 }
 
 TEST_CASE("safetensors: a lying header size is rejected", "[io][safetensors][malformed]") {
   const std::string json = two_tensors("[0,8]", "[8,16]");
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(json, 16, 200'000'000)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(json, 16, 200'000'000)),
                       Contains("exceeds the limit of 100000000"));
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(json, 0, json.size() + 100)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(json, 0, json.size() + 100)),
                       Contains("runs past the end of the file"));
   // Too short: the JSON is cut and does not parse.
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(json, 16, 10)), Contains("not valid UTF-8 JSON"));
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(json, 16, 10)),
+                      Contains("not valid UTF-8 JSON"));
 }
 
 TEST_CASE("safetensors: invalid JSON, invalid UTF-8 and a non-object header are rejected",
           "[io][safetensors][malformed]") {
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes("{\"a\":", 0)), Contains("not valid UTF-8 JSON"));
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes("{\"\xff\xfe\":{}}", 0)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes("{\"a\":", 0)),
                       Contains("not valid UTF-8 JSON"));
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes("[1,2]   ", 0)), Contains("must be a JSON object"));
-  REQUIRE_THROWS_WITH(
-      parse(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[[[1]]],"data_offsets":[0,4]}})", 4)),
-      Contains("nests deeper"));
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes("{\"\xff\xfe\":{}}", 0)),
+                      Contains("not valid UTF-8 JSON"));
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes("[1,2]   ", 0)),
+                      Contains("must be a JSON object"));
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(
+                          R"({"a":{"dtype":"F32","shape":[[[1]]],"data_offsets":[0,4]}})", 4)),
+                      Contains("nests deeper"));
 }
 
 TEST_CASE("safetensors: overlapping offsets are rejected", "[io][safetensors][malformed]") {
   REQUIRE_THROWS_WITH(
-      parse(safetensors_bytes(two_tensors("[0,8]", "[4,12]"), 12)),
+      parse_safetensors(safetensors_bytes(two_tensors("[0,8]", "[4,12]"), 12)),
       Contains("tensor \"b\"") && Contains("should begin at 8") && Contains("overlaps"));
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(two_tensors("[0,8]", "[0,8]"), 8)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(two_tensors("[0,8]", "[0,8]"), 8)),
                       Contains("overlaps"));
 }
 
 TEST_CASE("safetensors: gaps between tensors are rejected", "[io][safetensors][malformed]") {
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(two_tensors("[0,8]", "[12,20]"), 20)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(two_tensors("[0,8]", "[12,20]"), 20)),
                       Contains("tensor \"b\"") && Contains("should begin at 8") && Contains("gap"));
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(two_tensors("[4,12]", "[12,20]"), 20)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(two_tensors("[4,12]", "[12,20]"), 20)),
                       Contains("tensor \"a\"") && Contains("should begin at 0"));
 }
 
 TEST_CASE("safetensors: a byte span that disagrees with dtype x shape is rejected",
           "[io][safetensors][malformed]") {
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(two_tensors("[0,8]", "[8,20]"), 20)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(two_tensors("[0,8]", "[8,20]"), 20)),
                       Contains("span 12 bytes, expected 8 for F32 [2]"));
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(two_tensors("[0,8]", "[8,4]"), 8)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(two_tensors("[0,8]", "[8,4]"), 8)),
                       Contains("end before they begin"));
   // numel * bytes overflows u64: caught by the checked multiplication.
   const std::string huge =
       R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})";
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(huge, 8)), Contains("no whole byte size"));
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(huge, 8)),
+                      Contains("no whole byte size"));
   const std::string f4odd = R"({"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})";
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(f4odd, 2)), Contains("partial byte"));
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(f4odd, 2)), Contains("partial byte"));
 }
 
 TEST_CASE("safetensors: unknown dtypes and bad fields are rejected",
@@ -98,37 +104,42 @@ TEST_CASE("safetensors: unknown dtypes and bad fields are rejected",
   const auto with = [](const std::string& tensor) {
     return safetensors_bytes("{\"a\":" + tensor + "}", 8);
   };
-  REQUIRE_THROWS_WITH(parse(with(R"({"dtype":"F31","shape":[2],"data_offsets":[0,8]})")),
-                      Contains("tensor \"a\": unknown dtype \"F31\""));
-  REQUIRE_THROWS_WITH(parse(with(R"({"dtype":4,"shape":[2],"data_offsets":[0,8]})")),
-                      Contains("dtype: expected a string"));
-  REQUIRE_THROWS_WITH(parse(with(R"({"dtype":"F32","shape":[-2],"data_offsets":[0,8]})")),
-                      Contains("shape[0]: expected a non-negative integer, found -2"));
-  REQUIRE_THROWS_WITH(parse(with(R"({"dtype":"F32","shape":[2.0],"data_offsets":[0,8]})")),
-                      Contains("shape[0]: expected a non-negative integer, found 2.0"));
   REQUIRE_THROWS_WITH(
-      parse(with(R"({"dtype":"F32","shape":[0,9223372036854775808],"data_offsets":[0,0]})")),
+      parse_safetensors(with(R"({"dtype":"F31","shape":[2],"data_offsets":[0,8]})")),
+      Contains("tensor \"a\": unknown dtype \"F31\""));
+  REQUIRE_THROWS_WITH(parse_safetensors(with(R"({"dtype":4,"shape":[2],"data_offsets":[0,8]})")),
+                      Contains("dtype: expected a string"));
+  REQUIRE_THROWS_WITH(
+      parse_safetensors(with(R"({"dtype":"F32","shape":[-2],"data_offsets":[0,8]})")),
+      Contains("shape[0]: expected a non-negative integer, found -2"));
+  REQUIRE_THROWS_WITH(
+      parse_safetensors(with(R"({"dtype":"F32","shape":[2.0],"data_offsets":[0,8]})")),
+      Contains("shape[0]: expected a non-negative integer, found 2.0"));
+  REQUIRE_THROWS_WITH(
+      parse_safetensors(
+          with(R"({"dtype":"F32","shape":[0,9223372036854775808],"data_offsets":[0,0]})")),
       Contains("exceeds int64"));
-  REQUIRE_THROWS_WITH(parse(with(R"({"dtype":"F32","shape":[2],"data_offsets":[0]})")),
+  REQUIRE_THROWS_WITH(parse_safetensors(with(R"({"dtype":"F32","shape":[2],"data_offsets":[0]})")),
                       Contains("data_offsets: expected [begin, end]"));
-  REQUIRE_THROWS_WITH(parse(with(R"({"dtype":"F32","shape":[2]})")),
+  REQUIRE_THROWS_WITH(parse_safetensors(with(R"({"dtype":"F32","shape":[2]})")),
                       Contains("missing \"data_offsets\""));
-  REQUIRE_THROWS_WITH(parse(with("7")), Contains("tensor \"a\": expected an object"));
+  REQUIRE_THROWS_WITH(parse_safetensors(with("7")), Contains("tensor \"a\": expected an object"));
 }
 
 TEST_CASE("safetensors: non-string metadata values are rejected", "[io][safetensors][malformed]") {
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(R"({"__metadata__":{"format":"pt","n":3}})", 0)),
-                      Contains("__metadata__[\"n\"]: expected a string value, found 3"));
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes(R"({"__metadata__":[1]})", 0)),
+  REQUIRE_THROWS_WITH(
+      parse_safetensors(safetensors_bytes(R"({"__metadata__":{"format":"pt","n":3}})", 0)),
+      Contains("__metadata__[\"n\"]: expected a string value, found 3"));
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes(R"({"__metadata__":[1]})", 0)),
                       Contains("expected an object of strings"));
 }
 
 TEST_CASE("safetensors: duplicate names are rejected", "[io][safetensors][malformed]") {
   const std::string t = R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
-  REQUIRE_THROWS_WITH(parse(safetensors_bytes("{\"a\":" + t + ",\"a\":" + t + "}", 8)),
+  REQUIRE_THROWS_WITH(parse_safetensors(safetensors_bytes("{\"a\":" + t + ",\"a\":" + t + "}", 8)),
                       Contains("duplicate key \"a\""));
   REQUIRE_THROWS_WITH(
-      parse(safetensors_bytes(
+      parse_safetensors(safetensors_bytes(
           R"({"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8)),
       Contains("duplicate key \"dtype\""));
 }

@@ -12,6 +12,7 @@
 #include "qat/transforms/awq.h"
 #include "qat/transforms/prepare.h"
 #include "tests/qat/models/tiny_llama.h"
+#include "tests/qat/transforms/transform_helpers.h"
 #include "tests/support/helpers.h"
 
 using namespace qat;
@@ -21,25 +22,9 @@ using scheme::QuantSpec;
 
 namespace {
 
+// The weight formats of these tests: groups of 32 where the format has no fixed block.
 FakeQuantizerConfig weight_cfg(const std::string& name) {
-  FakeQuantizerConfig c;
-  c.spec = QuantSpec::from_name(name);
-  if (c.spec.traits().fixed_block == 0) c.spec.granularity = Granularity::per_group(32);
-  return c;
-}
-
-void set_fake_quant(models::LlamaForCausalLM& m, bool on) {
-  nn::for_each_linear(m, [&](nn::ModuleWithLinears&, const std::string&, const std::string&,
-                             const std::shared_ptr<nn::LinearBase>& l) {
-    if (auto* f = dynamic_cast<nn::FakeQuantLinear*>(l.get()))
-      if (f->weight_quantizer()) f->weight_quantizer()->set_enabled(on);
-  });
-}
-
-at::Tensor logits(models::LlamaForCausalLM& m, const at::Tensor& ids) {
-  torch::NoGradGuard g;
-  m.eval();
-  return m.forward(ids);
+  return test::weight_cfg(name, Granularity::per_group(32));
 }
 
 std::vector<transforms::CalibrationBatch> batches(int64_t vocab, int n) {
@@ -68,10 +53,10 @@ TEST_CASE("awq's scale folding leaves the float model's logits unchanged", "[awq
   pc.layer.weight = weight_cfg("gguf_q4_0");
   transforms::prepare(model, pc);
   const at::Tensor ids = at::randint(0, 97, {2, 24}, at::kLong);
-  set_fake_quant(model, false);
-  const at::Tensor before = logits(model, ids);
-  set_fake_quant(model, true);
-  const at::Tensor quantized_before = logits(model, ids);
+  test::set_fake_quant(model, false);
+  const at::Tensor before = test::eval_logits(model, ids);
+  test::set_fake_quant(model, true);
+  const at::Tensor quantized_before = test::eval_logits(model, ids);
 
   std::vector<std::string> lines;
   const auto reports = transforms::awq_llama(model, batches(97, 2), {},
@@ -88,11 +73,12 @@ TEST_CASE("awq's scale folding leaves the float model's logits unchanged", "[awq
   CHECK(moved > 0);
   CHECK(reports[0].name == "model.layers.0.self_attn.q_proj+k_proj+v_proj");
 
-  set_fake_quant(model, false);
-  const at::Tensor after = logits(model, ids);
+  test::set_fake_quant(model, false);
+  const at::Tensor after = test::eval_logits(model, ids);
   CHECK((after - before).abs().max().item<double>() < 1e-4 * before.abs().max().item<double>());
-  set_fake_quant(model, true);
-  CHECK_FALSE(at::equal(logits(model, ids), quantized_before));  // the rounding did change
+  test::set_fake_quant(model, true);
+  CHECK_FALSE(
+      at::equal(test::eval_logits(model, ids), quantized_before));  // the rounding did change
 }
 
 TEST_CASE("awq leaves o_proj alone under grouped-query attention and refuses what it cannot scale",

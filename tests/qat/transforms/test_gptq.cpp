@@ -14,6 +14,7 @@
 #include "qat/transforms/gptq.h"
 #include "qat/transforms/prepare.h"
 #include "tests/qat/models/tiny_llama.h"
+#include "tests/qat/transforms/transform_helpers.h"
 #include "tests/support/helpers.h"
 
 using namespace qat;
@@ -24,13 +25,10 @@ using scheme::QuantSpec;
 
 namespace {
 
-FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g,
-                               ScaleMode mode = ScaleMode::kDynamic) {
-  FakeQuantizerConfig c;
-  c.spec = QuantSpec::from_name(name);
-  if (c.spec.traits().fixed_block == 0 && c.spec.format != scheme::Format::kNf4)
-    c.spec.granularity = g;
-  c.scale_mode = mode;
+// test::weight_cfg with a running min/max observer.
+FakeQuantizerConfig observed_weight_cfg(const std::string& name, Granularity g,
+                                        ScaleMode mode = ScaleMode::kDynamic) {
+  FakeQuantizerConfig c = test::weight_cfg(name, g, mode);
   c.observer_mode = fake_quant::Observer::Mode::kRunningMinMax;
   return c;
 }
@@ -111,7 +109,8 @@ TEST_CASE("gptq equals a float64 reference of the paper's update (static scales)
         const at::Tensor w = at::randn({24, 96});
         // Inputs of unequal energy, so that act order changes the order.
         const at::Tensor h = hessian_of(correlated_inputs(512, 96) * at::linspace(0.2, 3, 96));
-        auto layer = make_layer(w, weight_cfg(fmt, Granularity::per_group(32), ScaleMode::kStatic));
+        auto layer =
+            make_layer(w, observed_weight_cfg(fmt, Granularity::per_group(32), ScaleMode::kStatic));
         const ops::QParams qp = layer->weight_quantizer()->qparams_for(w);
         const at::Tensor order = act_order ? std::get<1>(at::sort(h.diagonal(), true, 0, true))
                                            : at::arange(96, at::kLong);
@@ -141,7 +140,7 @@ TEST_CASE("gptq's output error is below round to nearest's and its report measur
        {"int4", "uint4", "gguf_q4_0", "gguf_q4_1", "gguf_q5_0", "nf4", "int3"}) {
     DYNAMIC_SECTION(fmt) {
       const at::Tensor w = at::randn({48, 128}) * 0.05;
-      auto layer = make_layer(w, weight_cfg(fmt, Granularity::per_group(64)));
+      auto layer = make_layer(w, observed_weight_cfg(fmt, Granularity::per_group(64)));
       const at::Tensor rtn = layer->effective_weight();
       const auto r = transforms::gptq_layer(*layer, h, {});
       const at::Tensor q = layer->effective_weight();
@@ -162,7 +161,7 @@ TEST_CASE("gptq with a diagonal Hessian is round to nearest", "[gptq]") {
   for (const std::string fmt : {"int4", "gguf_q4_1", "gguf_q8_0", "fp8_e4m3", "nf4"}) {
     DYNAMIC_SECTION(fmt) {
       const at::Tensor w = at::randn({16, 64});
-      auto layer = make_layer(w, weight_cfg(fmt, Granularity::per_axis(0)));
+      auto layer = make_layer(w, observed_weight_cfg(fmt, Granularity::per_axis(0)));
       const at::Tensor rtn = layer->effective_weight();
       const auto r = transforms::gptq_layer(*layer, h, {});
       CHECK(at::equal(layer->effective_weight(), rtn));
@@ -205,7 +204,7 @@ TEST_CASE("gptq keeps each group's scale: the layer's dynamic fake quant is GPTQ
         w = w.to(dtype);
         w[4].slice(0, 0, 32).fill_(1.0);
         w[4][3] = at::nextafter(w[4][3], at::full({}, 2.0, w.options())).item<float>();
-        auto layer = make_layer(w, weight_cfg(c.fmt, c.g));
+        auto layer = make_layer(w, observed_weight_cfg(c.fmt, c.g));
         const QuantSpec spec = layer->weight_quantizer()->config().spec;
         const ops::QParams before = ops::choose_qparams(w, spec);
         transforms::gptq_layer(*layer, h, {});  // throws if the deployed weight is not GPTQ's
@@ -227,7 +226,7 @@ TEST_CASE("gptq rounds against learned ggml block scales, as the float64 referen
     DYNAMIC_SECTION(fmt) {
       const at::Tensor w = at::randn({16, 96});
       const at::Tensor h = hessian_of(correlated_inputs(512, 96));
-      auto layer = make_layer(w, weight_cfg(fmt, {}, ScaleMode::kLearnable));
+      auto layer = make_layer(w, observed_weight_cfg(fmt, {}, ScaleMode::kLearnable));
       const auto fq = layer->weight_quantizer();
       const ops::QParams qp = fq->qparams_for(w);  // ggml's rule, stored as fp16
       const at::Tensor scale_before = fq->named_parameters()["scale"].clone();
@@ -256,7 +255,7 @@ TEST_CASE("gptq rounds k-quants against their learned scales, as the float64 ref
     DYNAMIC_SECTION(fmt) {
       const at::Tensor w = at::randn({16, 512});
       const at::Tensor h = hessian_of(correlated_inputs(1024, 512));
-      auto layer = make_layer(w, weight_cfg(fmt, {}, ScaleMode::kLearnable));
+      auto layer = make_layer(w, observed_weight_cfg(fmt, {}, ScaleMode::kLearnable));
       const auto fq = layer->weight_quantizer();
       const QuantSpec spec = fq->config().spec;
       // The scales as they start (ggml's search on w), copied: GPTQ must keep them.
@@ -296,16 +295,17 @@ TEST_CASE("gptq refuses what it cannot round, with what to change", "[gptq]") {
     CHECK_THROWS_WITH(transforms::gptq_layer(*layer, h, {}, "model.layers.0.mlp.up_proj"),
                       Catch::Contains(what) && Catch::Contains("model.layers.0.mlp.up_proj"));
   };
-  refuse(weight_cfg("gguf_q4_k", {}), "quant.scale_mode: learnable");
-  refuse(weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable), "learnable");
-  FakeQuantizerConfig pct = weight_cfg("int4", Granularity::per_group(32));
+  refuse(observed_weight_cfg("gguf_q4_k", {}), "quant.scale_mode: learnable");
+  refuse(observed_weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable),
+         "learnable");
+  FakeQuantizerConfig pct = observed_weight_cfg("int4", Granularity::per_group(32));
   pct.range.method = fake_quant::RangeMethod::kPercentile;
   refuse(pct, "min-max");
-  FakeQuantizerConfig delayed = weight_cfg("int4", Granularity::per_group(32));
+  FakeQuantizerConfig delayed = observed_weight_cfg("int4", Granularity::per_group(32));
   delayed.delay_steps = 5;
   refuse(delayed, "no active weight quantizer");
 
-  auto layer = make_layer(w, weight_cfg("int4", Granularity::per_group(32)));
+  auto layer = make_layer(w, observed_weight_cfg("int4", Granularity::per_group(32)));
   CHECK_THROWS_WITH(transforms::gptq_layer(*layer, at::eye(128), {}),
                     Catch::Contains("(256, 256)"));
   transforms::GptqConfig bad;
@@ -323,7 +323,7 @@ TEST_CASE("gptq_llama rounds every decoder linear in sequence, on packed calibra
   torch::manual_seed(5);
   models::LlamaForCausalLM model(test::tiny_llama_config(97, /*qkv_bias=*/true));
   transforms::PrepareConfig pc;
-  pc.layer.weight = weight_cfg("int4", Granularity::per_group(32));
+  pc.layer.weight = observed_weight_cfg("int4", Granularity::per_group(32));
   transforms::prepare(model, pc);
   // Two batches of packed rows; the second row of the last batch ends in padding (segment -1).
   std::vector<transforms::CalibrationBatch> batches;
@@ -384,19 +384,20 @@ TEST_CASE("gptq checks only what it rounds: the decoder layers, not lm_head", "[
   torch::manual_seed(6);
   models::LlamaForCausalLM model(test::tiny_llama_config(97, /*qkv_bias=*/false));
   transforms::PrepareConfig pc;
-  pc.layer.weight = weight_cfg("int4", Granularity::per_group(32));
+  pc.layer.weight = observed_weight_cfg("int4", Granularity::per_group(32));
   pc.exclude = {"lm_head", "*embed*"};
   transforms::prepare(model, pc);
   transforms::PrepareConfig head;  // lm_head with scales GPTQ cannot take (LSQ)
   head.include = {"lm_head"};
   head.exclude = {};
-  head.layer.weight = weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable);
+  head.layer.weight =
+      observed_weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable);
   transforms::prepare(model, head);
   CHECK_NOTHROW(transforms::check_gptq_model(model));
   // A decoder layer GPTQ cannot take is refused by name before any work.
   models::LlamaForCausalLM bad(test::tiny_llama_config(97, false));
   transforms::PrepareConfig lsq = pc;
-  lsq.layer.weight = weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable);
+  lsq.layer.weight = observed_weight_cfg("int4", Granularity::per_group(32), ScaleMode::kLearnable);
   transforms::prepare(bad, lsq);
   CHECK_THROWS_WITH(transforms::check_gptq_model(bad),
                     Catch::Contains("model.layers.0.") && Catch::Contains("learnable"));

@@ -11,6 +11,7 @@
 #include "qat/nf4/nf4_linear.h"
 #include "qat/nn/quantized_linear.h"
 #include "qat/transforms/prepare.h"
+#include "tests/qat/transforms/transform_helpers.h"
 #include "tests/support/helpers.h"
 
 using namespace qat;
@@ -51,23 +52,13 @@ struct TinyModel : nn::ModuleWithLinears {
   }
 };
 
-FakeQuantizerConfig weight_cfg(const std::string& name, Granularity g,
-                               ScaleMode mode = ScaleMode::kDynamic) {
-  FakeQuantizerConfig c;
-  c.spec = QuantSpec::from_name(name);
-  if (c.spec.traits().fixed_block == 0 && c.spec.format != scheme::Format::kNf4)
-    c.spec.granularity = g;
-  c.scale_mode = mode;
-  return c;
-}
-
 }  // namespace
 
 TEST_CASE("prepare swaps linears by name rules, embeddings and lm_head stay dense", "[prepare]") {
   torch::manual_seed(0);
   TinyModel m(50, 32, 64, torch::kFloat);
   transforms::PrepareConfig cfg;
-  cfg.layer.weight = weight_cfg("int4", Granularity::per_group(32));
+  cfg.layer.weight = test::weight_cfg("int4", Granularity::per_group(32));
   const auto swapped = transforms::prepare(m, cfg);
   REQUIRE(swapped == std::vector<std::string>{"up_proj", "self_attn.o_proj", "self_attn.q_proj"});
   REQUIRE(
@@ -84,7 +75,7 @@ TEST_CASE("prepare swaps linears by name rules, embeddings and lm_head stay dens
   none.include = {"nothing_here"};
   REQUIRE_THROWS_WITH(transforms::prepare(m3, none), Catch::Contains("no linear layer matched"));
   transforms::PrepareConfig bad_group = cfg;
-  bad_group.layer.weight = weight_cfg("int4", Granularity::per_group(48));
+  bad_group.layer.weight = test::weight_cfg("int4", Granularity::per_group(48));
   REQUIRE_THROWS_WITH(transforms::prepare(m3, bad_group),
                       Catch::Contains("does not divide the last dimension"));
 }
@@ -143,7 +134,7 @@ TEST_CASE("convert equals prepare exactly over 100+ seeds, shapes and formats",
     torch::manual_seed(seed);
     TinyModel m(97, d, hidden, dtype);
     transforms::PrepareConfig cfg;
-    cfg.layer.weight = weight_cfg(f, g, lsq ? ScaleMode::kLearnable : ScaleMode::kDynamic);
+    cfg.layer.weight = test::weight_cfg(f, g, lsq ? ScaleMode::kLearnable : ScaleMode::kDynamic);
     if (act) {
       FakeQuantizerConfig a;
       a.spec = QuantSpec::from_name("int8").with(Granularity::per_token());
@@ -177,12 +168,12 @@ TEST_CASE("QuantizedLinear stores packed codes: int4 takes half a byte per weigh
   torch::manual_seed(1);
   nn::Linear dense(256, 64, false);
   nn::FakeQuantLinearConfig cfg;
-  cfg.weight = weight_cfg("int4", Granularity::per_group(32));
+  cfg.weight = test::weight_cfg("int4", Granularity::per_group(32));
   nn::FakeQuantLinear fq(dense, cfg);
   nn::QuantizedLinear q(fq);
   REQUIRE(q.packed_weight().numel() == 256 * 64 / 2);
   REQUIRE(q.weight_bytes() == 256 * 64 / 2 + 256 * 64 / 32 * 4);
-  cfg.weight = weight_cfg("gguf_q4_0", Granularity::per_group(32));
+  cfg.weight = test::weight_cfg("gguf_q4_0", Granularity::per_group(32));
   nn::FakeQuantLinear fq0(dense, cfg);
   REQUIRE(nn::QuantizedLinear(fq0).weight_bytes() == 256 * 64 / 32 * 18);
 }
@@ -195,7 +186,7 @@ TEST_CASE("k-quant layers: STE gradient, convert to ggml blocks exactly, fallbac
       torch::manual_seed(3);
       TinyModel m(97, 256, 320, dtype);
       transforms::PrepareConfig cfg;
-      cfg.layer.weight = weight_cfg(f, Granularity::per_tensor());
+      cfg.layer.weight = test::weight_cfg(f, Granularity::per_tensor());
       REQUIRE(transforms::prepare(m, cfg).size() == 3);
 
       // Forward: a linear over ggml's dequantized blocks. Backward: the straight-through estimator,
@@ -227,11 +218,11 @@ TEST_CASE("k-quant layers: STE gradient, convert to ggml blocks exactly, fallbac
   // SmolLM2's widths (576) are not whole super-blocks: an error naming the fix, or the fallback.
   TinyModel odd(97, 320, 256, torch::kFloat);
   transforms::PrepareConfig cfg;
-  cfg.layer.weight = weight_cfg("gguf_q4_k", Granularity::per_tensor());
+  cfg.layer.weight = test::weight_cfg("gguf_q4_k", Granularity::per_tensor());
   REQUIRE_THROWS_WITH(transforms::prepare(odd, cfg),
                       Catch::Contains("in_features 320") && Catch::Contains("quant.fallback"));
   nn::FakeQuantLinearConfig fallback;
-  fallback.weight = weight_cfg("gguf_q8_0", Granularity::per_tensor());
+  fallback.weight = test::weight_cfg("gguf_q8_0", Granularity::per_tensor());
   cfg.fallback = fallback;
   REQUIRE(transforms::prepare(odd, cfg).size() == 3);
   const auto* q = dynamic_cast<nn::FakeQuantLinear*>(odd.self_attn->q_proj.get());

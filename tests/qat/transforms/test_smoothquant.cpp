@@ -13,6 +13,7 @@
 #include "qat/transforms/prepare.h"
 #include "qat/transforms/smoothquant.h"
 #include "tests/qat/models/tiny_llama.h"
+#include "tests/qat/transforms/transform_helpers.h"
 #include "tests/support/helpers.h"
 
 using namespace qat;
@@ -31,22 +32,6 @@ nn::FakeQuantLinearConfig w8a8() {
   a.spec = QuantSpec::from_name("int8").with(Granularity::per_token());
   c.activation = a;
   return c;
-}
-
-void set_fake_quant(models::LlamaForCausalLM& m, bool on) {
-  nn::for_each_linear(m, [&](nn::ModuleWithLinears&, const std::string&, const std::string&,
-                             const std::shared_ptr<nn::LinearBase>& l) {
-    if (auto* f = dynamic_cast<nn::FakeQuantLinear*>(l.get())) {
-      if (f->weight_quantizer()) f->weight_quantizer()->set_enabled(on);
-      if (f->activation_quantizer()) f->activation_quantizer()->set_enabled(on);
-    }
-  });
-}
-
-at::Tensor logits(models::LlamaForCausalLM& m, const at::Tensor& ids) {
-  torch::NoGradGuard g;
-  m.eval();
-  return m.forward(ids);
 }
 
 // Activations with a few outlier channels (x50), as the paper shows for LLMs.
@@ -108,10 +93,10 @@ TEST_CASE("smoothquant's folding leaves the float model's logits unchanged", "[s
   pc.layer = w8a8();
   transforms::prepare(model, pc);
   const at::Tensor ids = at::randint(0, 97, {2, 24}, at::kLong);
-  set_fake_quant(model, false);
-  const at::Tensor before = logits(model, ids);
-  set_fake_quant(model, true);
-  const at::Tensor quantized_before = logits(model, ids);
+  test::set_fake_quant(model, false);
+  const at::Tensor before = test::eval_logits(model, ids);
+  test::set_fake_quant(model, true);
+  const at::Tensor quantized_before = test::eval_logits(model, ids);
 
   std::vector<transforms::CalibrationBatch> batches;
   for (int b = 0; b < 2; ++b) batches.push_back({at::randint(0, 97, {2, 40}, at::kLong), {}});
@@ -127,9 +112,10 @@ TEST_CASE("smoothquant's folding leaves the float model's logits unchanged", "[s
     CHECK(r.rows == 4 * 40);
     CHECK(r.alpha == 0.5);
   }
-  set_fake_quant(model, false);
-  const at::Tensor after = logits(model, ids);
+  test::set_fake_quant(model, false);
+  const at::Tensor after = test::eval_logits(model, ids);
   CHECK((after - before).abs().max().item<double>() < 1e-4 * before.abs().max().item<double>());
-  set_fake_quant(model, true);
-  CHECK_FALSE(at::equal(logits(model, ids), quantized_before));  // the rounding did change
+  test::set_fake_quant(model, true);
+  CHECK_FALSE(
+      at::equal(test::eval_logits(model, ids), quantized_before));  // the rounding did change
 }
