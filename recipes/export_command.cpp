@@ -153,7 +153,8 @@ void add_export_command(CLI::App& app, CommandList& commands) {
       "a training run directory (its latest checkpoint), a .gguf file or a Hugging Face directory "
       "(default: SmolLM2-135M-Instruct)");
   sub->add_option("--format,-f", args->format,
-                  "gguf, hf, peft, bnb-nf4, ct (compressed-tensors), gguf-lora (llama.cpp --lora)")
+                  "gguf, hf, peft, bnb-nf4, bnb-int8 (LLM.int8), ct (compressed-tensors), "
+                  "gguf-lora (llama.cpp --lora)")
       ->capture_default_str();
   sub->add_option("--out,-o", args->out, "output: a .gguf file for gguf, a directory otherwise")
       ->required();

@@ -40,6 +40,7 @@ const std::vector<std::pair<std::string, ExportFormat>>& format_names() {
       {"hf", ExportFormat::kHfMerged},
       {"peft", ExportFormat::kPeft},
       {"bnb-nf4", ExportFormat::kBnbNf4},
+      {"bnb-int8", ExportFormat::kBnbInt8},
       {"ct", ExportFormat::kCompressedTensors},
       {"compressed-tensors", ExportFormat::kCompressedTensors},
       {"gguf-lora", ExportFormat::kGgufLora},
@@ -161,7 +162,7 @@ std::string to_string(ExportFormat f) {
 }
 
 std::string known_export_formats() {
-  return "gguf, hf, peft, bnb-nf4, ct (compressed-tensors), gguf-lora";
+  return "gguf, hf, peft, bnb-nf4, bnb-int8, ct (compressed-tensors), gguf-lora";
 }
 
 bool is_single_file(ExportFormat f) {
@@ -264,6 +265,9 @@ void run_writer(detail::Job& job, const fs::path& tmp) {
       break;
     case ExportFormat::kBnbNf4:
       detail::write_bnb_nf4(job, tmp.string());
+      break;
+    case ExportFormat::kBnbInt8:
+      detail::write_bnb_int8(job, tmp.string());
       break;
     case ExportFormat::kCompressedTensors:
       if (job.opt.ct_scheme == CtScheme::kW4A16)

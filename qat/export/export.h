@@ -31,9 +31,10 @@ enum class ExportFormat {
   kCompressedTensors,  // HF safetensors for vLLM in compressed-tensors' formats
                        // (ExportOptions::ct_scheme)
   kGgufLora,           // llama.cpp LoRA adapter GGUF (general.type = adapter), for `--lora`
+  kBnbInt8,            // HF safetensors with bitsandbytes 8-bit (LLM.int8) linears
 };
-// "gguf", "hf", "peft", "bnb-nf4", "ct" (also "compressed-tensors"), "gguf-lora"; throws listing
-// the names.
+// "gguf", "hf", "peft", "bnb-nf4", "bnb-int8", "ct" (also "compressed-tensors"), "gguf-lora";
+// throws listing the names.
 ExportFormat export_format_from_name(const std::string& name);
 std::string to_string(ExportFormat f);
 std::string known_export_formats();
@@ -98,7 +99,8 @@ struct ExportOptions {
   // set: then its effective weight is quantized again and the error is reported per tensor.
   bool requantize = false;
 
-  // HF formats (hf, peft, bnb-nf4, ct): README.md with these facts, the format and how to run it.
+  // HF formats (hf, peft, bnb-nf4, bnb-int8, ct): README.md with these facts, the format and how to
+  // run it.
   ModelCard card;
 
   // GGUF: also write an Ollama Modelfile beside the file (<out without .gguf>.Modelfile).

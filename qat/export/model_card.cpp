@@ -23,8 +23,24 @@ std::string format_description(const Job& job) {
       return "bitsandbytes NF4 4-bit linears" +
              std::string(job.opt.nf4_double_quant ? " with double quant" : "") + ", compute " +
              dtype;
+    case ExportFormat::kBnbInt8:
+      return "bitsandbytes 8-bit (LLM.int8) linears: int8 row-wise absmax codes, float32 SCB";
     case ExportFormat::kCompressedTensors:
-      return "compressed-tensors pack-quantized int4 W4A16, scales in " + dtype;
+      switch (job.opt.ct_scheme) {
+        case CtScheme::kW4A16:
+          return "compressed-tensors pack-quantized int4 W4A16, scales in " + dtype;
+        case CtScheme::kW8A16:
+          return "compressed-tensors pack-quantized int8 W8A16 (per channel), scales in " + dtype;
+        case CtScheme::kW8A8:
+          return "compressed-tensors int-quantized int8 W8A8 (per-channel weights, per-token "
+                 "dynamic int8 activations), scales in " +
+                 dtype;
+        case CtScheme::kFp8:
+          return "compressed-tensors float-quantized FP8 W8A8 (e4m3 per-channel weights, "
+                 "per-token dynamic e4m3 activations), scales in " +
+                 dtype;
+      }
+      return to_string(job.opt.format);
     default:
       return to_string(job.opt.format);
   }

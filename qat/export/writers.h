@@ -29,6 +29,7 @@ void write_gguf_lora(Job& job, const std::string& path);
 void write_hf_merged(Job& job, const std::string& dir);
 void write_peft(Job& job, const std::string& dir);
 void write_bnb_nf4(Job& job, const std::string& dir);
+void write_bnb_int8(Job& job, const std::string& dir);                 // LLM.int8
 void write_compressed_tensors(Job& job, const std::string& dir);       // w4a16
 void write_compressed_tensors_8bit(Job& job, const std::string& dir);  // w8a16, w8a8, fp8
 

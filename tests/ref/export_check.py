@@ -22,6 +22,11 @@ JOBS.json: a list of jobs, each {"kind": ..., "out": RESULT.safetensors, ...}:
         compressed_tensors' compressor for the file's format, decompress (float32 scale); with
         input_ids, transformers' compressed-tensors loader (float32) gives "logits" (RESULT.json
         says whether it loaded, and why not).
+  bnb8  {dir, [float_dir], input_ids}: bitsandbytes 8-bit (LLM.int8). transformers loads dir (CPU);
+        per Linear8bitLt module p, "cb/<p>" (int8 codes) and "scb/<p>" as loaded, and "logits"
+        (bitsandbytes' inference path: int8 activations with the outlier decomposition). With
+        float_dir (a float32 HF export of the same model), transformers quantizes it itself with
+        load_in_8bit: "ref_cb/<p>", "ref_scb/<p>" and "ref_logits".
 """
 import json
 import os
@@ -218,8 +223,33 @@ def job_ct8(job):
     return out
 
 
+def int8_state(model):
+    import bitsandbytes as bnb
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, bnb.nn.Linear8bitLt):
+            scb = m.weight.SCB if getattr(m.weight, "SCB", None) is not None else m.state.SCB
+            out["cb/" + name] = m.weight.data.contiguous()
+            out["scb/" + name] = scb.float().contiguous()
+    return out
+
+
+def job_bnb8(job):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    model = AutoModelForCausalLM.from_pretrained(job["dir"], device_map="cpu")
+    out = int8_state(model)
+    out["logits"] = logits_of(model, job["input_ids"])
+    if job.get("float_dir"):
+        ref = AutoModelForCausalLM.from_pretrained(
+            job["float_dir"], device_map="cpu", dtype=torch.float32,
+            quantization_config=BitsAndBytesConfig(load_in_8bit=True))
+        out.update({"ref_" + k: v for k, v in int8_state(ref).items()})
+        out["ref_logits"] = logits_of(ref, job["input_ids"])
+    return out
+
+
 JOBS = {"gguf": job_gguf, "hf": job_hf, "peft": job_peft, "bnb": job_bnb, "ct": job_ct,
-        "ct8": job_ct8}
+        "ct8": job_ct8, "bnb8": job_bnb8}
 
 
 def main():

@@ -1,6 +1,6 @@
 // Every export format read back by its reference implementation (gguf-py, transformers, peft,
-// bitsandbytes, compressed-tensors). The models are exported first, then one Python run
-// (tests/ref/export_check.py) reads them all; the sections compare its results with our model.
+// bitsandbytes NF4 and 8-bit, compressed-tensors). The models are exported first, then one Python
+// run (tests/ref/export_check.py) reads them all; the sections compare its results with our model.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -293,6 +293,36 @@ const Suite& suite() {
       c.model = m;
       c.report = run_export(m, tok, o);
       job(name, {{"kind", "ct8"}, {"dir", o.out}, {"input_ids", s.ids_path}});
+    }
+    // bitsandbytes 8-bit (LLM.int8): a dense model, which transformers also quantizes itself from
+    // its float32 HF export (same codes, SCB and logits expected), and one whose attention trained
+    // int8 per output channel (fp32 scales), written with its own codes.
+    for (const bool trained : {false, true}) {
+      const std::string name = trained ? "bnb8_qat" : "bnb8_dense";
+      auto m = test::random_model(test::export_config(), 10);
+      if (trained) {
+        fake_quant::FakeQuantizerConfig fq = test::weight_fq("int8");
+        fq.spec = fq.spec.with(scheme::Granularity::per_axis(0));
+        test::fake_quantize(*m, {"self_attn.*"}, fq);
+      }
+      exporting::ExportOptions o;
+      o.format = ExportFormat::kBnbInt8;
+      o.out = s.root + "/" + name;
+      o.hf_dtype = at::kFloat;
+      Case& c = s.cases[name];
+      c.model = m;
+      c.report = run_export(m, tok, o);
+      c.logits = test::logits_of(*m, s.ids);
+      nlohmann::json j = {{"kind", "bnb8"}, {"dir", o.out}, {"input_ids", s.ids_path}};
+      if (!trained) {
+        exporting::ExportOptions f;
+        f.format = ExportFormat::kHfMerged;
+        f.out = s.root + "/" + name + "_float";
+        f.hf_dtype = at::kFloat;
+        run_export(m, tok, f);
+        j["float_dir"] = f.out;
+      }
+      job(name, j);
     }
     const std::string jobs_path = s.root + "/jobs.json";
     std::ofstream(jobs_path) << jobs.dump(1);
@@ -616,5 +646,60 @@ TEST_CASE("Exports load in the reference readers with our weights and logits",
       CAPTURE(diff);
       CHECK(diff < 1e-4);  // float32 on both sides; summation order
     }
+  }
+  SECTION(
+      "bitsandbytes 8-bit: transformers reads our codes and SCB, which equal its own quantization "
+      "of the float model byte for byte, and trained int8 codes as they are") {
+    {
+      const Case& c = s.cases.at("bnb8_dense");
+      const auto ref = s.result("bnb8_dense");
+      int checked = 0;
+      for (const auto& l : exporting::collect_linears(*c.model)) {
+        if (l.name == "lm_head") continue;
+        CAPTURE(l.name);
+        REQUIRE(ref.count("cb/" + l.name));
+        REQUIRE(ref.count("ref_cb/" + l.name));
+        CHECK(at::equal(ref.at("cb/" + l.name), ref.at("ref_cb/" + l.name)));
+        CHECK(test::bit_equal(ref.at("scb/" + l.name), ref.at("ref_scb/" + l.name)));
+        ++checked;
+      }
+      CHECK(checked == 14);
+      // The same weights through the same engine: the same logits, bit for bit.
+      CHECK(test::bit_equal(ref.at("logits"), ref.at("ref_logits")));
+    }
+    const Case& c = s.cases.at("bnb8_qat");
+    const auto ref = s.result("bnb8_qat");
+    const float inv127 = static_cast<float>(1.0 / 127.0);
+    int64_t rows = 0, exact_rows = 0;
+    int trained = 0;
+    for (const auto& l : exporting::collect_linears(*c.model)) {
+      if (!l.fake_quant) continue;
+      CAPTURE(l.name);
+      const exporting::FakeQuantWeight fw = exporting::fake_quant_weight(*l.fake_quant);
+      REQUIRE(ref.count("cb/" + l.name));
+      CHECK(at::equal(ref.at("cb/" + l.name), fw.codes.view(at::kChar)));
+      // bitsandbytes' dequantization (MatMul8bitFp): code * fl(SCB * fl(1/127)), against the
+      // trained values, row by row.
+      const at::Tensor step = ref.at("scb/" + l.name) * inv127;
+      const at::Tensor deq = ref.at("cb/" + l.name).to(at::kFloat) * step.unsqueeze(1);
+      const at::Tensor trained_values = fw.values();
+      const at::Tensor same_row = (deq == trained_values).all(1);
+      rows += same_row.numel();
+      exact_rows += same_row.sum().item<int64_t>();
+      const at::Tensor scale = fw.qparams.scale.reshape({-1});
+      CHECK(((step - scale).abs() <= scale * 1.2e-7).all().item<bool>());  // 1 ulp at most
+      ++trained;
+    }
+    CHECK(trained == 8);
+    WARN("bnb-int8: " << exact_rows << " of " << rows
+                      << " trained int8 rows dequantize in bitsandbytes to the trained values bit "
+                         "for bit");
+    CHECK(exact_rows >= rows * 95 / 100);
+    // bitsandbytes' inference quantizes activations to int8 per token (outlier columns in 16
+    // bits); our model runs the trained weights on float activations.
+    const double diff = max_diff(ref.at("logits"), c.logits);
+    const double scale = c.logits.abs().max().item<double>();
+    CAPTURE(diff, scale);
+    CHECK(diff < 0.05 * scale);
   }
 }
