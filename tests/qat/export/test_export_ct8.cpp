@@ -144,6 +144,41 @@ TEST_CASE("W8A8 activation fake quant is vLLM's per-token int8 rule, ties rounde
   CHECK(y[0][2].item<float>() == -2.0f);  // -2.5
 }
 
+// vLLM's per-token FP8 rule where no fused CPU/GPU kernel takes over (QuantFP8.forward_native, the
+// path its CPU build runs): s = max(max|x| / 448, 1 / (448 * 512)) in float32, q = e4m3(clamp(x *
+// (1 / s), -448, 448)) rounded half to even, y = q * s.
+at::Tensor fp8_per_token_reference(const at::Tensor& x) {
+  const at::Tensor xf = x.contiguous().to(at::kFloat);
+  at::Tensor y = at::empty_like(xf);
+  const int64_t rows = xf.size(0), cols = xf.size(1);
+  const float* in = xf.data_ptr<float>();
+  float* out = y.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    float amax = 0;
+    for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(in[r * cols + c]));
+    const float s = std::max(amax / 448.0f, 1.0f / (448.0f * 512.0f));
+    const float inv = 1.0f / s;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = std::clamp(in[r * cols + c] * inv, -448.0f, 448.0f);
+      out[r * cols + c] = static_cast<float>(c10::Float8_e4m3fn(v)) * s;
+    }
+  }
+  return y;
+}
+
+TEST_CASE("FP8 activation fake quant is vLLM's per-token e4m3 rule", "[export][ct]") {
+  fake_quant::FakeQuantizerConfig a;
+  a.spec = scheme::QuantSpec::from_name("fp8_e4m3").with(scheme::Granularity::per_token());
+  fake_quant::FakeQuantizer fq(a);
+  at::Tensor x = at::randn({32, 96}, at::detail::createCPUGenerator(5)) * 3;
+  x[1].mul_(1e3);  // a token with large activations
+  x[2].zero_();    // an all-zero token: 0 either way
+  const at::Tensor y = fq->forward(x);
+  CHECK(test::bit_equal(y, fp8_per_token_reference(x)));
+  // Not covered: a token whose max |x| is below 1/512, where vLLM's scale stops at 1 / (448 * 512)
+  // and ours keeps max|x| / 448 (activations that small do not occur after RMSNorm).
+}
+
 TEST_CASE("ct w8a16 packs int8 codes four to an int32 word, lowest byte first", "[export][ct]") {
   const std::string dir = test::temp_dir() + "/w8a16";
   auto m = channel_model("int8", /*acts=*/false);

