@@ -26,7 +26,7 @@ FakeQuantizerConfig q4_0(bool cache) {
   return c;
 }
 
-at::Tensor reference(const at::Tensor& w, const QuantSpec& spec) {
+at::Tensor uncached_fake_quant(const at::Tensor& w, const QuantSpec& spec) {
   return qat::ops::fake_quantize(w, spec, qat::ops::choose_qparams(w, spec), false).y;
 }
 
@@ -37,7 +37,7 @@ TEST_CASE("a frozen weight's fake quant is kept until the weight changes", "[fak
   FakeQuantizer fq(q4_0(true), w);
   fq->train();
   const at::Tensor y1 = fq->forward(w);
-  REQUIRE(qat::test::bit_equal(y1, reference(w, fq->config().spec)));
+  REQUIRE(qat::test::bit_equal(y1, uncached_fake_quant(w, fq->config().spec)));
   const at::Tensor y2 = fq->forward(w);
   CHECK(y2.data_ptr() == y1.data_ptr());  // reused, not recomputed
   CHECK(fq->step() == 2);                 // the step still counts every training forward
@@ -48,15 +48,15 @@ TEST_CASE("a frozen weight's fake quant is kept until the weight changes", "[fak
   }
   const at::Tensor y3 = fq->forward(w);
   CHECK(y3.data_ptr() != y1.data_ptr());
-  CHECK(qat::test::bit_equal(y3, reference(w, fq->config().spec)));
+  CHECK(qat::test::bit_equal(y3, uncached_fake_quant(w, fq->config().spec)));
 
   // set_data (a device or dtype move) swaps the storage under the same tensor
   w.set_data(qat::test::randn({8, 64}, 32));
-  CHECK(qat::test::bit_equal(fq->forward(w), reference(w, fq->config().spec)));
+  CHECK(qat::test::bit_equal(fq->forward(w), uncached_fake_quant(w, fq->config().spec)));
 
   // another tensor of the same shape is not the cached weight
   const at::Tensor other = qat::test::randn({8, 64}, 33);
-  CHECK(qat::test::bit_equal(fq->forward(other), reference(other, fq->config().spec)));
+  CHECK(qat::test::bit_equal(fq->forward(other), uncached_fake_quant(other, fq->config().spec)));
 
   fq->set_enabled(false);  // disabled: the identity, whatever is cached
   CHECK(fq->forward(w).data_ptr() == w.data_ptr());
