@@ -76,11 +76,7 @@ at::Tensor scb_for_scale(const at::Tensor& scale) {
 // when the layer was trained otherwise.
 std::optional<Int8Rows> trained_int8(const FakeQuantWeight& fw, std::string* why) {
   const scheme::QuantSpec& s = fw.spec;
-  const auto& g = s.granularity;
-  const bool per_row =
-      (g.kind == scheme::Granularity::Kind::kPerAxis && (g.axis == 0 || g.axis == -2)) ||
-      g.kind == scheme::Granularity::Kind::kPerToken;
-  if (s.format != scheme::Format::kInt || s.bits != 8 || !per_row) {
+  if (s.format != scheme::Format::kInt || s.bits != 8 || !per_output_channel(s.granularity)) {
     *why =
         "bitsandbytes 8-bit stores int8 codes with one absmax per output row (quant.weight=int8 "
         "with quant.group_size=0)";
@@ -137,21 +133,6 @@ void add_int8(Job& job, TensorList& tensors, const std::string& p, const Int8Row
   job.report.tensors.push_back(std::move(rec));
 }
 
-// config.json's quantization_config, as transformers writes it for load_in_8bit.
-nlohmann::json quantization_config(at::ScalarType dt) {
-  return {{"quant_method", "bitsandbytes"},
-          {"load_in_4bit", false},
-          {"load_in_8bit", true},
-          {"llm_int8_threshold", 6.0},
-          {"llm_int8_skip_modules", nullptr},
-          {"llm_int8_has_fp16_weight", false},
-          {"llm_int8_enable_fp32_cpu_offload", false},
-          {"bnb_4bit_quant_type", "fp4"},
-          {"bnb_4bit_use_double_quant", false},
-          {"bnb_4bit_compute_dtype", hf_dtype_name(dt)},
-          {"bnb_4bit_quant_storage", "uint8"}};
-}
-
 }  // namespace
 
 void write_bnb_int8(Job& job, const std::string& dir) {
@@ -174,7 +155,8 @@ void write_bnb_int8(Job& job, const std::string& dir) {
     any = true;
   }
   TORCH_CHECK(any, "export bnb-int8: the model has no linear layer to quantize");
-  write_hf_quantized(job, dir, tensors, quantization_config(dt));
+  write_hf_quantized(job, dir, tensors,
+                     bnb_quantization_config(/*four_bit=*/false, /*double_quant=*/false, dt));
 }
 
 }  // namespace qat::exporting::detail

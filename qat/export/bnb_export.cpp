@@ -201,12 +201,13 @@ void add_nf4(Job& job, TensorList& tensors, const std::string& p, const nf4::NF4
   job.report.tensors.push_back(std::move(r));
 }
 
-// config.json's quantization_config; double quant as the majority of layers have it.
-nlohmann::json quantization_config(bool double_quant, at::ScalarType dt) {
+}  // namespace
+
+nlohmann::json bnb_quantization_config(bool four_bit, bool double_quant, at::ScalarType dt) {
   return {{"quant_method", "bitsandbytes"},
-          {"load_in_4bit", true},
-          {"load_in_8bit", false},
-          {"bnb_4bit_quant_type", "nf4"},
+          {"load_in_4bit", four_bit},
+          {"load_in_8bit", !four_bit},
+          {"bnb_4bit_quant_type", four_bit ? "nf4" : "fp4"},  // transformers' default for 8-bit
           {"bnb_4bit_use_double_quant", double_quant},
           {"bnb_4bit_compute_dtype", hf_dtype_name(dt)},
           {"bnb_4bit_quant_storage", "uint8"},
@@ -215,8 +216,6 @@ nlohmann::json quantization_config(bool double_quant, at::ScalarType dt) {
           {"llm_int8_has_fp16_weight", false},
           {"llm_int8_enable_fp32_cpu_offload", false}};
 }
-
-}  // namespace
 
 void write_bnb_nf4(Job& job, const std::string& dir) {
   torch::NoGradGuard no_grad;
@@ -248,7 +247,9 @@ void write_bnb_nf4(Job& job, const std::string& dir) {
         "layer's own quant_state, the config states the majority");
   }
   io::save_safetensors_sharded(dir, tensors, opt.max_shard_bytes);
-  write_hf_config(dir, job.model.config(), dt, quantization_config(dq_layers >= plain_layers, dt));
+  // The config states double quant as the majority of layers have it.
+  write_hf_config(dir, job.model.config(), dt,
+                  bnb_quantization_config(/*four_bit=*/true, dq_layers >= plain_layers, dt));
   const TokenizerSource& tok = job.source.tokenizer;
   if (tok.gguf || !tok.hf_dir.empty())
     write_hf_tokenizer(dir, tok, job.model.config());

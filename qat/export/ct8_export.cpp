@@ -45,11 +45,6 @@ QuantSpec weight_spec(CtScheme s, at::ScalarType dt) {
   return spec;
 }
 
-bool per_output_channel(const Granularity& g) {
-  return (g.kind == Granularity::Kind::kPerAxis && (g.axis == 0 || g.axis == -2)) ||
-         g.kind == Granularity::Kind::kPerToken;  // one scale per row of [N, K]: the same
-}
-
 // codes * scale, float32 [N, K].
 at::Tensor dequantize(const Int8Weight& w, Format f) {
   const at::Tensor v = f == Format::kFp8E4M3 ? w.codes.view(at::kFloat8_e4m3fn).to(at::kFloat)

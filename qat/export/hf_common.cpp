@@ -36,6 +36,11 @@ std::string hf_dtype_name(at::ScalarType t) {
   }
 }
 
+bool per_output_channel(const scheme::Granularity& g) {
+  using Kind = scheme::Granularity::Kind;
+  return (g.kind == Kind::kPerAxis && (g.axis == 0 || g.axis == -2)) || g.kind == Kind::kPerToken;
+}
+
 scheme::ScaleDtype scale_dtype_of(at::ScalarType t) {
   switch (t) {
     case at::kHalf:

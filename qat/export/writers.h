@@ -44,6 +44,11 @@ void write_json(const std::string& path, const nlohmann::json& j);
 std::string hf_dtype_name(at::ScalarType t);
 // The scale dtype a checkpoint of dtype `t` stores its scales in (fp16, bf16, else fp32).
 scheme::ScaleDtype scale_dtype_of(at::ScalarType t);
+// One scale per row of a weight [N, K] (per axis 0 or -2; per token is the same for a weight).
+bool per_output_channel(const scheme::Granularity& g);
+// config.json's quantization_config of a bitsandbytes checkpoint, as transformers writes it:
+// load_in_4bit (NF4, with or without double quant) or load_in_8bit (LLM.int8).
+nlohmann::json bnb_quantization_config(bool four_bit, bool double_quant, at::ScalarType dt);
 // config.json from the model config, with `dtype` and, when given, a quantization_config.
 void write_hf_config(const std::string& dir, const models::LlamaConfig& cfg, at::ScalarType dtype,
                      const nlohmann::json& quantization_config = nullptr);

@@ -58,11 +58,10 @@ nlohmann::json quantization_config(const std::string& dir) {
   return nlohmann::json::parse(std::ifstream(dir + "/config.json")).at("quantization_config");
 }
 
-// A scalar reference of the dynamic per-token int8 rule of vLLM's kernels: s = max|x| / 127 per row
-// (float32), q = x * (1 / s) rounded half to even, saturated to [-128, 127]; y = q * s.
-// (compressed-tensors' Python observer divides by 127.5 instead; vLLM, which serves the file,
-// uses 127.)
-at::Tensor int8_per_token_reference(const at::Tensor& x) {
+// A scalar reference of a per-token rule: each row's scale s = scale_of(max|x|) in float32, then
+// y = value_of(x, 1 / s) * s element by element.
+template <typename ScaleOf, typename ValueOf>
+at::Tensor per_token_reference(const at::Tensor& x, ScaleOf scale_of, ValueOf value_of) {
   const at::Tensor xf = x.contiguous().to(at::kFloat);
   at::Tensor y = at::empty_like(xf);
   const int64_t rows = xf.size(0), cols = xf.size(1);
@@ -71,15 +70,23 @@ at::Tensor int8_per_token_reference(const at::Tensor& x) {
   for (int64_t r = 0; r < rows; ++r) {
     float amax = 0;
     for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(in[r * cols + c]));
-    const float s = amax > 0 ? amax / 127.0f : 1.0f;
+    const float s = scale_of(amax);
     const float inv = 1.0f / s;
-    for (int64_t c = 0; c < cols; ++c) {
-      const int q = static_cast<int>(
-          std::clamp(std::nearbyint(static_cast<double>(in[r * cols + c] * inv)), -128.0, 127.0));
-      out[r * cols + c] = static_cast<float>(q) * s;  // an integer code: no negative zero
-    }
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = value_of(in[r * cols + c], inv) * s;
   }
   return y;
+}
+
+// The dynamic per-token int8 rule of vLLM's kernels: s = max|x| / 127 per row (float32), q = x *
+// (1 / s) rounded half to even, saturated to [-128, 127]; y = q * s. (compressed-tensors' Python
+// observer divides by 127.5 instead; vLLM, which serves the file, uses 127.)
+at::Tensor int8_per_token_reference(const at::Tensor& x) {
+  return per_token_reference(
+      x, [](float amax) { return amax > 0 ? amax / 127.0f : 1.0f; },
+      [](float v, float inv) {  // an integer code: no negative zero
+        return static_cast<float>(static_cast<int>(
+            std::clamp(std::nearbyint(static_cast<double>(v * inv)), -128.0, 127.0)));
+      });
 }
 
 }  // namespace
@@ -148,22 +155,11 @@ TEST_CASE("W8A8 activation fake quant is vLLM's per-token int8 rule, ties rounde
 // path its CPU build runs): s = max(max|x| / 448, 1 / (448 * 512)) in float32, q = e4m3(clamp(x *
 // (1 / s), -448, 448)) rounded half to even, y = q * s.
 at::Tensor fp8_per_token_reference(const at::Tensor& x) {
-  const at::Tensor xf = x.contiguous().to(at::kFloat);
-  at::Tensor y = at::empty_like(xf);
-  const int64_t rows = xf.size(0), cols = xf.size(1);
-  const float* in = xf.data_ptr<float>();
-  float* out = y.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) {
-    float amax = 0;
-    for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(in[r * cols + c]));
-    const float s = std::max(amax / 448.0f, 1.0f / (448.0f * 512.0f));
-    const float inv = 1.0f / s;
-    for (int64_t c = 0; c < cols; ++c) {
-      const float v = std::clamp(in[r * cols + c] * inv, -448.0f, 448.0f);
-      out[r * cols + c] = static_cast<float>(c10::Float8_e4m3fn(v)) * s;
-    }
-  }
-  return y;
+  return per_token_reference(
+      x, [](float amax) { return std::max(amax / 448.0f, 1.0f / (448.0f * 512.0f)); },
+      [](float v, float inv) {
+        return static_cast<float>(c10::Float8_e4m3fn(std::clamp(v * inv, -448.0f, 448.0f)));
+      });
 }
 
 TEST_CASE("FP8 activation fake quant is vLLM's per-token e4m3 rule", "[export][ct]") {
