@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "qat/io/gguf_file.h"
 #include "qat/lora/lora.h"
@@ -20,6 +21,7 @@
 #include "recipes/methods.h"
 #include "trainers/metrics/format.h"
 #include "trainers/metrics/table.h"
+#include "trainers/shard.h"
 
 namespace fs = std::filesystem;
 
@@ -29,8 +31,9 @@ namespace {
 // The state tensors of a model built on the meta device, by kind.
 struct Counted {
   int64_t trainable = 0, frozen = 0, packed = 0;
-  int64_t fake_quant_all = 0;        // weights of every fake-quant layer
-  int64_t fake_quant_one_layer = 0;  // the largest decoder layer's share of them
+  std::vector<int64_t> trainable_numels;  // per trainable parameter (float32)
+  int64_t fake_quant_all = 0;             // weights of every fake-quant layer
+  int64_t fake_quant_one_layer = 0;       // the largest decoder layer's share of them
 };
 
 // `method` applied to a meta-device model of `shape`. QLoRA's bases stay dense here (quantizing
@@ -83,6 +86,7 @@ Counted count_state(models::LlamaForCausalLM& model, const std::set<std::string>
       c.packed += *is_weight ? nf4::NF4Tensor::packed_nbytes(t.numel(), nf4) : t.numel() * 4;
     } else if (t.requires_grad()) {
       c.trainable += static_cast<int64_t>(t.nbytes());
+      c.trainable_numels.push_back(t.numel());
     } else {
       c.frozen +=
           frozen_bf16 ? t.numel() * 2 : static_cast<int64_t>(t.nbytes());  // model.dtype: bf16
@@ -152,6 +156,14 @@ MemoryPlan plan_memory(const models::LlamaConfig& shape, const RecipeConfig& cfg
   p.packed = c.packed;
   p.gradients = c.trainable;
   p.optimizer = 2 * c.trainable;
+  p.sharded = cfg.train.shard == train::ShardMode::kOptimizer && world_size > 1;
+  if (p.sharded) {
+    // trainers/shard.h: rank 0 owns the first (largest) piece of every trainable parameter.
+    int64_t piece = 0;
+    for (int64_t n : c.trainable_numels) piece += train::shard_range(n, world_size, 0).size() * 4;
+    p.gradients = piece;
+    p.optimizer = 2 * piece;
+  }
   const bool checkpointing = cfg.train.activation_checkpointing;
   p.fake_quant = checkpointing ? c.fake_quant_one_layer : c.fake_quant_all;
   const int64_t tokens = cfg.train.micro_batch * cfg.data.seq_len;
@@ -164,14 +176,23 @@ MemoryPlan plan_memory(const models::LlamaConfig& shape, const RecipeConfig& cfg
                            ? cfg.distill.chunk_tokens
                            : std::max<int64_t>(1, (int64_t{8} << 20) / shape.vocab_size);
   p.head_loss = std::min(rows, tokens) * shape.vocab_size * 4 * (cfg.distill.enabled ? 5 : 3);
-  p.grad_buckets = world_size > 1 ? c.trainable : 0;
+  if (p.sharded) {  // the rank-major flat buffer of the local gradients, padded pieces
+    int64_t padded = 0;
+    for (int64_t n : c.trainable_numels) padded += train::shard_piece_size(n, world_size);
+    p.grad_buckets = padded * world_size * 4;
+  } else {
+    p.grad_buckets = world_size > 1 ? c.trainable : 0;
+  }
   p.teacher = cfg.distill.enabled ? teacher_bytes(shape, cfg) : 0;
   return p;
 }
 
 std::string MemoryPlan::table() const {
   train::Table t("memory plan per rank (" + std::to_string(world_size) + " rank" +
-                 (world_size > 1 ? "s" : "") + ", data parallel: each holds the whole model)");
+                 (world_size > 1 ? "s" : "") +
+                 (sharded ? ", train.shard optimizer: gradients and AdamW state 1/" +
+                                std::to_string(world_size) + " per rank, parameters whole)"
+                          : ", data parallel: each holds the whole model)"));
   t.add_column("part", {}, train::Table::Align::kLeft);
   t.add_column("bytes", {}, train::Table::Align::kRight);
   t.add_column("how", {}, train::Table::Align::kLeft);
@@ -181,13 +202,17 @@ std::string MemoryPlan::table() const {
   row("trainable parameters", trainable, "counted (float32)");
   row("frozen dense weights", frozen, "counted");
   row("NF4 bases", packed, "counted (packed bytes)");
-  row("gradients", gradients, "counted (one per trainable)");
-  row("AdamW moments", optimizer, "counted (two per trainable)");
+  row("gradients", gradients,
+      sharded ? "counted (rank 0's pieces, reduced)" : "counted (one per trainable)");
+  row("AdamW moments", optimizer,
+      sharded ? "counted (two per owned piece)" : "counted (two per trainable)");
   t.add_separator();
   row("fake-quantized weights", fake_quant, "estimated (kept for backward)");
   row("activations", activations, "estimated (saved for backward)");
   row("head loss chunk", head_loss, "estimated");
-  row("gradient buckets", grad_buckets, "estimated (all-reduce buffers)");
+  row(sharded ? "reduce-scatter buffer" : "gradient buckets", grad_buckets,
+      sharded ? "counted (full size, transient; Gloo runs it as an all-reduce)"
+              : "estimated (all-reduce buffers)");
   row("distillation teacher", teacher, "counted (teacher weights)");
   t.add_separator();
   row("owned state", owned(), "counted");

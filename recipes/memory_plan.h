@@ -33,6 +33,7 @@ struct MemoryPlan {
   int64_t grad_buckets = 0;  // data parallel (world size > 1): the flat all-reduce buffers
   int64_t teacher = 0;       // distillation: the frozen teacher's weights
   int world_size = 1;
+  bool sharded = false;  // train.shard: optimizer with more than one rank
 
   int64_t owned() const { return trainable + frozen + packed + gradients + optimizer; }
   int64_t total() const {
@@ -45,7 +46,8 @@ struct MemoryPlan {
 };
 
 // The plan for `cfg` on a model of shape `model` with `world_size` ranks (data parallel: every
-// rank holds the whole model).
+// rank holds the whole model; with train.shard: optimizer, rank 0's share of the gradients and
+// AdamW moments, the largest of any rank).
 MemoryPlan plan_memory(const models::LlamaConfig& model, const RecipeConfig& cfg,
                        int world_size = 1);
 

@@ -54,7 +54,11 @@ void print_run_header(const RecipeConfig& cfg, const models::Pretrained& p, cons
             << count_params(*p.model, true) << " trainable\n"
             << "  data: " << data.description << "\n"
             << "  ranks: " << env.world_size << " (" << comm.backend_name() << "), global batch "
-            << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens\n"
+            << cfg.global_batch(env.world_size) << " x " << cfg.data.seq_len << " tokens"
+            << (cfg.train.shard == train::ShardMode::kOptimizer
+                    ? ", gradients and AdamW state sharded (train.shard optimizer)"
+                    : "")
+            << "\n"
             << "  precision: " << train::resolve_precision(cfg.train).reason << "\n"
             << "  memory plan: " << plan_memory(p.model->config(), cfg, env.world_size).summary()
             << " (qat plan)\n"

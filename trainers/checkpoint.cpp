@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -86,11 +87,21 @@ std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step,
     if (n.rfind(".tmp-", 0) == 0 || n.rfind(".trash-", 0) == 0) io::remove_tree(e.path().string());
   }
   const std::string name = checkpoint_name(step);
+  // Staged optimizer shards of earlier, killed saves (never of this one: it adopts its own).
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(".shards-", 0) == 0 && n != ".shards-" + name) io::remove_tree(e.path().string());
+  }
   const fs::path tmp = dir / (".tmp-" + name + "-" + std::to_string(::getpid()));
   const fs::path final_path = dir / name;
   fs::create_directories(tmp);
   io::save_safetensors((tmp / "model.safetensors").string(), as_list(data.model));
-  io::save_safetensors((tmp / "optimizer.safetensors").string(), as_list(data.optimizer));
+  if (!data.optimizer.empty())
+    io::save_safetensors((tmp / "optimizer.safetensors").string(), as_list(data.optimizer));
+  for (const std::string& f : data.adopt) {
+    fs::rename(f, tmp / fs::path(f).filename(), ec);
+    TORCH_CHECK(!ec, "cannot move ", f, " into the checkpoint: ", ec.message());
+  }
   io::save_safetensors((tmp / "rng.safetensors").string(), as_list(data.rng));
   {
     std::ofstream out(tmp / "trainer_state.json");
@@ -114,6 +125,7 @@ std::string save_checkpoint(const std::string& checkpoints_dir, int64_t step,
               ec.message());
   fsync_path(dir, true);
   io::remove_tree(trash.string());
+  io::remove_tree((dir / (".shards-" + name)).string());
 
   if (keep_last > 0) {
     auto all = list_checkpoints(dir);
@@ -175,10 +187,84 @@ CheckpointData load_checkpoint(const std::string& path) {
     return out;
   };
   d.model = load("model.safetensors");
-  d.optimizer = load("optimizer.safetensors");
+  d.optimizer = load_optimizer_state(dir.string());
   d.rng = load("rng.safetensors");
   d.state = read_state(dir);
   return d;
+}
+
+std::string optimizer_shard_path(const std::string& checkpoints_dir, int64_t step, int rank,
+                                 int world_size) {
+  return (fs::path(checkpoints_dir) / (".shards-" + checkpoint_name(step)) /
+          ("optimizer-rank-" + std::to_string(rank) + "-of-" + std::to_string(world_size) +
+           ".safetensors"))
+      .string();
+}
+
+void save_optimizer_shard(const std::string& path, const std::map<std::string, at::Tensor>& shard) {
+  fs::create_directories(fs::path(path).parent_path());
+  io::save_safetensors(path, as_list(shard));
+  fsync_path(path, false);
+}
+
+namespace {
+
+// The optimizer-rank-R-of-N.safetensors files of a checkpoint directory, by rank; checks that
+// exactly ranks 0..N-1 of one N are there.
+std::vector<fs::path> optimizer_shards(const fs::path& dir) {
+  std::map<int, fs::path> by_rank;
+  int world = -1;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    int r = -1, w = -1;
+    if (std::sscanf(n.c_str(), "optimizer-rank-%d-of-%d.safetensors", &r, &w) != 2) continue;
+    TORCH_CHECK(world < 0 || w == world, dir.string(),
+                " holds optimizer shards of two world sizes (", world, " and ", w,
+                "): the checkpoint is damaged");
+    world = w;
+    by_rank[r] = e.path();
+  }
+  std::vector<fs::path> out;
+  for (int r = 0; r < world; ++r) {
+    TORCH_CHECK(by_rank.count(r), "checkpoint ", dir.string(), " lacks optimizer-rank-", r, "-of-",
+                world, ".safetensors (one shard per rank of the run that saved it)");
+    out.push_back(by_rank[r]);
+  }
+  TORCH_CHECK(world < 0 || static_cast<int>(by_rank.size()) == world, "checkpoint ", dir.string(),
+              " holds optimizer shards for ranks beyond ", world - 1);
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, at::Tensor> load_optimizer_state(const std::string& checkpoint_dir) {
+  const fs::path dir(checkpoint_dir);
+  std::map<std::string, at::Tensor> out;
+  if (fs::exists(dir / "optimizer.safetensors")) {
+    for (auto& [k, v] : io::load_safetensors((dir / "optimizer.safetensors").string()))
+      out[k] = v.clone();
+    return out;
+  }
+  const std::vector<fs::path> shards = optimizer_shards(dir);
+  TORCH_CHECK(!shards.empty(), "checkpoint ", dir.string(),
+              " lacks optimizer.safetensors (and has no optimizer-rank-R-of-N shards)");
+  std::map<std::string, std::vector<at::Tensor>> pieces;
+  for (const fs::path& f : shards) {
+    for (auto& [k, v] : io::load_safetensors(f.string())) {
+      if (k == "step") {
+        TORCH_CHECK(!out.count("step") || out["step"].item<int64_t>() == v.item<int64_t>(),
+                    f.string(), " is at another optimizer step than rank 0's shard");
+        out["step"] = v.clone();
+        continue;
+      }
+      TORCH_CHECK(v.dim() == 1, f.string(), ": optimizer shard entry '", k, "' is not 1-d");
+      pieces[k].push_back(v);
+    }
+  }
+  TORCH_CHECK(out.count("step"), "the optimizer shards of ", dir.string(), " hold no step");
+  for (auto& [k, list] : pieces) out[k] = at::cat(list);
+  return out;
 }
 
 std::map<std::string, at::Tensor> rng_state(bool cuda) {

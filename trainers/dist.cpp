@@ -98,6 +98,7 @@ Communicator::~Communicator() = default;
 
 PendingWork Communicator::all_reduce_sum_async(at::Tensor& t) {
   if (!backend_) return {};
+  bytes_communicated_ += static_cast<int64_t>(t.nbytes());
   std::vector<at::Tensor> ts{t};
   c10d::AllreduceOptions opts;
   opts.reduceOp = c10d::ReduceOp::SUM;
@@ -121,6 +122,40 @@ void Communicator::broadcast(at::Tensor& t, int root) {
     backend_->broadcast(ts, opts)->wait();
   } catch (const std::exception& e) {
     throw CommError(std::string("broadcast failed: ") + e.what());
+  }
+}
+
+void Communicator::reduce_scatter_sum(at::Tensor& out, at::Tensor& in) {
+  TORCH_CHECK(in.numel() == out.numel() * world_size(), "reduce_scatter_sum: the input has ",
+              in.numel(), " elements, expected ", world_size(), " x ", out.numel());
+  TORCH_CHECK(in.is_contiguous() && out.is_contiguous(), "reduce_scatter_sum: contiguous tensors");
+  bytes_communicated_ += static_cast<int64_t>(in.nbytes());
+  if (!backend_) {
+    out.copy_(in);
+    return;
+  }
+  c10d::ReduceScatterOptions opts;
+  opts.reduceOp = c10d::ReduceOp::SUM;
+  try {
+    backend_->_reduce_scatter_base(out, in, opts)->wait();
+  } catch (const std::exception& e) {
+    throw CommError(std::string("reduce_scatter failed: ") + e.what());
+  }
+}
+
+void Communicator::all_gather(at::Tensor& out, at::Tensor& in) {
+  TORCH_CHECK(out.numel() == in.numel() * world_size(), "all_gather: the output has ", out.numel(),
+              " elements, expected ", world_size(), " x ", in.numel());
+  TORCH_CHECK(in.is_contiguous() && out.is_contiguous(), "all_gather: contiguous tensors");
+  bytes_communicated_ += static_cast<int64_t>(in.nbytes());
+  if (!backend_) {
+    out.copy_(in);
+    return;
+  }
+  try {
+    backend_->_allgather_base(out, in, c10d::AllgatherOptions())->wait();
+  } catch (const std::exception& e) {
+    throw CommError(std::string("all_gather failed: ") + e.what());
   }
 }
 

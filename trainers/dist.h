@@ -81,12 +81,23 @@ class Communicator {
   void all_reduce_sum(at::Tensor& t);
   void broadcast(at::Tensor& t, int root);
   void barrier();
+  // Sharded collectives over flat tensors laid out rank-major ([world_size x n]): rank r's part is
+  // elements [r*n, (r+1)*n). reduce_scatter_sum: `out` (n elements) = the sum over ranks of each
+  // rank's part r of `in` (world_size*n). all_gather: `out` (world_size*n) = every rank's `in`
+  // (n), in rank order. With one process both are a copy. NCCL runs them natively; libtorch's
+  // Gloo emulates the reduce-scatter with an all-reduce of the whole input (full-size traffic).
+  void reduce_scatter_sum(at::Tensor& out, at::Tensor& in);
+  void all_gather(at::Tensor& out, at::Tensor& in);
+  // Bytes this rank has handed to collectives (their input tensors) since construction: what a
+  // step moves, for the tests and the memory plan (not the wire traffic of a given algorithm).
+  int64_t bytes_communicated() const { return bytes_communicated_; }
 
  private:
   DistEnv env_;
   std::string backend_name_ = "none";
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
+  int64_t bytes_communicated_ = 0;
 };
 
 // Backend factories (gloo_backend.cpp and nccl_backend.cpp keep each library's headers in one

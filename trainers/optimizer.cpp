@@ -26,18 +26,32 @@ bool decays(const std::string& name, const at::Tensor& param) {
 }
 
 AdamW::AdamW(std::vector<NamedParam> params, AdamWConfig cfg)
-    : params_(std::move(params)), cfg_(cfg) {
+    : AdamW(params, cfg, [&] {
+        std::vector<bool> d;
+        for (const auto& p : params) d.push_back(decays(p.name, p.param));
+        return d;
+      }()) {}
+
+AdamW::AdamW(std::vector<NamedParam> params, AdamWConfig cfg, std::vector<bool> decay)
+    : params_(std::move(params)), decay_(std::move(decay)), cfg_(cfg) {
   cfg_.validate();
+  TORCH_CHECK(decay_.size() == params_.size(), "AdamW: one decay flag per parameter");
   for (const auto& p : params_) {
     TORCH_CHECK(p.param.scalar_type() == at::kFloat, "AdamW keeps float32 master weights, but ",
                 p.name, " is ", p.param.scalar_type(), ": build trainable parameters in float32");
-    decay_.push_back(decays(p.name, p.param));
     exp_avg_.push_back(at::zeros_like(p.param, at::MemoryFormat::Contiguous));
     exp_avg_sq_.push_back(at::zeros_like(p.param, at::MemoryFormat::Contiguous));
   }
 }
 
 void AdamW::step(double lr) {
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params_) grads.push_back(p.param.grad());
+  step(lr, grads);
+}
+
+void AdamW::step(double lr, const std::vector<at::Tensor>& grads) {
+  TORCH_CHECK(grads.size() == params_.size(), "AdamW::step: one gradient per parameter");
   c10::NoGradGuard no_grad;
   ++step_;
   // libtorch's fused AdamW kernel: one pass over each parameter, its gradient and both moments
@@ -50,7 +64,7 @@ void AdamW::step(double lr) {
   for (const bool with_decay : {true, false}) {
     std::vector<at::Tensor> p, g, m, v, t;
     for (size_t i = 0; i < params_.size(); ++i) {
-      const at::Tensor& grad = params_[i].param.grad();
+      const at::Tensor& grad = grads[i];
       if (!grad.defined() || decay_[i] != with_decay) continue;
       p.push_back(params_[i].param);
       g.push_back(grad.is_contiguous() ? grad : grad.contiguous());
@@ -88,9 +102,10 @@ void AdamW::load_state_dict(const std::map<std::string, at::Tensor>& state) {
     TORCH_CHECK(it != state.end(), "optimizer state has no '", key,
                 "': the checkpoint was written for other trainable parameters (a different method, "
                 "LoRA targets or quantization config)");
-    TORCH_CHECK(it->second.sizes() == like.sizes(), "optimizer state '", key, "' has shape ",
-                it->second.sizes(), " but the parameter has ", like.sizes());
-    return it->second;
+    const bool flat = it->second.dim() == 1 && it->second.numel() == like.numel();
+    TORCH_CHECK(it->second.sizes() == like.sizes() || flat, "optimizer state '", key,
+                "' has shape ", it->second.sizes(), " but the parameter has ", like.sizes());
+    return it->second.view(like.sizes());
   };
   for (size_t i = 0; i < params_.size(); ++i) {
     exp_avg_[i].copy_(get(params_[i].name + ".exp_avg", exp_avg_[i]));

@@ -38,16 +38,22 @@ bool decays(const std::string& name, const at::Tensor& param);
 class AdamW {
  public:
   AdamW(std::vector<NamedParam> params, AdamWConfig cfg);
+  // Over pieces of parameters (a sharded optimizer's 1-d slices of them): whether each decays is
+  // given, since it depends on the whole parameter (decays(name, whole)).
+  AdamW(std::vector<NamedParam> params, AdamWConfig cfg, std::vector<bool> decay);
 
-  // One update with learning rate `lr` from the parameters' .grad (a missing grad counts as 0).
+  // One update with learning rate `lr` from the parameters' .grad (a missing grad: not updated).
   void step(double lr);
+  // The same from explicit gradients, one per parameter (undefined: not updated).
+  void step(double lr, const std::vector<at::Tensor>& grads);
   void zero_grad();
   int64_t steps_taken() const { return step_; }
   const std::vector<NamedParam>& params() const { return params_; }
 
   // "<param>.exp_avg", "<param>.exp_avg_sq" and "step" (int64 scalar).
   std::map<std::string, at::Tensor> state_dict() const;
-  // Every entry must be present with the right shape: a checkpoint of another config fails here.
+  // Every entry must be present with the right shape (or flattened: a sharded checkpoint's
+  // reassembled moments): a checkpoint of another config fails here.
   void load_state_dict(const std::map<std::string, at::Tensor>& state);
 
  private:

@@ -30,6 +30,7 @@
 #include "trainers/metrics/training_plot.h"
 #include "trainers/model_state.h"
 #include "trainers/optimizer.h"
+#include "trainers/shard.h"
 
 namespace fs = std::filesystem;
 
@@ -147,7 +148,8 @@ struct Trainer::Impl {
   bool bf16 = false;
   bool main = false;  // rank 0: writes files and prints
   std::vector<NamedParam> params;
-  std::unique_ptr<AdamW> opt;
+  std::unique_ptr<AdamW> opt;                // train.shard: none
+  std::unique_ptr<ShardedOptimizer> shards;  // train.shard: optimizer
   std::unique_ptr<GradSync> sync;
   std::unique_ptr<data::DistributedSampler> sampler;
   LrSchedule schedule;
@@ -188,8 +190,18 @@ struct Trainer::Impl {
     ac.beta2 = cfg.train.beta2;
     ac.eps = cfg.train.eps;
     ac.weight_decay = cfg.train.weight_decay;
-    opt = std::make_unique<AdamW>(params, ac);
-    if (comm.distributed()) sync = std::make_unique<GradSync>(params, comm);
+    if (cfg.train.shard == ShardMode::kOptimizer) {
+      shards = std::make_unique<ShardedOptimizer>(params, ac, comm);
+    } else {
+      opt = std::make_unique<AdamW>(params, ac);
+      if (comm.distributed()) sync = std::make_unique<GradSync>(params, comm);
+    }
+    if (shards) {
+      summary.optimizer_state_bytes = shards->owned_state_bytes();
+    } else {
+      for (const auto& p : params)
+        summary.optimizer_state_bytes += 3 * static_cast<int64_t>(p.param.nbytes());
+    }
     sampler = std::make_unique<data::DistributedSampler>(sampler_config());
     schedule.lr = cfg.train.lr;
     schedule.warmup_steps = cfg.train.warmup_steps;
@@ -253,7 +265,10 @@ struct Trainer::Impl {
       cfg.check_same_run(d.state["config"].get<std::string>(), path);
     const int64_t saved_world = d.state.value("world_size", comm.world_size());
     load_training_state(*model, d.model);
-    opt->load_state_dict(d.optimizer);
+    if (shards)
+      shards->load_state_dict(d.optimizer);
+    else
+      opt->load_state_dict(d.optimizer);
     set_rng_state(d.rng);
     start = d.state.at("step").get<int64_t>();
     if (comm.rank() != 0) {
@@ -376,7 +391,10 @@ struct Trainer::Impl {
   StepResult train_step(int64_t step) {
     const auto ts = std::chrono::steady_clock::now();
     const auto [micro, global_targets] = step_batches(step);
-    opt->zero_grad();
+    if (shards)
+      shards->zero_grad();
+    else
+      opt->zero_grad();
     at::Tensor loss_total = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
     for (size_t m = 0; m < micro.size(); ++m) {
       set_quantizer_steps(*model, step);
@@ -394,6 +412,7 @@ struct Trainer::Impl {
       tokens_done += static_cast<double>(batch.tokens.numel()) * comm.world_size();
     }
     if (sync) sync->finish();
+    if (shards) shards->reduce_gradients();
     comm.all_reduce_sum(loss_total);
     StepResult r;
     r.loss = loss_total.item<double>();
@@ -402,14 +421,18 @@ struct Trainer::Impl {
                                                 " (lower train.lr, enable train.max_grad_norm, "
                                                 "or check the data)"));
     }
-    r.grad_norm = clip_grad_norm(params, cfg.train.max_grad_norm);
+    r.grad_norm = shards ? shards->clip(cfg.train.max_grad_norm)
+                         : clip_grad_norm(params, cfg.train.max_grad_norm);
     if (!std::isfinite(r.grad_norm)) {
       throw TrainingError(failure(step + 1, "the gradient norm is " + non_finite(r.grad_norm) +
                                                 " although the loss is finite (lower train.lr "
                                                 "or check the data)"));
     }
     r.lr = schedule.at(step);
-    opt->step(r.lr);
+    if (shards)
+      shards->step(r.lr);  // and all-gathers the updated pieces
+    else
+      opt->step(r.lr);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     return r;
   }
@@ -440,9 +463,17 @@ struct Trainer::Impl {
 
   std::string save(int64_t step) {
     CheckpointData d;
+    if (shards) {  // every rank stages its shard; rank 0's save moves them into the checkpoint
+      const std::string mine =
+          optimizer_shard_path(ckpt_dir.string(), step, comm.rank(), comm.world_size());
+      save_optimizer_shard(mine, shards->optimizer_shard());
+      comm.barrier();
+      for (int r = 0; r < comm.world_size(); ++r)
+        d.adopt.push_back(optimizer_shard_path(ckpt_dir.string(), step, r, comm.world_size()));
+    }
     if (main) {
       d.model = training_state(*model);
-      d.optimizer = opt->state_dict();
+      if (opt) d.optimizer = opt->state_dict();
       d.rng = rng_state(device.is_cuda());
       d.state = nlohmann::json::object();
       d.state["step"] = step;

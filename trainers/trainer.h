@@ -76,6 +76,8 @@ struct TrainSummary {
   double tokens_per_second = 0;  // target+context tokens processed per second (all ranks)
   double peak_memory_bytes = 0;  // CUDA allocator peak, or the process's peak RSS on CPU
   std::string last_checkpoint;
+  // Bytes of gradients and AdamW moments this rank owns (1/N of them with train.shard optimizer).
+  int64_t optimizer_state_bytes = 0;
 };
 
 class TrainingError : public std::runtime_error {

@@ -19,6 +19,11 @@ enum class Autocast {
   kBf16,  // bf16 on CUDA, and on a CPU with bf16 instructions (float32 elsewhere)
   kOff,
 };
+// train.shard: what data-parallel ranks split among themselves (trainers/shard.h).
+enum class ShardMode {
+  kNone,       // every rank holds the whole gradients and optimizer state (plain data parallel)
+  kOptimizer,  // gradients and AdamW state sharded 1/N per rank, parameters whole (ZeRO-2)
+};
 enum class Progress {
   kAuto,  // a bar on a TTY, lines otherwise
   kBar,
@@ -42,6 +47,7 @@ struct TrainSection {
   Device device = Device::kCpu;
   Autocast autocast = Autocast::kAuto;
   int64_t dist_timeout_s = 300;  // a collective waiting longer means a lost rank
+  ShardMode shard = ShardMode::kNone;
 
   // bf16 autocast is on: CUDA with autocast auto or bf16; the CPU with autocast bf16 where it
   // has bf16 matmul instructions (trainers/autocast.h, which defines this).

@@ -159,6 +159,15 @@ struct EnumNames<train::Autocast> {
   }
 };
 template <>
+struct EnumNames<train::ShardMode> {
+  using E = train::ShardMode;
+  static const std::vector<std::pair<E, const char*>>& get() {
+    static const std::vector<std::pair<E, const char*>> k{{E::kNone, "none"},
+                                                          {E::kOptimizer, "optimizer"}};
+    return k;
+  }
+};
+template <>
 struct EnumNames<train::Progress> {
   using E = train::Progress;
   static const std::vector<std::pair<E, const char*>>& get() {
@@ -263,6 +272,7 @@ void visit_fields(V& v, train::TrainSection& s) {
   v.field("device", s.device);
   v.field("autocast", s.autocast);
   v.field("dist_timeout_s", s.dist_timeout_s, at_least<int64_t>(1));
+  v.field("shard", s.shard);
 }
 
 template <class V>
